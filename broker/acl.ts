@@ -1,0 +1,205 @@
+import type { Identity } from './tokens.ts'
+
+/**
+ * What the ACL needs to know from stored state. Implemented by the services' access index, which is
+ * updated synchronously on every commit, so answers are never stale and cost a map lookup.
+ */
+export interface AccessState {
+  /** Admin or member (online or not) of the stage. */
+  canSeeStage(stageId: string, userId: string): boolean
+  /** The owner of a registered device, or undefined. */
+  deviceOwner(deviceId: string): string | undefined
+}
+
+/** Topic variables bound by a concrete topic; a variable covered by a wildcard is undefined. */
+type Params = Readonly<Record<string, string | undefined>>
+type Predicate = (who: Identity, params: Params, state: AccessState) => boolean
+
+interface AclRule {
+  pattern: string
+  subscribe?: Predicate
+  publish?: Predicate
+  /** Client publishes may be retained here (presence); anywhere else the retain flag is dropped. */
+  retain?: boolean
+  /** The subscribe predicate reads stored state, so it is re-checked for every delivered message. */
+  stateful?: boolean
+}
+
+// Predicates: small, named, composable.
+const anyone: Predicate = () => true
+const userSelf =
+  (v: string): Predicate =>
+  (who, p) =>
+    who.role === 'user' && p[v] !== undefined && p[v] === who.id
+const stageInsider =
+  (v: string): Predicate =>
+  (who, p, state) =>
+    who.role === 'user' && p[v] !== undefined && state.canSeeStage(p[v], who.id)
+const deviceSelf =
+  (v: string): Predicate =>
+  (who, p) =>
+    who.role === 'device' && p[v] !== undefined && p[v] === who.id
+const deviceOwner =
+  (v: string): Predicate =>
+  (who, p, state) =>
+    who.role === 'user' && p[v] !== undefined && state.deviceOwner(p[v]) === who.id
+const routerSelf =
+  (v: string): Predicate =>
+  (who, p) =>
+    who.role === 'router' && p[v] !== undefined && p[v] === who.id
+const ownClient =
+  (v: string): Predicate =>
+  (who, p) =>
+    p[v] !== undefined && p[v] === who.clientId
+const either =
+  (...predicates: Predicate[]): Predicate =>
+  (who, p, state) =>
+    predicates.some((pred) => pred(who, p, state))
+
+/** SPEC §3 as one table. Admins may additionally subscribe to everything, `$SYS` included. Default deny. */
+export const aclRules: readonly AclRule[] = [
+  { pattern: 'hub/status', subscribe: anyone },
+  { pattern: 'users/{u}', subscribe: userSelf('u') },
+  { pattern: 'users/{u}/devices/{d}', subscribe: userSelf('u') },
+  { pattern: 'users/{u}/stages/{s}', subscribe: userSelf('u') },
+  { pattern: 'users/{u}/mix/{kind}/{id}', subscribe: userSelf('u') },
+  { pattern: 'stages/{s}', subscribe: stageInsider('s'), stateful: true },
+  { pattern: 'stages/{s}/groups/{g}', subscribe: stageInsider('s'), stateful: true },
+  { pattern: 'stages/{s}/members/{u}', subscribe: stageInsider('s'), stateful: true },
+  { pattern: 'stages/{s}/tracks/{t}', subscribe: stageInsider('s'), stateful: true },
+  { pattern: 'stages/{s}/chat', subscribe: stageInsider('s'), stateful: true },
+  { pattern: 'devices/{d}/config', subscribe: either(deviceSelf('d'), deviceOwner('d')), stateful: true },
+  { pattern: 'devices/{d}/presence', subscribe: either(deviceSelf('d'), deviceOwner('d')), publish: deviceSelf('d'), retain: true, stateful: true },
+  { pattern: 'devices/{d}/reported', publish: deviceSelf('d') },
+  { pattern: 'routers/{r}' },
+  { pattern: 'routers/{r}/assignments/{s}', subscribe: routerSelf('r') },
+  { pattern: 'routers/{r}/presence', subscribe: routerSelf('r'), publish: routerSelf('r'), retain: true },
+  { pattern: 'routers/{r}/load', publish: routerSelf('r') },
+  { pattern: 'clients/{c}/req/{action}', publish: ownClient('c') },
+  { pattern: 'clients/{c}/res', subscribe: ownClient('c') },
+  { pattern: '$SYS/#' },
+]
+
+type Level = { literal: string } | { variable: string } | { rest: true }
+
+interface CompiledRule extends AclRule {
+  levels: Level[]
+}
+
+const compiled: CompiledRule[] = aclRules.map((rule) => ({
+  ...rule,
+  levels: rule.pattern.split('/').map((level): Level => {
+    if (level === '#') return { rest: true }
+    const variable = /^\{(\w+)\}$/.exec(level)?.[1]
+    return variable ? { variable } : { literal: level }
+  }),
+}))
+
+/** Binds a concrete topic's levels to a rule, or null when the rule does not describe this topic. */
+function bindTopic(rule: CompiledRule, levels: readonly string[]): Params | null {
+  const params: Record<string, string> = {}
+  for (let i = 0; i < rule.levels.length; i++) {
+    const level = rule.levels[i]!
+    if ('rest' in level) return params
+    const value = levels[i]
+    if (value === undefined) return null
+    if ('literal' in level) {
+      if (level.literal !== value) return null
+    } else {
+      if (value === '') return null
+      params[level.variable] = value
+    }
+  }
+  return levels.length === rule.levels.length ? params : null
+}
+
+/**
+ * Binds a subscription filter to a rule when some topic could match both. Variables under `+` or
+ * `#` stay unbound, so identity predicates refuse them: that is what stops wildcards widening access.
+ */
+function bindFilter(rule: CompiledRule, filter: readonly string[]): Params | null {
+  if (rule.levels[0] && 'literal' in rule.levels[0] && rule.levels[0].literal.startsWith('$')) {
+    // MQTT: wildcards at the first level never match $-topics
+    if (filter[0] !== rule.levels[0].literal) return null
+  }
+  const params: Record<string, string | undefined> = {}
+  for (let i = 0; ; i++) {
+    const f = filter[i]
+    const level = rule.levels[i]
+    if (f === '#') {
+      // matches the parent level too, so a rule with exactly i levels intersects
+      for (const rest of rule.levels.slice(i)) if ('variable' in rest) params[rest.variable] = undefined
+      return params
+    }
+    if (level && 'rest' in level) return params
+    if (f === undefined || level === undefined) return f === undefined && level === undefined ? params : null
+    if (f === '+') {
+      if ('variable' in level) params[level.variable] = undefined
+      continue
+    }
+    if ('literal' in level) {
+      if (level.literal !== f) return null
+    } else {
+      if (f === '') return null
+      params[level.variable] = f
+    }
+  }
+}
+
+export interface PublishDecision {
+  allowed: boolean
+  /** Whether the client's retain flag may stand. */
+  retain: boolean
+}
+
+export class Acl {
+  readonly #state: AccessState
+
+  constructor(state: AccessState) {
+    this.#state = state
+  }
+
+  /** SUBSCRIBE: allowed only when every rule the filter could reach allows it (no widening). */
+  canSubscribe(who: Identity, filter: string): boolean {
+    if (who.role === 'admin') return true
+    const levels = filter.split('/')
+    let reachable = false
+    for (const rule of compiled) {
+      const params = bindFilter(rule, levels)
+      if (!params) continue
+      reachable = true
+      if (!rule.subscribe || !rule.subscribe(who, params, this.#state)) return false
+    }
+    return reachable
+  }
+
+  /**
+   * Delivery of one message on a concrete topic to a subscriber. Re-checks state-dependent rules so
+   * that access revoked in the store ends at once, including subscriptions already held.
+   */
+  canReceive(who: Identity, topic: string): boolean {
+    if (who.role === 'admin') return true
+    const slash = topic.indexOf('/')
+    const first = slash === -1 ? topic : topic.slice(0, slash)
+    if (first !== 'stages' && first !== 'devices') return true
+    const levels = topic.split('/')
+    for (const rule of compiled) {
+      if (!rule.stateful) continue
+      const params = bindTopic(rule, levels)
+      if (params) return rule.subscribe!(who, params, this.#state)
+    }
+    return true
+  }
+
+  /** PUBLISH: the one rule that describes the topic must allow it; anything else is refused. */
+  canPublish(who: Identity, topic: string): PublishDecision {
+    const levels = topic.split('/')
+    for (const rule of compiled) {
+      const params = bindTopic(rule, levels)
+      if (!params) continue
+      const allowed = rule.publish ? rule.publish(who, params, this.#state) : false
+      return { allowed, retain: allowed && rule.retain === true }
+    }
+    return { allowed: false, retain: false }
+  }
+}

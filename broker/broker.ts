@@ -1,0 +1,222 @@
+import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
+import type { Logger } from 'pino'
+import type { Duplex } from 'node:stream'
+import type { IncomingMessage } from 'node:http'
+import type { Acl } from './acl.ts'
+import type { HubMetrics } from './metrics.ts'
+import { type Identity, type TokenService, TokenRefusal, checkClientId } from './tokens.ts'
+
+/** What the broker asks of the services: nothing MQTT-specific crosses this line. */
+export interface BrokerDelegate {
+  acl: Acl
+  /** The stored token generation of a device or router; undefined when it is not registered. */
+  tokenGeneration(role: 'device' | 'router', id: string): number | undefined
+  /** A client published to its own `clients/{c}/req/{action}`; called after the ACL allowed it. */
+  onRequest(who: Identity, action: string, payload: Buffer): void
+  /** Connection life cycle, for presence. */
+  onConnected?(who: Identity): void
+  onDisconnected?(who: Identity, reason: 'clean' | 'lost'): void
+}
+
+export interface BrokerOptions {
+  tokens: TokenService
+  delegate: BrokerDelegate
+  metrics: HubMetrics
+  log: Logger
+  /** Whole MQTT packets above this size close the connection before they are buffered. */
+  maxPacketBytes: number
+}
+
+const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
+/** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+interface ParserInternals {
+  packet: { length: number }
+  _parseLength(): boolean
+  _emitError(err: Error): void
+}
+
+/**
+ * Aedes with stagehub's authentication (SPEC §2) and authorization (SPEC §3). One identity per client,
+ * fixed at CONNECT from the verified token, and one ACL consulted on every subscribe, publish and
+ * delivery.
+ */
+export class HubBroker {
+  readonly aedes: Aedes
+  readonly #identities = new WeakMap<Client, Identity>()
+  readonly #expiryTimers = new Map<Client, NodeJS.Timeout>()
+  readonly #options: BrokerOptions
+
+  private constructor(aedes: Aedes, options: BrokerOptions) {
+    this.aedes = aedes
+    this.#options = options
+  }
+
+  static async create(options: BrokerOptions, persistence?: unknown): Promise<HubBroker> {
+    let broker: HubBroker | undefined
+    const aedes = await Aedes.createBroker({
+      ...(persistence ? { persistence: persistence as never } : {}),
+      maxClientsIdLength: 64,
+      authenticate: (client, _username, password, done) => broker!.#authenticate(client, password, done),
+      authorizePublish: (client, packet, done) => broker!.#authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, subscription, done) => {
+        const who = client ? broker!.#identities.get(client) : undefined
+        if (who && options.delegate.acl.canSubscribe(who, subscription.topic)) return done(null, subscription)
+        options.log.info({ clientId: client?.id, topic: subscription.topic }, 'subscription refused')
+        done(null, null)
+      },
+      authorizeForward: (client, packet) => {
+        const who = broker!.#identities.get(client)
+        if (!who || !options.delegate.acl.canReceive(who, packet.topic)) return null
+        options.metrics.messagesOut.inc()
+        return packet
+      },
+    })
+    broker = new HubBroker(aedes, options)
+    broker.#watchConnections()
+    return broker
+  }
+
+  /** Serves one transport stream (TCP socket, TLS socket or WebSocket stream) as an MQTT connection. */
+  handle(stream: Duplex, request?: IncomingMessage): void {
+    const client = (this.aedes.handle as (s: Duplex, r?: IncomingMessage) => Client)(stream, request)
+    this.#limitPacketSize(client)
+  }
+
+  identityOf(client: Client): Identity | undefined {
+    return this.#identities.get(client)
+  }
+
+  /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
+  publish(topic: string, payload: Buffer | string, options: { qos?: 0 | 1; retain?: boolean } = {}): Promise<void> {
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      qos: options.qos ?? 1,
+      retain: options.retain ?? false,
+      dup: false,
+    }
+    return new Promise((resolve, reject) =>
+      this.aedes.publish(packet as AedesPublishPacket, (err) => (err ? reject(err) : resolve())),
+    )
+  }
+
+  /** Closes every connection whose identity matches, e.g. after its token generation was revoked. */
+  disconnectWhere(matches: (who: Identity) => boolean): number {
+    let closed = 0
+    for (const client of Object.values((this.aedes as unknown as { clients: Record<string, Client> }).clients)) {
+      const who = this.#identities.get(client)
+      if (who && matches(who)) {
+        client.close()
+        closed++
+      }
+    }
+    return closed
+  }
+
+  close(): Promise<void> {
+    for (const timer of this.#expiryTimers.values()) clearTimeout(timer)
+    this.#expiryTimers.clear()
+    return new Promise((resolve) => this.aedes.close(() => resolve()))
+  }
+
+  #authenticate(
+    client: Client,
+    password: Readonly<Buffer> | undefined,
+    done: (err: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const { tokens, delegate, metrics, log } = this.#options
+    try {
+      if (!password || password.length === 0) throw new TokenRefusal(4, 'no token in the password field')
+      const verified = tokens.verify(password.toString('utf8'))
+      checkClientId(verified, client.id)
+      if (verified.role === 'device' || verified.role === 'router') {
+        const generation = delegate.tokenGeneration(verified.role, verified.id)
+        if (generation === undefined) throw new TokenRefusal(5, `${verified.role} ${verified.id} is not registered`)
+        if ((verified.ver ?? 0) < generation) {
+          throw new TokenRefusal(5, `${verified.role} token generation ${verified.ver} was revoked (current: ${generation})`)
+        }
+      }
+      const who: Identity = { ...verified, clientId: client.id }
+      this.#identities.set(client, who)
+      this.#armExpiry(client, who.exp)
+      done(null, true)
+    } catch (err) {
+      const refusal = err instanceof TokenRefusal ? err : new TokenRefusal(4, 'token could not be checked')
+      metrics.connectionRefusals.inc({ code: String(refusal.returnCode) })
+      log.info({ clientId: client.id, code: refusal.returnCode, reason: refusal.message }, 'connection refused')
+      done(Object.assign(new Error(refusal.message), { returnCode: refusal.returnCode }) as AuthenticateError, null)
+    }
+  }
+
+  #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    const { delegate, metrics, log } = this.#options
+    const who = client ? this.#identities.get(client) : undefined
+    if (!who) return done(new Error('publish without an authenticated client'))
+    const decision = delegate.acl.canPublish(who, packet.topic)
+    if (!decision.allowed) {
+      log.warn({ clientId: who.clientId, topic: packet.topic }, 'unauthorized publish: closing the connection')
+      return done(new Error(`not allowed to publish to ${packet.topic}`))
+    }
+    metrics.messagesIn.inc()
+    if (!decision.retain) packet.retain = false
+    const request = REQUEST_TOPIC.exec(packet.topic)
+    if (request) delegate.onRequest(who, request[2]!, packet.payload as Buffer)
+    done(null)
+  }
+
+  #armExpiry(client: Client, exp: number): void {
+    const ms = exp * 1000 - Date.now()
+    const timer = setTimeout(
+      () => {
+        if (exp * 1000 > Date.now()) return this.#armExpiry(client, exp)
+        this.#options.log.info({ clientId: client.id }, 'token expired: closing the connection')
+        client.close()
+      },
+      Math.max(0, Math.min(ms, MAX_TIMER_MS)),
+    )
+    timer.unref()
+    this.#expiryTimers.set(client, timer)
+  }
+
+  #watchConnections(): void {
+    const { metrics, delegate } = this.#options
+    this.aedes.on('clientReady', (client) => {
+      const who = this.#identities.get(client)
+      if (!who) return
+      metrics.connections.inc({ role: who.role })
+      delegate.onConnected?.(who)
+    })
+    this.aedes.on('clientDisconnect', (client) => {
+      const timer = this.#expiryTimers.get(client)
+      if (timer) clearTimeout(timer)
+      this.#expiryTimers.delete(client)
+      const who = this.#identities.get(client)
+      if (!who) return
+      metrics.connections.dec({ role: who.role })
+      delegate.onDisconnected?.(who, (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost')
+    })
+  }
+
+  /**
+   * Aedes buffers a whole packet before anyone sees it; refuse oversized packets as soon as their
+   * length header is parsed, so a client cannot make the hub hold megabytes. (mqtt-packet has no
+   * option for this, hence the hook on its length parser.)
+   */
+  #limitPacketSize(client: Client): void {
+    const max = this.#options.maxPacketBytes
+    const parser = (client as unknown as { _parser: ParserInternals })._parser
+    const parseLength = parser._parseLength.bind(parser)
+    parser._parseLength = () => {
+      const complete = parseLength()
+      if (complete && parser.packet.length > max) {
+        this.#options.log.warn({ clientId: client.id, bytes: parser.packet.length }, 'packet too large: closing the connection')
+        parser._emitError(new Error(`packet of ${parser.packet.length} bytes exceeds the ${max}-byte limit`))
+        return false
+      }
+      return complete
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs'
+
+export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256'
+
+export interface HubConfig {
+  host: string
+  mqttPort: number
+  httpPort: number
+  tls?: { port: number; cert: string; key: string } | undefined
+  jwt: { algorithm: JwtAlgorithm; secret?: string | undefined; publicKey?: string | undefined; privateKey?: string | undefined }
+  dataDir: string
+  mongoUrl?: string | undefined
+  redisUrl?: string | undefined
+  logLevel: string
+  /** Largest accepted request payload in bytes (SPEC §10: 64 KiB). */
+  maxPayloadBytes: number
+  /** Requests per client: a bucket of `burst` refilled at `perSecond`. */
+  rateLimit: { perSecond: number; burst: number }
+  /** How long a request id is remembered for idempotent retries. */
+  requestIdTtlMs: number
+  /** Lifetime of user tokens issued by /auth. */
+  userTokenTtlSeconds: number
+  /** scrypt cost for stored passwords (N = 2^cost). */
+  passwordHashCost: number
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+}
+
+const defaults = {
+  host: '0.0.0.0',
+  mqttPort: 1883,
+  httpPort: 8080,
+  mqttsPort: 8883,
+  dataDir: './data',
+  logLevel: 'info',
+  maxPayloadBytes: 64 * 1024,
+  rateLimit: { perSecond: 20, burst: 40 },
+  requestIdTtlMs: 10 * 60 * 1000,
+  userTokenTtlSeconds: 7 * 24 * 3600,
+  passwordHashCost: 15,
+}
+
+/** Reads the configuration of SPEC §1 from the environment; every problem is reported with its variable. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
+  const port = (name: string, fallback: number): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    const value = Number(raw)
+    if (!Number.isInteger(value) || value < 0 || value > 65535) {
+      throw new ConfigError(`${name} must be a port number 0-65535 (0 picks a free port), got "${raw}"`)
+    }
+    return value
+  }
+  const positive = (name: string, fallback: number): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    const value = Number(raw)
+    if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number, got "${raw}"`)
+    return value
+  }
+  const fileOrPem = (name: string): string | undefined => {
+    const raw = env[name]
+    if (!raw) return undefined
+    return raw.includes('-----BEGIN') ? raw : readFileSync(raw, 'utf8')
+  }
+
+  const publicKey = fileOrPem('JWT_PUBLIC_KEY')
+  const secret = env.JWT_SECRET
+  let algorithm: JwtAlgorithm = 'HS256'
+  if (publicKey) {
+    algorithm = (env.JWT_ALGORITHM as JwtAlgorithm | undefined) ?? (publicKey.includes('BEGIN EC') || /ecdsa|EC PUBLIC/.test(publicKey) ? 'ES256' : 'RS256')
+    if (algorithm !== 'RS256' && algorithm !== 'ES256') {
+      throw new ConfigError(`JWT_ALGORITHM must be RS256 or ES256 with JWT_PUBLIC_KEY, got "${algorithm}"`)
+    }
+  } else if (!secret) {
+    throw new ConfigError('set JWT_SECRET (HS256 key, at least 32 characters) or JWT_PUBLIC_KEY (PEM for RS256/ES256)')
+  } else if (secret.length < 32) {
+    throw new ConfigError('JWT_SECRET must be at least 32 characters long')
+  }
+
+  const cert = env.TLS_CERT
+  const key = env.TLS_KEY
+  if (Boolean(cert) !== Boolean(key)) throw new ConfigError('TLS_CERT and TLS_KEY must be set together')
+
+  return {
+    host: env.HOST || defaults.host,
+    mqttPort: port('MQTT_PORT', defaults.mqttPort),
+    httpPort: port('HTTP_PORT', defaults.httpPort),
+    tls: cert && key ? { port: port('MQTTS_PORT', defaults.mqttsPort), cert: fileOrPem('TLS_CERT')!, key: fileOrPem('TLS_KEY')! } : undefined,
+    jwt: { algorithm, secret: publicKey ? undefined : secret, publicKey, privateKey: fileOrPem('JWT_PRIVATE_KEY') },
+    dataDir: env.DATA_DIR || defaults.dataDir,
+    mongoUrl: env.MONGO_URL || undefined,
+    redisUrl: env.REDIS_URL || undefined,
+    logLevel: env.LOG_LEVEL || defaults.logLevel,
+    maxPayloadBytes: positive('MAX_PAYLOAD_BYTES', defaults.maxPayloadBytes),
+    rateLimit: {
+      perSecond: positive('RATE_LIMIT_PER_SECOND', defaults.rateLimit.perSecond),
+      burst: positive('RATE_LIMIT_BURST', defaults.rateLimit.burst),
+    },
+    requestIdTtlMs: defaults.requestIdTtlMs,
+    userTokenTtlSeconds: positive('USER_TOKEN_TTL_SECONDS', defaults.userTokenTtlSeconds),
+    passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
+  }
+}

@@ -1,0 +1,80 @@
+import net from 'node:net'
+import tls from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import websocket from '@fastify/websocket'
+import { createWebSocketStream } from 'ws'
+import type { Logger } from 'pino'
+import type { HubBroker } from './broker.ts'
+import type { HubConfig } from './config.ts'
+
+export interface Listeners {
+  http: FastifyInstance
+  ports: { mqtt: number; http: number; mqtts?: number }
+  /** Stops accepting connections; resolves once every MQTT connection is closed (close the broker meanwhile). */
+  close(): Promise<void>
+}
+
+/**
+ * The HTTP server (fastify) with MQTT over WebSocket at /mqtt. Routes are added by the caller before
+ * `startListeners`.
+ */
+export async function createHttpServer(broker: HubBroker, config: HubConfig, log: Logger): Promise<FastifyInstance> {
+  // request lines are debug noise (metrics scrapes, health checks); warnings and errors still show
+  const httpLog = log.child({ component: 'http' }, { level: log.levelVal > 30 ? log.level : 'warn' })
+  const http = Fastify({ loggerInstance: httpLog as FastifyBaseLogger, bodyLimit: 64 * 1024 })
+  await http.register(websocket, {
+    options: { maxPayload: Math.max(256 * 1024, 4 * config.maxPayloadBytes) },
+  })
+  http.get('/mqtt', { websocket: true }, (socket, request) => {
+    // created synchronously in the handler so no early frame is lost
+    broker.handle(createWebSocketStream(socket), request.raw)
+  })
+  return http
+}
+
+/** Opens TCP (noDelay: no Nagle stall between SUBACK and retained PUBLISH), optional TLS, and HTTP. */
+export async function startListeners(broker: HubBroker, http: FastifyInstance, config: HubConfig): Promise<Listeners> {
+  const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket))
+  await listen(tcp, config.mqttPort, config.host)
+  let secure: tls.Server | undefined
+  if (config.tls) {
+    secure = tls.createServer({ cert: config.tls.cert, key: config.tls.key }, (socket) => {
+      socket.setNoDelay(true)
+      broker.handle(socket)
+    })
+    await listen(secure, config.tls.port, config.host)
+  }
+  await http.listen({ port: config.httpPort, host: config.host })
+
+  const ports = {
+    mqtt: (tcp.address() as AddressInfo).port,
+    http: (http.server.address() as AddressInfo).port,
+    ...(secure ? { mqtts: (secure.address() as AddressInfo).port } : {}),
+  }
+  return {
+    http,
+    ports,
+    async close() {
+      // servers stop accepting now but only report closed once their connections are gone, which
+      // happens when the broker closes its clients: the caller closes the broker meanwhile
+      const mqttClosed = Promise.all([closeServer(tcp), secure ? closeServer(secure) : undefined])
+      await http.close()
+      await mqttClosed
+    },
+  }
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()))
+}

@@ -1,0 +1,105 @@
+import jwt from 'jsonwebtoken'
+import type { HubConfig, JwtAlgorithm } from './config.ts'
+
+export type Role = 'user' | 'device' | 'router' | 'admin'
+
+/** Who a connection is, from its verified token (SPEC §2). Never taken from anything else the client sends. */
+export interface Identity {
+  role: Role
+  /** `sub`: the user, device, router or operator id. */
+  id: string
+  /** The MQTT client id of the connection. */
+  clientId: string
+  name?: string | undefined
+  /** Devices: the owning user. */
+  owner?: string | undefined
+  /** Devices and routers: the token generation. */
+  ver?: number | undefined
+  /** Expiry, seconds since the epoch. */
+  exp: number
+}
+
+export type TokenClaims = Omit<Identity, 'clientId' | 'exp' | 'id'> & { sub: string }
+
+/** A token that must be refused; `returnCode` is the CONNACK code SPEC §2 prescribes. */
+export class TokenRefusal extends Error {
+  override readonly name = 'TokenRefusal'
+  constructor(
+    readonly returnCode: 4 | 5,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/
+const ROLES: ReadonlySet<string> = new Set(['user', 'device', 'router', 'admin'])
+
+export interface TokenService {
+  readonly algorithm: JwtAlgorithm
+  /** Verifies signature (pinned algorithm), `exp`, and the claim shape; throws TokenRefusal(4). */
+  verify(token: string): Omit<Identity, 'clientId'>
+  /** Mints a token; needs JWT_SECRET or JWT_PRIVATE_KEY. */
+  sign(claims: TokenClaims, ttlSeconds: number): { token: string; exp: number }
+}
+
+export function createTokenService(config: HubConfig['jwt']): TokenService {
+  const verifyKey = config.algorithm === 'HS256' ? config.secret : config.publicKey
+  const signKey = config.algorithm === 'HS256' ? config.secret : config.privateKey
+  if (!verifyKey) throw new Error(`no key to verify ${config.algorithm} tokens`)
+  const algorithms: jwt.Algorithm[] = [config.algorithm]
+
+  return {
+    algorithm: config.algorithm,
+
+    verify(token) {
+      let payload: jwt.JwtPayload
+      try {
+        const decoded = jwt.verify(token, verifyKey, { algorithms })
+        if (typeof decoded === 'string') throw new Error('token payload is not a JSON object')
+        payload = decoded
+      } catch (err) {
+        throw new TokenRefusal(4, `token refused: ${(err as Error).message}`)
+      }
+      if (typeof payload.exp !== 'number') throw new TokenRefusal(4, 'token refused: exp is required')
+      const role = payload.role
+      if (typeof role !== 'string' || !ROLES.has(role)) throw new TokenRefusal(4, 'token refused: unknown role')
+      if (typeof payload.sub !== 'string' || !ID.test(payload.sub)) {
+        throw new TokenRefusal(4, 'token refused: sub must be an id of [A-Za-z0-9_-]{1,64}')
+      }
+      if ((role === 'device' || role === 'router') && !Number.isInteger(payload.ver)) {
+        throw new TokenRefusal(4, `token refused: ${role} tokens need an integer ver`)
+      }
+      if (role === 'device' && (typeof payload.owner !== 'string' || !ID.test(payload.owner))) {
+        throw new TokenRefusal(4, 'token refused: device tokens need an owner')
+      }
+      return {
+        role: role as Role,
+        id: payload.sub,
+        name: typeof payload.name === 'string' ? payload.name : undefined,
+        owner: role === 'device' ? (payload.owner as string) : undefined,
+        ver: role === 'device' || role === 'router' ? (payload.ver as number) : undefined,
+        exp: payload.exp,
+      }
+    },
+
+    sign(claims, ttlSeconds) {
+      if (!signKey) throw new Error(`cannot mint ${config.algorithm} tokens without JWT_PRIVATE_KEY`)
+      const { sub, ...rest } = claims
+      const body = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined))
+      const token = jwt.sign(body, signKey, { algorithm: config.algorithm, subject: sub, expiresIn: ttlSeconds })
+      const exp = (jwt.decode(token) as jwt.JwtPayload).exp as number
+      return { token, exp }
+    },
+  }
+}
+
+/** SPEC §2 client-id rules: banned ids and role/client-id mismatch both answer CONNACK 5. */
+export function checkClientId(identity: Omit<Identity, 'clientId'>, clientId: string): void {
+  if (!ID.test(clientId)) {
+    throw new TokenRefusal(5, `client id "${clientId}" is not allowed: use 1-64 characters of [A-Za-z0-9_-]`)
+  }
+  if ((identity.role === 'device' || identity.role === 'router') && clientId !== identity.id) {
+    throw new TokenRefusal(5, `${identity.role} ${identity.id} must connect with client id "${identity.id}"`)
+  }
+}

@@ -1,0 +1,81 @@
+import type { AccessState } from '../broker/acl.ts'
+import { type DeviceDoc, type MemberDoc, type RouterDoc, type StageDoc, collections } from './collections.ts'
+import type { Change } from './store/port.ts'
+import type { Store } from './store/store.ts'
+
+/**
+ * Who may see what, derived from stored state and kept in memory for the broker's hot paths
+ * (authorizeSubscribe, authorizeForward, CONNECT). It is loaded once at start and then updated from the
+ * store's commit events, synchronously, before the committing request is answered: it is never stale.
+ */
+export class AccessIndex implements AccessState {
+  readonly #stageAdmins = new Map<string, ReadonlySet<string>>()
+  readonly #stageMembers = new Map<string, Set<string>>()
+  readonly #deviceOwners = new Map<string, string>()
+  readonly #tokenVersions = { device: new Map<string, number>(), router: new Map<string, number>() }
+
+  static async load(store: Store): Promise<AccessIndex> {
+    const index = new AccessIndex()
+    for (const spec of [collections.stages, collections.members, collections.devices, collections.routers]) {
+      await store.ensureCollection(spec)
+      for await (const doc of store.scan(spec.name)) index.#apply({ collection: spec.name, id: doc.id, before: null, after: doc })
+    }
+    store.onChange((changes) => changes.forEach((change) => index.#apply(change)))
+    return index
+  }
+
+  canSeeStage(stageId: string, userId: string): boolean {
+    return this.#stageAdmins.get(stageId)?.has(userId) === true || this.#stageMembers.get(stageId)?.has(userId) === true
+  }
+
+  isStageAdmin(stageId: string, userId: string): boolean {
+    return this.#stageAdmins.get(stageId)?.has(userId) === true
+  }
+
+  deviceOwner(deviceId: string): string | undefined {
+    return this.#deviceOwners.get(deviceId)
+  }
+
+  tokenGeneration(role: 'device' | 'router', id: string): number | undefined {
+    return this.#tokenVersions[role].get(id)
+  }
+
+  #apply(change: Change): void {
+    switch (change.collection) {
+      case collections.stages.name: {
+        const after = change.after as StageDoc | null
+        if (after) this.#stageAdmins.set(change.id, new Set(after.admins))
+        else this.#stageAdmins.delete(change.id)
+        break
+      }
+      case collections.members.name: {
+        const before = change.before as MemberDoc | null
+        const after = change.after as MemberDoc | null
+        if (before) this.#stageMembers.get(before.stageId)?.delete(before.userId)
+        if (after) {
+          let members = this.#stageMembers.get(after.stageId)
+          if (!members) this.#stageMembers.set(after.stageId, (members = new Set()))
+          members.add(after.userId)
+        }
+        break
+      }
+      case collections.devices.name: {
+        const after = change.after as DeviceDoc | null
+        if (after) {
+          this.#deviceOwners.set(change.id, after.owner)
+          this.#tokenVersions.device.set(change.id, after.tokenVersion)
+        } else {
+          this.#deviceOwners.delete(change.id)
+          this.#tokenVersions.device.delete(change.id)
+        }
+        break
+      }
+      case collections.routers.name: {
+        const after = change.after as RouterDoc | null
+        if (after) this.#tokenVersions.router.set(change.id, after.tokenVersion)
+        else this.#tokenVersions.router.delete(change.id)
+        break
+      }
+    }
+  }
+}

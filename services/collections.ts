@@ -1,0 +1,61 @@
+import type { CollectionSpec, StoredDoc } from './store/port.ts'
+
+/**
+ * The stored document shapes that more than one service reads, and their collection specs. Each
+ * service owns the writes to its own collections; these are the shared read models.
+ */
+
+export interface UserDoc extends StoredDoc {
+  name: string
+  avatarUrl?: string
+  /** Lower-cased; absent for users created without a login. */
+  email?: string
+  /** scrypt hash (see services/users/passwords.ts); never published. */
+  passwordHash?: string
+  createdAt: string
+}
+
+export interface StageDoc extends StoredDoc {
+  name: string
+  admins: string[]
+}
+
+export interface MemberDoc extends StoredDoc {
+  stageId: string
+  userId: string
+}
+
+export interface DeviceDoc extends StoredDoc {
+  owner: string
+  /** Current token generation: tokens with a lower `ver` are revoked. */
+  tokenVersion: number
+}
+
+export interface RouterDoc extends StoredDoc {
+  /** Current token generation: tokens with a lower `ver` are revoked. */
+  tokenVersion: number
+}
+
+/** A request id already answered, so that a retry is answered again instead of applied twice. */
+export interface RequestRecordDoc extends StoredDoc {
+  clientId: string
+  expiresAt: number
+  response: string
+}
+
+/** A retained message the hub must keep across restarts (client-published retained topics, state topics). */
+export interface RetainedDoc extends StoredDoc {
+  topic: string
+  payload: string
+  qos: 0 | 1 | 2
+}
+
+export const collections = {
+  users: { name: 'users', unique: [['email']] },
+  stages: { name: 'stages' },
+  members: { name: 'members', indexes: [['stageId'], ['userId']] },
+  devices: { name: 'devices', indexes: [['owner']] },
+  routers: { name: 'routers' },
+  requests: { name: 'requests', indexes: [['expiresAt']] },
+  retained: { name: 'retained' },
+} satisfies Record<string, CollectionSpec>

@@ -1,0 +1,55 @@
+import type { FastifyError, FastifyInstance } from 'fastify'
+import type { HubMetrics } from '../../broker/metrics.ts'
+import { HubError } from '../errors.ts'
+
+const HTTP_STATUS: Record<string, number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  too_large: 413,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+}
+
+/** Errors over HTTP use the same codes as MQTT responses: `{"error":{"code","message"}}`. */
+export function errorReplies(http: FastifyInstance): void {
+  http.setErrorHandler((err: FastifyError | HubError, request, reply) => {
+    if (err instanceof HubError) {
+      return reply.code(HTTP_STATUS[err.code] ?? 500).send({ error: { code: err.code, message: err.message } })
+    }
+    if (err.validation) {
+      return reply.code(400).send({ error: { code: 'invalid_request', message: err.message } })
+    }
+    if (err.statusCode === 413) {
+      return reply.code(413).send({ error: { code: 'too_large', message: err.message } })
+    }
+    if (err.statusCode && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ error: { code: 'invalid_request', message: err.message } })
+    }
+    request.log.error({ err }, 'request failed')
+    return reply.code(500).send({ error: { code: 'internal', message: 'the hub could not process this request' } })
+  })
+  http.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } }),
+  )
+}
+
+/** Liveness, readiness (store reachable, broker listening) and Prometheus metrics (SPEC §9). */
+export function healthRoutes(http: FastifyInstance, deps: { metrics: HubMetrics; ready: () => Promise<void> }): void {
+  http.get('/healthz', async () => ({ status: 'ok' }))
+  http.get('/readyz', async (_request, reply) => {
+    try {
+      await deps.ready()
+      return { status: 'ready' }
+    } catch (err) {
+      return reply.code(503).send({ status: 'not ready', reason: (err as Error).message })
+    }
+  })
+  http.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', deps.metrics.registry.contentType)
+    return deps.metrics.registry.metrics()
+  })
+}

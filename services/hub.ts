@@ -1,0 +1,137 @@
+import { readFileSync } from 'node:fs'
+import { pino, type Logger } from 'pino'
+import { Acl } from '../broker/acl.ts'
+import { HubBroker } from '../broker/broker.ts'
+import type { HubConfig } from '../broker/config.ts'
+import { createHttpServer, startListeners, type Listeners } from '../broker/listeners.ts'
+import { HubMetrics } from '../broker/metrics.ts'
+import { DurableRetainedPersistence } from '../broker/persistence.ts'
+import { createTokenService, type TokenService } from '../broker/tokens.ts'
+import type { HubStatus } from '../schemas/state.ts'
+import { AccessIndex } from './access.ts'
+import { errorReplies, healthRoutes } from './http/routes.ts'
+import { RequestPipeline } from './requests/pipeline.ts'
+import { storeRetainedArchive } from './retained-archive.ts'
+import { StatePublisher } from './state-publisher.ts'
+import { openStore } from './store/index.ts'
+import type { Store } from './store/store.ts'
+import { UsersService } from './users/service.ts'
+
+export const HUB_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
+
+export const HUB_STATUS_TOPIC = 'hub/status'
+
+export interface Hub {
+  config: HubConfig
+  ports: Listeners['ports']
+  store: Store
+  broker: HubBroker
+  tokens: TokenService
+  access: AccessIndex
+  users: UsersService
+  pipeline: RequestPipeline
+  log: Logger
+  /** Clean shutdown: hub/status offline, listeners and connections closed, store flushed and closed. */
+  close(): Promise<void>
+}
+
+/** Client-published retained topics the hub keeps while their device or router is registered. */
+const PRESENCE = /^(devices|routers)\/([^/]+)\/presence$/
+
+/**
+ * The composition root: opens the store, builds the access index, broker, publisher and request
+ * pipeline, lets each service register itself, republishes state, and only then opens the listeners,
+ * so the first client already sees current state.
+ */
+export async function startHub(config: HubConfig, options: { log?: Logger } = {}): Promise<Hub> {
+  const log = options.log ?? pino({ level: config.logLevel, base: { service: 'stagehub' } })
+  const metrics = new HubMetrics()
+  const tokens = createTokenService(config.jwt)
+  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const access = await AccessIndex.load(store)
+  const acl = new Acl(access)
+  const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
+
+  let pipeline: RequestPipeline | undefined
+  const broker = await HubBroker.create(
+    {
+      tokens,
+      metrics,
+      log: log.child({ component: 'broker' }),
+      maxPacketBytes: Math.max(256 * 1024, 4 * config.maxPayloadBytes),
+      delegate: {
+        acl,
+        tokenGeneration: (role, id) => access.tokenGeneration(role, id),
+        onRequest: (who, action, payload) => pipeline!.handle(who, action, payload),
+        onDisconnected: (who) => pipeline!.forget(who),
+      },
+    },
+    persistence,
+  )
+  const publisher = new StatePublisher(broker, log.child({ component: 'state' }))
+  publisher.register({
+    name: 'presence',
+    topics: async function* () {},
+    keeps: (topic) => {
+      const match = PRESENCE.exec(topic)
+      return match !== null && access.tokenGeneration(match[1] === 'devices' ? 'device' : 'router', match[2]!) !== undefined
+    },
+  })
+  pipeline = new RequestPipeline({
+    store,
+    publisher,
+    metrics,
+    log: log.child({ component: 'requests' }),
+    respond: (clientId, payload) => broker.publish(`clients/${clientId}/res`, payload, { qos: 1 }),
+    maxPayloadBytes: config.maxPayloadBytes,
+    rateLimit: config.rateLimit,
+    requestIdTtlMs: config.requestIdTtlMs,
+  })
+  await pipeline.start()
+
+  const users = new UsersService({
+    store,
+    pipeline,
+    publisher,
+    tokens,
+    passwordHashCost: config.passwordHashCost,
+    userTokenTtlSeconds: config.userTokenTtlSeconds,
+  })
+  await users.start()
+
+  await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
+  const status = (state: HubStatus['state']): HubStatus => ({ state, version: HUB_VERSION, since: new Date().toISOString() })
+  await publisher.publish(HUB_STATUS_TOPIC, status('online'))
+
+  const http = await createHttpServer(broker, config, log)
+  errorReplies(http)
+  healthRoutes(http, {
+    metrics,
+    ready: async () => {
+      await store.ping()
+      if (!listeners) throw new Error('listeners are not open yet')
+    },
+  })
+  await http.register(users.routes)
+  let listeners: Listeners | undefined
+  listeners = await startListeners(broker, http, config)
+  log.info({ ports: listeners.ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
+
+  let closing: Promise<void> | undefined
+  const close = () =>
+    (closing ??= (async () => {
+      log.info('shutting down')
+      pipeline.stop()
+      await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
+      const listenersClosed = listeners.close()
+      await broker.close()
+      await listenersClosed
+      await persistence.flush()
+      await store.close()
+      log.info('stopped')
+    })())
+
+  return { config, ports: listeners.ports, store, broker, tokens, access, users, pipeline, log, close }
+}

@@ -1,0 +1,237 @@
+import type { Logger } from 'pino'
+import type { Static, TSchema } from '@sinclair/typebox'
+import type { Identity } from '../../broker/tokens.ts'
+import type { HubMetrics } from '../../broker/metrics.ts'
+import type { ActionSchema } from '../../schemas/action.ts'
+import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../schemas/protocol.ts'
+import { type Validator, validator } from '../../schemas/validate.ts'
+import { collections, type RequestRecordDoc } from '../collections.ts'
+import { HubError } from '../errors.ts'
+import type { Publication, StatePublisher } from '../state-publisher.ts'
+import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
+import type { Store, Transaction } from '../store/store.ts'
+import { RateLimiter } from './rate-limit.ts'
+
+/** What a handler gets: who asks (from the token, never from the payload), the transaction, and a place for state changes. */
+export interface RequestContext {
+  who: Identity
+  tx: Transaction
+  /** Retained topics to publish once the transaction is durable, before the response. */
+  publish(topic: string, value: unknown): void
+  /** Retained topics to clear once the transaction is durable, before the response. */
+  clear(topic: string): void
+}
+
+export type ActionHandler<A extends ActionSchema> = (
+  ctx: RequestContext,
+  params: Static<A['params']>,
+) => Promise<Static<A['result']>>
+
+interface RegisteredAction {
+  schema: ActionSchema
+  validate: Validator<unknown>
+  handle: ActionHandler<ActionSchema>
+}
+
+export interface PipelineOptions {
+  store: Store
+  publisher: StatePublisher
+  /** Publishes a response on `clients/{c}/res` (QoS 1, not retained). */
+  respond(clientId: string, payload: string): Promise<void>
+  metrics: HubMetrics
+  log: Logger
+  maxPayloadBytes: number
+  rateLimit: { perSecond: number; burst: number }
+  requestIdTtlMs: number
+}
+
+const validEnvelope = validator(RequestEnvelope)
+
+/**
+ * SPEC §4: `clients/{c}/req/{action}` → rate limit → size → JSON → envelope → retry lookup → action →
+ * params schema → handler in a store transaction (with the retry record in the same transaction, so
+ * a request is applied at most once) → retained state → exactly one response on `clients/{c}/res`.
+ */
+export class RequestPipeline {
+  readonly #actions = new Map<string, RegisteredAction>()
+  readonly #inFlight = new Map<string, Promise<ResponseEnvelope>>()
+  readonly #limiter: RateLimiter
+  readonly #options: PipelineOptions
+  #sweeper: NodeJS.Timeout | undefined
+
+  constructor(options: PipelineOptions) {
+    this.#options = options
+    this.#limiter = new RateLimiter(options.rateLimit)
+  }
+
+  async start(): Promise<void> {
+    await this.#options.store.ensureCollection(collections.requests)
+    this.#sweeper = setInterval(() => void this.#purgeExpired(), 60_000)
+    this.#sweeper.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#sweeper)
+  }
+
+  register<A extends ActionSchema>(schema: A, handle: ActionHandler<A>): void {
+    if (this.#actions.has(schema.name)) throw new Error(`action ${schema.name} is registered twice`)
+    this.#actions.set(schema.name, {
+      schema,
+      validate: validator(schema.params as TSchema),
+      handle: handle as unknown as ActionHandler<ActionSchema>,
+    })
+  }
+
+  get actions(): readonly ActionSchema[] {
+    return [...this.#actions.values()].map((a) => a.schema)
+  }
+
+  /** Called by the broker for every authorized request publish; never throws. */
+  handle(who: Identity, action: string, payload: Buffer): void {
+    const started = performance.now()
+    void this.#process(who, action, payload).then(
+      async (response) => {
+        await this.#send(who, action, response, started)
+      },
+      (err: unknown) => this.#options.log.error({ err, clientId: who.clientId, action }, 'request pipeline failed'),
+    )
+  }
+
+  /** A client went away: its rate-limit bucket goes too. */
+  forget(who: Identity): void {
+    this.#limiter.forget(clientKey(who))
+  }
+
+  async #process(who: Identity, action: string, payload: Buffer): Promise<ResponseEnvelope> {
+    const { maxPayloadBytes } = this.#options
+    if (!this.#limiter.take(clientKey(who))) {
+      return failure(guessId(payload), 'rate_limited', 'too many requests: slow down and retry later')
+    }
+    if (payload.length > maxPayloadBytes) {
+      return failure(guessId(payload), 'too_large', `request of ${payload.length} bytes exceeds the ${maxPayloadBytes}-byte limit`)
+    }
+    let body: unknown
+    try {
+      body = JSON.parse(payload.toString('utf8'))
+    } catch {
+      return failure(guessId(payload), 'invalid_request', 'the payload is not valid JSON')
+    }
+    if (!validEnvelope(body)) {
+      return failure(guessId(payload), 'invalid_request', `malformed request: ${validEnvelope.describe()}`)
+    }
+    const key = `${clientKey(who)}|${body.id}`
+    const running = this.#inFlight.get(key)
+    if (running) return running
+    const outcome = this.#execute(key, who, action, body)
+    this.#inFlight.set(key, outcome)
+    try {
+      return await outcome
+    } finally {
+      this.#inFlight.delete(key)
+    }
+  }
+
+  async #execute(key: string, who: Identity, action: string, request: RequestEnvelope): Promise<ResponseEnvelope> {
+    const { store, publisher, log, requestIdTtlMs } = this.#options
+    const registered = this.#actions.get(action)
+    if (!registered) {
+      return failure(request.id, 'invalid_request', `unknown action "${action}"; see schemas/ for the actions this hub serves`)
+    }
+    const params = request.params ?? {}
+    if (!registered.validate(params)) {
+      return failure(request.id, 'invalid_request', `invalid params: ${registered.validate.describe()}`)
+    }
+
+    let publications: Publication[] = []
+    try {
+      const started = performance.now()
+      const { value } = await store.transaction(async (tx) => {
+        publications = []
+        // inside the transaction: a retry racing its original (on any hub process) conflicts here
+        const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
+        if (earlier && earlier.expiresAt > Date.now()) return JSON.parse(earlier.response) as ResponseEnvelope
+        const ctx: RequestContext = {
+          who,
+          tx,
+          publish: (topic, value) => publications.push({ topic, value }),
+          clear: (topic) => publications.push({ topic, value: null }),
+        }
+        const result = await registered.handle(ctx, params)
+        const success: ResponseEnvelope = { id: request.id, ok: true, result: result ?? {} }
+        writeRecord(tx, key, who, success, requestIdTtlMs, earlier)
+        return success
+      })
+      this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
+      await publisher.apply(publications)
+      return value
+    } catch (err) {
+      const response = this.#refusal(request.id, err, who, action)
+      if (!response.ok && response.error.code !== 'internal') {
+        // remembered so that a retry gets the same answer; nothing else changed
+        await store
+          .transaction(async (tx) => {
+            const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
+            writeRecord(tx, key, who, response, requestIdTtlMs, earlier)
+          })
+          .catch((recordErr: unknown) => log.warn({ err: recordErr }, 'could not record a refused request'))
+      }
+      return response
+    }
+  }
+
+  #refusal(id: string, err: unknown, who: Identity, action: string): ResponseEnvelope {
+    if (err instanceof HubError) return failure(id, err.code, err.message)
+    if (err instanceof UniqueViolationError) return failure(id, 'conflict', err.message)
+    if (err instanceof VersionConflictError) {
+      return failure(id, 'conflict', 'the data changed under a burst of concurrent requests; retry')
+    }
+    this.#options.log.error({ err, clientId: who.clientId, action }, 'request failed')
+    return failure(id, 'internal', 'the hub could not process this request; it has been logged')
+  }
+
+  async #send(who: Identity, action: string, response: ResponseEnvelope, started: number): Promise<void> {
+    const { metrics, log, respond } = this.#options
+    const code = response.ok ? 'ok' : response.error.code
+    metrics.requests.inc({ action: this.#actions.has(action) ? action : 'unknown', code })
+    if (!response.ok) log.info({ clientId: who.clientId, action, id: response.id, error: response.error }, 'request refused')
+    await respond(who.clientId, JSON.stringify(response))
+    metrics.requestLatency.observe({ action: this.#actions.has(action) ? action : 'unknown' }, (performance.now() - started) / 1000)
+  }
+
+  async #purgeExpired(): Promise<void> {
+    try {
+      await this.#options.store.backend.purgeExpired(collections.requests.name, 'expiresAt', Date.now())
+    } catch (err) {
+      this.#options.log.warn({ err }, 'could not purge expired request records')
+    }
+  }
+}
+
+function writeRecord(
+  tx: Transaction,
+  key: string,
+  who: Identity,
+  response: ResponseEnvelope,
+  ttlMs: number,
+  expired: RequestRecordDoc | null,
+): void {
+  const record = { id: key, clientId: who.clientId, expiresAt: Date.now() + ttlMs, response: JSON.stringify(response) }
+  if (expired) tx.replace<RequestRecordDoc>(collections.requests.name, { ...record, version: expired.version })
+  else tx.insert<RequestRecordDoc>(collections.requests.name, record)
+}
+
+/** Requests are remembered per authenticated identity and client id, so one user cannot replay another's ids. */
+function clientKey(who: Identity): string {
+  return `${who.role}:${who.id}:${who.clientId}`
+}
+
+function failure(id: string, code: ErrorBody['code'], message: string): ResponseEnvelope {
+  return { id, ok: false, error: { code, message } }
+}
+
+/** For refusals before the JSON is trusted: echo the id when one is plainly there, so the client can correlate. */
+function guessId(payload: Buffer): string {
+  const match = /"id"\s*:\s*"([^"\\]{1,64})"/.exec(payload.subarray(0, 1024).toString('utf8'))
+  return match?.[1] ?? ''
+}

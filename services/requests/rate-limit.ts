@@ -1,0 +1,26 @@
+/** Token bucket per key: `burst` requests at once, refilled at `perSecond`. */
+export class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>()
+  readonly #perSecond: number
+  readonly #burst: number
+
+  constructor(options: { perSecond: number; burst: number }) {
+    this.#perSecond = options.perSecond
+    this.#burst = options.burst
+  }
+
+  /** Takes one token; false when the key is over its rate. */
+  take(key: string, now = performance.now()): boolean {
+    const bucket = this.#buckets.get(key) ?? { tokens: this.#burst, at: now }
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + ((now - bucket.at) / 1000) * this.#perSecond)
+    bucket.at = now
+    const allowed = bucket.tokens >= 1
+    if (allowed) bucket.tokens -= 1
+    this.#buckets.set(key, bucket)
+    return allowed
+  }
+
+  forget(key: string): void {
+    this.#buckets.delete(key)
+  }
+}

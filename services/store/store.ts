@@ -1,0 +1,221 @@
+import {
+  type Change,
+  type CollectionSpec,
+  type DocRead,
+  type Filter,
+  type QueryRead,
+  type StoreBackend,
+  type StoredDoc,
+  type Write,
+  VersionConflictError,
+  fingerprint,
+  matchesFilter,
+} from './port.ts'
+
+export type NewDoc<T extends StoredDoc> = Omit<T, 'version'>
+
+/**
+ * A unit of work: reads are recorded, writes are buffered and applied atomically at commit after the
+ * backend checks that nothing read has changed (optimistic concurrency, serializable for the reads made).
+ */
+export class Transaction {
+  readonly #backend: StoreBackend
+  readonly #reads = new Map<string, DocRead>()
+  /** The stored documents as first read (copies the caller cannot modify): the `before` of change events. */
+  readonly #seen = new Map<string, StoredDoc>()
+  readonly #queries: QueryRead[] = []
+  /** Buffered writes by `collection/id`; the newest intent wins. */
+  readonly #writes = new Map<string, { write: Write; before: StoredDoc | null }>()
+
+  constructor(backend: StoreBackend) {
+    this.#backend = backend
+  }
+
+  async get<T extends StoredDoc>(collection: string, id: string): Promise<T | null> {
+    const key = `${collection}/${id}`
+    const pending = this.#writes.get(key)
+    if (pending) return pending.write.op === 'delete' ? null : (structuredClone(pending.write.doc) as T)
+    const doc = await this.#backend.get(collection, id)
+    if (!this.#reads.has(key)) {
+      this.#reads.set(key, { collection, id, version: doc?.version ?? null })
+      if (doc) this.#seen.set(key, structuredClone(doc))
+    }
+    return doc as T | null
+  }
+
+  async find<T extends StoredDoc>(collection: string, filter: Filter = {}): Promise<T[]> {
+    const stored = await this.#backend.find(collection, filter)
+    this.#queries.push({ collection, filter, fingerprint: fingerprint(stored) })
+    for (const doc of stored) {
+      const key = `${collection}/${doc.id}`
+      if (!this.#reads.has(key)) {
+        this.#reads.set(key, { collection, id: doc.id, version: doc.version })
+        this.#seen.set(key, structuredClone(doc))
+      }
+    }
+    const byId = new Map(stored.map((d) => [d.id, d]))
+    for (const { write } of this.#writes.values()) {
+      if (write.collection !== collection) continue
+      if (write.op === 'delete') byId.delete(write.id)
+      else if (matchesFilter(write.doc, filter)) byId.set(write.doc.id, structuredClone(write.doc))
+      else byId.delete(write.doc.id)
+    }
+    // sorted by id like the backend's results, wherever the buffered writes put them
+    return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) as T[]
+  }
+
+  /** Buffers an insert; the new document has version 1. */
+  insert<T extends StoredDoc>(collection: string, doc: NewDoc<T>): T {
+    const created = { ...structuredClone(doc), version: 1 } as T
+    const key = `${collection}/${created.id}`
+    const pending = this.#writes.get(key)
+    if (pending?.write.op === 'delete') {
+      // delete-then-insert within one transaction is a replace of the stored document
+      created.version = pending.write.expectedVersion + 1
+      this.#writes.set(key, {
+        before: pending.before,
+        write: { op: 'replace', collection, doc: created, expectedVersion: pending.write.expectedVersion },
+      })
+    } else {
+      this.#writes.set(key, { before: null, write: { op: 'insert', collection, doc: created } })
+    }
+    return structuredClone(created)
+  }
+
+  /** Buffers a replacement of a document read in this transaction; returns it with its new version. */
+  replace<T extends StoredDoc>(collection: string, doc: T): T {
+    const key = `${collection}/${doc.id}`
+    const pending = this.#writes.get(key)
+    const next = structuredClone(doc)
+    if (pending && pending.write.op !== 'delete') {
+      next.version = pending.write.doc.version
+      const write: Write =
+        pending.write.op === 'insert'
+          ? { op: 'insert', collection, doc: next }
+          : { ...pending.write, doc: next }
+      this.#writes.set(key, { before: pending.before, write })
+      return structuredClone(next)
+    }
+    const read = this.#reads.get(key)
+    if (!read || read.version === null || read.version !== doc.version) {
+      throw new Error(`replace of ${key} needs the document read in this transaction first`)
+    }
+    next.version = doc.version + 1
+    this.#writes.set(key, {
+      // not `doc`: that is the new content (often the read object modified in place)
+      before: this.#seen.get(key) ?? null,
+      write: { op: 'replace', collection, doc: next, expectedVersion: doc.version },
+    })
+    return structuredClone(next)
+  }
+
+  /** Buffers the deletion of a document read in this transaction. */
+  delete(collection: string, doc: StoredDoc): void {
+    const key = `${collection}/${doc.id}`
+    const pending = this.#writes.get(key)
+    if (pending?.write.op === 'insert') {
+      this.#writes.delete(key)
+      return
+    }
+    const expectedVersion = pending?.write.op === 'replace' ? pending.write.expectedVersion : doc.version
+    this.#writes.set(key, {
+      before: pending?.before ?? this.#seen.get(key) ?? structuredClone(doc),
+      write: { op: 'delete', collection, id: doc.id, expectedVersion },
+    })
+  }
+
+  /** @internal used by Store */
+  async commit(): Promise<Change[]> {
+    const entries = [...this.#writes.values()]
+    if (entries.length === 0) return []
+    await this.#backend.commit([...this.#reads.values()], this.#queries, entries.map((e) => e.write))
+    return entries.map(({ write, before }) => ({
+      collection: write.collection,
+      id: write.op === 'delete' ? write.id : write.doc.id,
+      before,
+      after: write.op === 'delete' ? null : write.doc,
+    }))
+  }
+}
+
+export type ChangeListener = (changes: readonly Change[]) => void
+
+export interface TransactionOptions {
+  /** How often a transaction that lost a race is re-run before giving up with a conflict. */
+  retries?: number
+}
+
+/** The store every service uses: reads, optimistic transactions and committed-change events. */
+export class Store {
+  readonly backend: StoreBackend
+  readonly #listeners = new Set<ChangeListener>()
+  readonly #collections = new Map<string, CollectionSpec>()
+
+  constructor(backend: StoreBackend) {
+    this.backend = backend
+  }
+
+  get kind(): StoreBackend['kind'] {
+    return this.backend.kind
+  }
+
+  async ensureCollection(spec: CollectionSpec): Promise<void> {
+    if (this.#collections.has(spec.name)) return
+    await this.backend.ensureCollection(spec)
+    this.#collections.set(spec.name, spec)
+  }
+
+  get<T extends StoredDoc>(collection: string, id: string): Promise<T | null> {
+    return this.backend.get(collection, id) as Promise<T | null>
+  }
+
+  find<T extends StoredDoc>(collection: string, filter: Filter = {}): Promise<T[]> {
+    return this.backend.find(collection, filter) as Promise<T[]>
+  }
+
+  scan<T extends StoredDoc>(collection: string): AsyncIterable<T> {
+    return this.backend.scan(collection) as AsyncIterable<T>
+  }
+
+  /**
+   * Runs `work` in a transaction and commits it; re-runs it when a concurrent commit changed what it
+   * read. `work` must not have side effects outside the transaction (it may run more than once).
+   * Resolves with work's value and the committed changes, after they are durable and announced.
+   */
+  async transaction<R>(
+    work: (tx: Transaction) => Promise<R>,
+    options: TransactionOptions = {},
+  ): Promise<{ value: R; changes: readonly Change[] }> {
+    const retries = options.retries ?? 8
+    for (let attempt = 0; ; attempt++) {
+      const tx = new Transaction(this.backend)
+      const value = await work(tx)
+      try {
+        const changes = await tx.commit()
+        if (changes.length > 0) this.#announce(changes)
+        return { value, changes }
+      } catch (err) {
+        if (!(err instanceof VersionConflictError) || attempt >= retries) throw err
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** attempt))
+      }
+    }
+  }
+
+  /** Listeners run synchronously after every commit, before the transaction's caller resumes. */
+  onChange(listener: ChangeListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  ping(): Promise<void> {
+    return this.backend.ping()
+  }
+
+  close(): Promise<void> {
+    return this.backend.close()
+  }
+
+  #announce(changes: readonly Change[]): void {
+    for (const listener of this.#listeners) listener(changes)
+  }
+}

@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import type { TokenService } from '../../broker/tokens.ts'
+import { userUpdate } from '../../schemas/actions/user.ts'
+import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
+import type { UserProfile } from '../../schemas/state.ts'
+import { collections, type UserDoc } from '../collections.ts'
+import { HubError, checkVersion, notFound } from '../errors.ts'
+import type { RequestPipeline } from '../requests/pipeline.ts'
+import { RateLimiter } from '../requests/rate-limit.ts'
+import type { StatePublisher } from '../state-publisher.ts'
+import { UniqueViolationError } from '../store/port.ts'
+import type { Store } from '../store/store.ts'
+import { hashPassword, verifyPassword } from './passwords.ts'
+
+export const userTopic = (userId: string) => `users/${userId}`
+
+export function userProfile(user: UserDoc): UserProfile {
+  return { id: user.id, name: user.name, ...(user.avatarUrl ? { avatarUrl: user.avatarUrl } : {}), version: user.version }
+}
+
+export function newId(): string {
+  return randomBytes(12).toString('base64url')
+}
+
+export interface UsersServiceOptions {
+  store: Store
+  pipeline: RequestPipeline
+  publisher: StatePublisher
+  tokens: TokenService
+  passwordHashCost: number
+  userTokenTtlSeconds: number
+}
+
+/** Users: profiles (`users/{u}`), the `user.update` action, and sign-up/log-in over HTTP (SPEC §9). */
+export class UsersService {
+  readonly #options: UsersServiceOptions
+  /** Guards against password guessing: per e-mail address and per remote address. */
+  readonly #loginAttempts = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
+  /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
+  #dummyHash = ''
+
+  constructor(options: UsersServiceOptions) {
+    this.#options = options
+  }
+
+  async start(): Promise<void> {
+    const { store, pipeline, publisher } = this.#options
+    await store.ensureCollection(collections.users)
+    this.#dummyHash = await hashPassword(randomBytes(16).toString('hex'), this.#options.passwordHashCost)
+    publisher.register({
+      name: 'users',
+      topics: async function* () {
+        for await (const user of store.scan<UserDoc>(collections.users.name)) {
+          yield { topic: userTopic(user.id), value: userProfile(user) }
+        }
+      },
+    })
+
+    pipeline.register(userUpdate, async ({ who, tx, publish }, params) => {
+      if (who.role !== 'user') throw new HubError('forbidden', 'only users have a profile to update')
+      const user = await tx.get<UserDoc>(collections.users.name, who.id)
+      if (!user) throw notFound(`user ${who.id}`)
+      checkVersion(`user ${who.id}`, user, params.version)
+      const next: UserDoc = { ...user }
+      if (params.name !== undefined) next.name = params.name
+      if (params.avatarUrl === null) delete next.avatarUrl
+      else if (params.avatarUrl !== undefined) next.avatarUrl = params.avatarUrl
+      const saved = tx.replace(collections.users.name, next)
+      const profile = userProfile(saved)
+      publish(userTopic(saved.id), profile)
+      return profile
+    })
+  }
+
+  /** Creates a user (sign-up and the operator CLI). E-mail addresses are unique, compared lower-cased. */
+  async createUser(input: { name: string; email?: string; password?: string }): Promise<UserDoc> {
+    const { store, publisher, passwordHashCost } = this.#options
+    const email = input.email?.trim().toLowerCase()
+    const passwordHash = input.password ? await hashPassword(input.password, passwordHashCost) : undefined
+    try {
+      const { value } = await store.transaction(async (tx) =>
+        tx.insert<UserDoc>(collections.users.name, {
+          id: newId(),
+          name: input.name,
+          ...(email ? { email } : {}),
+          ...(passwordHash ? { passwordHash } : {}),
+          createdAt: new Date().toISOString(),
+        }),
+      )
+      await publisher.publish(userTopic(value.id), userProfile(value))
+      return value
+    } catch (err) {
+      if (err instanceof UniqueViolationError) throw new HubError('conflict', 'an account with this e-mail address exists already: log in instead')
+      throw err
+    }
+  }
+
+  userToken(user: Pick<UserDoc, 'id' | 'name'>): TokenReply {
+    const { token, exp } = this.#options.tokens.sign({ sub: user.id, role: 'user', name: user.name }, this.#options.userTokenTtlSeconds)
+    return { userId: user.id, token, expiresAt: new Date(exp * 1000).toISOString() }
+  }
+
+  /** The HTTP routes of SPEC §9 that concern users. */
+  routes = async (http: FastifyInstance): Promise<void> => {
+    http.post<{ Body: SignupBody }>(
+      '/auth/signup',
+      { schema: { body: SignupBody, response: { 201: TokenReply } } },
+      async (request, reply) => {
+        const user = await this.createUser(request.body)
+        return reply.code(201).send(this.userToken(user))
+      },
+    )
+
+    http.post<{ Body: LoginBody }>('/auth/login', { schema: { body: LoginBody, response: { 200: TokenReply } } }, async (request) => {
+      const email = request.body.email.trim().toLowerCase()
+      if (!this.#loginAttempts.take(`email:${email}`) || !this.#loginAttempts.take(`ip:${request.ip}`)) {
+        throw new HubError('rate_limited', 'too many log-in attempts: wait a few minutes and try again')
+      }
+      const [user] = await this.#options.store.find<UserDoc>(collections.users.name, { email })
+      // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
+      const valid = await verifyPassword(request.body.password, user?.passwordHash ?? this.#dummyHash)
+      if (!user || !user.passwordHash || !valid) throw new HubError('unauthorized', 'wrong e-mail address or password')
+      return this.userToken(user)
+    })
+  }
+}

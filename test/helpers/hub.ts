@@ -1,0 +1,174 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { pino } from 'pino'
+import { configFromEnv, type HubConfig } from '../../broker/config.ts'
+import { createTokenService, type Role, type TokenClaims } from '../../broker/tokens.ts'
+import { startHub, type Hub } from '../../services/hub.ts'
+
+export const TEST_SECRET = 'test-secret-that-is-long-enough-0123456789'
+
+/** The subset of tap's Test this helper needs, so any tap test can pass itself. */
+export interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+export interface TestHub {
+  hub: Hub
+  config: HubConfig
+  dataDir: string
+  mqttUrl: string
+  wsUrl: string
+  httpUrl: string
+  /** Mints a token signed with the hub's key (default: a user token valid for an hour). */
+  token(claims: Partial<TokenClaims> & { sub: string; role?: Role }, ttlSeconds?: number): string
+  /** An MQTT.js client over TCP (or WebSocket with `ws: true`), connected, closed at teardown. */
+  connect(options: IClientOptions & { ws?: boolean; token?: string }): Promise<MqttClient>
+  /** Stops the hub cleanly and starts a new one on the same data directory and ports 0. */
+  restart(): Promise<void>
+}
+
+/**
+ * A real hub on free ports with a fresh embedded store in a temp directory, torn down with the test.
+ * Cheap password hashing keeps sign-up tests fast; everything else is production configuration.
+ */
+export async function startTestHub(t: Teardown, env: Record<string, string> = {}): Promise<TestHub> {
+  const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'stagehub-test-'))
+  const config = configFromEnv({
+    JWT_SECRET: TEST_SECRET,
+    MQTT_PORT: '0',
+    HTTP_PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    PASSWORD_HASH_COST: '10',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...env,
+  })
+  const log = pino({ level: config.logLevel })
+  const tokens = createTokenService(config.jwt)
+  const clients = new Set<MqttClient>()
+  let hub = await startHub(config, { log })
+  const state: TestHub = {
+    hub,
+    config,
+    dataDir,
+    mqttUrl: `mqtt://127.0.0.1:${hub.ports.mqtt}`,
+    wsUrl: `ws://127.0.0.1:${hub.ports.http}/mqtt`,
+    httpUrl: `http://127.0.0.1:${hub.ports.http}`,
+    token: (claims, ttlSeconds = 3600) => tokens.sign({ role: 'user', ...claims }, ttlSeconds).token,
+    async connect(options) {
+      const { ws, token, ...rest } = options
+      const client = await mqtt.connectAsync(ws ? state.wsUrl : state.mqttUrl, {
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+        ...(token !== undefined ? { username: 'token', password: token } : {}),
+        ...rest,
+      })
+      clients.add(client)
+      return client
+    },
+    async restart() {
+      await hub.close()
+      hub = await startHub(config, { log })
+      state.hub = hub
+      state.mqttUrl = `mqtt://127.0.0.1:${hub.ports.mqtt}`
+      state.wsUrl = `ws://127.0.0.1:${hub.ports.http}/mqtt`
+      state.httpUrl = `http://127.0.0.1:${hub.ports.http}`
+    },
+  }
+  t.teardown(async () => {
+    await Promise.all([...clients].map((c) => c.endAsync(true).catch(() => undefined)))
+    await state.hub.close()
+    if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true })
+  })
+  return state
+}
+
+export interface Response {
+  id: string
+  ok: boolean
+  result?: unknown
+  error?: { code: string; message: string }
+}
+
+/**
+ * Sends requests on `clients/{c}/req/{action}` and resolves with the response of the same id.
+ * Subscribes to the client's response topic on first use.
+ */
+export class Requester {
+  readonly #client: MqttClient
+  readonly #waiting = new Map<string, (r: Response) => void>()
+  #ready: Promise<unknown> | undefined
+  #seq = 0
+
+  constructor(client: MqttClient) {
+    this.#client = client
+    client.on('message', (topic, payload) => {
+      if (topic !== `clients/${client.options.clientId}/res`) return
+      const response = JSON.parse(payload.toString()) as Response
+      const resolve = this.#waiting.get(response.id)
+      if (resolve) {
+        this.#waiting.delete(response.id)
+        resolve(response)
+      }
+    })
+  }
+
+  async request(action: string, params: unknown = {}, id = `r${++this.#seq}`): Promise<Response> {
+    return this.send(action, JSON.stringify({ id, params }), id)
+  }
+
+  /** Publishes a raw payload and waits for the response with `id` ('' for refusals without a readable id). */
+  async send(action: string, payload: string | Buffer, id: string, timeoutMs = 5000): Promise<Response> {
+    this.#ready ??= this.#client.subscribeAsync(`clients/${this.#client.options.clientId}/res`, { qos: 1 })
+    await this.#ready
+    const response = new Promise<Response>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no response to ${action} ${id} within ${timeoutMs} ms`)), timeoutMs)
+      this.#waiting.set(id, (r) => {
+        clearTimeout(timer)
+        resolve(r)
+      })
+    })
+    await this.#client.publishAsync(`clients/${this.#client.options.clientId}/req/${action}`, payload, { qos: 1 })
+    return response
+  }
+}
+
+/** Resolves with the next message on `topic` (subscribing first), or rejects after `timeoutMs`. */
+export async function nextMessage(client: MqttClient, topic: string, timeoutMs = 3000): Promise<{ payload: Buffer; retain: boolean }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('message', onMessage)
+      reject(new Error(`no message on ${topic} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const onMessage = (t: string, payload: Buffer, packet: { retain: boolean }) => {
+      if (t !== topic) return
+      clearTimeout(timer)
+      client.off('message', onMessage)
+      resolve({ payload, retain: packet.retain })
+    }
+    client.on('message', onMessage)
+    client.subscribeAsync(topic, { qos: 1 }).catch((err: unknown) => {
+      clearTimeout(timer)
+      client.off('message', onMessage)
+      reject(err as Error)
+    })
+  })
+}
+
+/** The CONNACK return code of a refused connection attempt (or 0 if it was accepted). */
+export async function connackCode(url: string, options: IClientOptions): Promise<number> {
+  return new Promise((resolve) => {
+    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options })
+    client.once('connect', () => {
+      client.end(true)
+      resolve(0)
+    })
+    client.once('error', (err: Error & { code?: number }) => {
+      client.end(true)
+      resolve(typeof err.code === 'number' ? err.code : -1)
+    })
+  })
+}
