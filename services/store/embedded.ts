@@ -54,10 +54,14 @@ export class EmbeddedBackend implements StoreBackend {
 
   async ensureCollection(spec: CollectionSpec): Promise<void> {
     const table = tableName(spec.name)
-    this.#db.exec(`CREATE TABLE IF NOT EXISTS ${table} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID`)
+    this.#db.exec(
+      `CREATE TABLE IF NOT EXISTS ${table} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID`,
+    )
     for (const fields of spec.unique ?? []) {
       const index = indexName('u', spec.name, fields)
-      this.#db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${table} (${fields.map(fieldExpr).join(', ')})`)
+      this.#db.exec(
+        `CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${table} (${fields.map(fieldExpr).join(', ')})`,
+      )
       this.#uniqueIndexes.set(index, { collection: spec.name, fields: [...fields] })
     }
     for (const fields of spec.indexes ?? []) {
@@ -75,7 +79,9 @@ export class EmbeddedBackend implements StoreBackend {
   }
 
   async *scan(collection: string): AsyncIterable<StoredDoc> {
-    const page = this.#statement(`SELECT id, doc FROM ${tableName(collection)} WHERE id > ? ORDER BY id LIMIT 1000`)
+    const page = this.#statement(
+      `SELECT id, doc FROM ${tableName(collection)} WHERE id > ? ORDER BY id LIMIT 1000`,
+    )
     let after = ''
     for (;;) {
       const rows = page.all(after) as { id: string; doc: string }[]
@@ -97,7 +103,8 @@ export class EmbeddedBackend implements StoreBackend {
   }
 
   async purgeExpired(collection: string, field: string, limit: number): Promise<number> {
-    return this.#statement(`DELETE FROM ${tableName(collection)} WHERE ${fieldExpr(field)} < ?`).run(limit).changes
+    return this.#statement(`DELETE FROM ${tableName(collection)} WHERE ${fieldExpr(field)} < ?`).run(limit)
+      .changes
   }
 
   async ping(): Promise<void> {
@@ -149,7 +156,9 @@ export class EmbeddedBackend implements StoreBackend {
     for (const read of reads) {
       const current = this.#versionSync(read.collection, read.id)
       if (current !== read.version) {
-        throw new VersionConflictError(`${read.collection}/${read.id} changed (version ${read.version} → ${current})`)
+        throw new VersionConflictError(
+          `${read.collection}/${read.id} changed (version ${read.version} → ${current})`,
+        )
       }
     }
     for (const query of queries) {
@@ -166,12 +175,9 @@ export class EmbeddedBackend implements StoreBackend {
           JSON.stringify(write.doc),
         )
       } else if (write.op === 'replace') {
-        const { changes } = this.#statement(`UPDATE ${table} SET version = ?, doc = ? WHERE id = ? AND version = ?`).run(
-          write.doc.version,
-          JSON.stringify(write.doc),
-          write.doc.id,
-          write.expectedVersion,
-        )
+        const { changes } = this.#statement(
+          `UPDATE ${table} SET version = ?, doc = ? WHERE id = ? AND version = ?`,
+        ).run(write.doc.version, JSON.stringify(write.doc), write.doc.id, write.expectedVersion)
         if (changes !== 1) throw new VersionConflictError(`${write.collection}/${write.doc.id} changed`)
       } else {
         const { changes } = this.#statement(`DELETE FROM ${table} WHERE id = ? AND version = ?`).run(
@@ -198,15 +204,13 @@ export class EmbeddedBackend implements StoreBackend {
 
   #getSync(collection: string, id: string): StoredDoc | null {
     const row = this.#statement(`SELECT doc FROM ${tableName(collection)} WHERE id = ?`).get(id) as
-      | { doc: string }
-      | undefined
+      { doc: string } | undefined
     return row ? (JSON.parse(row.doc) as StoredDoc) : null
   }
 
   #versionSync(collection: string, id: string): number | null {
     const row = this.#statement(`SELECT version FROM ${tableName(collection)} WHERE id = ?`).get(id) as
-      | { version: number }
-      | undefined
+      { version: number } | undefined
     return row?.version ?? null
   }
 

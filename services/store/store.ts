@@ -128,7 +128,11 @@ export class Transaction {
   async commit(): Promise<Change[]> {
     const entries = [...this.#writes.values()]
     if (entries.length === 0) return []
-    await this.#backend.commit([...this.#reads.values()], this.#queries, entries.map((e) => e.write))
+    await this.#backend.commit(
+      [...this.#reads.values()],
+      this.#queries,
+      entries.map((e) => e.write),
+    )
     return entries.map(({ write, before }) => ({
       collection: write.collection,
       id: write.op === 'delete' ? write.id : write.doc.id,
@@ -186,7 +190,7 @@ export class Store {
     work: (tx: Transaction) => Promise<R>,
     options: TransactionOptions = {},
   ): Promise<{ value: R; changes: readonly Change[] }> {
-    const retries = options.retries ?? 8
+    const retries = options.retries ?? 25
     for (let attempt = 0; ; attempt++) {
       const tx = new Transaction(this.backend)
       const value = await work(tx)
@@ -196,7 +200,8 @@ export class Store {
         return { value, changes }
       } catch (err) {
         if (!(err instanceof VersionConflictError) || attempt >= retries) throw err
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** attempt))
+        // jittered, capped backoff: contenders spread out instead of colliding again in lockstep
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)))
       }
     }
   }

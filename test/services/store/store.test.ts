@@ -1,0 +1,71 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { MongoClient } from 'mongodb'
+import { EmbeddedBackend } from '../../../services/store/embedded.ts'
+import { Store } from '../../../services/store/index.ts'
+import { MongoBackend } from '../../../services/store/mongo.ts'
+import { type StoreHarness, storeContract } from './contract.ts'
+
+async function embedded(): Promise<StoreHarness> {
+  const dir = await mkdtemp(join(tmpdir(), 'stagehub-store-'))
+  const opened: Store[] = []
+  const open = (): Store => {
+    const store = new Store(EmbeddedBackend.open(dir))
+    opened.push(store)
+    return store
+  }
+  const harness: StoreHarness = {
+    store: open(),
+    async reopen() {
+      await harness.store.close()
+      harness.store = open()
+      return harness.store
+    },
+    async cleanup() {
+      for (const store of opened) await store.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+  return harness
+}
+
+const mongoUrl = process.env.MONGO_URL
+
+async function mongodb(): Promise<StoreHarness> {
+  const url = mongoUrl!
+  const dbName = `stagehub_test_${process.pid}_${randomBytes(4).toString('hex')}`
+  const opened: Store[] = []
+  const open = async (): Promise<Store> => {
+    const store = new Store(await MongoBackend.connect(url, { dbName }))
+    opened.push(store)
+    return store
+  }
+  const harness: StoreHarness = {
+    store: await open(),
+    async reopen() {
+      await harness.store.close()
+      harness.store = await open()
+      return harness.store
+    },
+    async cleanup() {
+      for (const store of opened) await store.close()
+      const client = new MongoClient(url)
+      try {
+        await client.db(dbName).dropDatabase()
+      } finally {
+        await client.close()
+      }
+    },
+  }
+  return harness
+}
+
+storeContract('embedded (SQLite) store', embedded)
+
+storeContract('MongoDB store', mongodb, {
+  skip: mongoUrl
+    ? false
+    : 'MONGO_URL is not set (needs a replica set, e.g. mongodb://localhost:27017/?replicaSet=rs0)',
+})
