@@ -47,6 +47,7 @@ const PRESENCE = /^(devices|routers)\/([^/]+)\/presence$/
  */
 export async function startHub(config: HubConfig, options: { log?: Logger } = {}): Promise<Hub> {
   const log = options.log ?? pino({ level: config.logLevel, base: { service: 'stagehub' } })
+  if (config.redisUrl) log.warn('REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone')
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
   const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })

@@ -1,0 +1,11 @@
+FROM node:20-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY . .
+ENV NODE_ENV=production DATA_DIR=/data
+VOLUME /data
+EXPOSE 1883 8883 8080
+USER node
+CMD ["node", "--import=tsx", "bin/stagehub.ts", "start"]
