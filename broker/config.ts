@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256'
@@ -7,7 +8,12 @@ export interface HubConfig {
   mqttPort: number
   httpPort: number
   tls?: { port: number; cert: string; key: string } | undefined
-  jwt: { algorithm: JwtAlgorithm; secret?: string | undefined; publicKey?: string | undefined; privateKey?: string | undefined }
+  jwt: {
+    algorithm: JwtAlgorithm
+    secret?: string | undefined
+    publicKey?: string | undefined
+    privateKey?: string | undefined
+  }
   dataDir: string
   mongoUrl?: string | undefined
   redisUrl?: string | undefined
@@ -57,7 +63,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     const raw = env[name]
     if (raw === undefined || raw === '') return fallback
     const value = Number(raw)
-    if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number, got "${raw}"`)
+    if (!Number.isFinite(value) || value <= 0)
+      throw new ConfigError(`${name} must be a positive number, got "${raw}"`)
     return value
   }
   const fileOrPem = (name: string): string | undefined => {
@@ -70,12 +77,20 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
   const secret = env.JWT_SECRET
   let algorithm: JwtAlgorithm = 'HS256'
   if (publicKey) {
-    algorithm = (env.JWT_ALGORITHM as JwtAlgorithm | undefined) ?? (publicKey.includes('BEGIN EC') || /ecdsa|EC PUBLIC/.test(publicKey) ? 'ES256' : 'RS256')
+    let keyType: string | undefined
+    try {
+      keyType = createPublicKey(publicKey).asymmetricKeyType
+    } catch (err) {
+      throw new ConfigError(`JWT_PUBLIC_KEY is not a PEM public key: ${(err as Error).message}`)
+    }
+    algorithm = (env.JWT_ALGORITHM as JwtAlgorithm | undefined) ?? (keyType === 'ec' ? 'ES256' : 'RS256')
     if (algorithm !== 'RS256' && algorithm !== 'ES256') {
       throw new ConfigError(`JWT_ALGORITHM must be RS256 or ES256 with JWT_PUBLIC_KEY, got "${algorithm}"`)
     }
   } else if (!secret) {
-    throw new ConfigError('set JWT_SECRET (HS256 key, at least 32 characters) or JWT_PUBLIC_KEY (PEM for RS256/ES256)')
+    throw new ConfigError(
+      'set JWT_SECRET (HS256 key, at least 32 characters) or JWT_PUBLIC_KEY (PEM for RS256/ES256)',
+    )
   } else if (secret.length < 32) {
     throw new ConfigError('JWT_SECRET must be at least 32 characters long')
   }
@@ -88,8 +103,20 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     host: env.HOST || defaults.host,
     mqttPort: port('MQTT_PORT', defaults.mqttPort),
     httpPort: port('HTTP_PORT', defaults.httpPort),
-    tls: cert && key ? { port: port('MQTTS_PORT', defaults.mqttsPort), cert: fileOrPem('TLS_CERT')!, key: fileOrPem('TLS_KEY')! } : undefined,
-    jwt: { algorithm, secret: publicKey ? undefined : secret, publicKey, privateKey: fileOrPem('JWT_PRIVATE_KEY') },
+    tls:
+      cert && key
+        ? {
+            port: port('MQTTS_PORT', defaults.mqttsPort),
+            cert: fileOrPem('TLS_CERT')!,
+            key: fileOrPem('TLS_KEY')!,
+          }
+        : undefined,
+    jwt: {
+      algorithm,
+      secret: publicKey ? undefined : secret,
+      publicKey,
+      privateKey: fileOrPem('JWT_PRIVATE_KEY'),
+    },
     dataDir: env.DATA_DIR || defaults.dataDir,
     mongoUrl: env.MONGO_URL || undefined,
     redisUrl: env.REDIS_URL || undefined,
