@@ -47,7 +47,10 @@ const PRESENCE = /^(devices|routers)\/([^/]+)\/presence$/
  */
 export async function startHub(config: HubConfig, options: { log?: Logger } = {}): Promise<Hub> {
   const log = options.log ?? pino({ level: config.logLevel, base: { service: 'stagehub' } })
-  if (config.redisUrl) log.warn('REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone')
+  if (config.redisUrl)
+    log.warn(
+      'REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone',
+    )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
   const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
@@ -66,7 +69,6 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
         onRequest: (who, action, payload) => pipeline!.handle(who, action, payload),
-        onDisconnected: (who) => pipeline!.forget(who),
       },
     },
     persistence,
@@ -77,7 +79,10 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     topics: async function* () {},
     keeps: (topic) => {
       const match = PRESENCE.exec(topic)
-      return match !== null && access.tokenGeneration(match[1] === 'devices' ? 'device' : 'router', match[2]!) !== undefined
+      return (
+        match !== null &&
+        access.tokenGeneration(match[1] === 'devices' ? 'device' : 'router', match[2]!) !== undefined
+      )
     },
   })
   pipeline = new RequestPipeline({
@@ -103,7 +108,11 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await users.start()
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
-  const status = (state: HubStatus['state']): HubStatus => ({ state, version: HUB_VERSION, since: new Date().toISOString() })
+  const status = (state: HubStatus['state']): HubStatus => ({
+    state,
+    version: HUB_VERSION,
+    since: new Date().toISOString(),
+  })
   await publisher.publish(HUB_STATUS_TOPIC, status('online'))
 
   const http = await createHttpServer(broker, config, log)

@@ -66,7 +66,10 @@ export class RequestPipeline {
 
   async start(): Promise<void> {
     await this.#options.store.ensureCollection(collections.requests)
-    this.#sweeper = setInterval(() => void this.#purgeExpired(), 60_000)
+    this.#sweeper = setInterval(() => {
+      this.#limiter.sweep()
+      void this.#purgeExpired()
+    }, 60_000)
     this.#sweeper.unref()
   }
 
@@ -94,13 +97,9 @@ export class RequestPipeline {
       async (response) => {
         await this.#send(who, action, response, started)
       },
-      (err: unknown) => this.#options.log.error({ err, clientId: who.clientId, action }, 'request pipeline failed'),
+      (err: unknown) =>
+        this.#options.log.error({ err, clientId: who.clientId, action }, 'request pipeline failed'),
     )
-  }
-
-  /** A client went away: its rate-limit bucket goes too. */
-  forget(who: Identity): void {
-    this.#limiter.forget(clientKey(who))
   }
 
   async #process(who: Identity, action: string, payload: Buffer): Promise<ResponseEnvelope> {
@@ -109,7 +108,11 @@ export class RequestPipeline {
       return failure(guessId(payload), 'rate_limited', 'too many requests: slow down and retry later')
     }
     if (payload.length > maxPayloadBytes) {
-      return failure(guessId(payload), 'too_large', `request of ${payload.length} bytes exceeds the ${maxPayloadBytes}-byte limit`)
+      return failure(
+        guessId(payload),
+        'too_large',
+        `request of ${payload.length} bytes exceeds the ${maxPayloadBytes}-byte limit`,
+      )
     }
     let body: unknown
     try {
@@ -132,11 +135,20 @@ export class RequestPipeline {
     }
   }
 
-  async #execute(key: string, who: Identity, action: string, request: RequestEnvelope): Promise<ResponseEnvelope> {
+  async #execute(
+    key: string,
+    who: Identity,
+    action: string,
+    request: RequestEnvelope,
+  ): Promise<ResponseEnvelope> {
     const { store, publisher, log, requestIdTtlMs } = this.#options
     const registered = this.#actions.get(action)
     if (!registered) {
-      return failure(request.id, 'invalid_request', `unknown action "${action}"; see schemas/ for the actions this hub serves`)
+      return failure(
+        request.id,
+        'invalid_request',
+        `unknown action "${action}"; see schemas/ for the actions this hub serves`,
+      )
     }
     const params = request.params ?? {}
     if (!registered.validate(params)) {
@@ -194,9 +206,13 @@ export class RequestPipeline {
     const { metrics, log, respond } = this.#options
     const code = response.ok ? 'ok' : response.error.code
     metrics.requests.inc({ action: this.#actions.has(action) ? action : 'unknown', code })
-    if (!response.ok) log.info({ clientId: who.clientId, action, id: response.id, error: response.error }, 'request refused')
+    if (!response.ok)
+      log.info({ clientId: who.clientId, action, id: response.id, error: response.error }, 'request refused')
     await respond(who.clientId, JSON.stringify(response))
-    metrics.requestLatency.observe({ action: this.#actions.has(action) ? action : 'unknown' }, (performance.now() - started) / 1000)
+    metrics.requestLatency.observe(
+      { action: this.#actions.has(action) ? action : 'unknown' },
+      (performance.now() - started) / 1000,
+    )
   }
 
   async #purgeExpired(): Promise<void> {
@@ -216,8 +232,14 @@ function writeRecord(
   ttlMs: number,
   expired: RequestRecordDoc | null,
 ): void {
-  const record = { id: key, clientId: who.clientId, expiresAt: Date.now() + ttlMs, response: JSON.stringify(response) }
-  if (expired) tx.replace<RequestRecordDoc>(collections.requests.name, { ...record, version: expired.version })
+  const record = {
+    id: key,
+    clientId: who.clientId,
+    expiresAt: Date.now() + ttlMs,
+    response: JSON.stringify(response),
+  }
+  if (expired)
+    tx.replace<RequestRecordDoc>(collections.requests.name, { ...record, version: expired.version })
   else tx.insert<RequestRecordDoc>(collections.requests.name, record)
 }
 

@@ -20,7 +20,18 @@ export class RateLimiter {
     return allowed
   }
 
-  forget(key: string): void {
-    this.#buckets.delete(key)
+  /**
+   * Drops buckets that have refilled completely: they behave exactly like new ones. Buckets are not
+   * dropped on disconnect, so reconnecting does not reset a flooder's budget.
+   */
+  sweep(now = performance.now()): void {
+    for (const [key, bucket] of this.#buckets) {
+      if (bucket.tokens + ((now - bucket.at) / 1000) * this.#perSecond >= this.#burst)
+        this.#buckets.delete(key)
+    }
+  }
+
+  get size(): number {
+    return this.#buckets.size
   }
 }
