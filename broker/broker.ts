@@ -1,4 +1,10 @@
-import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client,
+  type PublishPacket,
+} from 'aedes'
 import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
@@ -46,6 +52,8 @@ export class HubBroker {
   readonly aedes: Aedes
   readonly #identities = new WeakMap<Client, Identity>()
   readonly #expiryTimers = new Map<Client, NodeJS.Timeout>()
+  /** Connections whose CONNECT had an empty client id (Aedes then invents one, which must not pass). */
+  readonly #emptyClientIds = new WeakSet<Client>()
   readonly #options: BrokerOptions
 
   private constructor(aedes: Aedes, options: BrokerOptions) {
@@ -54,26 +62,30 @@ export class HubBroker {
   }
 
   static async create(options: BrokerOptions, persistence?: unknown): Promise<HubBroker> {
-    let broker: HubBroker | undefined
+    // the hooks close over `broker`, declared below: they only run once connections arrive, after it exists
     const aedes = await Aedes.createBroker({
       ...(persistence ? { persistence: persistence as never } : {}),
       maxClientsIdLength: 64,
-      authenticate: (client, _username, password, done) => broker!.#authenticate(client, password, done),
-      authorizePublish: (client, packet, done) => broker!.#authorizePublish(client, packet, done),
+      preConnect: (client, packet, done) => {
+        if (!packet.clientId) broker.#emptyClientIds.add(client)
+        done(null, true)
+      },
+      authenticate: (client, _username, password, done) => broker.#authenticate(client, password, done),
+      authorizePublish: (client, packet, done) => broker.#authorizePublish(client, packet, done),
       authorizeSubscribe: (client, subscription, done) => {
-        const who = client ? broker!.#identities.get(client) : undefined
+        const who = client ? broker.#identities.get(client) : undefined
         if (who && options.delegate.acl.canSubscribe(who, subscription.topic)) return done(null, subscription)
         options.log.info({ clientId: client?.id, topic: subscription.topic }, 'subscription refused')
         done(null, null)
       },
       authorizeForward: (client, packet) => {
-        const who = broker!.#identities.get(client)
+        const who = broker.#identities.get(client)
         if (!who || !options.delegate.acl.canReceive(who, packet.topic)) return null
         options.metrics.messagesOut.inc()
         return packet
       },
     })
-    broker = new HubBroker(aedes, options)
+    const broker: HubBroker = new HubBroker(aedes, options)
     broker.#watchConnections()
     return broker
   }
@@ -89,7 +101,11 @@ export class HubBroker {
   }
 
   /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
-  publish(topic: string, payload: Buffer | string, options: { qos?: 0 | 1; retain?: boolean } = {}): Promise<void> {
+  publish(
+    topic: string,
+    payload: Buffer | string,
+    options: { qos?: 0 | 1; retain?: boolean } = {},
+  ): Promise<void> {
     const packet: PublishPacket = {
       cmd: 'publish',
       topic,
@@ -106,7 +122,9 @@ export class HubBroker {
   /** Closes every connection whose identity matches, e.g. after its token generation was revoked. */
   disconnectWhere(matches: (who: Identity) => boolean): number {
     let closed = 0
-    for (const client of Object.values((this.aedes as unknown as { clients: Record<string, Client> }).clients)) {
+    for (const client of Object.values(
+      (this.aedes as unknown as { clients: Record<string, Client> }).clients,
+    )) {
       const who = this.#identities.get(client)
       if (who && matches(who)) {
         client.close()
@@ -131,12 +149,16 @@ export class HubBroker {
     try {
       if (!password || password.length === 0) throw new TokenRefusal(4, 'no token in the password field')
       const verified = tokens.verify(password.toString('utf8'))
-      checkClientId(verified, client.id)
+      checkClientId(verified, this.#emptyClientIds.has(client) ? '' : client.id)
       if (verified.role === 'device' || verified.role === 'router') {
         const generation = delegate.tokenGeneration(verified.role, verified.id)
-        if (generation === undefined) throw new TokenRefusal(5, `${verified.role} ${verified.id} is not registered`)
+        if (generation === undefined)
+          throw new TokenRefusal(5, `${verified.role} ${verified.id} is not registered`)
         if ((verified.ver ?? 0) < generation) {
-          throw new TokenRefusal(5, `${verified.role} token generation ${verified.ver} was revoked (current: ${generation})`)
+          throw new TokenRefusal(
+            5,
+            `${verified.role} token generation ${verified.ver} was revoked (current: ${generation})`,
+          )
         }
       }
       const who: Identity = { ...verified, clientId: client.id }
@@ -146,8 +168,14 @@ export class HubBroker {
     } catch (err) {
       const refusal = err instanceof TokenRefusal ? err : new TokenRefusal(4, 'token could not be checked')
       metrics.connectionRefusals.inc({ code: String(refusal.returnCode) })
-      log.info({ clientId: client.id, code: refusal.returnCode, reason: refusal.message }, 'connection refused')
-      done(Object.assign(new Error(refusal.message), { returnCode: refusal.returnCode }) as AuthenticateError, null)
+      log.info(
+        { clientId: client.id, code: refusal.returnCode, reason: refusal.message },
+        'connection refused',
+      )
+      done(
+        Object.assign(new Error(refusal.message), { returnCode: refusal.returnCode }) as AuthenticateError,
+        null,
+      )
     }
   }
 
@@ -157,7 +185,10 @@ export class HubBroker {
     if (!who) return done(new Error('publish without an authenticated client'))
     const decision = delegate.acl.canPublish(who, packet.topic)
     if (!decision.allowed) {
-      log.warn({ clientId: who.clientId, topic: packet.topic }, 'unauthorized publish: closing the connection')
+      log.warn(
+        { clientId: who.clientId, topic: packet.topic },
+        'unauthorized publish: closing the connection',
+      )
       return done(new Error(`not allowed to publish to ${packet.topic}`))
     }
     metrics.messagesIn.inc()
@@ -196,7 +227,10 @@ export class HubBroker {
       const who = this.#identities.get(client)
       if (!who) return
       metrics.connections.dec({ role: who.role })
-      delegate.onDisconnected?.(who, (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost')
+      delegate.onDisconnected?.(
+        who,
+        (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost',
+      )
     })
   }
 
@@ -212,7 +246,10 @@ export class HubBroker {
     parser._parseLength = () => {
       const complete = parseLength()
       if (complete && parser.packet.length > max) {
-        this.#options.log.warn({ clientId: client.id, bytes: parser.packet.length }, 'packet too large: closing the connection')
+        this.#options.log.warn(
+          { clientId: client.id, bytes: parser.packet.length },
+          'packet too large: closing the connection',
+        )
         parser._emitError(new Error(`packet of ${parser.packet.length} bytes exceeds the ${max}-byte limit`))
         return false
       }

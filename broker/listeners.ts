@@ -19,10 +19,20 @@ export interface Listeners {
  * The HTTP server (fastify) with MQTT over WebSocket at /mqtt. Routes are added by the caller before
  * `startListeners`.
  */
-export async function createHttpServer(broker: HubBroker, config: HubConfig, log: Logger): Promise<FastifyInstance> {
+export async function createHttpServer(
+  broker: HubBroker,
+  config: HubConfig,
+  log: Logger,
+): Promise<FastifyInstance> {
   // request lines are debug noise (metrics scrapes, health checks); warnings and errors still show
   const httpLog = log.child({ component: 'http' }, { level: log.levelVal > 30 ? log.level : 'warn' })
-  const http = Fastify({ loggerInstance: httpLog as FastifyBaseLogger, bodyLimit: 64 * 1024 })
+  const http = Fastify({
+    loggerInstance: httpLog as FastifyBaseLogger,
+    bodyLimit: 64 * 1024,
+    // validate like the MQTT side (schemas/validate.ts): unknown fields and wrong types are refused,
+    // not silently stripped or coerced (fastify's defaults)
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+  })
   await http.register(websocket, {
     options: { maxPayload: Math.max(256 * 1024, 4 * config.maxPayloadBytes) },
   })
@@ -34,7 +44,11 @@ export async function createHttpServer(broker: HubBroker, config: HubConfig, log
 }
 
 /** Opens TCP (noDelay: no Nagle stall between SUBACK and retained PUBLISH), optional TLS, and HTTP. */
-export async function startListeners(broker: HubBroker, http: FastifyInstance, config: HubConfig): Promise<Listeners> {
+export async function startListeners(
+  broker: HubBroker,
+  http: FastifyInstance,
+  config: HubConfig,
+): Promise<Listeners> {
   const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket))
   await listen(tcp, config.mqttPort, config.host)
   let secure: tls.Server | undefined

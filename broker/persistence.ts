@@ -104,6 +104,8 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     this.#pending = new Map()
     this.#writing = this.#writing
       .then(() => this.#archive.save(batch))
-      .catch((err: unknown) => this.#log.error({ err, topics: batch.size }, 'could not archive retained messages'))
+      .catch((err: unknown) =>
+        this.#log.error({ err, topics: batch.size }, 'could not archive retained messages'),
+      )
   }
 }

@@ -63,7 +63,8 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       }
       if (typeof payload.exp !== 'number') throw new TokenRefusal(4, 'token refused: exp is required')
       const role = payload.role
-      if (typeof role !== 'string' || !ROLES.has(role)) throw new TokenRefusal(4, 'token refused: unknown role')
+      if (typeof role !== 'string' || !ROLES.has(role))
+        throw new TokenRefusal(4, 'token refused: unknown role')
       if (typeof payload.sub !== 'string' || !ID.test(payload.sub)) {
         throw new TokenRefusal(4, 'token refused: sub must be an id of [A-Za-z0-9_-]{1,64}')
       }
@@ -87,7 +88,11 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       if (!signKey) throw new Error(`cannot mint ${config.algorithm} tokens without JWT_PRIVATE_KEY`)
       const { sub, ...rest } = claims
       const body = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined))
-      const token = jwt.sign(body, signKey, { algorithm: config.algorithm, subject: sub, expiresIn: ttlSeconds })
+      const token = jwt.sign(body, signKey, {
+        algorithm: config.algorithm,
+        subject: sub,
+        expiresIn: ttlSeconds,
+      })
       const exp = (jwt.decode(token) as jwt.JwtPayload).exp as number
       return { token, exp }
     },

@@ -125,19 +125,28 @@ export class Requester {
     this.#ready ??= this.#client.subscribeAsync(`clients/${this.#client.options.clientId}/res`, { qos: 1 })
     await this.#ready
     const response = new Promise<Response>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no response to ${action} ${id} within ${timeoutMs} ms`)), timeoutMs)
+      const timer = setTimeout(
+        () => reject(new Error(`no response to ${action} ${id} within ${timeoutMs} ms`)),
+        timeoutMs,
+      )
       this.#waiting.set(id, (r) => {
         clearTimeout(timer)
         resolve(r)
       })
     })
-    await this.#client.publishAsync(`clients/${this.#client.options.clientId}/req/${action}`, payload, { qos: 1 })
+    await this.#client.publishAsync(`clients/${this.#client.options.clientId}/req/${action}`, payload, {
+      qos: 1,
+    })
     return response
   }
 }
 
 /** Resolves with the next message on `topic` (subscribing first), or rejects after `timeoutMs`. */
-export async function nextMessage(client: MqttClient, topic: string, timeoutMs = 3000): Promise<{ payload: Buffer; retain: boolean }> {
+export async function nextMessage(
+  client: MqttClient,
+  topic: string,
+  timeoutMs = 3000,
+): Promise<{ payload: Buffer; retain: boolean }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       client.off('message', onMessage)
@@ -161,7 +170,12 @@ export async function nextMessage(client: MqttClient, topic: string, timeoutMs =
 /** The CONNACK return code of a refused connection attempt (or 0 if it was accepted). */
 export async function connackCode(url: string, options: IClientOptions): Promise<number> {
   return new Promise((resolve) => {
-    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options })
+    const client = mqtt.connect(url, {
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      ...options,
+    })
     client.once('connect', () => {
       client.end(true)
       resolve(0)
@@ -172,3 +186,111 @@ export async function connackCode(url: string, options: IClientOptions): Promise
     })
   })
 }
+
+/** Every response a client receives on its `clients/{c}/res`, in arrival order. */
+export interface ResponseLog {
+  readonly all: readonly Response[]
+  /** The responses with this id, in arrival order. */
+  withId(id: string): Response[]
+}
+
+/** Subscribes to the client's response topic and records every response (alongside any Requester). */
+export async function recordResponses(client: MqttClient): Promise<ResponseLog> {
+  const all: Response[] = []
+  const topic = `clients/${client.options.clientId}/res`
+  client.on('message', (t, payload) => {
+    if (t === topic) all.push(JSON.parse(payload.toString()) as Response)
+  })
+  await client.subscribeAsync(topic, { qos: 1 })
+  return { all, withId: (id) => all.filter((r) => r.id === id) }
+}
+
+/** Polls `condition` every 10 ms until it holds; rejects with `what` after `timeoutMs`. */
+export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * The SUBACK return codes for `filters` (0/1 granted QoS, 128 refused), read from the SUBACK packet
+ * whether or not MQTT.js treats the answer as an error.
+ */
+export async function subackCodes(
+  client: MqttClient,
+  filters: string | string[],
+  qos: 0 | 1 = 1,
+): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    client.subscribe(filters, { qos }, (err, _granted, packet) => {
+      if (packet) resolve(packet.granted as number[])
+      else reject(err ?? new Error('no SUBACK'))
+    })
+  })
+}
+
+export interface ReceivedMessage {
+  topic: string
+  payload: Buffer
+  retain: boolean
+}
+
+/**
+ * Resolves with the next message the client receives whose topic matches (without subscribing: call
+ * it before subscribing to catch retained messages); rejects after `timeoutMs`.
+ */
+export async function waitForMessage(
+  client: MqttClient,
+  match: string | RegExp | ((m: ReceivedMessage) => boolean),
+  timeoutMs = 3000,
+): Promise<ReceivedMessage> {
+  const test =
+    typeof match === 'string'
+      ? (m: ReceivedMessage) => m.topic === match
+      : match instanceof RegExp
+        ? (m: ReceivedMessage) => match.test(m.topic)
+        : match
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('message', onMessage)
+      reject(new Error(`no message matching ${String(match)} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const onMessage = (topic: string, payload: Buffer, packet: { retain: boolean }) => {
+      const m = { topic, payload, retain: packet.retain }
+      if (!test(m)) return
+      clearTimeout(timer)
+      client.off('message', onMessage)
+      resolve(m)
+    }
+    client.on('message', onMessage)
+  })
+}
+
+/** Records every message the client receives from now on, until `stop()`. */
+export function recordMessages(client: MqttClient): { messages: ReceivedMessage[]; stop(): void } {
+  const messages: ReceivedMessage[] = []
+  const onMessage = (topic: string, payload: Buffer, packet: { retain: boolean }) => {
+    messages.push({ topic, payload, retain: packet.retain })
+  }
+  client.on('message', onMessage)
+  return { messages, stop: () => client.off('message', onMessage) }
+}
+
+/** Resolves when the client's connection closes (its 'close' event); rejects after `timeoutMs`. */
+export async function connectionClosed(client: MqttClient, timeoutMs = 3000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('close', onClose)
+      reject(new Error(`connection ${client.options.clientId} still open after ${timeoutMs} ms`))
+    }, timeoutMs)
+    const onClose = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    client.once('close', onClose)
+  })
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
