@@ -11,9 +11,14 @@ const write = (file: string, schema: unknown) => {
   writeFileSync(join(out, file), JSON.stringify(schema, null, 2) + '\n')
 }
 for (const action of actions) {
-  write(`actions/${action.name}.params.json`, { title: `${action.name} params`, description: action.description, ...action.params })
+  write(`actions/${action.name}.params.json`, {
+    title: `${action.name} params`,
+    description: action.description,
+    ...action.params,
+  })
   write(`actions/${action.name}.result.json`, { title: `${action.name} result`, ...action.result })
 }
-for (const { topic, schema } of stateTopics) write(`state/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
+for (const { topic, schema } of stateTopics)
+  write(`state/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
 for (const [name, schema] of Object.entries({ ...envelopes, ...http })) write(`${name}.json`, schema)
 console.log(`wrote ${out}`)

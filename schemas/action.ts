@@ -11,7 +11,9 @@ export interface ActionSchema<P extends TSchema = TSchema, R extends TSchema = T
 export type ActionParams<A extends ActionSchema> = Static<A['params']>
 export type ActionResult<A extends ActionSchema> = Static<A['result']>
 
-export function defineAction<P extends TSchema, R extends TSchema>(action: ActionSchema<P, R>): ActionSchema<P, R> {
+export function defineAction<P extends TSchema, R extends TSchema>(
+  action: ActionSchema<P, R>,
+): ActionSchema<P, R> {
   if (!/^[a-z]+\.[a-zA-Z]+$/.test(action.name)) throw new Error(`bad action name ${action.name}`)
   return action
 }

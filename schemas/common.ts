@@ -1,9 +1,15 @@
 import { Type, type Static } from '@sinclair/typebox'
 
 /** `{x}` in SPEC §3: every id that appears in a topic level. */
-export const Id = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'id usable as one topic level' })
+export const Id = Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,64}$',
+  description: 'id usable as one topic level',
+})
 export type Id = Static<typeof Id>
 
-export const Version = Type.Integer({ minimum: 1, description: 'document version for compare-and-set writes' })
+export const Version = Type.Integer({
+  minimum: 1,
+  description: 'document version for compare-and-set writes',
+})
 
 export const Timestamp = Type.String({ format: 'date-time' })

@@ -29,7 +29,10 @@ export const RequestEnvelope = Type.Object(
 )
 export type RequestEnvelope = Static<typeof RequestEnvelope>
 
-export const ErrorBody = Type.Object({ code: ErrorCode, message: Type.String() }, { additionalProperties: false })
+export const ErrorBody = Type.Object(
+  { code: ErrorCode, message: Type.String() },
+  { additionalProperties: false },
+)
 export type ErrorBody = Static<typeof ErrorBody>
 
 /** Published by the hub to `clients/{c}/res`: exactly one per request. */

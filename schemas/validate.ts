@@ -6,7 +6,9 @@ import type { Static, TSchema } from '@sinclair/typebox'
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv
 
 /** One ajv for the whole hub: the schemas in this folder are the only definition of valid input. */
-export const ajv = addFormats(new Ajv({ allErrors: false, strict: false, useDefaults: false, coerceTypes: false }))
+export const ajv = addFormats(
+  new Ajv({ allErrors: false, strict: false, useDefaults: false, coerceTypes: false }),
+)
 
 export interface Validator<T> {
   (value: unknown): value is T

@@ -18,14 +18,18 @@ export class AccessIndex implements AccessState {
     const index = new AccessIndex()
     for (const spec of [collections.stages, collections.members, collections.devices, collections.routers]) {
       await store.ensureCollection(spec)
-      for await (const doc of store.scan(spec.name)) index.#apply({ collection: spec.name, id: doc.id, before: null, after: doc })
+      for await (const doc of store.scan(spec.name))
+        index.#apply({ collection: spec.name, id: doc.id, before: null, after: doc })
     }
     store.onChange((changes) => changes.forEach((change) => index.#apply(change)))
     return index
   }
 
   canSeeStage(stageId: string, userId: string): boolean {
-    return this.#stageAdmins.get(stageId)?.has(userId) === true || this.#stageMembers.get(stageId)?.has(userId) === true
+    return (
+      this.#stageAdmins.get(stageId)?.has(userId) === true ||
+      this.#stageMembers.get(stageId)?.has(userId) === true
+    )
   }
 
   isStageAdmin(stageId: string, userId: string): boolean {

@@ -58,7 +58,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
 
-  let pipeline: RequestPipeline | undefined
+  // the delegate closes over `pipeline`, declared below: requests only arrive once the listeners are open
   const broker = await HubBroker.create(
     {
       tokens,
@@ -68,7 +68,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       delegate: {
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
-        onRequest: (who, action, payload) => pipeline!.handle(who, action, payload),
+        onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
       },
     },
     persistence,
@@ -85,7 +85,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       )
     },
   })
-  pipeline = new RequestPipeline({
+  const pipeline = new RequestPipeline({
     store,
     publisher,
     metrics,
@@ -119,14 +119,11 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   errorReplies(http)
   healthRoutes(http, {
     metrics,
-    ready: async () => {
-      await store.ping()
-      if (!listeners) throw new Error('listeners are not open yet')
-    },
+    // HTTP answers only once every listener is open, so a reachable store is what is left to check
+    ready: () => store.ping(),
   })
   await http.register(users.routes)
-  let listeners: Listeners | undefined
-  listeners = await startListeners(broker, http, config)
+  const listeners = await startListeners(broker, http, config)
   log.info({ ports: listeners.ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
 
   let closing: Promise<void> | undefined

@@ -9,7 +9,11 @@ export async function storeRetainedArchive(store: Store): Promise<RetainedArchiv
   return {
     async *load() {
       for await (const doc of store.scan<RetainedDoc>(name)) {
-        yield { topic: doc.topic, payload: Buffer.from(doc.payload, 'base64'), qos: doc.qos } satisfies RetainedRecord
+        yield {
+          topic: doc.topic,
+          payload: Buffer.from(doc.payload, 'base64'),
+          qos: doc.qos,
+        } satisfies RetainedRecord
       }
     },
     async save(changes) {

@@ -47,7 +47,9 @@ export class StatePublisher {
   }
 
   async apply(publications: readonly Publication[]): Promise<void> {
-    await Promise.all(publications.map((p) => (p.value === null ? this.clear(p.topic) : this.publish(p.topic, p.value))))
+    await Promise.all(
+      publications.map((p) => (p.value === null ? this.clear(p.topic) : this.publish(p.topic, p.value))),
+    )
   }
 
   /**

@@ -18,7 +18,9 @@ const HTTP_STATUS: Record<string, number> = {
 export function errorReplies(http: FastifyInstance): void {
   http.setErrorHandler((err: FastifyError | HubError, request, reply) => {
     if (err instanceof HubError) {
-      return reply.code(HTTP_STATUS[err.code] ?? 500).send({ error: { code: err.code, message: err.message } })
+      return reply
+        .code(HTTP_STATUS[err.code] ?? 500)
+        .send({ error: { code: err.code, message: err.message } })
     }
     if (err.validation) {
       return reply.code(400).send({ error: { code: 'invalid_request', message: err.message } })
@@ -30,15 +32,22 @@ export function errorReplies(http: FastifyInstance): void {
       return reply.code(err.statusCode).send({ error: { code: 'invalid_request', message: err.message } })
     }
     request.log.error({ err }, 'request failed')
-    return reply.code(500).send({ error: { code: 'internal', message: 'the hub could not process this request' } })
+    return reply
+      .code(500)
+      .send({ error: { code: 'internal', message: 'the hub could not process this request' } })
   })
   http.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } }),
+    reply
+      .code(404)
+      .send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } }),
   )
 }
 
 /** Liveness, readiness (store reachable, broker listening) and Prometheus metrics (SPEC §9). */
-export function healthRoutes(http: FastifyInstance, deps: { metrics: HubMetrics; ready: () => Promise<void> }): void {
+export function healthRoutes(
+  http: FastifyInstance,
+  deps: { metrics: HubMetrics; ready: () => Promise<void> },
+): void {
   http.get('/healthz', async () => ({ status: 'ok' }))
   http.get('/readyz', async (_request, reply) => {
     try {

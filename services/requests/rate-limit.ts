@@ -11,13 +11,23 @@ export class RateLimiter {
 
   /** Takes one token; false when the key is over its rate. */
   take(key: string, now = performance.now()): boolean {
+    const bucket = this.#refill(key, now)
+    const allowed = bucket.tokens >= 1
+    if (allowed) bucket.tokens -= 1
+    return allowed
+  }
+
+  /** Whether a token is available, without taking it (for limits that only count failures). */
+  allows(key: string, now = performance.now()): boolean {
+    return this.#refill(key, now).tokens >= 1
+  }
+
+  #refill(key: string, now: number): { tokens: number; at: number } {
     const bucket = this.#buckets.get(key) ?? { tokens: this.#burst, at: now }
     bucket.tokens = Math.min(this.#burst, bucket.tokens + ((now - bucket.at) / 1000) * this.#perSecond)
     bucket.at = now
-    const allowed = bucket.tokens >= 1
-    if (allowed) bucket.tokens -= 1
     this.#buckets.set(key, bucket)
-    return allowed
+    return bucket
   }
 
   /**

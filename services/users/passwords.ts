@@ -24,6 +24,11 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (scheme !== 'scrypt' || !costText || !saltText || !keyText) return false
   const N = 2 ** Number(costText)
   const expected = Buffer.from(keyText, 'base64')
-  const actual = await scrypt(password, Buffer.from(saltText, 'base64'), { N, r: 8, p: 1, maxmem: 256 * N * 8 })
+  const actual = await scrypt(password, Buffer.from(saltText, 'base64'), {
+    N,
+    r: 8,
+    p: 1,
+    maxmem: 256 * N * 8,
+  })
   return actual.length === expected.length && timingSafeEqual(actual, expected)
 }

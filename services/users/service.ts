@@ -16,7 +16,12 @@ import { hashPassword, verifyPassword } from './passwords.ts'
 export const userTopic = (userId: string) => `users/${userId}`
 
 export function userProfile(user: UserDoc): UserProfile {
-  return { id: user.id, name: user.name, ...(user.avatarUrl ? { avatarUrl: user.avatarUrl } : {}), version: user.version }
+  return {
+    id: user.id,
+    name: user.name,
+    ...(user.avatarUrl ? { avatarUrl: user.avatarUrl } : {}),
+    version: user.version,
+  }
 }
 
 export function newId(): string {
@@ -35,7 +40,7 @@ export interface UsersServiceOptions {
 /** Users: profiles (`users/{u}`), the `user.update` action, and sign-up/log-in over HTTP (SPEC §9). */
 export class UsersService {
   readonly #options: UsersServiceOptions
-  /** Guards against password guessing: per e-mail address and per remote address. */
+  /** Guards against password guessing: failed attempts per e-mail address and per remote address. */
   readonly #loginAttempts = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
   /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
   #dummyHash = ''
@@ -91,13 +96,17 @@ export class UsersService {
       await publisher.publish(userTopic(value.id), userProfile(value))
       return value
     } catch (err) {
-      if (err instanceof UniqueViolationError) throw new HubError('conflict', 'an account with this e-mail address exists already: log in instead')
+      if (err instanceof UniqueViolationError)
+        throw new HubError('conflict', 'an account with this e-mail address exists already: log in instead')
       throw err
     }
   }
 
   userToken(user: Pick<UserDoc, 'id' | 'name'>): TokenReply {
-    const { token, exp } = this.#options.tokens.sign({ sub: user.id, role: 'user', name: user.name }, this.#options.userTokenTtlSeconds)
+    const { token, exp } = this.#options.tokens.sign(
+      { sub: user.id, role: 'user', name: user.name },
+      this.#options.userTokenTtlSeconds,
+    )
     return { userId: user.id, token, expiresAt: new Date(exp * 1000).toISOString() }
   }
 
@@ -112,16 +121,28 @@ export class UsersService {
       },
     )
 
-    http.post<{ Body: LoginBody }>('/auth/login', { schema: { body: LoginBody, response: { 200: TokenReply } } }, async (request) => {
-      const email = request.body.email.trim().toLowerCase()
-      if (!this.#loginAttempts.take(`email:${email}`) || !this.#loginAttempts.take(`ip:${request.ip}`)) {
-        throw new HubError('rate_limited', 'too many log-in attempts: wait a few minutes and try again')
-      }
-      const [user] = await this.#options.store.find<UserDoc>(collections.users.name, { email })
-      // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
-      const valid = await verifyPassword(request.body.password, user?.passwordHash ?? this.#dummyHash)
-      if (!user || !user.passwordHash || !valid) throw new HubError('unauthorized', 'wrong e-mail address or password')
-      return this.userToken(user)
-    })
+    http.post<{ Body: LoginBody }>(
+      '/auth/login',
+      { schema: { body: LoginBody, response: { 200: TokenReply } } },
+      async (request) => {
+        const email = request.body.email.trim().toLowerCase()
+        const keys = [`email:${email}`, `ip:${request.ip}`]
+        if (!keys.every((key) => this.#loginAttempts.allows(key))) {
+          throw new HubError(
+            'rate_limited',
+            'too many failed log-in attempts: wait a few minutes and try again',
+          )
+        }
+        const [user] = await this.#options.store.find<UserDoc>(collections.users.name, { email })
+        // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
+        const valid = await verifyPassword(request.body.password, user?.passwordHash ?? this.#dummyHash)
+        if (!user || !user.passwordHash || !valid) {
+          // only failures count, so people sharing one address (a venue, a school) can all log in
+          keys.forEach((key) => this.#loginAttempts.take(key))
+          throw new HubError('unauthorized', 'wrong e-mail address or password')
+        }
+        return this.userToken(user)
+      },
+    )
   }
 }
