@@ -28,6 +28,18 @@ export interface HubConfig {
   userTokenTtlSeconds: number
   /** scrypt cost for stored passwords (N = 2^cost). */
   passwordHashCost: number
+  quotas: Quotas
+}
+
+export interface Quotas {
+  /** Stages one user may have created and not removed. */
+  stagesPerUser: number
+  groupsPerStage: number
+  /** Memberships (online or not) per stage; seats (in the stage at once) are capped at 30 regardless. */
+  membersPerStage: number
+  /** Chat messages per user: a bucket of `chatBurst` refilled at `chatPerSecond`. */
+  chatPerSecond: number
+  chatBurst: number
 }
 
 export class ConfigError extends Error {
@@ -46,6 +58,7 @@ const defaults = {
   requestIdTtlMs: 10 * 60 * 1000,
   userTokenTtlSeconds: 7 * 24 * 3600,
   passwordHashCost: 15,
+  quotas: { stagesPerUser: 20, groupsPerStage: 30, membersPerStage: 300, chatPerSecond: 1, chatBurst: 10 },
 }
 
 /** Reads the configuration of SPEC §1 from the environment; every problem is reported with its variable. */
@@ -129,5 +142,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     requestIdTtlMs: defaults.requestIdTtlMs,
     userTokenTtlSeconds: positive('USER_TOKEN_TTL_SECONDS', defaults.userTokenTtlSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
+    quotas: {
+      stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
+      groupsPerStage: positive('QUOTA_GROUPS_PER_STAGE', defaults.quotas.groupsPerStage),
+      membersPerStage: positive('QUOTA_MEMBERS_PER_STAGE', defaults.quotas.membersPerStage),
+      chatPerSecond: positive('QUOTA_CHAT_PER_SECOND', defaults.quotas.chatPerSecond),
+      chatBurst: positive('QUOTA_CHAT_BURST', defaults.quotas.chatBurst),
+    },
   }
 }

@@ -1,17 +1,42 @@
 import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
+import * as stage from './actions/stage.ts'
 import { userUpdate } from './actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from './http.ts'
 import { RequestEnvelope, ResponseEnvelope } from './protocol.ts'
 import { HubStatus, UserProfile } from './state.ts'
 
 /** Every action the hub serves, for docs and the JSON Schema export. */
-export const actions: readonly ActionSchema[] = [userUpdate]
+export const actions: readonly ActionSchema[] = [
+  userUpdate,
+  stage.stageCreate,
+  stage.stageUpdate,
+  stage.stageRemove,
+  stage.stageAddAdmin,
+  stage.stageRemoveAdmin,
+  stage.stageJoin,
+  stage.stageLeave,
+  stage.stageForget,
+  stage.groupCreate,
+  stage.groupUpdate,
+  stage.groupRemove,
+  stage.memberUpdate,
+  stage.memberRemove,
+  stage.mixSet,
+  stage.mixRemove,
+  stage.chatSend,
+]
 
 /** Retained state topics and the schema of their payload. */
 export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'hub/status', schema: HubStatus },
   { topic: 'users/{u}', schema: UserProfile },
+  { topic: 'users/{u}/stages/{s}', schema: stage.StageSummary },
+  { topic: 'users/{u}/mix/{kind}/{id}', schema: stage.MixState },
+  { topic: 'stages/{s}', schema: stage.StageState },
+  { topic: 'stages/{s}/groups/{g}', schema: stage.GroupState },
+  { topic: 'stages/{s}/members/{u}', schema: stage.MemberState },
+  { topic: 'stages/{s}/chat', schema: stage.ChatMessage },
 ]
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }

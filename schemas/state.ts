@@ -12,12 +12,13 @@ export const HubStatus = Type.Object(
 )
 export type HubStatus = Static<typeof HubStatus>
 
-/** `users/{u}`: the public profile of a user, visible to that user only. */
+/** `users/{u}`: the profile of a user, visible to that user only; `stageId` is the stage the user is in now. */
 export const UserProfile = Type.Object(
   {
     id: Id,
     name: Type.String(),
     avatarUrl: Type.Optional(Type.String()),
+    stageId: Type.Optional(Id),
     version: Version,
   },
   { additionalProperties: false, $id: 'UserProfile' },

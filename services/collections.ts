@@ -12,6 +12,8 @@ export interface UserDoc extends StoredDoc {
   email?: string
   /** scrypt hash (see services/users/passwords.ts); never published. */
   passwordHash?: string
+  /** The stage the user is in now (set by stage.join, cleared by stage.leave). */
+  stageId?: string
   createdAt: string
 }
 
@@ -52,8 +54,15 @@ export interface RetainedDoc extends StoredDoc {
 
 export const collections = {
   users: { name: 'users', unique: [['email']] },
-  stages: { name: 'stages' },
-  members: { name: 'members', indexes: [['stageId'], ['userId']] },
+  stages: { name: 'stages', indexes: [['createdBy']] },
+  members: {
+    name: 'members',
+    unique: [
+      ['stageId', 'userId'],
+      ['stageId', 'seat'],
+    ],
+    indexes: [['stageId'], ['userId'], ['groupId']],
+  },
   devices: { name: 'devices', indexes: [['owner']] },
   routers: { name: 'routers' },
   requests: { name: 'requests', indexes: [['expiresAt']] },

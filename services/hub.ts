@@ -15,6 +15,7 @@ import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
 import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
+import { StagesService } from './stages/service.ts'
 import { UsersService } from './users/service.ts'
 
 export const HUB_VERSION: string = (
@@ -106,6 +107,15 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     userTokenTtlSeconds: config.userTokenTtlSeconds,
   })
   await users.start()
+  const stages = new StagesService({
+    store,
+    pipeline,
+    publisher,
+    users,
+    quotas: config.quotas,
+    passwordHashCost: config.passwordHashCost,
+  })
+  await stages.start()
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
   const status = (state: HubStatus['state']): HubStatus => ({

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 
 /** Writes retained topics. The hub's broker implements it; services never publish state any other way. */
 export interface RetainedWriter {
-  publish(topic: string, payload: Buffer | string, options: { qos: 1; retain: true }): Promise<void>
+  publish(topic: string, payload: Buffer | string, options: { qos: 1; retain: boolean }): Promise<void>
 }
 
 /** A service's view of its state topics, so the hub can republish everything from the store on start. */
@@ -18,6 +18,8 @@ export interface Publication {
   topic: string
   /** null clears the retained topic (zero-length retained publish). */
   value: unknown
+  /** false for events such as chat messages: delivered to current subscribers only, never stored. */
+  retain?: boolean
 }
 
 /**

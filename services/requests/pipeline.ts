@@ -20,6 +20,8 @@ export interface RequestContext {
   publish(topic: string, value: unknown): void
   /** Retained topics to clear once the transaction is durable, before the response. */
   clear(topic: string): void
+  /** A non-retained event (chat) to publish once the transaction is durable, before the response. */
+  notify(topic: string, value: unknown): void
 }
 
 export type ActionHandler<A extends ActionSchema> = (
@@ -168,6 +170,7 @@ export class RequestPipeline {
           tx,
           publish: (topic, value) => publications.push({ topic, value }),
           clear: (topic) => publications.push({ topic, value: null }),
+          notify: (topic, value) => publications.push({ topic, value, retain: false }),
         }
         const result = await registered.handle(ctx, params)
         const success: ResponseEnvelope = { id: request.id, ok: true, result: result ?? {} }

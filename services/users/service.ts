@@ -6,7 +6,7 @@ import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
 import type { UserProfile } from '../../schemas/state.ts'
 import { collections, type UserDoc } from '../collections.ts'
 import { HubError, checkVersion, notFound } from '../errors.ts'
-import type { RequestPipeline } from '../requests/pipeline.ts'
+import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError } from '../store/port.ts'
@@ -28,6 +28,9 @@ export function newId(): string {
   return randomBytes(12).toString('base64url')
 }
 
+/** Runs inside the user.update transaction, after the user document was replaced. */
+export type ProfileHook = (ctx: RequestContext, user: UserDoc) => Promise<void>
+
 export interface UsersServiceOptions {
   store: Store
   pipeline: RequestPipeline
@@ -42,6 +45,7 @@ export class UsersService {
   readonly #options: UsersServiceOptions
   /** Guards against password guessing: failed attempts per e-mail address and per remote address. */
   readonly #loginAttempts = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
+  readonly #profileHooks: ProfileHook[] = []
   /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
   #dummyHash = ''
 
@@ -62,7 +66,8 @@ export class UsersService {
       },
     })
 
-    pipeline.register(userUpdate, async ({ who, tx, publish }, params) => {
+    pipeline.register(userUpdate, async (ctx, params) => {
+      const { who, tx, publish } = ctx
       if (who.role !== 'user') throw new HubError('forbidden', 'only users have a profile to update')
       const user = await tx.get<UserDoc>(collections.users.name, who.id)
       if (!user) throw notFound(`user ${who.id}`)
@@ -74,8 +79,14 @@ export class UsersService {
       const saved = tx.replace(collections.users.name, next)
       const profile = userProfile(saved)
       publish(userTopic(saved.id), profile)
+      for (const hook of this.#profileHooks) await hook(ctx, saved)
       return profile
     })
+  }
+
+  /** Other services keep copies of profile fields (a member's name) current through these hooks. */
+  onProfileChange(hook: ProfileHook): void {
+    this.#profileHooks.push(hook)
   }
 
   /** Creates a user (sign-up and the operator CLI). E-mail addresses are unique, compared lower-cased. */

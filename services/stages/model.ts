@@ -1,0 +1,71 @@
+import type { Position, StageState } from '../../schemas/actions/stage.ts'
+import type { MixKind } from '../../schemas/actions/stage.ts'
+import { collections } from '../collections.ts'
+import type { CollectionSpec, StoredDoc } from '../store/port.ts'
+
+/** Stored stage: the published state plus what is never published. */
+export interface StageDoc extends StoredDoc, Omit<StageState, 'id' | 'version' | 'hasPassword'> {
+  passwordHash?: string
+  createdBy: string
+  createdAt: string
+}
+
+export interface GroupDoc extends StoredDoc {
+  stageId: string
+  name: string
+  color: string
+  volume: number
+  muted: boolean
+  position: Position
+}
+
+export interface MemberDoc extends StoredDoc {
+  stageId: string
+  userId: string
+  /** The user's name, kept current by the user.update hook, so members can show each other. */
+  name: string
+  groupId: string
+  seat: number | null
+  online: boolean
+  isDirector: boolean
+  volume: number
+  muted: boolean
+  position: Position
+}
+
+/** A member's audio/video/ov track published into a stage (created by the devices and routers services). */
+export interface StageTrackDoc extends StoredDoc {
+  stageId: string
+  userId: string
+  memberId: string
+}
+
+export interface MixDoc extends StoredDoc {
+  userId: string
+  stageId: string
+  kind: MixKind
+  targetId: string
+  volume?: number
+  muted?: boolean
+  position?: Position
+  directivity?: 'omni' | 'cardioid'
+}
+
+export const stageCollections = {
+  // shared with the access index, which reads stage admins and members
+  stages: collections.stages,
+  members: collections.members,
+  groups: { name: 'groups', unique: [['stageId', 'color']], indexes: [['stageId']] },
+  stageTracks: { name: 'stage_tracks', indexes: [['stageId'], ['memberId']] },
+  mixes: { name: 'mixes', indexes: [['stageId'], ['targetId'], ['userId', 'stageId']] },
+} satisfies Record<string, CollectionSpec>
+
+export const stageTopics = {
+  stage: (s: string) => `stages/${s}`,
+  group: (s: string, g: string) => `stages/${s}/groups/${g}`,
+  member: (s: string, u: string) => `stages/${s}/members/${u}`,
+  track: (s: string, t: string) => `stages/${s}/tracks/${t}`,
+  chat: (s: string) => `stages/${s}/chat`,
+  summary: (u: string, s: string) => `users/${u}/stages/${s}`,
+  mix: (u: string, kind: MixKind, id: string) => `users/${u}/mix/${kind}/${id}`,
+}

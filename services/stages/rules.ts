@@ -1,0 +1,168 @@
+import type {
+  GroupState,
+  MemberState,
+  MixState,
+  StageState,
+  StageSummary,
+} from '../../schemas/actions/stage.ts'
+import type { Publication } from '../state-publisher.ts'
+import {
+  type GroupDoc,
+  type MemberDoc,
+  type MixDoc,
+  type StageDoc,
+  type StageTrackDoc,
+  stageTopics,
+} from './model.ts'
+
+/** Seats are the ov renderer's device slots: 0-29 (ov-server serves at most 32 devices a session). */
+export const SEATS_PER_STAGE = 30
+
+/** The room defaults of the original system. */
+export const stageDefaults = {
+  width: 13,
+  length: 25,
+  height: 7.5,
+  absorption: 0.6,
+  damping: 0.7,
+  reverbGain: 1,
+  ambientSound: { render: false, level: 0 },
+  audioType: 'mediasoup',
+  videoType: 'mediasoup',
+} as const satisfies Partial<StageDoc>
+
+export const origin = { x: 0, y: 0, z: 0, rX: 0, rY: 0, rZ: 0 }
+
+export const isAdmin = (stage: Pick<StageDoc, 'admins'>, userId: string): boolean =>
+  stage.admins.includes(userId)
+
+/** The lowest seat no current member holds, or null when the stage is full. */
+export function lowestFreeSeat(
+  members: readonly Pick<MemberDoc, 'seat'>[],
+  seats = SEATS_PER_STAGE,
+): number | null {
+  const taken = new Set(members.map((m) => m.seat))
+  for (let seat = 0; seat < seats; seat++) if (!taken.has(seat)) return seat
+  return null
+}
+
+/** What members may see of a stage: everything but the password hash and bookkeeping. */
+export function stageState(stage: StageDoc): StageState {
+  const { passwordHash, createdBy: _createdBy, createdAt: _createdAt, ...visible } = stage
+  return { ...visible, hasPassword: passwordHash !== undefined }
+}
+
+export function groupState(group: GroupDoc): GroupState {
+  return { ...group }
+}
+
+export function memberState(member: MemberDoc): MemberState {
+  return { ...member }
+}
+
+export function mixState(mix: MixDoc): MixState {
+  const { userId: _userId, targetId, id: _id, ...rest } = mix
+  return { ...rest, id: targetId }
+}
+
+export function stageSummary(
+  stage: StageDoc,
+  groups: readonly GroupDoc[],
+  userId: string,
+  member: MemberDoc | undefined,
+): StageSummary {
+  return {
+    id: stage.id,
+    name: stage.name,
+    hasPassword: stage.passwordHash !== undefined,
+    audioType: stage.audioType,
+    videoType: stage.videoType,
+    isAdmin: isAdmin(stage, userId),
+    isMember: member !== undefined,
+    joined: member?.online === true,
+    groups: [...groups]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((g) => ({ id: g.id, name: g.name, color: g.color })),
+  }
+}
+
+/** Everyone who gets a `users/{u}/stages/{s}` summary: admins and members. */
+export function summaryAudience(
+  stage: Pick<StageDoc, 'admins'>,
+  members: readonly Pick<MemberDoc, 'userId'>[],
+): string[] {
+  return [...new Set([...stage.admins, ...members.map((m) => m.userId)])]
+}
+
+/** Every summary of a stage, freshly computed. */
+export function stageSummaries(
+  stage: StageDoc,
+  groups: readonly GroupDoc[],
+  members: readonly MemberDoc[],
+): Publication[] {
+  const byUser = new Map(members.map((m) => [m.userId, m]))
+  return summaryAudience(stage, members).map((userId) => ({
+    topic: stageTopics.summary(userId, stage.id),
+    value: stageSummary(stage, groups, userId, byUser.get(userId)),
+  }))
+}
+
+/** Everything a stage publishes, for start-up and for joins. */
+export function stagePublications(
+  stage: StageDoc,
+  groups: readonly GroupDoc[],
+  members: readonly MemberDoc[],
+): Publication[] {
+  return [
+    { topic: stageTopics.stage(stage.id), value: stageState(stage) },
+    ...groups.map((g) => ({ topic: stageTopics.group(stage.id, g.id), value: groupState(g) })),
+    ...members.map((m) => ({ topic: stageTopics.member(stage.id, m.userId), value: memberState(m) })),
+    ...stageSummaries(stage, groups, members),
+  ]
+}
+
+/** The topics that go away with a stage (SPEC §5: everything hanging off it). */
+export function stageRemovalTopics(
+  stage: StageDoc,
+  groups: readonly GroupDoc[],
+  members: readonly MemberDoc[],
+  tracks: readonly StageTrackDoc[],
+  mixes: readonly MixDoc[],
+): string[] {
+  return [
+    stageTopics.stage(stage.id),
+    ...groups.map((g) => stageTopics.group(stage.id, g.id)),
+    ...members.map((m) => stageTopics.member(stage.id, m.userId)),
+    ...tracks.map((t) => stageTopics.track(stage.id, t.id)),
+    ...summaryAudience(stage, members).map((u) => stageTopics.summary(u, stage.id)),
+    ...mixes.map((m) => stageTopics.mix(m.userId, m.kind, m.targetId)),
+  ]
+}
+
+/**
+ * What hangs off one membership: the member's tracks, the member's own mixes in that stage, and
+ * everybody's mixes that target the member or its tracks.
+ */
+export function membershipDependents(
+  member: MemberDoc,
+  tracks: readonly StageTrackDoc[],
+  stageMixes: readonly MixDoc[],
+): { tracks: StageTrackDoc[]; mixes: MixDoc[] } {
+  const ownTracks = tracks.filter((t) => t.memberId === member.id)
+  const trackIds = new Set(ownTracks.map((t) => t.id))
+  const mixes = stageMixes.filter(
+    (m) =>
+      m.userId === member.userId ||
+      (m.kind === 'member' && m.targetId === member.id) ||
+      (m.kind === 'track' && trackIds.has(m.targetId)),
+  )
+  return { tracks: ownTracks, mixes }
+}
+
+/** Applies a patch whose keys the schema has whitelisted; `undefined` leaves a field as it is. */
+export function applyPatch<T extends object>(doc: T, patch: Partial<T>): T {
+  const next = { ...doc }
+  for (const [key, value] of Object.entries(patch))
+    if (value !== undefined) (next as Record<string, unknown>)[key] = value
+  return next
+}

@@ -1,0 +1,556 @@
+import { randomBytes } from 'node:crypto'
+import type { Quotas } from '../../broker/config.ts'
+import type { Identity } from '../../broker/tokens.ts'
+import {
+  type MemberState,
+  chatSend,
+  groupCreate,
+  groupRemove,
+  groupUpdate,
+  memberRemove,
+  memberUpdate,
+  mixRemove,
+  mixSet,
+  stageAddAdmin,
+  stageCreate,
+  stageForget,
+  stageJoin,
+  stageLeave,
+  stageRemove,
+  stageRemoveAdmin,
+  stageUpdate,
+} from '../../schemas/actions/stage.ts'
+import { collections, type UserDoc } from '../collections.ts'
+import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
+import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
+import { RateLimiter } from '../requests/rate-limit.ts'
+import type { StatePublisher } from '../state-publisher.ts'
+import type { Store, Transaction } from '../store/store.ts'
+import { hashPassword, verifyPassword } from '../users/passwords.ts'
+import { type UsersService, userProfile, userTopic } from '../users/service.ts'
+import {
+  type GroupDoc,
+  type MemberDoc,
+  type MixDoc,
+  type StageDoc,
+  type StageTrackDoc,
+  stageCollections as c,
+  stageTopics as topics,
+} from './model.ts'
+import {
+  SEATS_PER_STAGE,
+  applyPatch,
+  groupState,
+  isAdmin,
+  lowestFreeSeat,
+  memberState,
+  membershipDependents,
+  mixState,
+  origin,
+  stageDefaults,
+  stagePublications,
+  stageRemovalTopics,
+  stageState,
+  stageSummaries,
+  stageSummary,
+} from './rules.ts'
+
+export interface StagesServiceOptions {
+  store: Store
+  pipeline: RequestPipeline
+  publisher: StatePublisher
+  users: UsersService
+  quotas: Quotas
+  passwordHashCost: number
+}
+
+const newId = () => randomBytes(12).toString('base64url')
+
+function requireUser(who: Identity): string {
+  if (who.role !== 'user') throw forbidden('stages are managed with a user token')
+  return who.id
+}
+
+/**
+ * Stages, groups, members, seats, mixes and chat (SPEC §3-5). Every handler checks permissions
+ * against the stored stage, changes the store in the request's transaction, and lists the retained
+ * topics to republish or clear; the pipeline publishes them once the change is durable.
+ */
+export class StagesService {
+  readonly #options: StagesServiceOptions
+  readonly #chatLimiter: RateLimiter
+
+  constructor(options: StagesServiceOptions) {
+    this.#options = options
+    this.#chatLimiter = new RateLimiter({
+      perSecond: options.quotas.chatPerSecond,
+      burst: options.quotas.chatBurst,
+    })
+  }
+
+  async start(): Promise<void> {
+    const { store, pipeline, publisher, users } = this.#options
+    for (const spec of Object.values(c)) await store.ensureCollection(spec)
+    publisher.register({ name: 'stages', topics: () => this.#allTopics() })
+    users.onProfileChange((ctx, user) => this.#renameMembers(ctx, user))
+
+    pipeline.register(stageCreate, (ctx, p) => this.#createStage(ctx, p))
+    pipeline.register(stageUpdate, (ctx, p) => this.#updateStage(ctx, p))
+    pipeline.register(stageRemove, (ctx, p) => this.#removeStage(ctx, p.stageId))
+    pipeline.register(stageAddAdmin, (ctx, p) => this.#addAdmin(ctx, p.stageId, p.userId))
+    pipeline.register(stageRemoveAdmin, (ctx, p) => this.#removeAdmin(ctx, p.stageId, p.userId))
+    pipeline.register(stageJoin, (ctx, p) => this.#join(ctx, p))
+    pipeline.register(stageLeave, async (ctx) => {
+      const user = await this.#user(ctx.tx, requireUser(ctx.who))
+      await this.#leaveCurrent(ctx, user)
+      return {}
+    })
+    pipeline.register(stageForget, async (ctx, p) => {
+      const userId = requireUser(ctx.who)
+      await this.#removeMembership(ctx, p.stageId, userId)
+      return {}
+    })
+    pipeline.register(groupCreate, (ctx, p) => this.#createGroup(ctx, p))
+    pipeline.register(groupUpdate, (ctx, p) => this.#updateGroup(ctx, p))
+    pipeline.register(groupRemove, (ctx, p) => this.#removeGroup(ctx, p))
+    pipeline.register(memberUpdate, (ctx, p) => this.#updateMember(ctx, p))
+    pipeline.register(memberRemove, async (ctx, p) => {
+      await this.#adminStage(ctx, p.stageId)
+      await this.#removeMembership(ctx, p.stageId, p.userId)
+      return {}
+    })
+    pipeline.register(mixSet, (ctx, p) => this.#setMix(ctx, p))
+    pipeline.register(mixRemove, async (ctx, p) => {
+      const userId = requireUser(ctx.who)
+      const mix = await ctx.tx.get<MixDoc>(c.mixes.name, mixKey(userId, p.kind, p.id))
+      if (!mix) throw notFound(`your ${p.kind} override for ${p.id}`)
+      ctx.tx.delete(c.mixes.name, mix)
+      ctx.clear(topics.mix(userId, p.kind, p.id))
+      return {}
+    })
+    pipeline.register(chatSend, (ctx, p) => this.#chat(ctx, p.text))
+  }
+
+  // ── stages ────────────────────────────────────────────────────────────────────────────────
+
+  async #createStage(ctx: RequestContext, params: typeof stageCreate.params.static) {
+    const userId = requireUser(ctx.who)
+    const { quotas, passwordHashCost } = this.#options
+    const created = await ctx.tx.find<StageDoc>(c.stages.name, { createdBy: userId })
+    if (created.length >= quotas.stagesPerUser) {
+      throw forbidden(`you have ${created.length} stages, the most one user may create: remove one first`)
+    }
+    const { password, ...settings } = params
+    const stage = ctx.tx.insert<StageDoc>(c.stages.name, {
+      id: newId(),
+      ...stageDefaults,
+      ...settings,
+      admins: [userId],
+      ...(password ? { passwordHash: await hashPassword(password, passwordHashCost) } : {}),
+      createdBy: userId,
+      createdAt: new Date().toISOString(),
+    })
+    ctx.publish(topics.stage(stage.id), stageState(stage))
+    ctx.publish(topics.summary(userId, stage.id), stageSummary(stage, [], userId, undefined))
+    return stageState(stage)
+  }
+
+  async #updateStage(ctx: RequestContext, params: typeof stageUpdate.params.static) {
+    const stage = await this.#adminStage(ctx, params.stageId)
+    checkVersion(`stage ${stage.id}`, stage, params.version)
+    const { password, ...settings } = params.patch
+    const next = applyPatch<StageDoc>(stage, settings)
+    if (password === null) delete next.passwordHash
+    else if (password !== undefined)
+      next.passwordHash = await hashPassword(password, this.#options.passwordHashCost)
+    const saved = ctx.tx.replace(c.stages.name, next)
+    await this.#publishStage(ctx, saved)
+    return stageState(saved)
+  }
+
+  async #removeStage(ctx: RequestContext, stageId: string) {
+    const stage = await this.#adminStage(ctx, stageId)
+    const { tx } = ctx
+    const [groups, members, tracks, mixes] = await Promise.all([
+      tx.find<GroupDoc>(c.groups.name, { stageId }),
+      tx.find<MemberDoc>(c.members.name, { stageId }),
+      tx.find<StageTrackDoc>(c.stageTracks.name, { stageId }),
+      tx.find<MixDoc>(c.mixes.name, { stageId }),
+    ])
+    for (const member of members.filter((m) => m.online)) {
+      const user = await tx.get<UserDoc>(collections.users.name, member.userId)
+      if (user?.stageId === stageId) this.#setCurrentStage(ctx, user, undefined)
+    }
+    tx.delete(c.stages.name, stage)
+    for (const [name, docs] of [
+      [c.groups.name, groups],
+      [c.members.name, members],
+      [c.stageTracks.name, tracks],
+      [c.mixes.name, mixes],
+    ] as const) {
+      for (const doc of docs) tx.delete(name, doc)
+    }
+    for (const topic of stageRemovalTopics(stage, groups, members, tracks, mixes)) ctx.clear(topic)
+    return {}
+  }
+
+  async #addAdmin(ctx: RequestContext, stageId: string, userId: string) {
+    const stage = await this.#adminStage(ctx, stageId)
+    if (!(await ctx.tx.get<UserDoc>(collections.users.name, userId))) throw notFound(`user ${userId}`)
+    if (isAdmin(stage, userId)) return stageState(stage)
+    const saved = ctx.tx.replace(c.stages.name, { ...stage, admins: [...stage.admins, userId] })
+    await this.#publishStage(ctx, saved)
+    return stageState(saved)
+  }
+
+  async #removeAdmin(ctx: RequestContext, stageId: string, userId: string) {
+    const stage = await this.#adminStage(ctx, stageId)
+    if (!isAdmin(stage, userId)) throw notFound(`admin ${userId} of stage ${stageId}`)
+    if (stage.admins.length === 1)
+      throw conflict('a stage needs an admin: add another admin before removing the last one')
+    const saved = ctx.tx.replace(c.stages.name, {
+      ...stage,
+      admins: stage.admins.filter((a) => a !== userId),
+    })
+    const stillMember = await this.#membership(ctx.tx, stageId, userId)
+    if (!stillMember) ctx.clear(topics.summary(userId, stageId))
+    await this.#publishStage(ctx, saved)
+    return stageState(saved)
+  }
+
+  // ── joining and leaving ───────────────────────────────────────────────────────────────────
+
+  async #join(ctx: RequestContext, params: typeof stageJoin.params.static): Promise<MemberState> {
+    const userId = requireUser(ctx.who)
+    const { tx } = ctx
+    const stage = await this.#stage(tx, params.stageId)
+    if (stage.passwordHash && !isAdmin(stage, userId)) {
+      if (params.password === undefined) throw forbidden('this stage needs a password to join')
+      if (!(await verifyPassword(params.password, stage.passwordHash)))
+        throw forbidden('wrong password for this stage')
+    }
+    const group = await tx.get<GroupDoc>(c.groups.name, params.groupId)
+    if (!group || group.stageId !== stage.id) throw notFound(`group ${params.groupId} in stage ${stage.id}`)
+
+    const user = await this.#user(tx, userId)
+    const existing = await this.#membership(tx, stage.id, userId)
+    if (user.stageId === stage.id && existing?.online) {
+      if (existing.groupId === group.id) return memberState(existing)
+      const moved = tx.replace(c.members.name, { ...existing, groupId: group.id })
+      ctx.publish(topics.member(stage.id, userId), memberState(moved))
+      return memberState(moved)
+    }
+    await this.#leaveCurrent(ctx, user)
+
+    const members = await tx.find<MemberDoc>(c.members.name, { stageId: stage.id })
+    const seat = lowestFreeSeat(members.filter((m) => m.seat !== null))
+    if (seat === null)
+      throw conflict(`all ${SEATS_PER_STAGE} seats of this stage are taken: try again when someone leaves`)
+    let member: MemberDoc
+    if (existing) {
+      member = tx.replace(c.members.name, { ...existing, groupId: group.id, seat, online: true })
+    } else {
+      if (members.length >= this.#options.quotas.membersPerStage) {
+        throw forbidden(`this stage has ${members.length} members, the most a stage may have`)
+      }
+      member = tx.insert<MemberDoc>(c.members.name, {
+        id: newId(),
+        stageId: stage.id,
+        userId,
+        name: user.name,
+        groupId: group.id,
+        seat,
+        online: true,
+        isDirector: false,
+        volume: 1,
+        muted: false,
+        position: origin,
+      })
+      // one hears oneself through the local monitor, not through the stage: muted for oneself by default
+      const selfMix = tx.insert<MixDoc>(c.mixes.name, {
+        id: mixKey(userId, 'member', member.id),
+        userId,
+        stageId: stage.id,
+        kind: 'member',
+        targetId: member.id,
+        muted: true,
+      })
+      ctx.publish(topics.mix(userId, 'member', member.id), mixState(selfMix))
+    }
+    this.#setCurrentStage(ctx, await this.#user(tx, userId), stage.id)
+    ctx.publish(topics.member(stage.id, userId), memberState(member))
+    const groups = await tx.find<GroupDoc>(c.groups.name, { stageId: stage.id })
+    ctx.publish(topics.summary(userId, stage.id), stageSummary(stage, groups, userId, member))
+    return memberState(member)
+  }
+
+  /** Leaves the stage the user is in (member offline, seat released); membership stays. */
+  async #leaveCurrent(ctx: RequestContext, user: UserDoc): Promise<void> {
+    if (!user.stageId) return
+    const stageId = user.stageId
+    const member = await this.#membership(ctx.tx, stageId, user.id)
+    this.#setCurrentStage(ctx, user, undefined)
+    if (!member) return
+    const offline = ctx.tx.replace(c.members.name, { ...member, online: false, seat: null })
+    ctx.publish(topics.member(stageId, user.id), memberState(offline))
+    const stage = await ctx.tx.get<StageDoc>(c.stages.name, stageId)
+    if (stage) {
+      const groups = await ctx.tx.find<GroupDoc>(c.groups.name, { stageId })
+      ctx.publish(topics.summary(user.id, stageId), stageSummary(stage, groups, user.id, offline))
+    }
+  }
+
+  /** Deletes a membership and what hangs off it (stage.forget, member.remove, group.remove). */
+  async #removeMembership(ctx: RequestContext, stageId: string, userId: string): Promise<void> {
+    const { tx } = ctx
+    const stage = await this.#stage(tx, stageId)
+    const member = await this.#membership(tx, stageId, userId)
+    if (!member) throw notFound(`member ${userId} of stage ${stageId}`)
+    await this.#deleteMember(ctx, stage, member)
+    if (isAdmin(stage, userId)) {
+      const groups = await tx.find<GroupDoc>(c.groups.name, { stageId })
+      ctx.publish(topics.summary(userId, stageId), stageSummary(stage, groups, userId, undefined))
+    } else {
+      ctx.clear(topics.summary(userId, stageId))
+    }
+  }
+
+  async #deleteMember(ctx: RequestContext, stage: StageDoc, member: MemberDoc): Promise<void> {
+    const { tx } = ctx
+    const [tracks, mixes] = await Promise.all([
+      tx.find<StageTrackDoc>(c.stageTracks.name, { stageId: stage.id }),
+      tx.find<MixDoc>(c.mixes.name, { stageId: stage.id }),
+    ])
+    const dependents = membershipDependents(member, tracks, mixes)
+    for (const track of dependents.tracks) {
+      tx.delete(c.stageTracks.name, track)
+      ctx.clear(topics.track(stage.id, track.id))
+    }
+    for (const mix of dependents.mixes) {
+      tx.delete(c.mixes.name, mix)
+      ctx.clear(topics.mix(mix.userId, mix.kind, mix.targetId))
+    }
+    tx.delete(c.members.name, member)
+    ctx.clear(topics.member(stage.id, member.userId))
+    const user = await tx.get<UserDoc>(collections.users.name, member.userId)
+    if (user?.stageId === stage.id) this.#setCurrentStage(ctx, user, undefined)
+  }
+
+  // ── groups and members ────────────────────────────────────────────────────────────────────
+
+  async #createGroup(ctx: RequestContext, params: typeof groupCreate.params.static) {
+    const stage = await this.#adminStage(ctx, params.stageId)
+    const groups = await ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id })
+    if (groups.length >= this.#options.quotas.groupsPerStage) {
+      throw forbidden(`this stage has ${groups.length} groups, the most a stage may have`)
+    }
+    assertColorFree(groups, params.color)
+    const group = ctx.tx.insert<GroupDoc>(c.groups.name, {
+      id: newId(),
+      stageId: stage.id,
+      name: params.name,
+      color: params.color.toLowerCase(),
+      volume: params.volume ?? 1,
+      muted: params.muted ?? false,
+      position: params.position ?? origin,
+    })
+    ctx.publish(topics.group(stage.id, group.id), groupState(group))
+    await this.#publishSummaries(ctx, stage)
+    return groupState(group)
+  }
+
+  async #updateGroup(ctx: RequestContext, params: typeof groupUpdate.params.static) {
+    const stage = await this.#adminStage(ctx, params.stageId)
+    const group = await this.#group(ctx.tx, stage.id, params.groupId)
+    checkVersion(`group ${group.id}`, group, params.version)
+    const patch = {
+      ...params.patch,
+      ...(params.patch.color ? { color: params.patch.color.toLowerCase() } : {}),
+    }
+    if (patch.color && patch.color !== group.color) {
+      assertColorFree(await ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id }), patch.color)
+    }
+    const saved = ctx.tx.replace(c.groups.name, applyPatch(group, patch))
+    ctx.publish(topics.group(stage.id, saved.id), groupState(saved))
+    if (patch.name !== undefined || patch.color !== undefined) await this.#publishSummaries(ctx, stage)
+    return groupState(saved)
+  }
+
+  async #removeGroup(ctx: RequestContext, params: typeof groupRemove.params.static) {
+    const stage = await this.#adminStage(ctx, params.stageId)
+    const { tx } = ctx
+    const group = await this.#group(tx, stage.id, params.groupId)
+    const target = params.moveTo === undefined ? undefined : await this.#group(tx, stage.id, params.moveTo)
+    if (target?.id === group.id)
+      throw new HubError('invalid_request', 'moveTo must be another group than the one removed')
+    const members = await tx.find<MemberDoc>(c.members.name, { stageId: stage.id, groupId: group.id })
+    for (const member of members) {
+      if (target) {
+        const moved = tx.replace(c.members.name, { ...member, groupId: target.id })
+        ctx.publish(topics.member(stage.id, member.userId), memberState(moved))
+      } else {
+        await this.#deleteMember(ctx, stage, member)
+      }
+    }
+    for (const mix of await tx.find<MixDoc>(c.mixes.name, { targetId: group.id })) {
+      tx.delete(c.mixes.name, mix)
+      ctx.clear(topics.mix(mix.userId, mix.kind, mix.targetId))
+    }
+    tx.delete(c.groups.name, group)
+    ctx.clear(topics.group(stage.id, group.id))
+    await this.#publishSummaries(ctx, stage)
+    return {}
+  }
+
+  async #updateMember(ctx: RequestContext, params: typeof memberUpdate.params.static) {
+    const stage = await this.#adminStage(ctx, params.stageId)
+    const member = await this.#membership(ctx.tx, stage.id, params.userId)
+    if (!member) throw notFound(`member ${params.userId} of stage ${stage.id}`)
+    checkVersion(`member ${params.userId}`, member, params.version)
+    if (params.patch.groupId !== undefined) await this.#group(ctx.tx, stage.id, params.patch.groupId)
+    const saved = ctx.tx.replace(c.members.name, applyPatch(member, params.patch))
+    ctx.publish(topics.member(stage.id, saved.userId), memberState(saved))
+    return memberState(saved)
+  }
+
+  // ── mixes and chat ────────────────────────────────────────────────────────────────────────
+
+  async #setMix(ctx: RequestContext, params: typeof mixSet.params.static) {
+    const userId = requireUser(ctx.who)
+    const { tx } = ctx
+    const collection = { group: c.groups.name, member: c.members.name, track: c.stageTracks.name }[
+      params.kind
+    ]
+    const target = await tx.get<GroupDoc | MemberDoc | StageTrackDoc>(collection, params.id)
+    if (!target) throw notFound(`${params.kind} ${params.id}`)
+    if (!(await this.#membership(tx, target.stageId, userId))) {
+      throw forbidden('only members of the stage can set their own mix in it: join it first')
+    }
+    const id = mixKey(userId, params.kind, params.id)
+    const existing = await tx.get<MixDoc>(c.mixes.name, id)
+    const { version, kind, id: targetId, ...fields } = params
+    let mix: MixDoc
+    if (existing) {
+      checkVersion(`your ${kind} override for ${targetId}`, existing, version)
+      mix = tx.replace(c.mixes.name, applyPatch(existing, fields))
+    } else {
+      if (version !== undefined)
+        throw conflict(`you have no ${kind} override for ${targetId} yet: omit version`)
+      mix = tx.insert<MixDoc>(c.mixes.name, {
+        id,
+        userId,
+        stageId: target.stageId,
+        kind,
+        targetId,
+        ...fields,
+      })
+    }
+    ctx.publish(topics.mix(userId, kind, targetId), mixState(mix))
+    return mixState(mix)
+  }
+
+  async #chat(ctx: RequestContext, text: string) {
+    const userId = requireUser(ctx.who)
+    const user = await this.#user(ctx.tx, userId)
+    const member = user.stageId ? await this.#membership(ctx.tx, user.stageId, userId) : undefined
+    if (!user.stageId || !member?.online) throw forbidden('join a stage to chat in it')
+    if (!this.#chatLimiter.take(userId))
+      throw new HubError('rate_limited', 'you are sending chat messages too fast: wait a moment')
+    const message = {
+      id: newId(),
+      stageId: user.stageId,
+      userId,
+      name: user.name,
+      text,
+      time: new Date().toISOString(),
+    }
+    ctx.notify(topics.chat(user.stageId), message)
+    return message
+  }
+
+  // ── shared steps ──────────────────────────────────────────────────────────────────────────
+
+  async #stage(tx: Transaction, stageId: string): Promise<StageDoc> {
+    const stage = await tx.get<StageDoc>(c.stages.name, stageId)
+    if (!stage) throw notFound(`stage ${stageId}`)
+    return stage
+  }
+
+  async #adminStage(ctx: RequestContext, stageId: string): Promise<StageDoc> {
+    const userId = requireUser(ctx.who)
+    const stage = await this.#stage(ctx.tx, stageId)
+    if (!isAdmin(stage, userId)) throw forbidden(`only admins of stage ${stageId} may do this`)
+    return stage
+  }
+
+  async #group(tx: Transaction, stageId: string, groupId: string): Promise<GroupDoc> {
+    const group = await tx.get<GroupDoc>(c.groups.name, groupId)
+    if (!group || group.stageId !== stageId) throw notFound(`group ${groupId} in stage ${stageId}`)
+    return group
+  }
+
+  async #user(tx: Transaction, userId: string): Promise<UserDoc> {
+    const user = await tx.get<UserDoc>(collections.users.name, userId)
+    if (!user) throw notFound(`user ${userId}: sign up first`)
+    return user
+  }
+
+  async #membership(tx: Transaction, stageId: string, userId: string): Promise<MemberDoc | undefined> {
+    const [member] = await tx.find<MemberDoc>(c.members.name, { stageId, userId })
+    return member
+  }
+
+  #setCurrentStage(ctx: RequestContext, user: UserDoc, stageId: string | undefined): void {
+    const next: UserDoc = { ...user }
+    if (stageId) next.stageId = stageId
+    else delete next.stageId
+    const saved = ctx.tx.replace(collections.users.name, next)
+    ctx.publish(userTopic(saved.id), userProfile(saved))
+  }
+
+  async #publishStage(ctx: RequestContext, stage: StageDoc): Promise<void> {
+    ctx.publish(topics.stage(stage.id), stageState(stage))
+    await this.#publishSummaries(ctx, stage)
+  }
+
+  async #publishSummaries(ctx: RequestContext, stage: StageDoc): Promise<void> {
+    const [groups, members] = await Promise.all([
+      ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id }),
+      ctx.tx.find<MemberDoc>(c.members.name, { stageId: stage.id }),
+    ])
+    for (const p of stageSummaries(stage, groups, members)) ctx.publish(p.topic, p.value)
+  }
+
+  async #renameMembers(ctx: RequestContext, user: UserDoc): Promise<void> {
+    for (const member of await ctx.tx.find<MemberDoc>(c.members.name, { userId: user.id })) {
+      if (member.name === user.name) continue
+      const renamed = ctx.tx.replace(c.members.name, { ...member, name: user.name })
+      ctx.publish(topics.member(member.stageId, member.userId), memberState(renamed))
+    }
+  }
+
+  async *#allTopics(): AsyncIterable<{ topic: string; value: unknown }> {
+    const { store } = this.#options
+    for await (const stage of store.scan<StageDoc>(c.stages.name)) {
+      const [groups, members, tracks] = await Promise.all([
+        store.find<GroupDoc>(c.groups.name, { stageId: stage.id }),
+        store.find<MemberDoc>(c.members.name, { stageId: stage.id }),
+        store.find<StageTrackDoc>(c.stageTracks.name, { stageId: stage.id }),
+      ])
+      yield* stagePublications(stage, groups, members)
+      for (const track of tracks) yield { topic: topics.track(stage.id, track.id), value: track }
+    }
+    for await (const mix of store.scan<MixDoc>(c.mixes.name)) {
+      yield { topic: topics.mix(mix.userId, mix.kind, mix.targetId), value: mixState(mix) }
+    }
+  }
+}
+
+function mixKey(userId: string, kind: string, targetId: string): string {
+  return `${userId}/${kind}/${targetId}`
+}
+
+function assertColorFree(groups: readonly GroupDoc[], color: string): void {
+  const taken = groups.find((g) => g.color === color.toLowerCase())
+  if (taken) throw conflict(`the colour ${color} is already used by group "${taken.name}": pick another`)
+}
