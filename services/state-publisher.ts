@@ -48,9 +48,17 @@ export class StatePublisher {
     return this.#writer.publish(topic, Buffer.alloc(0), { qos: 1, retain: true })
   }
 
+  /** An event (a chat message): delivered to current subscribers only, never kept by the broker. */
+  notify(topic: string, value: unknown): Promise<void> {
+    return this.#writer.publish(topic, JSON.stringify(value), { qos: 1, retain: false })
+  }
+
   async apply(publications: readonly Publication[]): Promise<void> {
     await Promise.all(
-      publications.map((p) => (p.value === null ? this.clear(p.topic) : this.publish(p.topic, p.value))),
+      publications.map((p) => {
+        if (p.retain === false) return this.notify(p.topic, p.value)
+        return p.value === null ? this.clear(p.topic) : this.publish(p.topic, p.value)
+      }),
     )
   }
 

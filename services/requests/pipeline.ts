@@ -22,6 +22,11 @@ export interface RequestContext {
   clear(topic: string): void
   /** A non-retained event (chat) to publish once the transaction is durable, before the response. */
   notify(topic: string, value: unknown): void
+  /**
+   * Computes an expensive value (a password hash or check) once per request, however often the
+   * transaction is re-run after losing a race.
+   */
+  once<T>(key: string, compute: () => Promise<T>): Promise<T>
 }
 
 export type ActionHandler<A extends ActionSchema> = (
@@ -158,6 +163,11 @@ export class RequestPipeline {
     }
 
     let publications: Publication[] = []
+    const memo = new Map<string, Promise<unknown>>()
+    const once = <T>(key: string, compute: () => Promise<T>): Promise<T> => {
+      if (!memo.has(key)) memo.set(key, compute())
+      return memo.get(key) as Promise<T>
+    }
     try {
       const started = performance.now()
       const { value } = await store.transaction(async (tx) => {
@@ -171,6 +181,7 @@ export class RequestPipeline {
           publish: (topic, value) => publications.push({ topic, value }),
           clear: (topic) => publications.push({ topic, value: null }),
           notify: (topic, value) => publications.push({ topic, value, retain: false }),
+          once,
         }
         const result = await registered.handle(ctx, params)
         const success: ResponseEnvelope = { id: request.id, ok: true, result: result ?? {} }

@@ -146,7 +146,9 @@ export class StagesService {
       ...stageDefaults,
       ...settings,
       admins: [userId],
-      ...(password ? { passwordHash: await hashPassword(password, passwordHashCost) } : {}),
+      ...(password
+        ? { passwordHash: await ctx.once('hash', () => hashPassword(password, passwordHashCost)) }
+        : {}),
       createdBy: userId,
       createdAt: new Date().toISOString(),
     })
@@ -161,8 +163,9 @@ export class StagesService {
     const { password, ...settings } = params.patch
     const next = applyPatch<StageDoc>(stage, settings)
     if (password === null) delete next.passwordHash
-    else if (password !== undefined)
-      next.passwordHash = await hashPassword(password, this.#options.passwordHashCost)
+    else if (password !== undefined) {
+      next.passwordHash = await ctx.once('hash', () => hashPassword(password, this.#options.passwordHashCost))
+    }
     const saved = ctx.tx.replace(c.stages.name, next)
     await this.#publishStage(ctx, saved)
     return stageState(saved)
@@ -226,8 +229,12 @@ export class StagesService {
     const stage = await this.#stage(tx, params.stageId)
     if (stage.passwordHash && !isAdmin(stage, userId)) {
       if (params.password === undefined) throw forbidden('this stage needs a password to join')
-      if (!(await verifyPassword(params.password, stage.passwordHash)))
+      const { password } = params
+      const hash = stage.passwordHash
+      // checked once per request, not on every re-run of a transaction that lost a seat race
+      if (!(await ctx.once(`verify:${hash}`, () => verifyPassword(password, hash)))) {
         throw forbidden('wrong password for this stage')
+      }
     }
     const group = await tx.get<GroupDoc>(c.groups.name, params.groupId)
     if (!group || group.stageId !== stage.id) throw notFound(`group ${params.groupId} in stage ${stage.id}`)
@@ -390,6 +397,8 @@ export class StagesService {
         ctx.publish(topics.member(stage.id, member.userId), memberState(moved))
       } else {
         await this.#deleteMember(ctx, stage, member)
+        // admins keep theirs (republished below); for the others the stage is gone from their list
+        if (!isAdmin(stage, member.userId)) ctx.clear(topics.summary(member.userId, stage.id))
       }
     }
     for (const mix of await tx.find<MixDoc>(c.mixes.name, { targetId: group.id })) {

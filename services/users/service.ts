@@ -20,6 +20,7 @@ export function userProfile(user: UserDoc): UserProfile {
     id: user.id,
     name: user.name,
     ...(user.avatarUrl ? { avatarUrl: user.avatarUrl } : {}),
+    ...(user.stageId ? { stageId: user.stageId } : {}),
     version: user.version,
   }
 }
