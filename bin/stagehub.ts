@@ -1,15 +1,11 @@
 #!/usr/bin/env -S node --import=tsx
 /* eslint-disable no-console -- this is the operator's command line */
 import { parseArgs } from 'node:util'
-import { pino } from 'pino'
 import { ConfigError, configFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
 import { startHub } from '../services/hub.ts'
 import { openStore } from '../services/store/index.ts'
-import { UsersService } from '../services/users/service.ts'
-import { RequestPipeline } from '../services/requests/pipeline.ts'
-import { StatePublisher } from '../services/state-publisher.ts'
-import { HubMetrics } from '../broker/metrics.ts'
+import { createUser, userToken } from '../services/users/service.ts'
 
 const USAGE = `stagehub — MQTT hub for Digital Stage
 
@@ -28,7 +24,7 @@ async function main(argv: string[]): Promise<void> {
     case 'token':
       return mintToken(rest)
     case 'user':
-      if (rest[0] === 'create') return createUser(rest.slice(1))
+      if (rest[0] === 'create') return createUserCommand(rest.slice(1))
       break
     case undefined:
     case 'help':
@@ -86,40 +82,20 @@ function mintToken(args: string[]): void {
   console.log(token)
 }
 
-async function createUser(args: string[]): Promise<void> {
+async function createUserCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     options: { name: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' } },
   })
   if (!values.name) throw new ConfigError('user create needs --name')
   const config = configFromEnv()
-  const log = pino({ level: 'warn' })
   const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
   try {
-    // no broker here: the profile topic is (re)published when the hub starts or the user updates it
-    const publisher = new StatePublisher({ publish: async () => {} }, log)
-    const metrics = new HubMetrics()
-    const pipeline = new RequestPipeline({
-      store,
-      publisher,
-      metrics,
-      log,
-      respond: async () => {},
-      maxPayloadBytes: config.maxPayloadBytes,
-      rateLimit: config.rateLimit,
-      requestIdTtlMs: config.requestIdTtlMs,
-    })
-    const users = new UsersService({
-      store,
-      pipeline,
-      publisher,
-      tokens: createTokenService(config.jwt),
-      passwordHashCost: config.passwordHashCost,
-      userTokenTtlSeconds: config.userTokenTtlSeconds,
-    })
-    await users.start()
-    const user = await users.createUser({ name: values.name, email: values.email, password: values.password })
-    console.log(JSON.stringify(users.userToken(user), null, 2))
+    // no broker here: the profile topic is published when the hub starts or the user updates it
+    const user = await createUser(store, { ...values, name: values.name }, config.passwordHashCost)
+    console.log(
+      JSON.stringify(userToken(createTokenService(config.jwt), user, config.userTokenTtlSeconds), null, 2),
+    )
   } finally {
     await store.close()
   }

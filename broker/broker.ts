@@ -96,10 +96,6 @@ export class HubBroker {
     this.#limitPacketSize(client)
   }
 
-  identityOf(client: Client): Identity | undefined {
-    return this.#identities.get(client)
-  }
-
   /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
   publish(
     topic: string,
@@ -117,21 +113,6 @@ export class HubBroker {
     return new Promise((resolve, reject) =>
       this.aedes.publish(packet as AedesPublishPacket, (err) => (err ? reject(err) : resolve())),
     )
-  }
-
-  /** Closes every connection whose identity matches, e.g. after its token generation was revoked. */
-  disconnectWhere(matches: (who: Identity) => boolean): number {
-    let closed = 0
-    for (const client of Object.values(
-      (this.aedes as unknown as { clients: Record<string, Client> }).clients,
-    )) {
-      const who = this.#identities.get(client)
-      if (who && matches(who)) {
-        client.close()
-        closed++
-      }
-    }
-    return closed
   }
 
   close(): Promise<void> {

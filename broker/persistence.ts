@@ -42,7 +42,6 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   readonly #current = new Map<string, Buffer>()
   #pending = new Map<string, RetainedRecord | null>()
   #writing: Promise<void> = Promise.resolve()
-  #broker: Aedes | undefined
 
   constructor(archive: RetainedArchive, log: Logger) {
     super()
@@ -51,7 +50,6 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   }
 
   override async setup(broker: Aedes): Promise<void> {
-    this.#broker = broker
     await super.setup(broker)
     for await (const record of this.#archive.load()) {
       await super.storeRetained(new AedesPacket({ cmd: 'publish', ...record, retain: true }, broker))
@@ -78,18 +76,10 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     return this.#current.keys()
   }
 
-  retainedPayload(topic: string): Buffer | undefined {
-    return this.#current.get(topic)
-  }
-
   /** Resolves once every retained change so far is in the archive. */
   async flush(): Promise<void> {
     while (this.#pending.size > 0) this.#writeBehind()
     await this.#writing
-  }
-
-  get broker(): Aedes | undefined {
-    return this.#broker
   }
 
   #queue(topic: string, record: RetainedRecord | null): void {

@@ -29,6 +29,49 @@ export function newId(): string {
   return randomBytes(12).toString('base64url')
 }
 
+export interface NewUser {
+  name: string
+  email?: string | undefined
+  password?: string | undefined
+}
+
+/**
+ * Creates a user in the store (sign-up, and the operator CLI, which has no broker). E-mail addresses
+ * are unique, compared lower-cased.
+ */
+export async function createUser(store: Store, input: NewUser, passwordHashCost: number): Promise<UserDoc> {
+  await store.ensureCollection(collections.users)
+  const email = input.email?.trim().toLowerCase()
+  const passwordHash = input.password ? await hashPassword(input.password, passwordHashCost) : undefined
+  try {
+    const { value } = await store.transaction(async (tx) =>
+      tx.insert<UserDoc>(collections.users.name, {
+        id: newId(),
+        name: input.name,
+        ...(email ? { email } : {}),
+        ...(passwordHash ? { passwordHash } : {}),
+        createdAt: new Date().toISOString(),
+      }),
+    )
+    return value
+  } catch (err) {
+    if (err instanceof UniqueViolationError) {
+      throw new HubError('conflict', 'an account with this e-mail address exists already: log in instead')
+    }
+    throw err
+  }
+}
+
+/** A user token as the HTTP auth routes and the CLI hand it out. */
+export function userToken(
+  tokens: TokenService,
+  user: Pick<UserDoc, 'id' | 'name'>,
+  ttlSeconds: number,
+): TokenReply {
+  const { token, exp } = tokens.sign({ sub: user.id, role: 'user', name: user.name }, ttlSeconds)
+  return { userId: user.id, token, expiresAt: new Date(exp * 1000).toISOString() }
+}
+
 /** Runs inside the user.update transaction, after the user document was replaced. */
 export type ProfileHook = (ctx: RequestContext, user: UserDoc) => Promise<void>
 
@@ -91,35 +134,15 @@ export class UsersService {
   }
 
   /** Creates a user (sign-up and the operator CLI). E-mail addresses are unique, compared lower-cased. */
-  async createUser(input: { name: string; email?: string; password?: string }): Promise<UserDoc> {
-    const { store, publisher, passwordHashCost } = this.#options
-    const email = input.email?.trim().toLowerCase()
-    const passwordHash = input.password ? await hashPassword(input.password, passwordHashCost) : undefined
-    try {
-      const { value } = await store.transaction(async (tx) =>
-        tx.insert<UserDoc>(collections.users.name, {
-          id: newId(),
-          name: input.name,
-          ...(email ? { email } : {}),
-          ...(passwordHash ? { passwordHash } : {}),
-          createdAt: new Date().toISOString(),
-        }),
-      )
-      await publisher.publish(userTopic(value.id), userProfile(value))
-      return value
-    } catch (err) {
-      if (err instanceof UniqueViolationError)
-        throw new HubError('conflict', 'an account with this e-mail address exists already: log in instead')
-      throw err
-    }
+  /** Sign-up: creates the account and publishes its profile. */
+  async createUser(input: NewUser): Promise<UserDoc> {
+    const user = await createUser(this.#options.store, input, this.#options.passwordHashCost)
+    await this.#options.publisher.publish(userTopic(user.id), userProfile(user))
+    return user
   }
 
   userToken(user: Pick<UserDoc, 'id' | 'name'>): TokenReply {
-    const { token, exp } = this.#options.tokens.sign(
-      { sub: user.id, role: 'user', name: user.name },
-      this.#options.userTokenTtlSeconds,
-    )
-    return { userId: user.id, token, expiresAt: new Date(exp * 1000).toISOString() }
+    return userToken(this.#options.tokens, user, this.#options.userTokenTtlSeconds)
   }
 
   /** The HTTP routes of SPEC §9 that concern users. */
