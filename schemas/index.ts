@@ -41,3 +41,21 @@ export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }
 export const http = { SignupBody, LoginBody, TokenReply }
+
+/** `schemas/json/` as file name → content: what `npm run schemas` writes. */
+export function jsonSchemaFiles(): Map<string, string> {
+  const files = new Map<string, string>()
+  const add = (file: string, schema: unknown) => files.set(file, JSON.stringify(schema, null, 2) + '\n')
+  for (const action of actions) {
+    add(`actions/${action.name}.params.json`, {
+      title: `${action.name} params`,
+      description: action.description,
+      ...action.params,
+    })
+    add(`actions/${action.name}.result.json`, { title: `${action.name} result`, ...action.result })
+  }
+  for (const { topic, schema } of stateTopics)
+    add(`state/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
+  for (const [name, schema] of Object.entries({ ...envelopes, ...http })) add(`${name}.json`, schema)
+  return files
+}
