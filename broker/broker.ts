@@ -115,6 +115,22 @@ export class HubBroker {
     )
   }
 
+  /** Closes every connection whose identity matches (a revoked token generation, a removed device). */
+  disconnectWhere(matches: (who: Identity) => boolean): number {
+    let closed = 0
+    for (const client of Object.values(
+      (this.aedes as unknown as { clients: Record<string, Client> }).clients,
+    )) {
+      const who = this.#identities.get(client)
+      if (who && matches(who)) {
+        this.#options.log.info({ clientId: client.id }, 'credentials revoked: closing the connection')
+        client.close()
+        closed++
+      }
+    }
+    return closed
+  }
+
   close(): Promise<void> {
     for (const timer of this.#expiryTimers.values()) clearTimeout(timer)
     this.#expiryTimers.clear()

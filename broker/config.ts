@@ -26,6 +26,8 @@ export interface HubConfig {
   requestIdTtlMs: number
   /** Lifetime of user tokens issued by /auth. */
   userTokenTtlSeconds: number
+  /** Lifetime of device tokens from device.create / device.token (revocable at any time by rotation). */
+  deviceTokenTtlSeconds: number
   /** scrypt cost for stored passwords (N = 2^cost). */
   passwordHashCost: number
   quotas: Quotas
@@ -40,6 +42,7 @@ export interface Quotas {
   /** Chat messages per user: a bucket of `chatBurst` refilled at `chatPerSecond`. */
   chatPerSecond: number
   chatBurst: number
+  devicesPerUser: number
 }
 
 export class ConfigError extends Error {
@@ -57,8 +60,16 @@ const defaults = {
   rateLimit: { perSecond: 20, burst: 40 },
   requestIdTtlMs: 10 * 60 * 1000,
   userTokenTtlSeconds: 7 * 24 * 3600,
+  deviceTokenTtlSeconds: 365 * 24 * 3600,
   passwordHashCost: 15,
-  quotas: { stagesPerUser: 20, groupsPerStage: 30, membersPerStage: 300, chatPerSecond: 1, chatBurst: 10 },
+  quotas: {
+    stagesPerUser: 20,
+    groupsPerStage: 30,
+    membersPerStage: 300,
+    chatPerSecond: 1,
+    chatBurst: 10,
+    devicesPerUser: 50,
+  },
 }
 
 /** Reads the configuration of SPEC §1 from the environment; every problem is reported with its variable. */
@@ -141,6 +152,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     },
     requestIdTtlMs: defaults.requestIdTtlMs,
     userTokenTtlSeconds: positive('USER_TOKEN_TTL_SECONDS', defaults.userTokenTtlSeconds),
+    deviceTokenTtlSeconds: positive('DEVICE_TOKEN_TTL_SECONDS', defaults.deviceTokenTtlSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
@@ -148,6 +160,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       membersPerStage: positive('QUOTA_MEMBERS_PER_STAGE', defaults.quotas.membersPerStage),
       chatPerSecond: positive('QUOTA_CHAT_PER_SECOND', defaults.quotas.chatPerSecond),
       chatBurst: positive('QUOTA_CHAT_BURST', defaults.quotas.chatBurst),
+      devicesPerUser: positive('QUOTA_DEVICES_PER_USER', defaults.quotas.devicesPerUser),
     },
   }
 }

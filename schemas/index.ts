@@ -1,5 +1,6 @@
 import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
+import * as device from './actions/device.ts'
 import * as stage from './actions/stage.ts'
 import { userUpdate } from './actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from './http.ts'
@@ -25,6 +26,10 @@ export const actions: readonly ActionSchema[] = [
   stage.mixSet,
   stage.mixRemove,
   stage.chatSend,
+  device.deviceCreate,
+  device.deviceToken,
+  device.deviceRemove,
+  device.deviceUpdate,
 ]
 
 /** Retained state topics and the schema of their payload. */
@@ -37,6 +42,7 @@ export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'stages/{s}/groups/{g}', schema: stage.GroupState },
   { topic: 'stages/{s}/members/{u}', schema: stage.MemberState },
   { topic: 'stages/{s}/chat', schema: stage.ChatMessage },
+  { topic: 'users/{u}/devices/{d}', schema: device.DeviceState },
 ]
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }

@@ -15,6 +15,7 @@ import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
 import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
+import { DevicesService } from './devices/service.ts'
 import { StagesService } from './stages/service.ts'
 import { UsersService } from './users/service.ts'
 
@@ -36,6 +37,25 @@ export interface Hub {
   log: Logger
   /** Clean shutdown: hub/status offline, listeners and connections closed, store flushed and closed. */
   close(): Promise<void>
+}
+
+/**
+ * A device or router whose token generation went up, or which was removed, loses its open
+ * connections at once: the store is the truth, whichever request or process changed it.
+ */
+function closeRevokedConnections(store: Store, broker: HubBroker): void {
+  store.onChange((changes) => {
+    for (const { collection, id, before, after } of changes) {
+      const role = collection === 'devices' ? 'device' : collection === 'routers' ? 'router' : undefined
+      if (!role || !before) continue
+      const generation = (after as { tokenVersion?: number } | null)?.tokenVersion
+      if (after && generation === (before as { tokenVersion?: number }).tokenVersion) continue
+      broker.disconnectWhere(
+        (who) =>
+          who.role === role && who.id === id && (generation === undefined || (who.ver ?? 0) < generation),
+      )
+    }
+  })
 }
 
 /** Client-published retained topics the hub keeps while their device or router is registered. */
@@ -116,6 +136,16 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     passwordHashCost: config.passwordHashCost,
   })
   await stages.start()
+  const devices = new DevicesService({
+    store,
+    pipeline,
+    publisher,
+    tokens,
+    quotas: config.quotas,
+    deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
+  })
+  await devices.start()
+  closeRevokedConnections(store, broker)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
   const status = (state: HubStatus['state']): HubStatus => ({

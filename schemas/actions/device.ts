@@ -1,0 +1,114 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { defineAction } from '../action.ts'
+import { Id, Timestamp, Version } from '../common.ts'
+
+export const DeviceKind = Type.Union([Type.Literal('ovbox'), Type.Literal('browser'), Type.Literal('native')])
+export type DeviceKind = Static<typeof DeviceKind>
+export const DeviceName = Type.String({ minLength: 1, maxLength: 100 })
+
+const Jitter = Type.Number({ minimum: 0, maximum: 1000, description: 'milliseconds' })
+const Gain = Type.Number({ minimum: 0, maximum: 10 })
+
+/**
+ * What the owner wants the device to do (the original's device switches and ov settings). Every
+ * field is optional in a patch; `null` removes a setting so the device falls back to its default.
+ */
+export const deviceSettingsFields = {
+  sendAudio: Type.Boolean(),
+  sendVideo: Type.Boolean(),
+  receiveAudio: Type.Boolean(),
+  receiveVideo: Type.Boolean(),
+  /** The active sound card, by its name on the device. */
+  soundCardName: Type.String({ minLength: 1, maxLength: 100 }),
+  inputAudioDeviceId: Type.String({ maxLength: 200 }),
+  inputVideoDeviceId: Type.String({ maxLength: 200 }),
+  outputAudioDeviceId: Type.String({ maxLength: 200 }),
+  echoCancellation: Type.Boolean(),
+  autoGainControl: Type.Boolean(),
+  noiseSuppression: Type.Boolean(),
+  receiverType: Type.Union([Type.Literal('ortf'), Type.Literal('hrtf')]),
+  senderJitter: Jitter,
+  receiverJitter: Jitter,
+  p2p: Type.Boolean(),
+  renderReverb: Type.Boolean(),
+  reverbGain: Gain,
+  renderISM: Type.Boolean(),
+  rawMode: Type.Boolean(),
+  egoGain: Gain,
+}
+
+export const DeviceSettings = Type.Object(
+  Object.fromEntries(Object.entries(deviceSettingsFields).map(([k, v]) => [k, Type.Optional(v)])) as {
+    [K in keyof typeof deviceSettingsFields]: import('@sinclair/typebox').TOptional<
+      (typeof deviceSettingsFields)[K]
+    >
+  },
+  { additionalProperties: false, $id: 'DeviceSettings' },
+)
+export type DeviceSettings = Static<typeof DeviceSettings>
+
+export const DeviceSettingsPatch = Type.Object(
+  Object.fromEntries(
+    Object.entries(deviceSettingsFields).map(([k, v]) => [k, Type.Optional(Type.Union([v, Type.Null()]))]),
+  ),
+  { additionalProperties: false, minProperties: 1 },
+)
+
+/** `users/{u}/devices/{d}`: the device document its owner sees. */
+export const DeviceState = Type.Object(
+  {
+    id: Id,
+    owner: Id,
+    kind: DeviceKind,
+    name: DeviceName,
+    online: Type.Boolean(),
+    lastSeen: Type.Optional(Timestamp),
+    /** Desired settings (the owner's), as in a device shadow. */
+    desired: DeviceSettings,
+    /** What the device last reported (validated against devices/{d}/reported). */
+    reported: Type.Object({}, { additionalProperties: true }),
+    version: Version,
+  },
+  { additionalProperties: false, $id: 'DeviceState' },
+)
+export type DeviceState = Static<typeof DeviceState>
+
+const DeviceRef = { deviceId: Id }
+
+export const deviceCreate = defineAction({
+  name: 'device.create',
+  description: 'Register a device of the caller; the device token is returned once and never again.',
+  params: Type.Object({ name: DeviceName, kind: DeviceKind }, { additionalProperties: false }),
+  result: Type.Object({ device: DeviceState, token: Type.String(), expiresAt: Timestamp }),
+})
+
+export const deviceToken = defineAction({
+  name: 'device.token',
+  description:
+    'Issue a new device token; every older token of the device is refused from now on and its connections are closed.',
+  params: Type.Object(DeviceRef, { additionalProperties: false }),
+  result: Type.Object({ token: Type.String(), expiresAt: Timestamp, generation: Type.Integer() }),
+})
+
+export const deviceRemove = defineAction({
+  name: 'device.remove',
+  description: 'Remove a device: its token stops working and its retained topics are cleared.',
+  params: Type.Object(DeviceRef, { additionalProperties: false }),
+  result: Type.Object({}, { additionalProperties: false }),
+})
+
+export const deviceUpdate = defineAction({
+  name: 'device.update',
+  description:
+    "Change a device's name or desired settings (remote control); the device receives its full configuration on devices/{d}/config.",
+  params: Type.Object(
+    {
+      ...DeviceRef,
+      name: Type.Optional(DeviceName),
+      settings: Type.Optional(DeviceSettingsPatch),
+      version: Type.Optional(Version),
+    },
+    { additionalProperties: false, minProperties: 2 },
+  ),
+  result: DeviceState,
+})

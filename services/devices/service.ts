@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto'
+import type { Quotas } from '../../broker/config.ts'
+import type { Identity, TokenService } from '../../broker/tokens.ts'
+import {
+  type DeviceKind,
+  type DeviceSettings,
+  type DeviceState,
+  deviceCreate,
+  deviceRemove,
+  deviceToken,
+  deviceUpdate,
+} from '../../schemas/actions/device.ts'
+import { collections, type DeviceDoc as RegisteredDevice } from '../collections.ts'
+import { checkVersion, forbidden, notFound } from '../errors.ts'
+import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
+import type { StatePublisher } from '../state-publisher.ts'
+import type { Store, Transaction } from '../store/store.ts'
+
+/** A stored device: registration (owner, token generation) plus its shadow (desired and reported). */
+export interface DeviceDoc extends RegisteredDevice {
+  kind: DeviceKind
+  name: string
+  online: boolean
+  lastSeen?: string
+  desired: DeviceSettings
+  reported: Record<string, unknown>
+  createdAt: string
+}
+
+export const deviceTopics = {
+  document: (owner: string, d: string) => `users/${owner}/devices/${d}`,
+  config: (d: string) => `devices/${d}/config`,
+  presence: (d: string) => `devices/${d}/presence`,
+}
+
+export function deviceState(device: DeviceDoc): DeviceState {
+  const { tokenVersion: _tokenVersion, createdAt: _createdAt, ...visible } = device
+  return visible
+}
+
+/** What the device itself receives, retained, on `devices/{d}/config`: its full desired configuration. */
+export function deviceConfig(device: DeviceDoc) {
+  return {
+    deviceId: device.id,
+    kind: device.kind,
+    name: device.name,
+    desired: device.desired,
+    version: device.version,
+  }
+}
+
+/** Applies a settings patch: `null` removes a setting, `undefined` leaves it. */
+export function patchSettings(current: DeviceSettings, patch: Record<string, unknown>): DeviceSettings {
+  const next: Record<string, unknown> = { ...current }
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete next[key]
+    else if (value !== undefined) next[key] = value
+  }
+  return next as DeviceSettings
+}
+
+export interface DevicesServiceOptions {
+  store: Store
+  pipeline: RequestPipeline
+  publisher: StatePublisher
+  tokens: TokenService
+  quotas: Quotas
+  deviceTokenTtlSeconds: number
+}
+
+/**
+ * The device registry and remote control (SPEC §5): device documents at `users/{owner}/devices/{d}`,
+ * desired configuration at `devices/{d}/config`, revocable device tokens by generation.
+ */
+export class DevicesService {
+  readonly #options: DevicesServiceOptions
+
+  constructor(options: DevicesServiceOptions) {
+    this.#options = options
+  }
+
+  async start(): Promise<void> {
+    const { store, pipeline, publisher } = this.#options
+    await store.ensureCollection(collections.devices)
+    publisher.register({
+      name: 'devices',
+      topics: async function* () {
+        for await (const device of store.scan<DeviceDoc>(collections.devices.name)) {
+          yield { topic: deviceTopics.document(device.owner, device.id), value: deviceState(device) }
+          yield { topic: deviceTopics.config(device.id), value: deviceConfig(device) }
+        }
+      },
+    })
+
+    pipeline.register(deviceCreate, async (ctx, params) => {
+      const owner = requireUser(ctx.who)
+      const existing = await ctx.tx.find<DeviceDoc>(collections.devices.name, { owner })
+      if (existing.length >= this.#options.quotas.devicesPerUser) {
+        throw forbidden(
+          `you have ${existing.length} devices, the most one user may register: remove one first`,
+        )
+      }
+      const device = ctx.tx.insert<DeviceDoc>(collections.devices.name, {
+        id: randomBytes(12).toString('base64url'),
+        owner,
+        tokenVersion: 1,
+        kind: params.kind,
+        name: params.name,
+        online: false,
+        desired: {},
+        reported: {},
+        createdAt: new Date().toISOString(),
+      })
+      this.#publish(ctx, device)
+      return { device: deviceState(device), ...this.#token(device) }
+    })
+
+    pipeline.register(deviceToken, async (ctx, params) => {
+      const device = await this.#owned(ctx, params.deviceId)
+      // the hub closes connections of older generations when this commits (see hub.ts)
+      const rotated = ctx.tx.replace(collections.devices.name, {
+        ...device,
+        tokenVersion: device.tokenVersion + 1,
+      })
+      this.#publish(ctx, rotated)
+      return { ...this.#token(rotated), generation: rotated.tokenVersion }
+    })
+
+    pipeline.register(deviceRemove, async (ctx, params) => {
+      const device = await this.#owned(ctx, params.deviceId)
+      ctx.tx.delete(collections.devices.name, device)
+      ctx.clear(deviceTopics.document(device.owner, device.id))
+      ctx.clear(deviceTopics.config(device.id))
+      ctx.clear(deviceTopics.presence(device.id))
+      return {}
+    })
+
+    pipeline.register(deviceUpdate, async (ctx, params) => {
+      const device = await this.#owned(ctx, params.deviceId)
+      checkVersion(`device ${device.id}`, device, params.version)
+      const next: DeviceDoc = {
+        ...device,
+        ...(params.name !== undefined ? { name: params.name } : {}),
+        desired: params.settings ? patchSettings(device.desired, params.settings) : device.desired,
+      }
+      const saved = ctx.tx.replace(collections.devices.name, next)
+      this.#publish(ctx, saved)
+      return deviceState(saved)
+    })
+  }
+
+  /** The device, if the caller owns it; anyone else learns nothing about it. */
+  async #owned(ctx: RequestContext, deviceId: string): Promise<DeviceDoc> {
+    const owner = requireUser(ctx.who)
+    const device = await getDevice(ctx.tx, deviceId)
+    if (!device || device.owner !== owner) throw notFound(`device ${deviceId} of yours`)
+    return device
+  }
+
+  #publish(ctx: RequestContext, device: DeviceDoc): void {
+    ctx.publish(deviceTopics.document(device.owner, device.id), deviceState(device))
+    ctx.publish(deviceTopics.config(device.id), deviceConfig(device))
+  }
+
+  #token(device: DeviceDoc): { token: string; expiresAt: string } {
+    const { token, exp } = this.#options.tokens.sign(
+      { sub: device.id, role: 'device', owner: device.owner, ver: device.tokenVersion },
+      this.#options.deviceTokenTtlSeconds,
+    )
+    return { token, expiresAt: new Date(exp * 1000).toISOString() }
+  }
+}
+
+function requireUser(who: Identity): string {
+  if (who.role !== 'user') throw forbidden('devices are managed by their owner with a user token')
+  return who.id
+}
+
+function getDevice(tx: Transaction, deviceId: string): Promise<DeviceDoc | null> {
+  return tx.get<DeviceDoc>(collections.devices.name, deviceId)
+}
