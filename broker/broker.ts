@@ -19,9 +19,15 @@ export interface BrokerDelegate {
   tokenGeneration(role: 'device' | 'router', id: string): number | undefined
   /** A client published to its own `clients/{c}/req/{action}`; called after the ACL allowed it. */
   onRequest(who: Identity, action: string, payload: Buffer): void
+  /**
+   * Any other authorized client publish (presence, reported state, wills included). Returning a
+   * reason refuses the message without closing the connection: it is routed nowhere and not retained.
+   */
+  onPublish?(who: Identity, topic: string, payload: Buffer): string | undefined
   /** Connection life cycle, for presence. */
   onConnected?(who: Identity): void
-  onDisconnected?(who: Identity, reason: 'clean' | 'lost'): void
+  /** `superseded`: a newer connection with the same client id took over (it is the client now). */
+  onDisconnected?(who: Identity, reason: 'clean' | 'lost', superseded: boolean): void
 }
 
 export interface BrokerOptions {
@@ -34,6 +40,8 @@ export interface BrokerOptions {
 }
 
 const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
+/** Where refused messages go: no client can subscribe to it, so they reach nobody. */
+const DROPPED_TOPIC = '$stagehub/dropped'
 /** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -51,6 +59,8 @@ interface ParserInternals {
 export class HubBroker {
   readonly aedes: Aedes
   readonly #identities = new WeakMap<Client, Identity>()
+  /** The newest authenticated identity per client id, while it is connected. */
+  readonly #newest = new Map<string, Identity>()
   readonly #expiryTimers = new Map<Client, NodeJS.Timeout>()
   /** Connections whose CONNECT had an empty client id (Aedes then invents one, which must not pass). */
   readonly #emptyClientIds = new WeakSet<Client>()
@@ -115,6 +125,14 @@ export class HubBroker {
     )
   }
 
+  /**
+   * Whether `who` is the newest authenticated connection of its client id. False for a connection a
+   * takeover superseded, whose last will Aedes publishes while the new connection is being registered.
+   */
+  isCurrent(who: Identity): boolean {
+    return this.#newest.get(who.clientId) === who
+  }
+
   /** Closes every connection whose identity matches (a revoked token generation, a removed device). */
   disconnectWhere(matches: (who: Identity) => boolean): number {
     let closed = 0
@@ -160,6 +178,7 @@ export class HubBroker {
       }
       const who: Identity = { ...verified, clientId: client.id }
       this.#identities.set(client, who)
+      this.#newest.set(who.clientId, who)
       this.#armExpiry(client, who.exp)
       done(null, true)
     } catch (err) {
@@ -191,7 +210,16 @@ export class HubBroker {
     metrics.messagesIn.inc()
     if (!decision.retain) packet.retain = false
     const request = REQUEST_TOPIC.exec(packet.topic)
-    if (request) delegate.onRequest(who, request[2]!, packet.payload as Buffer)
+    if (request) {
+      delegate.onRequest(who, request[2]!, packet.payload as Buffer)
+    } else {
+      const refusal = delegate.onPublish?.(who, packet.topic, packet.payload as Buffer)
+      if (refusal) {
+        log.info({ clientId: who.clientId, topic: packet.topic, reason: refusal }, 'message refused')
+        packet.topic = DROPPED_TOPIC
+        packet.retain = false
+      }
+    }
     done(null)
   }
 
@@ -224,10 +252,10 @@ export class HubBroker {
       const who = this.#identities.get(client)
       if (!who) return
       metrics.connections.dec({ role: who.role })
-      delegate.onDisconnected?.(
-        who,
-        (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost',
-      )
+      const superseded = this.#newest.get(who.clientId) !== who
+      if (!superseded) this.#newest.delete(who.clientId)
+      const reason = (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost'
+      delegate.onDisconnected?.(who, reason, superseded)
     })
   }
 

@@ -15,6 +15,7 @@ import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
 import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
+import { DevicePresence } from './devices/presence.ts'
 import { DevicesService } from './devices/service.ts'
 import { StagesService } from './stages/service.ts'
 import { UsersService } from './users/service.ts'
@@ -79,7 +80,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
 
-  // the delegate closes over `pipeline`, declared below: requests only arrive once the listeners are open
+  // the delegate closes over `pipeline` and `presence`, declared below: clients arrive once the listeners are open
   const broker = await HubBroker.create(
     {
       tokens,
@@ -90,6 +91,8 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
+        onPublish: (who, topic, payload) => presence.inspect(who, topic, payload),
+        onDisconnected: (who, _reason, superseded) => presence.disconnected(who, superseded),
       },
     },
     persistence,
@@ -145,6 +148,18 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
   })
   await devices.start()
+  const presence = new DevicePresence({
+    store,
+    publisher,
+    log: log.child({ component: 'presence' }),
+    isCurrent: (who) => broker.isCurrent(who),
+    tellDevice: (clientId, code, message) =>
+      void broker.publish(
+        `clients/${clientId}/res`,
+        JSON.stringify({ id: '', ok: false, error: { code, message } }),
+      ),
+  })
+  await presence.markAllOffline()
   closeRevokedConnections(store, broker)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))

@@ -112,3 +112,54 @@ export const deviceUpdate = defineAction({
   ),
   result: DeviceState,
 })
+
+/** `devices/{d}/presence` (retained, published by the device; its last will says `lost`). */
+export const PresencePayload = Type.Object(
+  {
+    state: Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('lost')]),
+    /** Increases on every connect of the device; older sessions' messages are ignored. */
+    session: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: true, $id: 'PresencePayload' },
+)
+export type PresencePayload = Static<typeof PresencePayload>
+
+const FirmwareState = Type.Union(
+  ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED', 'FAILED'].map((s) => Type.Literal(s)),
+)
+
+/** `devices/{d}/reported` (not retained): what the device reports about itself; merged into `reported`. */
+export const ReportedPayload = Type.Object(
+  {
+    status: Type.Optional(
+      Type.Object(
+        {
+          cpuLoad: Type.Optional(Type.Number({ minimum: 0 })),
+          temperature: Type.Optional(Type.Number()),
+          memoryUsed: Type.Optional(Type.Number({ minimum: 0 })),
+          memoryTotal: Type.Optional(Type.Number({ minimum: 0 })),
+          xruns: Type.Optional(Type.Integer({ minimum: 0 })),
+          localIp: Type.Optional(Type.String({ maxLength: 64 })),
+          bandwidthTx: Type.Optional(Type.Number({ minimum: 0 })),
+          bandwidthRx: Type.Optional(Type.Number({ minimum: 0 })),
+          version: Type.Optional(Type.String({ maxLength: 64 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    firmware: Type.Optional(
+      Type.Object(
+        {
+          version: Type.String({ maxLength: 64 }),
+          state: FirmwareState,
+          error: Type.Optional(Type.String({ maxLength: 500 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** The configuration version the device has applied. */
+    appliedConfigVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false, $id: 'ReportedPayload' },
+)
+export type ReportedPayload = Static<typeof ReportedPayload>

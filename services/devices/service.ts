@@ -22,6 +22,8 @@ export interface DeviceDoc extends RegisteredDevice {
   name: string
   online: boolean
   lastSeen?: string
+  /** The newest presence session seen (SPEC §6). */
+  session?: number
   desired: DeviceSettings
   reported: Record<string, unknown>
   createdAt: string
@@ -34,7 +36,7 @@ export const deviceTopics = {
 }
 
 export function deviceState(device: DeviceDoc): DeviceState {
-  const { tokenVersion: _tokenVersion, createdAt: _createdAt, ...visible } = device
+  const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = device
   return visible
 }
 

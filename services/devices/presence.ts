@@ -1,0 +1,158 @@
+import type { Logger } from 'pino'
+import type { Identity } from '../../broker/tokens.ts'
+import { PresencePayload, ReportedPayload } from '../../schemas/actions/device.ts'
+import { validator } from '../../schemas/validate.ts'
+import { collections } from '../collections.ts'
+import type { StatePublisher } from '../state-publisher.ts'
+import type { Store } from '../store/store.ts'
+import { type DeviceDoc, deviceState, deviceTopics } from './service.ts'
+
+/** The presence part of a device document. */
+export interface PresenceRecord {
+  online: boolean
+  /** The newest session seen; messages of older sessions are ignored. */
+  session: number
+}
+
+export type PresenceEvent = { state: 'online' | 'offline' | 'lost'; session: number }
+
+/**
+ * Presence rule (SPEC §6, Sparkplug's bdSeq): an event of an older session than the newest seen is
+ * ignored, so a takeover's late will never marks a fresh connection offline. Returns null to ignore.
+ */
+export function nextPresence(current: PresenceRecord, event: PresenceEvent): PresenceRecord | null {
+  if (event.session < current.session) return null
+  const online = event.state === 'online'
+  if (event.session === current.session && online === current.online) return null
+  return { online, session: event.session }
+}
+
+const PRESENCE = /^devices\/([^/]+)\/presence$/
+const REPORTED = /^devices\/([^/]+)\/reported$/
+const MAX_REPORT_BYTES = 8 * 1024
+const validPresence = validator(PresencePayload)
+const validReport = validator(ReportedPayload)
+
+export interface DevicePresenceOptions {
+  store: Store
+  publisher: StatePublisher
+  log: Logger
+  /** Whether this identity is the newest connection of its client id (not superseded by a takeover). */
+  isCurrent(who: Identity): boolean
+  /** Answers a device on its response topic when its message was refused. */
+  tellDevice(clientId: string, code: 'invalid_request' | 'too_large', message: string): void
+}
+
+/**
+ * Device presence and reported state: validates what devices publish on `devices/{d}/presence` and
+ * `devices/{d}/reported`, applies it to the stored device in order, and republishes the owner's
+ * device document. The broker's own view of the connection counts too: a closed connection with no
+ * successor marks the device offline.
+ */
+export class DevicePresence {
+  readonly #options: DevicePresenceOptions
+  /** Presence changes are applied one at a time per device, in arrival order. */
+  readonly #queues = new Map<string, Promise<void>>()
+
+  constructor(options: DevicePresenceOptions) {
+    this.#options = options
+  }
+
+  /** At start no device is connected: whatever the store says, every device is offline now. */
+  async markAllOffline(): Promise<void> {
+    for await (const device of this.#options.store.scan<DeviceDoc>(collections.devices.name)) {
+      if (device.online) await this.#update(device.id, (d) => ({ ...d, online: false }))
+    }
+  }
+
+  /** The broker's hook for client publishes; returns a reason to refuse the message. */
+  inspect(who: Identity, topic: string, payload: Buffer): string | undefined {
+    const presence = PRESENCE.exec(topic)
+    if (presence) {
+      const event = parse(payload)
+      if (!validPresence(event)) {
+        return this.#refuse(who, 'invalid_request', `presence: ${validPresence.describe()}`)
+      }
+      // a taken-over connection's will arrives while its successor registers: it speaks for nobody now
+      if (event.state !== 'online' && !this.#options.isCurrent(who))
+        return 'presence of a superseded connection'
+      this.#enqueue(presence[1]!, () => this.#applyPresence(presence[1]!, event))
+      return undefined
+    }
+    const reported = REPORTED.exec(topic)
+    if (reported) {
+      if (payload.length > MAX_REPORT_BYTES) {
+        return this.#refuse(
+          who,
+          'too_large',
+          `reported state of ${payload.length} bytes exceeds ${MAX_REPORT_BYTES}`,
+        )
+      }
+      const report = parse(payload)
+      if (!validReport(report))
+        return this.#refuse(who, 'invalid_request', `reported: ${validReport.describe()}`)
+      this.#enqueue(reported[1]!, () =>
+        this.#update(reported[1]!, (d) => ({
+          ...d,
+          reported: { ...d.reported, ...report },
+          lastSeen: now(),
+        })),
+      )
+    }
+    return undefined
+  }
+
+  /** The broker closed a device's connection (socket loss, keepalive, takeover, DISCONNECT). */
+  disconnected(who: Identity, superseded: boolean): void {
+    // after a takeover the new connection is the device: the old one's end says nothing about it
+    if (who.role !== 'device' || superseded) return
+    this.#enqueue(who.id, () =>
+      this.#update(who.id, (d) => (d.online ? { ...d, online: false, lastSeen: now() } : null)),
+    )
+  }
+
+  async #applyPresence(deviceId: string, event: PresenceEvent): Promise<void> {
+    await this.#update(deviceId, (device) => {
+      const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
+      if (!next) return null
+      return { ...device, ...next, lastSeen: now() }
+    })
+  }
+
+  /** Changes a stored device and republishes its document; `change` returns null for no change. */
+  async #update(deviceId: string, change: (device: DeviceDoc) => DeviceDoc | null): Promise<void> {
+    const { store, publisher } = this.#options
+    const { value } = await store.transaction(async (tx) => {
+      const device = await tx.get<DeviceDoc>(collections.devices.name, deviceId)
+      const next = device ? change(device) : null
+      return next ? tx.replace(collections.devices.name, next) : null
+    })
+    if (value) await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
+  }
+
+  #enqueue(deviceId: string, work: () => Promise<void>): void {
+    const previous = this.#queues.get(deviceId) ?? Promise.resolve()
+    const next = previous
+      .then(work)
+      .catch((err: unknown) => this.#options.log.error({ err, deviceId }, 'could not apply device presence'))
+      .finally(() => {
+        if (this.#queues.get(deviceId) === next) this.#queues.delete(deviceId)
+      })
+    this.#queues.set(deviceId, next)
+  }
+
+  #refuse(who: Identity, code: 'invalid_request' | 'too_large', message: string): string {
+    this.#options.tellDevice(who.clientId, code, message)
+    return message
+  }
+}
+
+function parse(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+const now = () => new Date().toISOString()
