@@ -53,14 +53,23 @@ export class DevicePresence {
   readonly #options: DevicePresenceOptions
   /** Presence changes are applied one at a time per device, in arrival order. */
   readonly #queues = new Map<string, Promise<void>>()
+  /**
+   * The newest presence session accepted per device (seeded from the store at start), so a message
+   * of an older session is dropped before the broker retains it, not only ignored by nextPresence.
+   */
+  readonly #sessions = new Map<string, number>()
 
   constructor(options: DevicePresenceOptions) {
     this.#options = options
   }
 
-  /** At start no device is connected: whatever the store says, every device is offline now. */
+  /**
+   * At start no device is connected: whatever the store says, every device is offline now. Also
+   * learns each device's newest session, so an older session's message is refused after a restart.
+   */
   async markAllOffline(): Promise<void> {
     for await (const device of this.#options.store.scan<DeviceDoc>(collections.devices.name)) {
+      if (device.session !== undefined) this.#noteSession(device.id, device.session)
       if (device.online) await this.#update(device.id, (d) => ({ ...d, online: false }))
     }
   }
@@ -76,6 +85,11 @@ export class DevicePresence {
       // a taken-over connection's will arrives while its successor registers: it speaks for nobody now
       if (event.state !== 'online' && !this.#options.isCurrent(who))
         return 'presence of a superseded connection'
+      // retained, an older session's message would contradict the device's current presence
+      const newest = this.#sessions.get(presence[1]!)
+      if (newest !== undefined && event.session < newest)
+        return `presence of session ${event.session}, older than session ${newest}`
+      this.#noteSession(presence[1]!, event.session)
       this.#enqueue(presence[1]!, () => this.#applyPresence(presence[1]!, event))
       return undefined
     }
@@ -128,6 +142,10 @@ export class DevicePresence {
       return next ? tx.replace(collections.devices.name, next) : null
     })
     if (value) await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
+  }
+
+  #noteSession(deviceId: string, session: number): void {
+    if (session > (this.#sessions.get(deviceId) ?? -1)) this.#sessions.set(deviceId, session)
   }
 
   #enqueue(deviceId: string, work: () => Promise<void>): void {
