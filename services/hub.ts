@@ -92,7 +92,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
         onPublish: (who, topic, payload) => presence.inspect(who, topic, payload),
-        onDisconnected: (who, _reason, superseded) => presence.disconnected(who, superseded),
+        onDisconnected: (who, reason, superseded) => presence.disconnected(who, reason, superseded),
       },
     },
     persistence,

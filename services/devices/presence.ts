@@ -117,12 +117,22 @@ export class DevicePresence {
   }
 
   /** The broker closed a device's connection (socket loss, keepalive, takeover, DISCONNECT). */
-  disconnected(who: Identity, superseded: boolean): void {
+  disconnected(who: Identity, reason: 'clean' | 'lost', superseded: boolean): void {
     // after a takeover the new connection is the device: the old one's end says nothing about it
     if (who.role !== 'device' || superseded) return
-    this.#enqueue(who.id, () =>
-      this.#update(who.id, (d) => (d.online ? { ...d, online: false, lastSeen: now() } : null)),
-    )
+    this.#enqueue(who.id, async () => {
+      const ended = await this.#update(who.id, (d) =>
+        d.online ? { ...d, online: false, lastSeen: now() } : null,
+      )
+      // a DISCONNECT without a prior `offline` fires no will: say it for the device, so the retained
+      // presence does not claim online forever (a lost connection's will says `lost` by itself)
+      if (ended && reason === 'clean') {
+        await this.#options.publisher.publish(deviceTopics.presence(ended.id), {
+          state: 'offline',
+          session: ended.session ?? 0,
+        })
+      }
+    })
   }
 
   async #applyPresence(deviceId: string, event: PresenceEvent): Promise<void> {
@@ -134,7 +144,10 @@ export class DevicePresence {
   }
 
   /** Changes a stored device and republishes its document; `change` returns null for no change. */
-  async #update(deviceId: string, change: (device: DeviceDoc) => DeviceDoc | null): Promise<void> {
+  async #update(
+    deviceId: string,
+    change: (device: DeviceDoc) => DeviceDoc | null,
+  ): Promise<DeviceDoc | null> {
     const { store, publisher } = this.#options
     const { value } = await store.transaction(async (tx) => {
       const device = await tx.get<DeviceDoc>(collections.devices.name, deviceId)
@@ -142,16 +155,17 @@ export class DevicePresence {
       return next ? tx.replace(collections.devices.name, next) : null
     })
     if (value) await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
+    return value
   }
 
   #noteSession(deviceId: string, session: number): void {
     if (session > (this.#sessions.get(deviceId) ?? -1)) this.#sessions.set(deviceId, session)
   }
 
-  #enqueue(deviceId: string, work: () => Promise<void>): void {
+  #enqueue(deviceId: string, work: () => Promise<unknown>): void {
     const previous = this.#queues.get(deviceId) ?? Promise.resolve()
-    const next = previous
-      .then(work)
+    const next: Promise<void> = previous
+      .then(async () => void (await work()))
       .catch((err: unknown) => this.#options.log.error({ err, deviceId }, 'could not apply device presence'))
       .finally(() => {
         if (this.#queues.get(deviceId) === next) this.#queues.delete(deviceId)

@@ -236,6 +236,13 @@ t.test(
       w.presences.some((p) => (p as PresencePayload).state === 'lost'),
       'a clean DISCONNECT fires no will',
     )
+    t.same(w.presences.at(-1), { state: 'offline', session: 1 }, 'the hub says offline for the device')
+    const late = await connectOwner(th, owner.id)
+    t.same(
+      JSON.parse((await nextMessage(late.client, presenceTopic(d))).payload.toString()),
+      { state: 'offline', session: 1 },
+      'and it is retained, so nobody is told the device is online',
+    )
   },
 )
 
