@@ -199,6 +199,12 @@ export class HubBroker {
     const { delegate, metrics, log } = this.#options
     const who = client ? this.#identities.get(client) : undefined
     if (!who) return done(new Error('publish without an authenticated client'))
+    if (!this.#credentialsCurrent(who)) {
+      // a removed or rotated-out device/router: its connection is being closed, and its last will
+      // (published during that close) must not put its presence back
+      log.info({ clientId: who.clientId, topic: packet.topic }, 'publish with revoked credentials refused')
+      return done(new Error('credentials revoked'))
+    }
     const decision = delegate.acl.canPublish(who, packet.topic)
     if (!decision.allowed) {
       log.warn(
@@ -221,6 +227,13 @@ export class HubBroker {
       }
     }
     done(null)
+  }
+
+  /** Devices and routers stay registered with a token generation no newer than theirs. */
+  #credentialsCurrent(who: Identity): boolean {
+    if (who.role !== 'device' && who.role !== 'router') return true
+    const generation = this.#options.delegate.tokenGeneration(who.role, who.id)
+    return generation !== undefined && (who.ver ?? 0) >= generation
   }
 
   #armExpiry(client: Client, exp: number): void {
