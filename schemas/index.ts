@@ -30,6 +30,11 @@ export const actions: readonly ActionSchema[] = [
   device.deviceToken,
   device.deviceRemove,
   device.deviceUpdate,
+  device.soundCardSet,
+  device.soundCardRemove,
+  device.trackAdd,
+  device.trackUpdate,
+  device.trackRemove,
 ]
 
 /** Retained state topics and the schema of their payload. */

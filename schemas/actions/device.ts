@@ -54,6 +54,54 @@ export const DeviceSettingsPatch = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 )
 
+export const SoundCardName = Type.String({ minLength: 1, maxLength: 100 })
+
+/** A sound card of a device (unique by name on the device). */
+export const SoundCard = Type.Object(
+  {
+    name: SoundCardName,
+    label: Type.Optional(Type.String({ maxLength: 200 })),
+    isDefault: Type.Optional(Type.Boolean()),
+    driver: Type.Union([
+      Type.Literal('jack'),
+      Type.Literal('alsa'),
+      Type.Literal('asio'),
+      Type.Literal('webrtc'),
+    ]),
+    sampleRate: Type.Integer({ minimum: 8000, maximum: 384000 }),
+    sampleRates: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 8000, maximum: 384000 }), { maxItems: 32 }),
+    ),
+    periodSize: Type.Integer({ minimum: 8, maximum: 8192 }),
+    numPeriods: Type.Integer({ minimum: 1, maximum: 16 }),
+    softwareLatency: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, description: 'milliseconds' })),
+    numInputChannels: Type.Integer({ minimum: 0, maximum: 256 }),
+    numOutputChannels: Type.Integer({ minimum: 0, maximum: 256 }),
+  },
+  { additionalProperties: false, $id: 'SoundCard' },
+)
+export type SoundCard = Static<typeof SoundCard>
+
+const trackFields = {
+  name: Type.String({ minLength: 1, maxLength: 100 }),
+  gain: Type.Number({ minimum: 0, maximum: 10 }),
+  directivity: Type.Union([Type.Literal('omni'), Type.Literal('cardioid')]),
+}
+
+/** An input channel of a sound card that the device sends (an ov track); channel 0 is a channel. */
+export const Track = Type.Object(
+  {
+    id: Id,
+    soundCardName: SoundCardName,
+    channel: Type.Integer({ minimum: 0, maximum: 255 }),
+    name: Type.Optional(trackFields.name),
+    gain: trackFields.gain,
+    directivity: trackFields.directivity,
+  },
+  { additionalProperties: false, $id: 'Track' },
+)
+export type Track = Static<typeof Track>
+
 /** `users/{u}/devices/{d}`: the device document its owner sees. */
 export const DeviceState = Type.Object(
   {
@@ -67,6 +115,8 @@ export const DeviceState = Type.Object(
     desired: DeviceSettings,
     /** What the device last reported (validated against devices/{d}/reported). */
     reported: Type.Object({}, { additionalProperties: true }),
+    soundCards: Type.Array(SoundCard),
+    tracks: Type.Array(Track),
     version: Version,
   },
   { additionalProperties: false, $id: 'DeviceState' },
@@ -163,3 +213,70 @@ export const ReportedPayload = Type.Object(
   { additionalProperties: false, $id: 'ReportedPayload' },
 )
 export type ReportedPayload = Static<typeof ReportedPayload>
+
+const OwnerOrDevice = 'the owner or the device itself'
+
+export const soundCardSet = defineAction({
+  name: 'soundcard.set',
+  description: `Add or replace (by name) a sound card of a device; ${OwnerOrDevice}.`,
+  params: Type.Object(
+    { ...DeviceRef, soundCard: SoundCard, version: Type.Optional(Version) },
+    { additionalProperties: false },
+  ),
+  result: DeviceState,
+})
+
+export const soundCardRemove = defineAction({
+  name: 'soundcard.remove',
+  description: `Remove a sound card and the tracks on it; ${OwnerOrDevice}.`,
+  params: Type.Object(
+    { ...DeviceRef, name: SoundCardName, version: Type.Optional(Version) },
+    { additionalProperties: false },
+  ),
+  result: DeviceState,
+})
+
+export const trackAdd = defineAction({
+  name: 'track.add',
+  description: `Send an input channel of a sound card as a track (one track per channel); ${OwnerOrDevice}.`,
+  params: Type.Object(
+    {
+      ...DeviceRef,
+      soundCardName: SoundCardName,
+      channel: Track.properties.channel,
+      name: Type.Optional(trackFields.name),
+      gain: Type.Optional(trackFields.gain),
+      directivity: Type.Optional(trackFields.directivity),
+    },
+    { additionalProperties: false },
+  ),
+  result: Track,
+})
+
+export const trackUpdate = defineAction({
+  name: 'track.update',
+  description: `Change a track's name, gain or directivity; ${OwnerOrDevice}.`,
+  params: Type.Object(
+    {
+      ...DeviceRef,
+      trackId: Id,
+      patch: Type.Object(
+        {
+          name: Type.Optional(trackFields.name),
+          gain: Type.Optional(trackFields.gain),
+          directivity: Type.Optional(trackFields.directivity),
+        },
+        { additionalProperties: false, minProperties: 1 },
+      ),
+    },
+    { additionalProperties: false },
+  ),
+  result: Track,
+})
+
+export const trackRemove = defineAction({
+  name: 'track.remove',
+  description: `Stop sending a track; ${OwnerOrDevice}.`,
+  params: Type.Object({ ...DeviceRef, trackId: Id }, { additionalProperties: false }),
+  result: Type.Object({}, { additionalProperties: false }),
+})

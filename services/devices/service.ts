@@ -5,13 +5,20 @@ import {
   type DeviceKind,
   type DeviceSettings,
   type DeviceState,
+  type SoundCard,
+  type Track,
   deviceCreate,
   deviceRemove,
   deviceToken,
   deviceUpdate,
+  soundCardRemove,
+  soundCardSet,
+  trackAdd,
+  trackRemove,
+  trackUpdate,
 } from '../../schemas/actions/device.ts'
 import { collections, type DeviceDoc as RegisteredDevice } from '../collections.ts'
-import { checkVersion, forbidden, notFound } from '../errors.ts'
+import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
@@ -26,6 +33,8 @@ export interface DeviceDoc extends RegisteredDevice {
   session?: number
   desired: DeviceSettings
   reported: Record<string, unknown>
+  soundCards?: SoundCard[]
+  tracks?: Track[]
   createdAt: string
 }
 
@@ -37,7 +46,7 @@ export const deviceTopics = {
 
 export function deviceState(device: DeviceDoc): DeviceState {
   const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = device
-  return visible
+  return { ...visible, soundCards: device.soundCards ?? [], tracks: device.tracks ?? [] }
 }
 
 /** What the device itself receives, retained, on `devices/{d}/config`: its full desired configuration. */
@@ -47,6 +56,9 @@ export function deviceConfig(device: DeviceDoc) {
     kind: device.kind,
     name: device.name,
     desired: device.desired,
+    // the owner may edit these remotely, so the device reads them back from its configuration
+    soundCards: device.soundCards ?? [],
+    tracks: device.tracks ?? [],
     version: device.version,
   }
 }
@@ -145,10 +157,97 @@ export class DevicesService {
         ...(params.name !== undefined ? { name: params.name } : {}),
         desired: params.settings ? patchSettings(device.desired, params.settings) : device.desired,
       }
-      const saved = ctx.tx.replace(collections.devices.name, next)
-      this.#publish(ctx, saved)
+      return deviceState(this.#save(ctx, next))
+    })
+
+    this.#registerSoundCardsAndTracks()
+  }
+
+  /** Sound cards and tracks: the owner may edit them remotely, and the device reports its own. */
+  #registerSoundCardsAndTracks(): void {
+    const { pipeline } = this.#options
+    pipeline.register(soundCardSet, async (ctx, params) => {
+      const device = await this.#ownedOrSelf(ctx, params.deviceId, params.version)
+      const others = (device.soundCards ?? []).filter((card) => card.name !== params.soundCard.name)
+      const saved = this.#save(ctx, { ...device, soundCards: [...others, params.soundCard] })
       return deviceState(saved)
     })
+    pipeline.register(soundCardRemove, async (ctx, params) => {
+      const device = await this.#ownedOrSelf(ctx, params.deviceId, params.version)
+      if (!(device.soundCards ?? []).some((card) => card.name === params.name)) {
+        throw notFound(`sound card "${params.name}" on device ${device.id}`)
+      }
+      const saved = this.#save(ctx, {
+        ...device,
+        soundCards: (device.soundCards ?? []).filter((card) => card.name !== params.name),
+        tracks: (device.tracks ?? []).filter((track) => track.soundCardName !== params.name),
+      })
+      return deviceState(saved)
+    })
+    pipeline.register(trackAdd, async (ctx, params) => {
+      const device = await this.#ownedOrSelf(ctx, params.deviceId)
+      const card = (device.soundCards ?? []).find((c) => c.name === params.soundCardName)
+      if (!card) throw notFound(`sound card "${params.soundCardName}" on device ${device.id}: set it first`)
+      if (params.channel >= card.numInputChannels) {
+        throw new HubError(
+          'invalid_request',
+          `sound card "${card.name}" has input channels 0-${card.numInputChannels - 1}, not ${params.channel}`,
+        )
+      }
+      const tracks = device.tracks ?? []
+      if (tracks.some((t) => t.soundCardName === card.name && t.channel === params.channel)) {
+        throw conflict(`channel ${params.channel} of "${card.name}" is sent already`)
+      }
+      const track: Track = {
+        id: randomBytes(12).toString('base64url'),
+        soundCardName: card.name,
+        channel: params.channel,
+        ...(params.name !== undefined ? { name: params.name } : {}),
+        gain: params.gain ?? 1,
+        directivity: params.directivity ?? 'omni',
+      }
+      this.#save(ctx, { ...device, tracks: [...tracks, track] })
+      return track
+    })
+    pipeline.register(trackUpdate, async (ctx, params) => {
+      const device = await this.#ownedOrSelf(ctx, params.deviceId)
+      const track = (device.tracks ?? []).find((t) => t.id === params.trackId)
+      if (!track) throw notFound(`track ${params.trackId} on device ${device.id}`)
+      const updated: Track = { ...track }
+      for (const [key, value] of Object.entries(params.patch))
+        if (value !== undefined) Object.assign(updated, { [key]: value })
+      this.#save(ctx, {
+        ...device,
+        tracks: (device.tracks ?? []).map((t) => (t.id === track.id ? updated : t)),
+      })
+      return updated
+    })
+    pipeline.register(trackRemove, async (ctx, params) => {
+      const device = await this.#ownedOrSelf(ctx, params.deviceId)
+      if (!(device.tracks ?? []).some((t) => t.id === params.trackId)) {
+        throw notFound(`track ${params.trackId} on device ${device.id}`)
+      }
+      this.#save(ctx, { ...device, tracks: (device.tracks ?? []).filter((t) => t.id !== params.trackId) })
+      return {}
+    })
+  }
+
+  /** The device, for its owner or for the device itself (version-checked when one is given). */
+  async #ownedOrSelf(ctx: RequestContext, deviceId: string, version?: number): Promise<DeviceDoc> {
+    const { who } = ctx
+    const device = await getDevice(ctx.tx, deviceId)
+    const allowed =
+      device !== null &&
+      ((who.role === 'user' && device.owner === who.id) || (who.role === 'device' && who.id === device.id))
+    if (!device || !allowed) throw notFound(`device ${deviceId} of yours`)
+    checkVersion(`device ${device.id}`, device, version)
+    return device
+  }
+
+  #save(ctx: RequestContext, device: DeviceDoc): DeviceDoc {
+    const saved = ctx.tx.replace(collections.devices.name, device)
+    this.#publish(ctx, saved)
+    return saved
   }
 
   /** The device, if the caller owns it; anyone else learns nothing about it. */
