@@ -1,0 +1,195 @@
+/**
+ * The configuration ov-client consumes (gisogrimm/ov-client: `audiocfg`, `rendersettings`, `room`,
+ * `roomdev[]`), rendered from the hub's state as a pure function: same state in, same configuration
+ * out, so it can be compared and only republished when it changes.
+ */
+import type { DeviceSettings, SoundCard, Track } from '../schemas/actions/device.ts'
+import type { Position } from '../schemas/actions/stage.ts'
+
+/** Everything the rendering needs, as plain data. */
+export interface OvRenderInput {
+  device: {
+    id: string
+    name: string
+    desired: DeviceSettings
+    soundCards: readonly SoundCard[]
+    tracks: readonly Track[]
+  }
+  /** The stage the device's user is in now, with its ov relay, or undefined when not on a stage. */
+  stage?: {
+    id: string
+    width: number
+    length: number
+    height: number
+    absorption: number
+    damping: number
+    reverbGain: number
+    ambientSound: { render: boolean; url?: string; level: number }
+    ovServer?: { ipv4?: string; ipv6?: string; port?: number; pin?: number; serverJitter?: number }
+  }
+  /** The device user's own membership: seat and stage position. */
+  self?: OvSeat
+  /** Every other seated device of the session. */
+  peers: readonly OvSeat[]
+  /** The user's own overrides by member id (volume, muted, position). */
+  memberMixes: ReadonlyMap<string, { volume?: number; muted?: boolean; position?: Position }>
+}
+
+export interface OvSeat {
+  memberId: string
+  seat: number
+  label: string
+  volume: number
+  muted: boolean
+  position: Position
+  tracks: readonly Pick<Track, 'channel' | 'gain' | 'directivity' | 'name'>[]
+}
+
+export interface OvClientConfig {
+  audiocfg: {
+    driver: string
+    device: string
+    srate: number
+    periodsize: number
+    numperiods: number
+    priority: number
+  }
+  rendersettings: {
+    id: number
+    label: string
+    channels: OvChannel[]
+    position: { x: number; y: number; z: number }
+    orientation: { z: number; y: number; x: number }
+    jitter: { send: number; receive: number }
+    renderreverb: boolean
+    reverbgain: number
+    renderism: boolean
+    rawmode: boolean
+    receive: boolean
+    rectype: 'ortf' | 'hrtf'
+    egogain: number
+    peer2peer: boolean
+    /** false makes ov-client stop sending (sendAudio off). */
+    sendlocal: boolean
+  }
+  room: {
+    host: string
+    port: number
+    pin: number
+    size: { x: number; y: number; z: number }
+    reverb: { absorption: number; damping: number; gain: number }
+    ambientsound: { render: boolean; url: string; level: number }
+  }
+  roomdev: OvRoomDevice[]
+}
+
+export interface OvChannel {
+  name: string
+  sourceport: string
+  gain: number
+  position: { x: number; y: number; z: number }
+  directivity: 'omni' | 'cardioid'
+}
+
+export interface OvRoomDevice {
+  id: number
+  label: string
+  channels: OvChannel[]
+  position: { x: number; y: number; z: number }
+  orientation: { z: number; y: number; x: number }
+  gain: number
+  mute: boolean
+}
+
+/** ov-client's own defaults (ov-client's ovboxclient): jitter 5 ms sending, 10 ms receiving. */
+export const OV_DEFAULTS = { senderJitter: 5, receiverJitter: 10, egoGain: 1, reverbGain: 0.4, priority: 40 }
+
+/** Channels of one seat: inputs spaced 0.2 m apart around the seat's position, as ov-client lays them out. */
+function channels(tracks: OvSeat['tracks'], origin: Position): OvChannel[] {
+  return [...tracks]
+    .sort((a, b) => a.channel - b.channel)
+    .map((track, i, all) => ({
+      name: track.name ?? `ch${track.channel + 1}`,
+      sourceport: `system:capture_${track.channel + 1}`,
+      gain: track.gain,
+      position: { x: origin.x, y: origin.y + (i - (all.length - 1) / 2) * 0.2, z: origin.z },
+      directivity: track.directivity,
+    }))
+}
+
+const xyz = (p: Position) => ({ x: p.x, y: p.y, z: p.z })
+const zyx = (p: Position) => ({ z: p.rZ, y: p.rY, x: p.rX })
+
+export function renderOvClientConfig(input: OvRenderInput): OvClientConfig {
+  const { device, stage, self, peers, memberMixes } = input
+  const settings = device.desired
+  const card =
+    device.soundCards.find((c) => c.name === settings.soundCardName) ??
+    device.soundCards.find((c) => c.isDefault) ??
+    device.soundCards[0]
+  const ownTracks = card ? device.tracks.filter((t) => t.soundCardName === card.name) : []
+  const origin = self?.position ?? { x: 0, y: 0, z: 0, rX: 0, rY: 0, rZ: 0 }
+  const relay = stage?.ovServer
+
+  return {
+    audiocfg: {
+      driver: card?.driver ?? 'jack',
+      device: card?.name ?? 'hw:1',
+      srate: card?.sampleRate ?? 48000,
+      periodsize: card?.periodSize ?? 96,
+      numperiods: card?.numPeriods ?? 2,
+      priority: OV_DEFAULTS.priority,
+    },
+    rendersettings: {
+      id: self?.seat ?? -1,
+      label: self?.label ?? device.name,
+      channels: channels(ownTracks, origin),
+      position: xyz(origin),
+      orientation: zyx(origin),
+      jitter: {
+        send: settings.senderJitter ?? OV_DEFAULTS.senderJitter,
+        receive: settings.receiverJitter ?? OV_DEFAULTS.receiverJitter,
+      },
+      renderreverb: settings.renderReverb ?? true,
+      reverbgain: settings.reverbGain ?? stage?.reverbGain ?? OV_DEFAULTS.reverbGain,
+      renderism: settings.renderISM ?? false,
+      rawmode: settings.rawMode ?? false,
+      receive: settings.receiveAudio ?? true,
+      rectype: settings.receiverType ?? 'ortf',
+      egogain: settings.egoGain ?? OV_DEFAULTS.egoGain,
+      peer2peer: settings.p2p ?? true,
+      sendlocal: settings.sendAudio ?? true,
+    },
+    room: {
+      host: relay?.ipv4 ?? relay?.ipv6 ?? '',
+      port: relay?.port ?? 0,
+      pin: relay?.pin ?? 0,
+      size: { x: stage?.length ?? 0, y: stage?.width ?? 0, z: stage?.height ?? 0 },
+      reverb: {
+        absorption: stage?.absorption ?? 0.6,
+        damping: stage?.damping ?? 0.7,
+        gain: stage?.reverbGain ?? OV_DEFAULTS.reverbGain,
+      },
+      ambientsound: {
+        render: stage?.ambientSound.render ?? false,
+        url: stage?.ambientSound.url ?? '',
+        level: stage?.ambientSound.level ?? 0,
+      },
+    },
+    roomdev: [...peers]
+      .sort((a, b) => a.seat - b.seat)
+      .map((peer) => {
+        const mix = memberMixes.get(peer.memberId)
+        const position = mix?.position ?? peer.position
+        return {
+          id: peer.seat,
+          label: peer.label,
+          channels: channels(peer.tracks, position),
+          position: xyz(position),
+          orientation: zyx(position),
+          gain: mix?.volume ?? peer.volume,
+          mute: mix?.muted ?? peer.muted,
+        }
+      }),
+  }
+}
