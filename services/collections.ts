@@ -41,6 +41,8 @@ export interface RouterDoc extends StoredDoc {
 /** A request id already answered, so that a retry is answered again instead of applied twice. */
 export interface RequestRecordDoc extends StoredDoc {
   clientId: string
+  /** The action the id was used for: the same id with another action is not a retry. */
+  action: string
   expiresAt: number
   response: string
 }

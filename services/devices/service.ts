@@ -168,8 +168,13 @@ export class DevicesService {
     const { pipeline } = this.#options
     pipeline.register(soundCardSet, async (ctx, params) => {
       const device = await this.#ownedOrSelf(ctx, params.deviceId, params.version)
-      const others = (device.soundCards ?? []).filter((card) => card.name !== params.soundCard.name)
-      const saved = this.#save(ctx, { ...device, soundCards: [...others, params.soundCard] })
+      const card = params.soundCard
+      const others = (device.soundCards ?? []).filter((c) => c.name !== card.name)
+      // a card with fewer inputs than before loses the tracks on channels it no longer has
+      const tracks = (device.tracks ?? []).filter(
+        (t) => t.soundCardName !== card.name || t.channel < card.numInputChannels,
+      )
+      const saved = this.#save(ctx, { ...device, soundCards: [...others, card], tracks })
       return deviceState(saved)
     })
     pipeline.register(soundCardRemove, async (ctx, params) => {
@@ -189,10 +194,9 @@ export class DevicesService {
       const card = (device.soundCards ?? []).find((c) => c.name === params.soundCardName)
       if (!card) throw notFound(`sound card "${params.soundCardName}" on device ${device.id}: set it first`)
       if (params.channel >= card.numInputChannels) {
-        throw new HubError(
-          'invalid_request',
-          `sound card "${card.name}" has input channels 0-${card.numInputChannels - 1}, not ${params.channel}`,
-        )
+        const range =
+          card.numInputChannels === 0 ? 'no input channels' : `input channels 0-${card.numInputChannels - 1}`
+        throw new HubError('invalid_request', `sound card "${card.name}" has ${range}, not ${params.channel}`)
       }
       const tracks = device.tracks ?? []
       if (tracks.some((t) => t.soundCardName === card.name && t.channel === params.channel)) {

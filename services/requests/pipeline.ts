@@ -174,7 +174,10 @@ export class RequestPipeline {
         publications = []
         // inside the transaction: a retry racing its original (on any hub process) conflicts here
         const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
-        if (earlier && earlier.expiresAt > Date.now()) return JSON.parse(earlier.response) as ResponseEnvelope
+        if (earlier && earlier.expiresAt > Date.now()) {
+          if (earlier.action !== action) throw new RequestIdReused(earlier.action)
+          return JSON.parse(earlier.response) as ResponseEnvelope
+        }
         const ctx: RequestContext = {
           who,
           tx,
@@ -185,7 +188,7 @@ export class RequestPipeline {
         }
         const result = await registered.handle(ctx, params)
         const success: ResponseEnvelope = { id: request.id, ok: true, result: result ?? {} }
-        writeRecord(tx, key, who, success, requestIdTtlMs, earlier)
+        writeRecord(tx, key, who, action, success, requestIdTtlMs, earlier)
         return success
       })
       this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
@@ -193,12 +196,13 @@ export class RequestPipeline {
       return value
     } catch (err) {
       const response = this.#refusal(request.id, err, who, action)
-      if (!response.ok && response.error.code !== 'internal') {
+      if (!response.ok && response.error.code !== 'internal' && !(err instanceof RequestIdReused)) {
         // remembered so that a retry gets the same answer; nothing else changed
         await store
           .transaction(async (tx) => {
             const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
-            writeRecord(tx, key, who, response, requestIdTtlMs, earlier)
+            if (earlier && earlier.expiresAt > Date.now()) return // a concurrent copy recorded its answer
+            writeRecord(tx, key, who, action, response, requestIdTtlMs, earlier)
           })
           .catch((recordErr: unknown) => log.warn({ err: recordErr }, 'could not record a refused request'))
       }
@@ -242,6 +246,7 @@ function writeRecord(
   tx: Transaction,
   key: string,
   who: Identity,
+  action: string,
   response: ResponseEnvelope,
   ttlMs: number,
   expired: RequestRecordDoc | null,
@@ -249,12 +254,23 @@ function writeRecord(
   const record = {
     id: key,
     clientId: who.clientId,
+    action,
     expiresAt: Date.now() + ttlMs,
     response: JSON.stringify(response),
   }
   if (expired)
     tx.replace<RequestRecordDoc>(collections.requests.name, { ...record, version: expired.version })
   else tx.insert<RequestRecordDoc>(collections.requests.name, record)
+}
+
+/** A request id seen with another action within the retry window: not a retry, and not to be applied. */
+class RequestIdReused extends HubError {
+  constructor(earlierAction: string) {
+    super(
+      'conflict',
+      `request id already used for ${earlierAction} in the last 10 minutes: use a new id for every request`,
+    )
+  }
 }
 
 /** Requests are remembered per authenticated identity and client id, so one user cannot replay another's ids. */
