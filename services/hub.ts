@@ -159,6 +159,19 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         JSON.stringify({ id: '', ok: false, error: { code, message } }),
       ),
   })
+  // SPEC §6: a stage member is online while any of its user's devices is
+  store.onChange((changes) => {
+    for (const { collection, before, after } of changes) {
+      if (collection !== 'devices') continue
+      const was = (before as { online?: boolean } | null)?.online === true
+      const is = (after as { online?: boolean } | null)?.online === true
+      if (was === is) continue
+      const { owner } = (after ?? before) as unknown as { owner: string }
+      stages
+        .refreshMemberPresence(owner)
+        .catch((err: unknown) => log.error({ err, owner }, 'member presence update failed'))
+    }
+  })
   await presence.markAllOffline()
   closeRevokedConnections(store, broker)
 

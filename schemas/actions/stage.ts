@@ -128,7 +128,8 @@ export const MemberState = Type.Object(
     seat: Type.Union([Type.Integer({ minimum: 0, maximum: 29 }), Type.Null()], {
       description: 'null while not in the stage',
     }),
-    online: Type.Boolean({ description: 'in the stage now' }),
+    joined: Type.Boolean({ description: 'in the stage now' }),
+    online: Type.Boolean({ description: 'in the stage now with at least one device online (SPEC §6)' }),
     isDirector: Type.Boolean(),
     volume: Volume,
     muted: Type.Boolean(),

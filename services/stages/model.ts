@@ -26,6 +26,9 @@ export interface MemberDoc extends StoredDoc {
   name: string
   groupId: string
   seat: number | null
+  /** In the stage now (joined and not left). */
+  joined: boolean
+  /** Joined, and at least one of the user's devices is online (SPEC §6). */
   online: boolean
   isDirector: boolean
   volume: number

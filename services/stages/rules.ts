@@ -79,7 +79,7 @@ export function stageSummary(
     videoType: stage.videoType,
     isAdmin: isAdmin(stage, userId),
     isMember: member !== undefined,
-    joined: member?.online === true,
+    joined: member?.joined === true,
     groups: [...groups]
       .sort((a, b) => a.id.localeCompare(b.id))
       .map((g) => ({ id: g.id, name: g.name, color: g.color })),

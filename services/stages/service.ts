@@ -131,6 +131,23 @@ export class StagesService {
     pipeline.register(chatSend, (ctx, p) => this.#chat(ctx, p.text))
   }
 
+  /**
+   * A device of `userId` went online or offline: the member of the stage the user is in follows
+   * (online while any device is). Runs in its own transaction, called by device presence.
+   */
+  async refreshMemberPresence(userId: string): Promise<void> {
+    const { store, publisher } = this.#options
+    const { value } = await store.transaction(async (tx) => {
+      const user = await tx.get<UserDoc>(collections.users.name, userId)
+      if (!user?.stageId) return null
+      const member = await this.#membership(tx, user.stageId, userId)
+      if (!member?.joined) return null
+      const online = await hasOnlineDevice(tx, userId)
+      return member.online === online ? null : tx.replace(c.members.name, { ...member, online })
+    })
+    if (value) await publisher.publish(topics.member(value.stageId, value.userId), memberState(value))
+  }
+
   // ── stages ────────────────────────────────────────────────────────────────────────────────
 
   async #createStage(ctx: RequestContext, params: typeof stageCreate.params.static) {
@@ -180,7 +197,7 @@ export class StagesService {
       tx.find<StageTrackDoc>(c.stageTracks.name, { stageId }),
       tx.find<MixDoc>(c.mixes.name, { stageId }),
     ])
-    for (const member of members.filter((m) => m.online)) {
+    for (const member of members.filter((m) => m.joined)) {
       const user = await tx.get<UserDoc>(collections.users.name, member.userId)
       if (user?.stageId === stageId) this.#setCurrentStage(ctx, user, undefined)
     }
@@ -241,7 +258,7 @@ export class StagesService {
 
     const user = await this.#user(tx, userId)
     const existing = await this.#membership(tx, stage.id, userId)
-    if (user.stageId === stage.id && existing?.online) {
+    if (user.stageId === stage.id && existing?.joined) {
       if (existing.groupId === group.id) return memberState(existing)
       const moved = tx.replace(c.members.name, { ...existing, groupId: group.id })
       ctx.publish(topics.member(stage.id, userId), memberState(moved))
@@ -249,13 +266,14 @@ export class StagesService {
     }
     await this.#leaveCurrent(ctx, user)
 
+    const online = await hasOnlineDevice(tx, userId)
     const members = await tx.find<MemberDoc>(c.members.name, { stageId: stage.id })
     const seat = lowestFreeSeat(members.filter((m) => m.seat !== null))
     if (seat === null)
       throw conflict(`all ${SEATS_PER_STAGE} seats of this stage are taken: try again when someone leaves`)
     let member: MemberDoc
     if (existing) {
-      member = tx.replace(c.members.name, { ...existing, groupId: group.id, seat, online: true })
+      member = tx.replace(c.members.name, { ...existing, groupId: group.id, seat, joined: true, online })
     } else {
       if (members.length >= this.#options.quotas.membersPerStage) {
         throw forbidden(`this stage has ${members.length} members, the most a stage may have`)
@@ -267,7 +285,8 @@ export class StagesService {
         name: user.name,
         groupId: group.id,
         seat,
-        online: true,
+        joined: true,
+        online,
         isDirector: false,
         volume: 1,
         muted: false,
@@ -298,7 +317,7 @@ export class StagesService {
     const member = await this.#membership(ctx.tx, stageId, user.id)
     this.#setCurrentStage(ctx, user, undefined)
     if (!member) return
-    const offline = ctx.tx.replace(c.members.name, { ...member, online: false, seat: null })
+    const offline = ctx.tx.replace(c.members.name, { ...member, joined: false, online: false, seat: null })
     ctx.publish(topics.member(stageId, user.id), memberState(offline))
     const stage = await ctx.tx.get<StageDoc>(c.stages.name, stageId)
     if (stage) {
@@ -462,7 +481,7 @@ export class StagesService {
     const userId = requireUser(ctx.who)
     const user = await this.#user(ctx.tx, userId)
     const member = user.stageId ? await this.#membership(ctx.tx, user.stageId, userId) : undefined
-    if (!user.stageId || !member?.online) throw forbidden('join a stage to chat in it')
+    if (!user.stageId || !member?.joined) throw forbidden('join a stage to chat in it')
     if (!this.#chatLimiter.take(userId))
       throw new HubError('rate_limited', 'you are sending chat messages too fast: wait a moment')
     const message = {
@@ -553,6 +572,15 @@ export class StagesService {
       yield { topic: topics.mix(mix.userId, mix.kind, mix.targetId), value: mixState(mix) }
     }
   }
+}
+
+/** SPEC §6: a member is online while any of its user's devices is. */
+async function hasOnlineDevice(tx: Transaction, userId: string): Promise<boolean> {
+  const devices = await tx.find<{ id: string; version: number; online?: boolean }>(collections.devices.name, {
+    owner: userId,
+    online: true,
+  })
+  return devices.length > 0
 }
 
 function mixKey(userId: string, kind: string, targetId: string): string {

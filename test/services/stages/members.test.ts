@@ -141,7 +141,8 @@ t.test('member.update', async (t) => {
     id: bobMember.id,
     groupId: g1.id,
     seat: 0,
-    online: true,
+    joined: true,
+    online: false, // Bob has no device online (SPEC §6)
     name: 'Bob',
   })
 
@@ -432,7 +433,7 @@ t.test('member.remove', async (t) => {
   const rejoined = await bob.req.request('stage.join', { stageId: stage.id, groupId: g1.id })
   t.match(
     rejoined,
-    { ok: true, result: { userId: bob.user.id, online: true } },
+    { ok: true, result: { userId: bob.user.id, joined: true } },
     'bob may join again (no ban)',
   )
   t.not((rejoined.result as MemberState).id, bobMember.id, 'as a new member')
@@ -816,8 +817,12 @@ t.test("user.update renames the user's member in every stage", async (t) => {
   const first = (await retained<MemberState>(ops, topics.member(bob.user.id)))!
   const secondTopic = `stages/${other.id}/members/${bob.user.id}`
   const second = (await retained<MemberState>(ops, secondTopic))!
-  t.match(first, { stageId: stage.id, name: 'Bob', online: false, seat: null }, 'offline in the first stage')
-  t.match(second, { stageId: other.id, name: 'Bob', online: true }, 'in the second stage')
+  t.match(
+    first,
+    { stageId: stage.id, name: 'Bob', joined: false, online: false, seat: null },
+    'out of the first stage',
+  )
+  t.match(second, { stageId: other.id, name: 'Bob', joined: true }, 'in the second stage')
   const carolMember = await retained(ops, topics.member(carol.user.id))
 
   await subscribed(t, carol.client, topics.member(bob.user.id))

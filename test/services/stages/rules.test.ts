@@ -52,6 +52,7 @@ function member(userId: string, overrides: Partial<MemberDoc> = {}): MemberDoc {
     name: userId,
     groupId: 'g1',
     seat: null,
+    joined: false,
     online: false,
     isDirector: false,
     volume: 1,
@@ -178,11 +179,11 @@ t.test('stageSummary', async (t) => {
   t.equal(offline.isMember, true)
   t.equal(offline.joined, false, 'an offline member has not joined')
 
-  const online = stageSummary(s, groups, 'carol', member('carol', { online: true, seat: 0 }))
-  t.equal(online.joined, true, 'an online member is in the stage')
+  const online = stageSummary(s, groups, 'carol', member('carol', { joined: true, seat: 0 }))
+  t.equal(online.joined, true, 'a joined member is in the stage')
   t.equal(online.isMember, true)
 
-  const adminMember = stageSummary(s, [], 'bob', member('bob', { online: true, seat: 1 }))
+  const adminMember = stageSummary(s, [], 'bob', member('bob', { joined: true, seat: 1 }))
   t.same([adminMember.isAdmin, adminMember.isMember, adminMember.joined], [true, true, true])
   t.same(adminMember.groups, [], 'no groups')
 
@@ -213,7 +214,7 @@ t.test('summaryAudience is admins and members without duplicates', async (t) => 
 t.test('stagePublications lists every retained topic of a stage with its state', async (t) => {
   const s = stage({ admins: ['alice'], passwordHash: 'secret-hash' })
   const groups = [group('g1', { color: '#111111' }), group('g2', { color: '#222222' })]
-  const members = [member('bob', { online: true, seat: 0 }), member('carol', { groupId: 'g2' })]
+  const members = [member('bob', { joined: true, seat: 0 }), member('carol', { groupId: 'g2' })]
   const pubs = stagePublications(s, groups, members)
   const byTopic = new Map(pubs.map((p) => [p.topic, p.value]))
 
@@ -248,7 +249,7 @@ t.test('stagePublications lists every retained topic of a stage with its state',
 t.test('stageRemovalTopics covers every topic of a stage', async (t) => {
   const s = stage({ admins: ['alice', 'bob'] })
   const groups = [group('g1'), group('g2')]
-  const bob = member('bob', { online: true, seat: 0 })
+  const bob = member('bob', { joined: true, seat: 0 })
   const carol = member('carol')
   const tracks = [track('t1', bob), track('t2', carol)]
   const mixes = [

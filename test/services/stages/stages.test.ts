@@ -812,7 +812,7 @@ t.test(
     t.same(
       await retainedOn(bob.client, `stages/${stage.id}/members/${bob.id}`),
       { ...bobBefore, groupId: g2.id, version: bobBefore.version + 1 },
-      'the member in the stage is republished in the new group, still seated and online',
+      'the member in the stage is republished in the new group, still seated and joined',
     )
     t.same(
       await retainedOn(carol.client, `stages/${stage.id}/members/${carol.id}`),
@@ -977,14 +977,15 @@ t.test(
         name: 'Bob',
         groupId: group.id,
         seat: 0,
-        online: true,
+        joined: true,
+        online: false, // no device of Bob's is online (SPEC §6)
         isDirector: false,
         volume: 1,
         muted: false,
         position: origin,
         version: 1,
       },
-      'the new member takes seat 0, online, in the group',
+      'the new member takes seat 0 in the group',
     )
     t.same(
       await retainedOn(bob.client, `stages/${stage.id}/members/${bob.id}`),
@@ -1053,7 +1054,7 @@ t.test('seats: the lowest free seat is taken; a seat freed by stage.leave is reu
   t.same(await ok(carol!, 'stage.leave'), {}, 'carol leaves')
   t.same(
     await retainedOn(carol!.client, `stages/${stage.id}/members/${carol!.id}`),
-    { ...carolMember, seat: null, online: false, version: carolMember.version + 1 },
+    { ...carolMember, seat: null, joined: false, online: false, version: carolMember.version + 1 },
     'her member is offline without a seat',
   )
   t.equal(
@@ -1111,7 +1112,7 @@ t.test(
     t.equal(second.seat, 1, 'bob takes the next seat in the second stage')
     t.same(
       await retainedOn(bob.client, `stages/${s1.id}/members/${bob.id}`),
-      { ...regrouped, online: false, seat: null, version: regrouped.version + 1 },
+      { ...regrouped, joined: false, online: false, seat: null, version: regrouped.version + 1 },
       'his member in the first stage went offline and released its seat',
     )
     await profileSwitched
@@ -1134,7 +1135,7 @@ t.test(
     )
     t.match(
       await retainedOn(carol.client, `stages/${s2.id}/members/${carol.id}`),
-      { online: false, seat: null },
+      { joined: false, online: false, seat: null },
       'having left the second',
     )
   },
@@ -1297,7 +1298,7 @@ t.test('stage.leave keeps the membership; stage.forget deletes it with its mixes
   t.same(await ok(bob, 'stage.leave'), {}, 'bob leaves')
   t.match(
     await retainedOn(bob.client, `stages/${stage.id}/members/${bob.id}`),
-    { id: member.id, online: false, seat: null },
+    { id: member.id, joined: false, online: false, seat: null },
     'his member stays, offline, without a seat',
   )
   t.match(
