@@ -9,6 +9,7 @@ import { DurableRetainedPersistence } from '../broker/persistence.ts'
 import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
+import { collections } from './collections.ts'
 import { errorReplies, healthRoutes } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
@@ -47,7 +48,12 @@ export interface Hub {
 function closeRevokedConnections(store: Store, broker: HubBroker): void {
   store.onChange((changes) => {
     for (const { collection, id, before, after } of changes) {
-      const role = collection === 'devices' ? 'device' : collection === 'routers' ? 'router' : undefined
+      const role =
+        collection === collections.devices.name
+          ? 'device'
+          : collection === collections.routers.name
+            ? 'router'
+            : undefined
       if (!role || !before) continue
       const generation = (after as { tokenVersion?: number } | null)?.tokenVersion
       if (after && generation === (before as { tokenVersion?: number }).tokenVersion) continue
@@ -162,7 +168,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   // SPEC §6: a stage member is online while any of its user's devices is
   store.onChange((changes) => {
     for (const { collection, before, after } of changes) {
-      if (collection !== 'devices') continue
+      if (collection !== collections.devices.name) continue
       const was = (before as { online?: boolean } | null)?.online === true
       const is = (after as { online?: boolean } | null)?.online === true
       if (was === is) continue
