@@ -120,13 +120,18 @@ function channels(tracks: OvSeat['tracks'], origin: Position): OvChannel[] {
 const xyz = (p: Position) => ({ x: p.x, y: p.y, z: p.z })
 const zyx = (p: Position) => ({ z: p.rZ, y: p.rY, x: p.rX })
 
+/** The sound card a device uses: the selected one, else the default one, else the first. */
+export function activeSoundCard(
+  cards: readonly SoundCard[],
+  settings: DeviceSettings,
+): SoundCard | undefined {
+  return cards.find((c) => c.name === settings.soundCardName) ?? cards.find((c) => c.isDefault) ?? cards[0]
+}
+
 export function renderOvClientConfig(input: OvRenderInput): OvClientConfig {
   const { device, stage, self, peers, memberMixes } = input
   const settings = device.desired
-  const card =
-    device.soundCards.find((c) => c.name === settings.soundCardName) ??
-    device.soundCards.find((c) => c.isDefault) ??
-    device.soundCards[0]
+  const card = activeSoundCard(device.soundCards, settings)
   const ownTracks = card ? device.tracks.filter((t) => t.soundCardName === card.name) : []
   const origin = self?.position ?? { x: 0, y: 0, z: 0, rX: 0, rY: 0, rZ: 0 }
   const relay = stage?.ovServer

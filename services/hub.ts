@@ -16,6 +16,7 @@ import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
 import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
+import { DeviceConfigProjector } from './devices/config-projector.ts'
 import { DevicePresence } from './devices/presence.ts'
 import { DevicesService } from './devices/service.ts'
 import { StagesService } from './stages/service.ts'
@@ -154,6 +155,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
   })
   await devices.start()
+  new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
   const presence = new DevicePresence({
     store,
     publisher,

@@ -83,8 +83,9 @@ export interface DevicesServiceOptions {
 }
 
 /**
- * The device registry and remote control (SPEC §5): device documents at `users/{owner}/devices/{d}`,
- * desired configuration at `devices/{d}/config`, revocable device tokens by generation.
+ * The device registry and remote control (SPEC §5): device documents at `users/{owner}/devices/{d}`
+ * and revocable device tokens by generation. `devices/{d}/config` is projected from the store by
+ * DeviceConfigProjector, since stage, seat and mix changes shape it too.
  */
 export class DevicesService {
   readonly #options: DevicesServiceOptions
@@ -101,7 +102,6 @@ export class DevicesService {
       topics: async function* () {
         for await (const device of store.scan<DeviceDoc>(collections.devices.name)) {
           yield { topic: deviceTopics.document(device.owner, device.id), value: deviceState(device) }
-          yield { topic: deviceTopics.config(device.id), value: deviceConfig(device) }
         }
       },
     })
@@ -264,7 +264,6 @@ export class DevicesService {
 
   #publish(ctx: RequestContext, device: DeviceDoc): void {
     ctx.publish(deviceTopics.document(device.owner, device.id), deviceState(device))
-    ctx.publish(deviceTopics.config(device.id), deviceConfig(device))
   }
 
   #token(device: DeviceDoc): { token: string; expiresAt: string } {

@@ -142,7 +142,12 @@ export class Transaction {
   }
 }
 
-export type ChangeListener = (changes: readonly Change[]) => void
+/**
+ * Called after every commit, in registration order, before the transaction's caller resumes. A
+ * listener that returns a promise (a projection that reads the store) is awaited, so what it
+ * publishes goes out before the committing request is answered. Listeners handle their own errors.
+ */
+export type ChangeListener = (changes: readonly Change[]) => void | Promise<void>
 
 export interface TransactionOptions {
   /** How often a transaction that lost a race is re-run before giving up with a conflict. */
@@ -194,19 +199,20 @@ export class Store {
     for (let attempt = 0; ; attempt++) {
       const tx = new Transaction(this.backend)
       const value = await work(tx)
+      let changes: Change[]
       try {
-        const changes = await tx.commit()
-        if (changes.length > 0) this.#announce(changes)
-        return { value, changes }
+        changes = await tx.commit()
       } catch (err) {
         if (!(err instanceof VersionConflictError) || attempt >= retries) throw err
         // jittered, capped backoff: contenders spread out instead of colliding again in lockstep
         await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)))
+        continue
       }
+      if (changes.length > 0) await this.#announce(changes)
+      return { value, changes }
     }
   }
 
-  /** Listeners run synchronously after every commit, before the transaction's caller resumes. */
   onChange(listener: ChangeListener): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
@@ -220,7 +226,9 @@ export class Store {
     return this.backend.close()
   }
 
-  #announce(changes: readonly Change[]): void {
-    for (const listener of this.#listeners) listener(changes)
+  async #announce(changes: readonly Change[]): Promise<void> {
+    // synchronous listeners (the access index) have all run before the first await
+    const pending = [...this.#listeners].map((listener) => listener(changes))
+    await Promise.allSettled(pending)
   }
 }

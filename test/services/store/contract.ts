@@ -455,7 +455,9 @@ export function storeContract(
     t.test('change events', async (t) => {
       const { store } = await setup(t, factory)
       const events: (readonly Change[])[] = []
-      const unsubscribe = store.onChange((changes) => events.push(changes))
+      const unsubscribe = store.onChange((changes) => {
+        events.push(changes)
+      })
 
       await insert<Item>(store, 'items', [
         { id: 'a', name: 'a' },

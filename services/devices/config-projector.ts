@@ -1,0 +1,185 @@
+import type { Logger } from 'pino'
+import { type OvSeat, activeSoundCard, renderOvClientConfig } from '../../firmware-config/ov-client.ts'
+import { collections, type UserDoc } from '../collections.ts'
+import type { StatePublisher } from '../state-publisher.ts'
+import type { Change } from '../store/port.ts'
+import type { Store } from '../store/store.ts'
+import { type MemberDoc, type MixDoc, type StageDoc, stageCollections } from '../stages/model.ts'
+import { type DeviceDoc, deviceConfig, deviceTopics } from './service.ts'
+
+/**
+ * `devices/{d}/config`, projected from the store: the device's desired configuration and, for
+ * ov-boxes, the ov-client configuration rendered from its user's stage, seat, the other seated
+ * ov-boxes and the user's own mix. Re-rendered after every commit that can change it, one device at a
+ * time and always from fresh reads, so the last publication is the current state; published only when
+ * it changed. The store awaits the projection, so it goes out before the committing request's answer.
+ */
+export class DeviceConfigProjector {
+  readonly #store: Store
+  readonly #publisher: StatePublisher
+  readonly #log: Logger
+  readonly #queues = new Map<string, Promise<void>>()
+  /** The last configuration published per device, to skip republishing an identical one. */
+  readonly #published = new Map<string, string>()
+
+  constructor(store: Store, publisher: StatePublisher, log: Logger) {
+    this.#store = store
+    this.#publisher = publisher
+    this.#log = log
+  }
+
+  start(): void {
+    this.#store.onChange((changes) => this.#project(changes))
+    this.#publisher.register({
+      name: 'device-config',
+      topics: () => this.#allConfigs(),
+    })
+  }
+
+  /** The configuration of one device as it should be now. */
+  async configOf(device: DeviceDoc): Promise<Record<string, unknown>> {
+    const base = deviceConfig(device)
+    if (device.kind !== 'ovbox') return base
+    return { ...base, ov: await this.#renderOv(device) }
+  }
+
+  async #project(changes: readonly Change[]): Promise<void> {
+    try {
+      const deviceIds = await this.#affectedDevices(changes)
+      await Promise.all([...deviceIds].map((id) => this.#enqueue(id)))
+    } catch (err) {
+      this.#log.error({ err }, 'device configuration projection failed')
+    }
+  }
+
+  /** Which devices' configurations a commit can have changed. */
+  async #affectedDevices(changes: readonly Change[]): Promise<Set<string>> {
+    const devices = new Set<string>()
+    const stages = new Set<string>()
+    const users = new Set<string>()
+    for (const { collection, before, after } of changes) {
+      const doc = (after ?? before) as unknown as Record<string, unknown>
+      switch (collection) {
+        case collections.devices.name:
+          if (after) devices.add(after.id)
+          users.add(doc.owner as string)
+          break
+        case collections.users.name: {
+          const was = (before as UserDoc | null)?.stageId
+          const is = (after as UserDoc | null)?.stageId
+          if (was !== is) {
+            users.add(doc.id as string)
+            if (was) stages.add(was)
+            if (is) stages.add(is)
+          }
+          break
+        }
+        case stageCollections.stages.name:
+        case stageCollections.members.name:
+          stages.add((collection === stageCollections.stages.name ? doc.id : doc.stageId) as string)
+          if (collection === stageCollections.members.name) users.add(doc.userId as string)
+          break
+        case stageCollections.mixes.name:
+          users.add(doc.userId as string)
+          break
+      }
+    }
+    for (const stageId of stages) {
+      const members = await this.#store.find<MemberDoc>(stageCollections.members.name, {
+        stageId,
+        joined: true,
+      })
+      for (const member of members) users.add(member.userId)
+    }
+    for (const userId of users) {
+      for (const device of await this.#store.find<DeviceDoc>(collections.devices.name, { owner: userId })) {
+        devices.add(device.id)
+      }
+    }
+    return devices
+  }
+
+  #enqueue(deviceId: string): Promise<void> {
+    const previous = this.#queues.get(deviceId) ?? Promise.resolve()
+    const next = previous
+      .then(() => this.#render(deviceId))
+      .catch((err: unknown) => this.#log.error({ err, deviceId }, 'could not render a device configuration'))
+      .finally(() => {
+        if (this.#queues.get(deviceId) === next) this.#queues.delete(deviceId)
+      })
+    this.#queues.set(deviceId, next)
+    return next
+  }
+
+  async #render(deviceId: string): Promise<void> {
+    const device = await this.#store.get<DeviceDoc>(collections.devices.name, deviceId)
+    if (!device) {
+      this.#published.delete(deviceId) // device.remove clears the topic itself
+      return
+    }
+    const payload = JSON.stringify(await this.configOf(device))
+    if (this.#published.get(deviceId) === payload) return
+    this.#published.set(deviceId, payload)
+    await this.#publisher.publish(deviceTopics.config(deviceId), JSON.parse(payload))
+  }
+
+  async #renderOv(device: DeviceDoc) {
+    const store = this.#store
+    const user = await store.get<UserDoc>(collections.users.name, device.owner)
+    const stage = user?.stageId ? await store.get<StageDoc>(stageCollections.stages.name, user.stageId) : null
+    const members = stage
+      ? await store.find<MemberDoc>(stageCollections.members.name, { stageId: stage.id, joined: true })
+      : []
+    const self = members.find((m) => m.userId === device.owner)
+    const peers: OvSeat[] = []
+    for (const member of members) {
+      if (member === self || member.seat === null) continue
+      const boxes = await store.find<DeviceDoc>(collections.devices.name, {
+        owner: member.userId,
+        kind: 'ovbox',
+        online: true,
+      })
+      if (boxes.length === 0) continue // only ov-boxes take part in the ov session
+      peers.push({ ...seat(member), tracks: boxes.flatMap(selectedTracks) })
+    }
+    const mixes = stage
+      ? await store.find<MixDoc>(stageCollections.mixes.name, {
+          userId: device.owner,
+          stageId: stage.id,
+          kind: 'member',
+        })
+      : []
+    return renderOvClientConfig({
+      device: { ...device, soundCards: device.soundCards ?? [], tracks: device.tracks ?? [] },
+      ...(stage ? { stage } : {}),
+      ...(self && self.seat !== null ? { self: { ...seat(self), tracks: [] } } : {}),
+      peers,
+      memberMixes: new Map(mixes.map((m) => [m.targetId, m])),
+    })
+  }
+
+  async *#allConfigs(): AsyncIterable<{ topic: string; value: unknown }> {
+    for await (const device of this.#store.scan<DeviceDoc>(collections.devices.name)) {
+      const value = await this.configOf(device)
+      this.#published.set(device.id, JSON.stringify(value))
+      yield { topic: deviceTopics.config(device.id), value }
+    }
+  }
+}
+
+function seat(member: MemberDoc): Omit<OvSeat, 'tracks'> {
+  return {
+    memberId: member.id,
+    seat: member.seat ?? -1,
+    label: member.name,
+    volume: member.volume,
+    muted: member.muted,
+    position: member.position,
+  }
+}
+
+/** The tracks of a device's active sound card: what it sends. */
+function selectedTracks(device: DeviceDoc) {
+  const card = activeSoundCard(device.soundCards ?? [], device.desired)
+  return card ? (device.tracks ?? []).filter((t) => t.soundCardName === card.name) : []
+}

@@ -1,0 +1,154 @@
+import type { MqttClient } from 'mqtt'
+import t from 'tap'
+import type { OvClientConfig } from '../../../firmware-config/ov-client.ts'
+import type { StageDoc } from '../../../services/stages/model.ts'
+import { Requester, type TestHub, startTestHub, waitUntil } from '../../helpers/hub.ts'
+
+/** An ov-box's devices/{d}/config carries the ov-client configuration and follows the state it is rendered from. */
+
+interface Box {
+  id: string
+  client: MqttClient
+  configs: { version: number; ov?: OvClientConfig }[]
+}
+
+async function user(th: TestHub, name: string) {
+  const doc = await th.hub.users.createUser({ name })
+  const client = await th.connect({ clientId: `${name.toLowerCase()}-app`, token: th.token({ sub: doc.id }) })
+  return { id: doc.id, app: new Requester(client) }
+}
+
+async function ovBox(th: TestHub, app: Requester, inputs: number, channels: number[]): Promise<Box> {
+  const { device, token } = (await app.request('device.create', { name: 'Box', kind: 'ovbox' })).result as {
+    device: { id: string }
+    token: string
+  }
+  const soundCard = {
+    name: 'hw:1',
+    driver: 'jack',
+    sampleRate: 48000,
+    periodSize: 96,
+    numPeriods: 2,
+    numInputChannels: inputs,
+    numOutputChannels: 2,
+  }
+  await app.request('soundcard.set', { deviceId: device.id, soundCard })
+  for (const channel of channels)
+    await app.request('track.add', { deviceId: device.id, soundCardName: 'hw:1', channel })
+  const client = await th.connect({ clientId: device.id, token })
+  const box: Box = { id: device.id, client, configs: [] }
+  client.on('message', (topic, payload) => {
+    if (topic === `devices/${device.id}/config` && payload.length > 0)
+      box.configs.push(JSON.parse(payload.toString()))
+  })
+  await client.subscribeAsync(`devices/${device.id}/config`, { qos: 1 })
+  await client.publishAsync(
+    `devices/${device.id}/presence`,
+    JSON.stringify({ state: 'online', session: 1 }),
+    { qos: 1, retain: true },
+  )
+  return box
+}
+
+const latest = (box: Box) => box.configs.at(-1)?.ov
+const until = (box: Box, what: string, check: (ov: OvClientConfig) => boolean) =>
+  waitUntil(() => latest(box) !== undefined && check(latest(box)!), what)
+
+t.test(
+  'an ov-box configuration follows the stage, the seats, the other ov-boxes, the mix and the relay',
+  async (t) => {
+    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200' })
+    const ann = await user(th, 'Ann')
+    const bob = await user(th, 'Bob')
+    const annBox = await ovBox(th, ann.app, 2, [0])
+    await until(annBox, 'a first configuration', (ov) => ov.rendersettings.channels.length === 1)
+    t.equal(latest(annBox)!.room.host, '', 'no relay while not on a stage')
+    t.same(latest(annBox)!.roomdev, [])
+
+    const stage = (await ann.app.request('stage.create', { name: 'Ov stage', audioType: 'ov' })).result as {
+      id: string
+    }
+    const group = (await ann.app.request('group.create', { stageId: stage.id, name: 'G', color: '#00aa00' }))
+      .result as { id: string }
+    await ann.app.request('stage.join', { stageId: stage.id, groupId: group.id })
+    await until(
+      annBox,
+      'seat and room after joining',
+      (ov) => ov.rendersettings.id === 0 && ov.room.size.x === 25,
+    )
+
+    const bobBox = await ovBox(th, bob.app, 2, [0, 1])
+    const bobJoin = await bob.app.request('stage.join', { stageId: stage.id, groupId: group.id })
+    const bobMemberId = (bobJoin.result as { id: string }).id
+    await until(annBox, "Bob's ov-box appears in Ann's session", (ov) => ov.roomdev.length === 1)
+    t.match(latest(annBox)!.roomdev[0], { id: 1, label: 'Bob', gain: 1, mute: false })
+    t.equal(latest(annBox)!.roomdev[0]!.channels.length, 2, "with Bob's two tracks")
+    await until(bobBox, "and Ann's in Bob's", (ov) => ov.roomdev.length === 1 && ov.rendersettings.id === 1)
+
+    await ann.app.request('mix.set', { kind: 'member', id: bobMemberId, volume: 0.5 })
+    await until(annBox, "Ann's own mix of Bob", (ov) => ov.roomdev[0]?.gain === 0.5)
+    t.equal(latest(bobBox)!.roomdev[0]!.gain, 1, "Ann's mix is hers alone")
+
+    // the router's answer (the routers service records it in the stage)
+    await th.hub.store.transaction(async (tx) => {
+      const doc = (await tx.get<StageDoc>('stages', stage.id))!
+      tx.replace('stages', { ...doc, ovServer: { ipv4: '198.51.100.9', port: 5555, pin: 1234 } })
+    })
+    await until(
+      annBox,
+      'the relay of the stage',
+      (ov) => ov.room.host === '198.51.100.9' && ov.room.pin === 1234,
+    )
+
+    await ann.app.request('device.update', {
+      deviceId: annBox.id,
+      settings: { receiverType: 'hrtf', sendAudio: false },
+    })
+    await until(
+      annBox,
+      'device settings',
+      (ov) => ov.rendersettings.rectype === 'hrtf' && !ov.rendersettings.sendlocal,
+    )
+
+    await bob.app.request('stage.leave')
+    await until(annBox, 'Bob gone from the session after leaving', (ov) => ov.roomdev.length === 0)
+    const versions = annBox.configs.length
+    await ann.app.request('user.update', { avatarUrl: 'https://example.org/a.png' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.equal(annBox.configs.length, versions, 'an unrelated change publishes nothing')
+  },
+)
+
+t.test('a browser device gets its desired configuration without an ov part', async (t) => {
+  const th = await startTestHub(t)
+  const ann = await user(th, 'Ann')
+  const { device, token } = (await ann.app.request('device.create', { name: 'Tab', kind: 'browser' }))
+    .result as {
+    device: { id: string }
+    token: string
+  }
+  const client = await th.connect({ clientId: device.id, token })
+  const configs: Record<string, unknown>[] = []
+  client.on('message', (_topic, payload) => configs.push(JSON.parse(payload.toString())))
+  await client.subscribeAsync(`devices/${device.id}/config`, { qos: 1 })
+  await ann.app.request('device.update', { deviceId: device.id, settings: { sendVideo: true } })
+  await waitUntil(
+    () => (configs.at(-1)?.desired as { sendVideo?: boolean } | undefined)?.sendVideo === true,
+    'desired',
+  )
+  t.notOk('ov' in configs.at(-1)!)
+})
+
+t.test('after a restart every ov-box configuration is rendered again from the store', async (t) => {
+  const th = await startTestHub(t)
+  const ann = await user(th, 'Ann')
+  const box = await ovBox(th, ann.app, 1, [0])
+  await until(box, 'configured', (ov) => ov.rendersettings.channels.length === 1)
+  await th.restart()
+  const again = await th.connect({ clientId: 'ann-app-2', token: th.token({ sub: ann.id }) })
+  const config = await new Promise<{ ov?: OvClientConfig }>((resolve) => {
+    again.on('message', (_topic, payload) => resolve(JSON.parse(payload.toString())))
+    void again.subscribeAsync(`devices/${box.id}/config`, { qos: 1 })
+  })
+  t.equal(config.ov?.rendersettings.channels.length, 1)
+})
