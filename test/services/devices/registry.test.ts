@@ -1,10 +1,8 @@
 import t from 'tap'
-import type { IClientOptions, MqttClient } from 'mqtt'
 import type { DeviceSettings, DeviceState } from '../../../schemas/actions/device.ts'
 import type { DeviceDoc } from '../../../services/devices/service.ts'
 import {
   type ReceivedMessage,
-  Requester,
   type TestHub,
   connackCode,
   connectionClosed,
@@ -14,6 +12,18 @@ import {
   subackCodes,
   waitForMessage,
 } from '../../helpers/hub.ts'
+import {
+  roomy,
+  type Actor,
+  actor,
+  connectAs,
+  connectDevice,
+  ok,
+  refused,
+  parse,
+  retainedOn,
+  operatorSees,
+} from '../../helpers/actors.ts'
 
 /**
  * End-to-end tests of the device registry (SPEC §2, §3, §5): device.create, device.token,
@@ -21,17 +31,6 @@ import {
  * (online, lastSeen, devices/{d}/presence handling) is tested elsewhere: these tests only compare the
  * fields the registry owns, so they hold whatever presence does to `online` and `lastSeen`.
  */
-
-/** These tests send many requests from one client; the per-client rate limit is tested elsewhere. */
-const roomy = { RATE_LIMIT_BURST: '10000', RATE_LIMIT_PER_SECOND: '10000' }
-
-/** A connection that can send requests: a user's client, or a device connected with its device token. */
-interface Actor {
-  id: string
-  name: string
-  client: MqttClient
-  req: Requester
-}
 
 interface CreatedDevice {
   device: DeviceState
@@ -54,59 +53,12 @@ interface DeviceConfig {
   version: number
 }
 
-let clientSeq = 0
-
-async function actor(th: TestHub, name: string): Promise<Actor> {
-  const user = await th.hub.users.createUser({ name })
-  return connectAs(th, user.id, name)
-}
-
-/** A new connection (new client id) for an existing user, e.g. a second app or after a restart. */
-async function connectAs(th: TestHub, userId: string, name: string): Promise<Actor> {
-  const clientId = `${name.replace(/[^A-Za-z0-9]/g, '').toLowerCase()}-${++clientSeq}`
-  const client = await th.connect({ clientId, token: th.token({ sub: userId, name }) })
-  return { id: userId, name, client, req: new Requester(client) }
-}
-
-/** The device connected as itself: client id = device id, password = its device token. */
-async function connectDevice(
-  th: TestHub,
-  deviceId: string,
-  token: string,
-  will?: IClientOptions['will'],
-): Promise<Actor> {
-  const client = await th.connect({ clientId: deviceId, token, ...(will ? { will } : {}) })
-  return { id: deviceId, name: `device ${deviceId}`, client, req: new Requester(client) }
-}
-
 /** The CONNACK code for a connection attempt with this client id and token (0 = accepted). */
 const connack = (th: TestHub, clientId: string, token: string) =>
   connackCode(th.mqttUrl, { clientId, username: 'token', password: token })
 
-/** Sends a request that must succeed and returns its result. */
-async function ok<T = Record<string, unknown>>(a: Actor, action: string, params: unknown = {}): Promise<T> {
-  const response = await a.req.request(action, params)
-  if (!response.ok) throw new Error(`${a.name}: ${action} was refused: ${JSON.stringify(response.error)}`)
-  return response.result as T
-}
-
-/** Sends a request that must be refused and returns its error. */
-async function refused(
-  a: Actor,
-  action: string,
-  params: unknown = {},
-): Promise<{ code: string; message: string }> {
-  const response = await a.req.request(action, params)
-  if (response.ok) {
-    throw new Error(`${a.name}: ${action} succeeded unexpectedly: ${JSON.stringify(response.result)}`)
-  }
-  return response.error!
-}
-
 const createDevice = (a: Actor, name = 'Living room box', kind = 'ovbox') =>
   ok<CreatedDevice>(a, 'device.create', { name, kind })
-
-const parse = (payload: Buffer): unknown => (payload.length > 0 ? JSON.parse(payload.toString()) : undefined)
 
 const docTopic = (owner: string, d: string) => `users/${owner}/devices/${d}`
 const configTopic = (d: string) => `devices/${d}/config`
@@ -119,37 +71,6 @@ function registration(doc: DeviceState | DeviceDoc | null | undefined) {
   if (!doc) return doc
   const { id, owner, kind, name, desired, reported } = doc
   return { id, owner, kind, name, desired, reported }
-}
-
-/**
- * What a new subscription to `topic` gets retained: the parsed JSON, or undefined when nothing
- * retained arrives within `ms`. `topic` must be a filter the client does not hold already.
- */
-async function retainedOn(client: MqttClient, topic: string, ms = 300): Promise<unknown> {
-  const arrival = waitForMessage(client, (m) => m.topic === topic && m.retain, ms).then(
-    (m) => parse(m.payload),
-    () => undefined,
-  )
-  await client.subscribeAsync(topic, { qos: 1 })
-  try {
-    return await arrival
-  } finally {
-    await client.unsubscribeAsync(topic)
-  }
-}
-
-/** Everything a brand-new operator (admin-role token) subscriber gets under `filters` within `ms`. */
-async function operatorSees(th: TestHub, filters: string[], ms = 300): Promise<ReceivedMessage[]> {
-  const ops = await th.connect({
-    clientId: `ops-${++clientSeq}`,
-    token: th.token({ sub: 'ops', role: 'admin' }),
-  })
-  const recording = recordMessages(ops)
-  await ops.subscribeAsync(filters, { qos: 1 })
-  await sleep(ms)
-  recording.stop()
-  await ops.endAsync()
-  return recording.messages
 }
 
 /** Subscribes a device to its config and returns the retained configuration it gets. */

@@ -1,5 +1,4 @@
 import t, { type Test } from 'tap'
-import type { MqttClient } from 'mqtt'
 import type { DeviceSettings, DeviceState, SoundCard, Track } from '../../../schemas/actions/device.ts'
 import type { DeviceDoc } from '../../../services/devices/service.ts'
 import {
@@ -12,6 +11,17 @@ import {
   waitForMessage,
   waitUntil,
 } from '../../helpers/hub.ts'
+import {
+  roomy,
+  type Actor,
+  actor,
+  connectAs,
+  connectDevice,
+  ok,
+  refused,
+  parse,
+  retainedOn,
+} from '../../helpers/actors.ts'
 
 /**
  * End-to-end tests of sound cards and tracks on a device (SPEC §5 `soundcard.*`, `track.*`): real
@@ -20,17 +30,6 @@ import {
  * document and the device's `devices/{d}/config`. Channel 0 is a channel (the original ignored it
  * as falsy).
  */
-
-/** These tests send many requests from one client; the per-client rate limit is tested elsewhere. */
-const roomy = { RATE_LIMIT_BURST: '10000', RATE_LIMIT_PER_SECOND: '10000' }
-
-/** A connection that can send requests: a user's client, or a device connected with its device token. */
-interface Actor {
-  id: string
-  name: string
-  client: MqttClient
-  req: Requester
-}
 
 interface CreatedDevice {
   device: DeviceState
@@ -48,47 +47,8 @@ interface DeviceConfig {
   version: number
 }
 
-let clientSeq = 0
-
-async function actor(th: TestHub, name: string): Promise<Actor> {
-  const user = await th.hub.users.createUser({ name })
-  return connectAs(th, user.id, name)
-}
-
-async function connectAs(th: TestHub, userId: string, name: string): Promise<Actor> {
-  const clientId = `${name.replace(/[^A-Za-z0-9]/g, '').toLowerCase()}-${++clientSeq}`
-  const client = await th.connect({ clientId, token: th.token({ sub: userId, name }) })
-  return { id: userId, name, client, req: new Requester(client) }
-}
-
-/** The device connected as itself: client id = device id, password = its device token. */
-async function connectDevice(th: TestHub, deviceId: string, token: string): Promise<Actor> {
-  const client = await th.connect({ clientId: deviceId, token })
-  return { id: deviceId, name: `device ${deviceId}`, client, req: new Requester(client) }
-}
-
-async function ok<T = Record<string, unknown>>(a: Actor, action: string, params: unknown = {}): Promise<T> {
-  const response = await a.req.request(action, params)
-  if (!response.ok) throw new Error(`${a.name}: ${action} was refused: ${JSON.stringify(response.error)}`)
-  return response.result as T
-}
-
-async function refused(
-  a: Actor,
-  action: string,
-  params: unknown = {},
-): Promise<{ code: string; message: string }> {
-  const response = await a.req.request(action, params)
-  if (response.ok) {
-    throw new Error(`${a.name}: ${action} succeeded unexpectedly: ${JSON.stringify(response.result)}`)
-  }
-  return response.error!
-}
-
 const createDevice = (a: Actor, name = 'Living room box') =>
   ok<CreatedDevice>(a, 'device.create', { name, kind: 'ovbox' })
-
-const parse = (payload: Buffer): unknown => (payload.length > 0 ? JSON.parse(payload.toString()) : undefined)
 
 const docTopic = (owner: string, d: string) => `users/${owner}/devices/${d}`
 const configTopic = (d: string) => `devices/${d}/config`
@@ -115,20 +75,6 @@ const byName = (cards: readonly SoundCard[] | undefined) =>
 /** Tracks in (card, channel) order. */
 const byChannel = (tracks: readonly Track[] | undefined) =>
   [...(tracks ?? [])].sort((a, b) => a.soundCardName.localeCompare(b.soundCardName) || a.channel - b.channel)
-
-/** What a new subscription to `topic` gets retained (undefined when nothing arrives within `ms`). */
-async function retainedOn(client: MqttClient, topic: string, ms = 300): Promise<unknown> {
-  const arrival = waitForMessage(client, (m) => m.topic === topic && m.retain, ms).then(
-    (m) => parse(m.payload),
-    () => undefined,
-  )
-  await client.subscribeAsync(topic, { qos: 1 })
-  try {
-    return await arrival
-  } finally {
-    await client.unsubscribeAsync(topic)
-  }
-}
 
 /** Subscribes a device to its config and returns the retained configuration it gets. */
 async function subscribeConfig(device: Actor): Promise<DeviceConfig> {

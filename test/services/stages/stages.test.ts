@@ -1,5 +1,4 @@
 import t from 'tap'
-import type { MqttClient } from 'mqtt'
 import type {
   GroupState,
   MemberState,
@@ -12,7 +11,6 @@ import type { UserDoc } from '../../../services/collections.ts'
 import type { GroupDoc, MemberDoc, MixDoc, StageDoc } from '../../../services/stages/model.ts'
 import {
   type ReceivedMessage,
-  Requester,
   type TestHub,
   recordMessages,
   sleep,
@@ -21,84 +19,17 @@ import {
   waitForMessage,
   waitUntil,
 } from '../../helpers/hub.ts'
-
-/** These tests send many requests from one client; the per-client rate limit is tested elsewhere. */
-const roomy = { RATE_LIMIT_BURST: '10000', RATE_LIMIT_PER_SECOND: '10000' }
-
-/** A user in the store with a connected MQTT client holding that user's token. */
-interface Actor {
-  id: string
-  name: string
-  client: MqttClient
-  req: Requester
-}
-
-let clientSeq = 0
-
-async function actor(th: TestHub, name: string): Promise<Actor> {
-  const user = await th.hub.users.createUser({ name })
-  return connectAs(th, user.id, name)
-}
-
-/** A new connection (new client id) for an existing user, e.g. after a restart. */
-async function connectAs(th: TestHub, userId: string, name: string): Promise<Actor> {
-  const clientId = `${name.replace(/[^A-Za-z0-9]/g, '').toLowerCase()}-${++clientSeq}`
-  const client = await th.connect({ clientId, token: th.token({ sub: userId, name }) })
-  return { id: userId, name, client, req: new Requester(client) }
-}
-
-/** Sends a request that must succeed and returns its result. */
-async function ok<T = Record<string, unknown>>(a: Actor, action: string, params: unknown = {}): Promise<T> {
-  const response = await a.req.request(action, params)
-  if (!response.ok) throw new Error(`${a.name}: ${action} was refused: ${JSON.stringify(response.error)}`)
-  return response.result as T
-}
-
-/** Sends a request that must be refused and returns its error. */
-async function refused(
-  a: Actor,
-  action: string,
-  params: unknown = {},
-): Promise<{ code: string; message: string }> {
-  const response = await a.req.request(action, params)
-  if (response.ok) {
-    throw new Error(`${a.name}: ${action} succeeded unexpectedly: ${JSON.stringify(response.result)}`)
-  }
-  return response.error!
-}
-
-const parse = (payload: Buffer): unknown => (payload.length > 0 ? JSON.parse(payload.toString()) : undefined)
-
-/**
- * What a new subscription to `topic` gets retained: the parsed JSON, or undefined when nothing
- * retained arrives within `ms`. `topic` must be a filter the client does not hold already.
- */
-async function retainedOn(client: MqttClient, topic: string, ms = 300): Promise<unknown> {
-  const arrival = waitForMessage(client, (m) => m.topic === topic && m.retain, ms).then(
-    (m) => parse(m.payload),
-    () => undefined,
-  )
-  await client.subscribeAsync(topic, { qos: 1 })
-  try {
-    return await arrival
-  } finally {
-    await client.unsubscribeAsync(topic)
-  }
-}
-
-/** Everything a brand-new operator (admin-role token) subscriber gets under `filters` within `ms`. */
-async function operatorSees(th: TestHub, filters: string[], ms = 300): Promise<ReceivedMessage[]> {
-  const ops = await th.connect({
-    clientId: `ops-${++clientSeq}`,
-    token: th.token({ sub: 'ops', role: 'admin' }),
-  })
-  const recording = recordMessages(ops)
-  await ops.subscribeAsync(filters, { qos: 1 })
-  await sleep(ms)
-  recording.stop()
-  await ops.endAsync()
-  return recording.messages
-}
+import {
+  roomy,
+  type Actor,
+  actor,
+  connectAs,
+  ok,
+  refused,
+  parse,
+  retainedOn,
+  operatorSees,
+} from '../../helpers/actors.ts'
 
 const createStage = (a: Actor, params: Record<string, unknown> = {}) =>
   ok<StageState>(a, 'stage.create', { name: 'Rehearsal', ...params })
