@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { type Static, type TOptional, type TSchema, Type } from '@sinclair/typebox'
 
 /** `{x}` in SPEC §3: every id that appears in a topic level. */
 export const Id = Type.String({
@@ -13,3 +13,12 @@ export const Version = Type.Integer({
 })
 
 export const Timestamp = Type.String({ format: 'date-time' })
+
+/** The same fields, each optional: the shape of a patch. */
+export function optionalFields<T extends Record<string, TSchema>>(
+  fields: T,
+): { [K in keyof T]: TOptional<T[K]> } {
+  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, Type.Optional(v)])) as {
+    [K in keyof T]: TOptional<T[K]>
+  }
+}

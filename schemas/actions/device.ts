@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { defineAction } from '../action.ts'
-import { Id, Timestamp, Version } from '../common.ts'
+import { Id, Timestamp, Version, optionalFields } from '../common.ts'
 
 export const DeviceKind = Type.Union([Type.Literal('ovbox'), Type.Literal('browser'), Type.Literal('native')])
 export type DeviceKind = Static<typeof DeviceKind>
@@ -37,14 +37,10 @@ export const deviceSettingsFields = {
   egoGain: Gain,
 }
 
-export const DeviceSettings = Type.Object(
-  Object.fromEntries(Object.entries(deviceSettingsFields).map(([k, v]) => [k, Type.Optional(v)])) as {
-    [K in keyof typeof deviceSettingsFields]: import('@sinclair/typebox').TOptional<
-      (typeof deviceSettingsFields)[K]
-    >
-  },
-  { additionalProperties: false, $id: 'DeviceSettings' },
-)
+export const DeviceSettings = Type.Object(optionalFields(deviceSettingsFields), {
+  additionalProperties: false,
+  $id: 'DeviceSettings',
+})
 export type DeviceSettings = Static<typeof DeviceSettings>
 
 export const DeviceSettingsPatch = Type.Object(

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { defineAction } from '../action.ts'
-import { Id, Version } from '../common.ts'
+import { Id, Version, optionalFields as optional } from '../common.ts'
 
 /** Positions in the virtual room (metres) and orientation (degrees), as the ov renderer takes them. */
 export const Position = Type.Object(
@@ -55,11 +55,6 @@ const stageSettings = {
   videoType: VideoType,
   preferredPosition: GeoPosition,
 }
-
-const optional = <T extends Record<string, import('@sinclair/typebox').TSchema>>(fields: T) =>
-  Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, Type.Optional(v)])) as {
-    [K in keyof T]: import('@sinclair/typebox').TOptional<T[K]>
-  }
 
 export const StageSettingsPatch = Type.Object(
   {
