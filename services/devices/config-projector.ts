@@ -57,12 +57,14 @@ export class DeviceConfigProjector {
     const devices = new Set<string>()
     const stages = new Set<string>()
     const users = new Set<string>()
+    const deviceOwners = new Set<string>()
     for (const { collection, before, after } of changes) {
       const doc = (after ?? before) as unknown as Record<string, unknown>
       switch (collection) {
         case collections.devices.name:
           if (after) devices.add(after.id)
           users.add(doc.owner as string)
+          deviceOwners.add(doc.owner as string)
           break
         case collections.users.name: {
           const was = (before as UserDoc | null)?.stageId
@@ -83,6 +85,11 @@ export class DeviceConfigProjector {
           users.add(doc.userId as string)
           break
       }
+    }
+    // a device's tracks and presence shape the session of everyone seated with its owner
+    for (const userId of deviceOwners) {
+      const owner = await this.#store.get<UserDoc>(collections.users.name, userId)
+      if (owner?.stageId) stages.add(owner.stageId)
     }
     for (const stageId of stages) {
       const members = await this.#store.find<MemberDoc>(stageCollections.members.name, {

@@ -152,3 +152,36 @@ t.test('after a restart every ov-box configuration is rendered again from the st
   })
   t.equal(config.ov?.rendersettings.channels.length, 1)
 })
+
+t.test(
+  "a seated member's ov-box coming online, changing its tracks or going offline changes the others' session",
+  async (t) => {
+    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200' })
+    const ann = await user(th, 'Ann')
+    const bob = await user(th, 'Bob')
+    const annBox = await ovBox(th, ann.app, 1, [0])
+    const stage = (await ann.app.request('stage.create', { name: 'S' })).result as { id: string }
+    const group = (await ann.app.request('group.create', { stageId: stage.id, name: 'G', color: '#0000aa' }))
+      .result as { id: string }
+    await ann.app.request('stage.join', { stageId: stage.id, groupId: group.id })
+    await bob.app.request('stage.join', { stageId: stage.id, groupId: group.id })
+    await until(annBox, 'Ann seated', (ov) => ov.rendersettings.id === 0)
+    t.same(latest(annBox)!.roomdev, [], 'Bob has no ov-box online yet')
+
+    const bobBox = await ovBox(th, bob.app, 2, [0])
+    await until(
+      annBox,
+      "Bob's ov-box joins Ann's session when it comes online",
+      (ov) => ov.roomdev.length === 1,
+    )
+    // a track added on Bob's box changes no member: Ann's session must follow the device itself
+    await bob.app.request('track.add', { deviceId: bobBox.id, soundCardName: 'hw:1', channel: 1 })
+    await until(annBox, "Bob's new track in Ann's session", (ov) => ov.roomdev[0]?.channels.length === 2)
+    await bobBox.client.publishAsync(
+      `devices/${bobBox.id}/presence`,
+      JSON.stringify({ state: 'offline', session: 1 }),
+      { qos: 1, retain: true },
+    )
+    await until(annBox, 'and leaves it when it goes offline', (ov) => ov.roomdev.length === 0)
+  },
+)
