@@ -32,10 +32,6 @@ export class AccessIndex implements AccessState {
     )
   }
 
-  isStageAdmin(stageId: string, userId: string): boolean {
-    return this.#stageAdmins.get(stageId)?.has(userId) === true
-  }
-
   deviceOwner(deviceId: string): string | undefined {
     return this.#deviceOwners.get(deviceId)
   }
