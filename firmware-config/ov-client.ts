@@ -4,6 +4,7 @@
  * out, so it can be compared and only republished when it changes.
  */
 import type { DeviceSettings, SoundCard, Track } from '../schemas/actions/device.ts'
+import type { OvChannel, OvClientConfig } from '../schemas/firmware.ts'
 import type { Position } from '../schemas/actions/stage.ts'
 
 /** Everything the rendering needs, as plain data. */
@@ -45,62 +46,6 @@ export interface OvSeat {
   tracks: readonly Pick<Track, 'channel' | 'gain' | 'directivity' | 'name'>[]
 }
 
-export interface OvClientConfig {
-  audiocfg: {
-    driver: string
-    device: string
-    srate: number
-    periodsize: number
-    numperiods: number
-    priority: number
-  }
-  rendersettings: {
-    id: number
-    label: string
-    channels: OvChannel[]
-    position: { x: number; y: number; z: number }
-    orientation: { z: number; y: number; x: number }
-    jitter: { send: number; receive: number }
-    renderreverb: boolean
-    reverbgain: number
-    renderism: boolean
-    rawmode: boolean
-    receive: boolean
-    rectype: 'ortf' | 'hrtf'
-    egogain: number
-    peer2peer: boolean
-    /** false makes ov-client stop sending (sendAudio off). */
-    sendlocal: boolean
-  }
-  room: {
-    host: string
-    port: number
-    pin: number
-    size: { x: number; y: number; z: number }
-    reverb: { absorption: number; damping: number; gain: number }
-    ambientsound: { render: boolean; url: string; level: number }
-  }
-  roomdev: OvRoomDevice[]
-}
-
-export interface OvChannel {
-  name: string
-  sourceport: string
-  gain: number
-  position: { x: number; y: number; z: number }
-  directivity: 'omni' | 'cardioid'
-}
-
-export interface OvRoomDevice {
-  id: number
-  label: string
-  channels: OvChannel[]
-  position: { x: number; y: number; z: number }
-  orientation: { z: number; y: number; x: number }
-  gain: number
-  mute: boolean
-}
-
 /** ov-client's own defaults (ov-client's ovboxclient): jitter 5 ms sending, 10 ms receiving. */
 export const OV_DEFAULTS = { senderJitter: 5, receiverJitter: 10, egoGain: 1, reverbGain: 0.4, priority: 40 }
 
@@ -128,11 +73,21 @@ export function activeSoundCard(
   return cards.find((c) => c.name === settings.soundCardName) ?? cards.find((c) => c.isDefault) ?? cards[0]
 }
 
+/** The tracks a device sends: those on its active sound card. */
+export function sentTracks(device: {
+  desired: DeviceSettings
+  soundCards?: readonly SoundCard[]
+  tracks?: readonly Track[]
+}): Track[] {
+  const card = activeSoundCard(device.soundCards ?? [], device.desired)
+  return card ? (device.tracks ?? []).filter((t) => t.soundCardName === card.name) : []
+}
+
 export function renderOvClientConfig(input: OvRenderInput): OvClientConfig {
   const { device, stage, self, peers, memberMixes } = input
   const settings = device.desired
   const card = activeSoundCard(device.soundCards, settings)
-  const ownTracks = card ? device.tracks.filter((t) => t.soundCardName === card.name) : []
+  const ownTracks = sentTracks(device)
   const origin = self?.position ?? { x: 0, y: 0, z: 0, rX: 0, rY: 0, rZ: 0 }
   const relay = stage?.ovServer
 

@@ -1,7 +1,9 @@
 import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
 import * as device from './actions/device.ts'
+import * as release from './actions/release.ts'
 import * as stage from './actions/stage.ts'
+import { AgentConfig, DeviceConfig, FirmwareRelease } from './firmware.ts'
 import { userUpdate } from './actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from './http.ts'
 import { RequestEnvelope, ResponseEnvelope } from './protocol.ts'
@@ -35,6 +37,9 @@ export const actions: readonly ActionSchema[] = [
   device.trackAdd,
   device.trackUpdate,
   device.trackRemove,
+  release.releasePublish,
+  release.releaseRollout,
+  release.releaseStatus,
 ]
 
 /** Retained state topics and the schema of their payload. */
@@ -46,9 +51,20 @@ export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'stages/{s}', schema: stage.StageState },
   { topic: 'stages/{s}/groups/{g}', schema: stage.GroupState },
   { topic: 'stages/{s}/members/{u}', schema: stage.MemberState },
+  { topic: 'stages/{s}/tracks/{t}', schema: stage.StageTrackState },
   { topic: 'stages/{s}/chat', schema: stage.ChatMessage },
   { topic: 'users/{u}/devices/{d}', schema: device.DeviceState },
+  { topic: 'devices/{d}/config', schema: DeviceConfig },
 ]
+
+/** Topics clients publish on (besides requests) and the schema the hub validates them against. */
+export const clientTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
+  { topic: 'devices/{d}/presence', schema: device.PresencePayload },
+  { topic: 'devices/{d}/reported', schema: device.ReportedPayload },
+]
+
+/** Files outside MQTT: a release manifest, and the ov-box agent's configuration. */
+export const fileFormats = { FirmwareRelease, AgentConfig }
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }
 export const http = { SignupBody, LoginBody, TokenReply }
@@ -67,6 +83,9 @@ export function jsonSchemaFiles(): Map<string, string> {
   }
   for (const { topic, schema } of stateTopics)
     add(`state/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
-  for (const [name, schema] of Object.entries({ ...envelopes, ...http })) add(`${name}.json`, schema)
+  for (const { topic, schema } of clientTopics)
+    add(`client/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
+  for (const [name, schema] of Object.entries({ ...envelopes, ...http, ...fileFormats }))
+    add(`${name}.json`, schema)
   return files
 }

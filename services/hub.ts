@@ -19,6 +19,7 @@ import type { Store } from './store/store.ts'
 import { DeviceConfigProjector } from './devices/config-projector.ts'
 import { DevicePresence } from './devices/presence.ts'
 import { DevicesService } from './devices/service.ts'
+import { FirmwareService } from './firmware/service.ts'
 import { StagesService } from './stages/service.ts'
 import { UsersService } from './users/service.ts'
 
@@ -144,6 +145,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     users,
     quotas: config.quotas,
     passwordHashCost: config.passwordHashCost,
+    log: log.child({ component: 'stages' }),
   })
   await stages.start()
   const devices = new DevicesService({
@@ -155,6 +157,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
   })
   await devices.start()
+  await new FirmwareService(store, pipeline).start()
   new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
   const presence = new DevicePresence({
     store,
@@ -166,19 +169,6 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         `clients/${clientId}/res`,
         JSON.stringify({ id: '', ok: false, error: { code, message } }),
       ),
-  })
-  // SPEC §6: a stage member is online while any of its user's devices is
-  store.onChange((changes) => {
-    for (const { collection, before, after } of changes) {
-      if (collection !== collections.devices.name) continue
-      const was = (before as { online?: boolean } | null)?.online === true
-      const is = (after as { online?: boolean } | null)?.online === true
-      if (was === is) continue
-      const { owner } = (after ?? before) as unknown as { owner: string }
-      stages
-        .refreshMemberPresence(owner)
-        .catch((err: unknown) => log.error({ err, owner }, 'member presence update failed'))
-    }
   })
   await presence.markAllOffline()
   closeRevokedConnections(store, broker)
@@ -218,3 +208,4 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
   return { config, ports: listeners.ports, store, broker, tokens, access, users, pipeline, log, close }
 }
+

@@ -203,8 +203,17 @@ export const ReportedPayload = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    /** The configuration version the device has applied. */
-    appliedConfigVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** The `devices/{d}/config` revision the device runs now, and why the newest one failed if it did. */
+    appliedConfig: Type.Optional(
+      Type.Object(
+        {
+          revision: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+          appliedAt: Timestamp,
+          error: Type.Optional(Type.String({ maxLength: 500 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false, $id: 'ReportedPayload' },
 )

@@ -135,6 +135,36 @@ export const MemberState = Type.Object(
 )
 export type MemberState = Static<typeof MemberState>
 
+/**
+ * `stages/{s}/tracks/{t}`: a track a member sends into the stage. `ov` tracks are the input channels
+ * of the active sound card of the member's online ov-boxes; `id` is what `mix.set` with kind `track` takes.
+ */
+export const StageTrackState = Type.Object(
+  {
+    id: Id,
+    stageId: Id,
+    userId: Id,
+    memberId: Id,
+    deviceId: Id,
+    kind: Type.Union([Type.Literal('ov'), Type.Literal('audio'), Type.Literal('video')]),
+    name: Type.Optional(Type.String()),
+    ov: Type.Optional(
+      Type.Object(
+        {
+          soundCardName: Type.String(),
+          channel: Type.Integer({ minimum: 0 }),
+          gain: Type.Number(),
+          directivity: Type.Union([Type.Literal('omni'), Type.Literal('cardioid')]),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    version: Version,
+  },
+  { additionalProperties: false, $id: 'StageTrackState' },
+)
+export type StageTrackState = Static<typeof StageTrackState>
+
 /** `users/{u}/stages/{s}`: what u needs to list the stage and join it. */
 export const StageSummary = Type.Object(
   {

@@ -1,5 +1,9 @@
+import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
-import { type OvSeat, activeSoundCard, renderOvClientConfig } from '../../firmware-config/ov-client.ts'
+import { targetRelease } from '../../firmware-config/rollout.ts'
+import type { DeviceConfig, ReleaseState } from '../../schemas/firmware.ts'
+import { type ReleaseDoc, releaseCollection, releaseState } from '../firmware/service.ts'
+import { type OvSeat, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
 import { collections, type UserDoc } from '../collections.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
@@ -21,6 +25,7 @@ export class DeviceConfigProjector {
   readonly #queues = new Map<string, Promise<void>>()
   /** The last configuration published per device, to skip republishing an identical one. */
   readonly #published = new Map<string, string>()
+  #releaseCache: Promise<ReleaseState[]> | undefined
 
   constructor(store: Store, publisher: StatePublisher, log: Logger) {
     this.#store = store
@@ -37,10 +42,23 @@ export class DeviceConfigProjector {
   }
 
   /** The configuration of one device as it should be now. */
-  async configOf(device: DeviceDoc): Promise<Record<string, unknown>> {
+  async configOf(device: DeviceDoc): Promise<DeviceConfig> {
     const base = deviceConfig(device)
-    if (device.kind !== 'ovbox') return base
-    return { ...base, ov: await this.#renderOv(device) }
+    if (device.kind !== 'ovbox') return withRevision(base)
+    const firmware = targetRelease(await this.#releases(), device.id)
+    return withRevision({ ...base, ov: await this.#renderOv(device), ...(firmware ? { firmware } : {}) })
+  }
+
+  /** The published releases, read once and again after a commit that changes one. */
+  #releases(): Promise<ReleaseState[]> {
+    this.#releaseCache ??= this.#store
+      .find<ReleaseDoc>(releaseCollection.name)
+      .then((docs) => docs.map(releaseState))
+      .catch((err: unknown) => {
+        this.#releaseCache = undefined
+        throw err
+      })
+    return this.#releaseCache
   }
 
   async #project(changes: readonly Change[]): Promise<void> {
@@ -58,6 +76,11 @@ export class DeviceConfigProjector {
     const stages = new Set<string>()
     const users = new Set<string>()
     const deviceOwners = new Set<string>()
+    if (changes.some((change) => change.collection === releaseCollection.name)) {
+      this.#releaseCache = undefined
+      for (const box of await this.#store.find<DeviceDoc>(collections.devices.name, { kind: 'ovbox' }))
+        devices.add(box.id)
+    }
     for (const { collection, before, after } of changes) {
       const doc = (after ?? before) as unknown as Record<string, unknown>
       switch (collection) {
@@ -147,7 +170,7 @@ export class DeviceConfigProjector {
         online: true,
       })
       if (boxes.length === 0) continue // only ov-boxes take part in the ov session
-      peers.push({ ...seat(member), tracks: boxes.flatMap(selectedTracks) })
+      peers.push({ ...seat(member), tracks: boxes.flatMap(sentTracks) })
     }
     const mixes = stage
       ? await store.find<MixDoc>(stageCollections.mixes.name, {
@@ -174,6 +197,12 @@ export class DeviceConfigProjector {
   }
 }
 
+/** The configuration with its digest: the same configuration always has the same revision. */
+function withRevision(config: Omit<DeviceConfig, 'revision'>): DeviceConfig {
+  const revision = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16)
+  return { ...config, revision }
+}
+
 function seat(member: MemberDoc): Omit<OvSeat, 'tracks'> {
   return {
     memberId: member.id,
@@ -183,10 +212,4 @@ function seat(member: MemberDoc): Omit<OvSeat, 'tracks'> {
     muted: member.muted,
     position: member.position,
   }
-}
-
-/** The tracks of a device's active sound card: what it sends. */
-function selectedTracks(device: DeviceDoc) {
-  const card = activeSoundCard(device.soundCards ?? [], device.desired)
-  return card ? (device.tracks ?? []).filter((t) => t.soundCardName === card.name) : []
 }

@@ -206,9 +206,13 @@ export async function recordResponses(client: MqttClient): Promise<ResponseLog> 
 }
 
 /** Polls `condition` every 10 ms until it holds; rejects with `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 5000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 10))
   }

@@ -1,6 +1,6 @@
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
-import type { OvClientConfig } from '../../../firmware-config/ov-client.ts'
+import type { OvClientConfig } from '../../../schemas/firmware.ts'
 import type { StageDoc } from '../../../services/stages/model.ts'
 import { Requester, type TestHub, startTestHub, waitUntil } from '../../helpers/hub.ts'
 

@@ -133,15 +133,6 @@ async function retainedFor(th: TestHub, userId: string, topic: string): Promise<
 
 const stored = (th: TestHub, d: string) => th.hub.store.get<DeviceDoc>('devices', d)
 
-/** Polls an asynchronous condition (e.g. a store read) until it holds. */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
-    await sleep(10)
-  }
-}
-
 t.test(
   'a device is online once it publishes online; its retained presence reaches its owner and itself, never another user',
   async (t) => {
@@ -377,7 +368,7 @@ t.test(
       () => w.presences.some((p) => (p as PresencePayload).session === 2),
       'the owner sees session 2',
     )
-    await eventually(async () => (await stored(th, d))?.session === 2, 'session 2 is stored')
+    await waitUntil(async () => (await stored(th, d))?.session === 2, 'session 2 is stored')
     await sleep(300) // room for A's will, had it been let through
 
     t.same(
@@ -425,14 +416,14 @@ t.test(
       () => w.presences.some((p) => (p as PresencePayload).session === 2),
       'the owner sees session 2',
     )
-    await eventually(async () => (await stored(th, d))?.session === 2, 'session 2 is stored')
+    await waitUntil(async () => (await stored(th, d))?.session === 2, 'session 2 is stored')
     const presencesFrom = w.presences.length
 
     await publishPresence(b, d, 'offline', 1)
     await publishPresence(b, d, 'lost', 1)
     // presence and reports of one device are applied in order: once this report shows, the above were handled
-    await b.publishAsync(reportedTopic(d), JSON.stringify({ appliedConfigVersion: 1 }), { qos: 1 })
-    const after = await w.until((doc) => doc.reported.appliedConfigVersion === 1, 'the barrier report')
+    await b.publishAsync(reportedTopic(d), JSON.stringify({ status: { xruns: 42 } }), { qos: 1 })
+    const after = await w.until((doc) => (doc.reported.status as { xruns?: number } | undefined)?.xruns === 42, 'the barrier report')
     t.equal(after.online, true, 'the device is still online')
     t.same(
       w.docs.filter((doc, i) => i > 0 && !doc.online && w.docs[i - 1]!.online),
@@ -585,16 +576,17 @@ t.test(
     }
 
     const first = { status: { cpuLoad: 0.5, xruns: 2 }, firmware: { version: '1.2', state: 'UPDATED' } }
+    const applied = { revision: '0123456789abcdef', appliedAt: new Date().toISOString() }
     t.same((await report(first)).reported, first, 'the first report is the reported state')
     t.same(
-      (await report({ appliedConfigVersion: 3 })).reported,
-      { ...first, appliedConfigVersion: 3 },
+      (await report({ appliedConfig: applied })).reported,
+      { ...first, appliedConfig: applied },
       'a partial report keeps the earlier status and firmware',
     )
     const failed = { version: '1.3', state: 'FAILED', error: 'checksum mismatch' }
     t.same(
       (await report({ firmware: failed })).reported,
-      { status: first.status, firmware: failed, appliedConfigVersion: 3 },
+      { status: first.status, firmware: failed, appliedConfig: applied },
       'a firmware report replaces the firmware section and keeps the rest',
     )
     const updated = await report({ firmware: { version: '1.3', state: 'UPDATED' } })
