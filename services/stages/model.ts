@@ -1,4 +1,4 @@
-import type { Position, StageState } from '../../schemas/actions/stage.ts'
+import type { Position, StageState, StageTrackState } from '../../schemas/actions/stage.ts'
 import type { MixKind } from '../../schemas/actions/stage.ts'
 import { collections } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
@@ -37,11 +37,7 @@ export interface MemberDoc extends StoredDoc {
 }
 
 /** A member's audio/video/ov track published into a stage (created by the devices and routers services). */
-export interface StageTrackDoc extends StoredDoc {
-  stageId: string
-  userId: string
-  memberId: string
-}
+export interface StageTrackDoc extends StoredDoc, Omit<StageTrackState, 'id' | 'version'> {}
 
 export interface MixDoc extends StoredDoc {
   userId: string
@@ -59,7 +55,7 @@ export const stageCollections = {
   stages: collections.stages,
   members: collections.members,
   groups: { name: 'groups', unique: [['stageId', 'color']], indexes: [['stageId']] },
-  stageTracks: { name: 'stage_tracks', indexes: [['stageId'], ['memberId']] },
+  stageTracks: { name: 'stage_tracks', indexes: [['stageId'], ['memberId'], ['userId']] },
   mixes: { name: 'mixes', indexes: [['stageId'], ['targetId'], ['userId', 'stageId']] },
 } satisfies Record<string, CollectionSpec>
 

@@ -5,7 +5,11 @@ import type {
   StageState,
   StageSummary,
 } from '../../schemas/actions/stage.ts'
+import { sentTracks } from '../../firmware-config/ov-client.ts'
+import type { DeviceDoc } from '../devices/service.ts'
+import { collections, type UserDoc } from '../collections.ts'
 import type { Publication } from '../state-publisher.ts'
+import type { Change, StoredDoc } from '../store/port.ts'
 import {
   type GroupDoc,
   type MemberDoc,
@@ -157,6 +161,59 @@ export function membershipDependents(
       (m.kind === 'track' && trackIds.has(m.targetId)),
   )
   return { tracks: ownTracks, mixes }
+}
+
+/**
+ * The tracks a joined member sends into the stage: the input channels of the active sound card of
+ * each of the user's online ov-boxes (a device track keeps its id, so mixes on it stay attached).
+ */
+export function memberOvTracks(
+  member: MemberDoc,
+  devices: readonly Pick<DeviceDoc, 'id' | 'kind' | 'online' | 'desired' | 'soundCards' | 'tracks'>[],
+): Omit<StageTrackDoc, 'version'>[] {
+  if (!member.joined) return []
+  return devices
+    .filter((device) => device.kind === 'ovbox' && device.online)
+    .flatMap((device) =>
+      sentTracks(device).map((track) => ({
+        id: track.id,
+        stageId: member.stageId,
+        userId: member.userId,
+        memberId: member.id,
+        deviceId: device.id,
+        kind: 'ov' as const,
+        ...(track.name !== undefined ? { name: track.name } : {}),
+        ov: {
+          soundCardName: track.soundCardName,
+          channel: track.channel,
+          gain: track.gain,
+          directivity: track.directivity,
+        },
+      })),
+    )
+}
+
+/**
+ * The users whose membership a commit can change: owners of devices whose presence or sent tracks
+ * changed, and users who entered or left a stage.
+ */
+export function usersToRefresh(changes: readonly Change[]): Set<string> {
+  const users = new Set<string>()
+  const sends = (doc: StoredDoc | null) => {
+    if (!doc) return null
+    const device = doc as DeviceDoc
+    return JSON.stringify([device.online, device.kind === 'ovbox' ? sentTracks(device) : []])
+  }
+  for (const { collection, before, after } of changes) {
+    if (collection === collections.devices.name && sends(before) !== sends(after))
+      users.add(((after ?? before) as DeviceDoc).owner)
+    if (
+      collection === collections.users.name &&
+      (before as UserDoc | null)?.stageId !== (after as UserDoc | null)?.stageId
+    )
+      users.add((after ?? before)!.id)
+  }
+  return users
 }
 
 /** Applies a patch whose keys the schema has whitelisted; `undefined` leaves a field as it is. */

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
+import type { Logger } from 'pino'
 import type { Quotas } from '../../broker/config.ts'
 import type { Identity } from '../../broker/tokens.ts'
 import {
@@ -21,10 +23,11 @@ import {
   stageUpdate,
 } from '../../schemas/actions/stage.ts'
 import { collections, type UserDoc } from '../collections.ts'
+import type { DeviceDoc } from '../devices/service.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
-import type { StatePublisher } from '../state-publisher.ts'
+import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import { hashPassword, verifyPassword } from '../users/passwords.ts'
 import { type UsersService, userProfile, userTopic } from '../users/service.ts'
@@ -44,7 +47,9 @@ import {
   isAdmin,
   lowestFreeSeat,
   memberState,
+  memberOvTracks,
   membershipDependents,
+  usersToRefresh,
   mixState,
   origin,
   stageDefaults,
@@ -62,6 +67,7 @@ export interface StagesServiceOptions {
   users: UsersService
   quotas: Quotas
   passwordHashCost: number
+  log: Logger
 }
 
 const newId = () => randomBytes(12).toString('base64url')
@@ -93,6 +99,16 @@ export class StagesService {
     for (const spec of Object.values(c)) await store.ensureCollection(spec)
     publisher.register({ name: 'stages', topics: () => this.#allTopics() })
     users.onProfileChange((ctx, user) => this.#renameMembers(ctx, user))
+    // awaited by the store, so a request's membership effects are published before its answer
+    store.onChange((changes) =>
+      Promise.all(
+        [...usersToRefresh(changes)].map((userId) =>
+          this.refreshMember(userId).catch((err: unknown) =>
+            this.#options.log.error({ err, userId }, 'could not bring a membership up to date'),
+          ),
+        ),
+      ).then(() => undefined),
+    )
 
     pipeline.register(stageCreate, (ctx, p) => this.#createStage(ctx, p))
     pipeline.register(stageUpdate, (ctx, p) => this.#updateStage(ctx, p))
@@ -135,17 +151,53 @@ export class StagesService {
    * A device of `userId` went online or offline: the member of the stage the user is in follows
    * (online while any device is). Runs in its own transaction, called by device presence.
    */
-  async refreshMemberPresence(userId: string): Promise<void> {
+  /**
+   * Brings a user's membership up to date with their devices, after a device or the user's current
+   * stage changed: the member is online while any device is (SPEC §6), and the ov tracks the user's
+   * online ov-boxes send are the member's `ov` tracks in the stage (a track that goes away takes the
+   * mixes on it along). Media tracks (routers) are left alone.
+   */
+  async refreshMember(userId: string): Promise<void> {
     const { store, publisher } = this.#options
-    const { value } = await store.transaction(async (tx) => {
+    const { value: publications } = await store.transaction(async (tx) => {
+      const out: Publication[] = []
       const user = await tx.get<UserDoc>(collections.users.name, userId)
-      if (!user?.stageId) return null
-      const member = await this.#membership(tx, user.stageId, userId)
-      if (!member?.joined) return null
-      const online = await hasOnlineDevice(tx, userId)
-      return member.online === online ? null : tx.replace(c.members.name, { ...member, online })
+      const member = user?.stageId ? await this.#membership(tx, user.stageId, userId) : null
+      const devices = await tx.find<DeviceDoc>(collections.devices.name, { owner: userId })
+      if (member?.joined) {
+        const online = devices.some((device) => device.online)
+        if (member.online !== online) {
+          const saved = tx.replace(c.members.name, { ...member, online })
+          out.push({ topic: topics.member(saved.stageId, userId), value: memberState(saved) })
+        }
+      }
+      const wanted = new Map(member ? memberOvTracks(member, devices).map((t) => [t.id, t]) : [])
+      const existing = await tx.find<StageTrackDoc>(c.stageTracks.name, { userId, kind: 'ov' })
+      for (const track of existing) {
+        const next = wanted.get(track.id)
+        wanted.delete(track.id)
+        if (next && next.stageId === track.stageId) {
+          const { version: _version, ...current } = track
+          if (isDeepStrictEqual(current, next)) continue
+          const saved = tx.replace(c.stageTracks.name, { ...track, ...next })
+          out.push({ topic: topics.track(saved.stageId, saved.id), value: saved })
+          continue
+        }
+        tx.delete(c.stageTracks.name, track)
+        out.push({ topic: topics.track(track.stageId, track.id), value: null })
+        for (const mix of await tx.find<MixDoc>(c.mixes.name, { targetId: track.id, kind: 'track' })) {
+          tx.delete(c.mixes.name, mix)
+          out.push({ topic: topics.mix(mix.userId, mix.kind, mix.targetId), value: null })
+        }
+        if (next) wanted.set(next.id, next) // moved to another stage: inserted below
+      }
+      for (const track of wanted.values()) {
+        const saved = tx.insert<StageTrackDoc>(c.stageTracks.name, track)
+        out.push({ topic: topics.track(saved.stageId, saved.id), value: saved })
+      }
+      return out
     })
-    if (value) await publisher.publish(topics.member(value.stageId, value.userId), memberState(value))
+    await publisher.apply(publications)
   }
 
   // ── stages ────────────────────────────────────────────────────────────────────────────────

@@ -864,7 +864,7 @@ t.test('stage.forget removes the membership and every mix hanging off it', async
   const { th, ops, bob, carol, dave, stage, g1, bobMember, carolMember, topics } = await stageWithMembers(t)
   const b = bob.user.id
   const c = carol.user.id
-  // a track of carol's in the stage, as the devices service would publish one
+  // a media track of carol's in the stage, as a router would announce one
   const carolTrack = 'track-carol-1'
   await th.hub.store.transaction(async (tx) => {
     tx.insert<StageTrackDoc>('stage_tracks', {
@@ -872,6 +872,8 @@ t.test('stage.forget removes the membership and every mix hanging off it', async
       stageId: stage.id,
       userId: c,
       memberId: carolMember.id,
+      deviceId: 'carols-browser',
+      kind: 'audio',
     })
   })
   must(await bob.req.request('mix.set', { kind: 'member', id: carolMember.id, volume: 0.2 }), 'bob on carol')

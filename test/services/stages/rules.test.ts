@@ -4,6 +4,7 @@ import {
   SEATS_PER_STAGE,
   applyPatch,
   lowestFreeSeat,
+  memberOvTracks,
   membershipDependents,
   origin,
   stageDefaults,
@@ -12,7 +13,9 @@ import {
   stageState,
   stageSummary,
   summaryAudience,
+  usersToRefresh,
 } from '../../../services/stages/rules.ts'
+import type { Change } from '../../../services/store/port.ts'
 
 // ── plain data builders ─────────────────────────────────────────────────────────────────────
 
@@ -63,7 +66,7 @@ function member(userId: string, overrides: Partial<MemberDoc> = {}): MemberDoc {
 }
 
 function track(id: string, m: MemberDoc): StageTrackDoc {
-  return { id, version: 1, stageId: m.stageId, userId: m.userId, memberId: m.id }
+  return { id, version: 1, stageId: m.stageId, userId: m.userId, memberId: m.id, deviceId: 'd1', kind: 'ov' }
 }
 
 function mix(
@@ -365,4 +368,80 @@ t.test('applyPatch', async (t) => {
   t.equal(applyPatch(member('x', { volume: 1 }), { volume: 0 }).volume, 0, '0 is a value, not "unset"')
   const pos = { x: 1, y: 2, z: 3, rX: 0, rY: 90, rZ: 0 }
   t.same(applyPatch(doc, { position: pos }).position, pos, 'objects are replaced')
+})
+
+t.test("a joined member's ov tracks are the active card's channels of its online ov-boxes", async (t) => {
+  const card = (name: string) => ({
+    name,
+    driver: 'jack' as const,
+    sampleRate: 48000,
+    periodSize: 96,
+    numPeriods: 2,
+    numInputChannels: 2,
+    numOutputChannels: 2,
+  })
+  const box = {
+    id: 'box',
+    kind: 'ovbox' as const,
+    online: true,
+    desired: { soundCardName: 'usb' },
+    soundCards: [card('hw:1'), card('usb')],
+    tracks: [
+      { id: 't1', soundCardName: 'hw:1', channel: 0, gain: 1, directivity: 'omni' as const },
+      {
+        id: 't2',
+        soundCardName: 'usb',
+        channel: 0,
+        gain: 0.5,
+        directivity: 'cardioid' as const,
+        name: 'mic',
+      },
+    ],
+  }
+  const joined = member('u1', { joined: true, seat: 0 })
+  t.same(memberOvTracks(joined, [box]), [
+    {
+      id: 't2',
+      stageId: 's1',
+      userId: 'u1',
+      memberId: 'm-u1',
+      deviceId: 'box',
+      kind: 'ov',
+      name: 'mic',
+      ov: { soundCardName: 'usb', channel: 0, gain: 0.5, directivity: 'cardioid' },
+    },
+  ])
+  t.same(memberOvTracks(member('u1'), [box]), [], 'a member not in the stage sends nothing')
+  t.same(memberOvTracks(joined, [{ ...box, online: false }]), [], 'an offline box sends nothing')
+  t.same(
+    memberOvTracks(joined, [{ ...box, kind: 'browser' as const }]),
+    [],
+    'browsers send media tracks, not ov',
+  )
+})
+
+t.test('a commit refreshes the members of users whose presence, sent tracks or stage changed', async (t) => {
+  const device = (online: boolean, gain = 1) => ({
+    id: 'd1',
+    version: 1,
+    owner: 'u1',
+    kind: 'ovbox',
+    online,
+    desired: {},
+    soundCards: [{ name: 'hw:1', numInputChannels: 2 }],
+    tracks: [{ id: 't', soundCardName: 'hw:1', channel: 0, gain, directivity: 'omni' }],
+  })
+  const change = (collection: string, before: unknown, after: unknown) =>
+    ({ collection, before, after }) as Change
+  t.same([...usersToRefresh([change('devices', device(false), device(true))])], ['u1'], 'presence')
+  t.same([...usersToRefresh([change('devices', device(true), device(true, 2))])], ['u1'], 'a track edit')
+  t.same(
+    [...usersToRefresh([change('devices', device(true), { ...device(true), lastSeen: 'now', version: 2 })])],
+    [],
+    'a report or last-seen update changes no member',
+  )
+  t.same([...usersToRefresh([change('devices', device(true), null)])], ['u1'], 'a removed device')
+  const user = (stageId?: string) => ({ id: 'u2', version: 1, name: 'U', ...(stageId ? { stageId } : {}) })
+  t.same([...usersToRefresh([change('users', user(), user('s1'))])], ['u2'], 'joining a stage')
+  t.same([...usersToRefresh([change('users', user('s1'), { ...user('s1'), name: 'V' })])], [], 'a rename')
 })
