@@ -1,8 +1,13 @@
 #!/usr/bin/env -S node --import=tsx
 /* eslint-disable no-console -- this is the operator's command line */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError, configFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
+import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../firmware-config/provisioning.ts'
+import { collections } from '../services/collections.ts'
+import { type DeviceDoc, signDeviceToken } from '../services/devices/service.ts'
 import { startHub } from '../services/hub.ts'
 import { openStore } from '../services/store/index.ts'
 import { createUser, userToken } from '../services/users/service.ts'
@@ -14,6 +19,9 @@ const USAGE = `stagehub — MQTT hub for Digital Stage
                                          mint a token (R: user, device, router, admin); default ttl 3600
   stagehub user create --name NAME [--email E --password P]
                                          create a user in the store and print its id and a token
+  stagehub provision --device ID --hub-url mqtts://HOST:PORT [--out DIR] [--ca-path PATH]
+                                         write an ov-box's agent.json (with a fresh device token of
+                                         the current generation) and its systemd unit into DIR
 `
 
 async function main(argv: string[]): Promise<void> {
@@ -26,6 +34,8 @@ async function main(argv: string[]): Promise<void> {
     case 'user':
       if (rest[0] === 'create') return createUserCommand(rest.slice(1))
       break
+    case 'provision':
+      return provision(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -95,6 +105,51 @@ async function createUserCommand(args: string[]): Promise<void> {
     const user = await createUser(store, { ...values, name: values.name }, config.passwordHashCost)
     console.log(
       JSON.stringify(userToken(createTokenService(config.jwt), user, config.userTokenTtlSeconds), null, 2),
+    )
+  } finally {
+    await store.close()
+  }
+}
+
+async function provision(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      device: { type: 'string' },
+      'hub-url': { type: 'string' },
+      out: { type: 'string' },
+      'ca-path': { type: 'string' },
+    },
+  })
+  if (!values.device || !values['hub-url'])
+    throw new ConfigError('provision needs --device ID and --hub-url URL')
+  const config = configFromEnv()
+  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  try {
+    const device = await store.get<DeviceDoc>(collections.devices.name, values.device)
+    if (!device)
+      throw new ConfigError(`device ${values.device} is not registered: create it with device.create first`)
+    if (device.kind !== 'ovbox')
+      throw new ConfigError(`device ${device.id} is a ${device.kind}, not an ov-box`)
+    const { token, expiresAt } = signDeviceToken(
+      createTokenService(config.jwt),
+      device,
+      config.deviceTokenTtlSeconds,
+    )
+    const agentConfig = renderAgentConfig({
+      hubUrl: values['hub-url'],
+      deviceId: device.id,
+      token,
+      ...(values['ca-path'] ? { caPath: values['ca-path'] } : {}),
+    })
+    const out = values.out ?? `provision-${device.id}`
+    mkdirSync(out, { recursive: true })
+    // the token is a credential: readable by the owner only
+    writeFileSync(join(out, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { mode: 0o600 })
+    writeFileSync(join(out, basename(OVBOX_PATHS.unit)), renderAgentUnit())
+    console.log(
+      `wrote ${join(out, 'agent.json')} (token valid until ${expiresAt}) and ${join(out, basename(OVBOX_PATHS.unit))}\n` +
+        `copy them to ${OVBOX_PATHS.agentConfig} and ${OVBOX_PATHS.unit} on the box, then: systemctl enable --now ${basename(OVBOX_PATHS.unit)}`,
     )
   } finally {
     await store.close()
