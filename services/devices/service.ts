@@ -267,12 +267,21 @@ export class DevicesService {
   }
 
   #token(device: DeviceDoc): { token: string; expiresAt: string } {
-    const { token, exp } = this.#options.tokens.sign(
-      { sub: device.id, role: 'device', owner: device.owner, ver: device.tokenVersion },
-      this.#options.deviceTokenTtlSeconds,
-    )
-    return { token, expiresAt: new Date(exp * 1000).toISOString() }
+    return signDeviceToken(this.#options.tokens, device, this.#options.deviceTokenTtlSeconds)
   }
+}
+
+/** A token of the device's current generation (older generations are refused at CONNECT). */
+export function signDeviceToken(
+  tokens: TokenService,
+  device: Pick<DeviceDoc, 'id' | 'owner' | 'tokenVersion'>,
+  ttlSeconds: number,
+): { token: string; expiresAt: string } {
+  const { token, exp } = tokens.sign(
+    { sub: device.id, role: 'device', owner: device.owner, ver: device.tokenVersion },
+    ttlSeconds,
+  )
+  return { token, expiresAt: new Date(exp * 1000).toISOString() }
 }
 
 function requireUser(who: Identity): string {
