@@ -4,7 +4,7 @@
  * the ov-box agent's own configuration file (written by `stagehub provision`).
  */
 import { Type, type Static } from '@sinclair/typebox'
-import { Id, Timestamp, Version } from './common.ts'
+import { Id, Timestamp } from './common.ts'
 import { DeviceKind, DeviceName, DeviceSettings, SoundCard, Track } from './actions/device.ts'
 
 const Xyz = Type.Object(
@@ -166,7 +166,6 @@ export const DeviceConfig = Type.Object(
     desired: DeviceSettings,
     soundCards: Type.Array(SoundCard),
     tracks: Type.Array(Track),
-    version: Version,
     ov: Type.Optional(OvClientConfig),
     firmware: Type.Optional(FirmwareTarget),
     revision: Type.String({ pattern: '^[0-9a-f]{16}$', description: 'digest of this configuration' }),

@@ -49,7 +49,10 @@ export function deviceState(device: DeviceDoc): DeviceState {
   return { ...visible, soundCards: device.soundCards ?? [], tracks: device.tracks ?? [] }
 }
 
-/** What the device itself receives, retained, on `devices/{d}/config`: its full desired configuration. */
+/**
+ * What the device itself receives, retained, on `devices/{d}/config`: its full desired configuration.
+ * Not the document's version: that moves with every report, and the configuration must not.
+ */
 export function deviceConfig(device: DeviceDoc) {
   return {
     deviceId: device.id,
@@ -59,7 +62,6 @@ export function deviceConfig(device: DeviceDoc) {
     // the owner may edit these remotely, so the device reads them back from its configuration
     soundCards: device.soundCards ?? [],
     tracks: device.tracks ?? [],
-    version: device.version,
   }
 }
 

@@ -9,7 +9,7 @@ import { Requester, type TestHub, startTestHub, waitUntil } from '../../helpers/
 interface Box {
   id: string
   client: MqttClient
-  configs: { version: number; ov?: OvClientConfig }[]
+  configs: { revision: string; ov?: OvClientConfig }[]
 }
 
 async function user(th: TestHub, name: string) {
@@ -112,10 +112,19 @@ t.test(
 
     await bob.app.request('stage.leave')
     await until(annBox, 'Bob gone from the session after leaving', (ov) => ov.roomdev.length === 0)
-    const versions = annBox.configs.length
+    const published = annBox.configs.length
     await ann.app.request('user.update', { avatarUrl: 'https://example.org/a.png' })
+    // reports change the device document, never what the device should be
+    await annBox.client.publishAsync(
+      `devices/${annBox.id}/reported`,
+      JSON.stringify({
+        status: { cpuLoad: 0.3 },
+        appliedConfig: { revision: annBox.configs.at(-1)!.revision, appliedAt: new Date().toISOString() },
+      }),
+      { qos: 1 },
+    )
     await new Promise((resolve) => setTimeout(resolve, 200))
-    t.equal(annBox.configs.length, versions, 'an unrelated change publishes nothing')
+    t.equal(annBox.configs.length, published, 'an unrelated change or a report publishes nothing')
   },
 )
 

@@ -1,5 +1,6 @@
 import t from 'tap'
-import type { DeviceSettings, DeviceState } from '../../../schemas/actions/device.ts'
+import type { DeviceConfig } from '../../../schemas/firmware.ts'
+import type { DeviceState } from '../../../schemas/actions/device.ts'
 import type { DeviceDoc } from '../../../services/devices/service.ts'
 import {
   type ReceivedMessage,
@@ -45,13 +46,6 @@ interface RotatedToken {
 }
 
 /** What a device reads, retained, on devices/{d}/config. */
-interface DeviceConfig {
-  deviceId: string
-  kind: string
-  name: string
-  desired: DeviceSettings
-  version: number
-}
 
 /** The CONNACK code for a connection attempt with this client id and token (0 = accepted). */
 const connack = (th: TestHub, clientId: string, token: string) =>
@@ -127,7 +121,7 @@ t.test(
       'devices/{d}/config is retained with the device id, kind and name',
     )
     t.same(config.desired, {}, 'and the (empty) desired settings')
-    t.type(config.version, 'number', 'and a version')
+    t.match(config.revision, /^[0-9a-f]{16}$/, 'and a revision')
     t.notOk(JSON.stringify(config).includes(token), 'the config does not carry the token')
     t.match(
       await retainedOn(alice.client, configTopic(device.id)),
