@@ -5,6 +5,7 @@ import type { DeviceConfig, ReleaseState } from '../../schemas/firmware.ts'
 import { type ReleaseDoc, releaseCollection, releaseState } from '../firmware/service.ts'
 import { type OvSeat, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
 import { collections, type UserDoc } from '../collections.ts'
+import { KeyedQueue } from '../keyed-queue.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
@@ -22,7 +23,8 @@ export class DeviceConfigProjector {
   readonly #store: Store
   readonly #publisher: StatePublisher
   readonly #log: Logger
-  readonly #queues = new Map<string, Promise<void>>()
+  /** One rendering at a time per device, always from fresh reads: the last one published is current. */
+  readonly #queue: KeyedQueue
   /** The last configuration published per device, to skip republishing an identical one. */
   readonly #published = new Map<string, string>()
   #releaseCache: Promise<ReleaseState[]> | undefined
@@ -31,6 +33,9 @@ export class DeviceConfigProjector {
     this.#store = store
     this.#publisher = publisher
     this.#log = log
+    this.#queue = new KeyedQueue((err, deviceId) =>
+      log.error({ err, deviceId }, 'could not render a device configuration'),
+    )
   }
 
   start(): void {
@@ -64,7 +69,7 @@ export class DeviceConfigProjector {
   async #project(changes: readonly Change[]): Promise<void> {
     try {
       const deviceIds = await this.#affectedDevices(changes)
-      await Promise.all([...deviceIds].map((id) => this.#enqueue(id)))
+      await Promise.all([...deviceIds].map((id) => this.#queue.run(id, () => this.#render(id))))
     } catch (err) {
       this.#log.error({ err }, 'device configuration projection failed')
     }
@@ -127,18 +132,6 @@ export class DeviceConfigProjector {
       }
     }
     return devices
-  }
-
-  #enqueue(deviceId: string): Promise<void> {
-    const previous = this.#queues.get(deviceId) ?? Promise.resolve()
-    const next = previous
-      .then(() => this.#render(deviceId))
-      .catch((err: unknown) => this.#log.error({ err, deviceId }, 'could not render a device configuration'))
-      .finally(() => {
-        if (this.#queues.get(deviceId) === next) this.#queues.delete(deviceId)
-      })
-    this.#queues.set(deviceId, next)
-    return next
   }
 
   async #render(deviceId: string): Promise<void> {

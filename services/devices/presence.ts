@@ -3,6 +3,7 @@ import type { Identity } from '../../broker/tokens.ts'
 import { PresencePayload, ReportedPayload } from '../../schemas/actions/device.ts'
 import { validator } from '../../schemas/validate.ts'
 import { collections } from '../collections.ts'
+import { KeyedQueue } from '../keyed-queue.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store } from '../store/store.ts'
 import { type DeviceDoc, deviceState, deviceTopics } from './service.ts'
@@ -52,7 +53,7 @@ export interface DevicePresenceOptions {
 export class DevicePresence {
   readonly #options: DevicePresenceOptions
   /** Presence changes are applied one at a time per device, in arrival order. */
-  readonly #queues = new Map<string, Promise<void>>()
+  readonly #queue: KeyedQueue
   /**
    * The newest presence session accepted per device (seeded from the store at start), so a message
    * of an older session is dropped before the broker retains it, not only ignored by nextPresence.
@@ -61,6 +62,9 @@ export class DevicePresence {
 
   constructor(options: DevicePresenceOptions) {
     this.#options = options
+    this.#queue = new KeyedQueue((err, deviceId) =>
+      options.log.error({ err, deviceId }, 'could not apply device presence'),
+    )
   }
 
   /**
@@ -90,7 +94,7 @@ export class DevicePresence {
       if (newest !== undefined && event.session < newest)
         return `presence of session ${event.session}, older than session ${newest}`
       this.#noteSession(presence[1]!, event.session)
-      this.#enqueue(presence[1]!, () => this.#applyPresence(presence[1]!, event))
+      this.#queue.run(presence[1]!, () => this.#applyPresence(presence[1]!, event))
       return undefined
     }
     const reported = REPORTED.exec(topic)
@@ -105,7 +109,7 @@ export class DevicePresence {
       const report = parse(payload)
       if (!validReport(report))
         return this.#refuse(who, 'invalid_request', `reported: ${validReport.describe()}`)
-      this.#enqueue(reported[1]!, () =>
+      this.#queue.run(reported[1]!, () =>
         this.#update(reported[1]!, (d) => ({
           ...d,
           reported: { ...d.reported, ...report },
@@ -120,7 +124,7 @@ export class DevicePresence {
   disconnected(who: Identity, reason: 'clean' | 'lost', superseded: boolean): void {
     // after a takeover the new connection is the device: the old one's end says nothing about it
     if (who.role !== 'device' || superseded) return
-    this.#enqueue(who.id, async () => {
+    this.#queue.run(who.id, async () => {
       const ended = await this.#update(who.id, (d) =>
         d.online ? { ...d, online: false, lastSeen: now() } : null,
       )
@@ -160,17 +164,6 @@ export class DevicePresence {
 
   #noteSession(deviceId: string, session: number): void {
     if (session > (this.#sessions.get(deviceId) ?? -1)) this.#sessions.set(deviceId, session)
-  }
-
-  #enqueue(deviceId: string, work: () => Promise<unknown>): void {
-    const previous = this.#queues.get(deviceId) ?? Promise.resolve()
-    const next: Promise<void> = previous
-      .then(async () => void (await work()))
-      .catch((err: unknown) => this.#options.log.error({ err, deviceId }, 'could not apply device presence'))
-      .finally(() => {
-        if (this.#queues.get(deviceId) === next) this.#queues.delete(deviceId)
-      })
-    this.#queues.set(deviceId, next)
   }
 
   #refuse(who: Identity, code: 'invalid_request' | 'too_large', message: string): string {
