@@ -28,6 +28,7 @@ export interface HubConfig {
   userTokenTtlSeconds: number
   /** Lifetime of device tokens from device.create / device.token (revocable at any time by rotation). */
   deviceTokenTtlSeconds: number
+  routerTokenTtlSeconds: number
   /** scrypt cost for stored passwords (N = 2^cost). */
   passwordHashCost: number
   quotas: Quotas
@@ -61,6 +62,7 @@ const defaults = {
   requestIdTtlMs: 10 * 60 * 1000,
   userTokenTtlSeconds: 7 * 24 * 3600,
   deviceTokenTtlSeconds: 365 * 24 * 3600,
+  routerTokenTtlSeconds: 365 * 24 * 3600,
   passwordHashCost: 15,
   quotas: {
     stagesPerUser: 20,
@@ -153,6 +155,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     requestIdTtlMs: defaults.requestIdTtlMs,
     userTokenTtlSeconds: positive('USER_TOKEN_TTL_SECONDS', defaults.userTokenTtlSeconds),
     deviceTokenTtlSeconds: positive('DEVICE_TOKEN_TTL_SECONDS', defaults.deviceTokenTtlSeconds),
+    routerTokenTtlSeconds: positive('ROUTER_TOKEN_TTL_SECONDS', defaults.routerTokenTtlSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),

@@ -2,6 +2,7 @@ import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
 import * as device from './actions/device.ts'
 import * as release from './actions/release.ts'
+import * as router from './actions/router.ts'
 import * as stage from './actions/stage.ts'
 import { AgentConfig, DeviceConfig, FirmwareRelease } from './firmware.ts'
 import { userUpdate } from './actions/user.ts'
@@ -40,6 +41,11 @@ export const actions: readonly ActionSchema[] = [
   release.releasePublish,
   release.releaseRollout,
   release.releaseStatus,
+  router.routerCreate,
+  router.routerToken,
+  router.routerRemove,
+  router.routerServed,
+  router.routerUnserved,
 ]
 
 /** Retained state topics and the schema of their payload. */
@@ -55,12 +61,16 @@ export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'stages/{s}/chat', schema: stage.ChatMessage },
   { topic: 'users/{u}/devices/{d}', schema: device.DeviceState },
   { topic: 'devices/{d}/config', schema: DeviceConfig },
+  { topic: 'routers/{r}', schema: router.RouterState },
+  { topic: 'routers/{r}/assignments/{s}', schema: router.AssignmentState },
 ]
 
 /** Topics clients publish on (besides requests) and the schema the hub validates them against. */
 export const clientTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'devices/{d}/presence', schema: device.PresencePayload },
   { topic: 'devices/{d}/reported', schema: device.ReportedPayload },
+  { topic: 'routers/{r}/presence', schema: router.RouterPresencePayload },
+  { topic: 'routers/{r}/load', schema: router.RouterLoad },
 ]
 
 /** Files outside MQTT: a release manifest, and the ov-box agent's configuration. */

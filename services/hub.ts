@@ -20,6 +20,7 @@ import { DeviceConfigProjector } from './devices/config-projector.ts'
 import { DevicePresence } from './devices/presence.ts'
 import { DevicesService } from './devices/service.ts'
 import { FirmwareService } from './firmware/service.ts'
+import { RoutersService } from './routers/service.ts'
 import { StagesService } from './stages/service.ts'
 import { UsersService } from './users/service.ts'
 
@@ -99,8 +100,14 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
-        onPublish: (who, topic, payload) => presence.inspect(who, topic, payload),
-        onDisconnected: (who, reason, superseded) => presence.disconnected(who, reason, superseded),
+        onPublish: (who, topic, payload) =>
+          topic.startsWith('routers/')
+            ? routers.inspect(who, topic, payload)
+            : presence.inspect(who, topic, payload),
+        onDisconnected: (who, reason, superseded) => {
+          presence.disconnected(who, reason, superseded)
+          routers.disconnected(who, superseded)
+        },
       },
     },
     persistence,
@@ -158,6 +165,16 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   })
   await devices.start()
   await new FirmwareService(store, pipeline).start()
+  const routers = new RoutersService({
+    store,
+    pipeline,
+    publisher,
+    tokens,
+    routerTokenTtlSeconds: config.routerTokenTtlSeconds,
+    log: log.child({ component: 'routers' }),
+    isCurrent: (who) => broker.isCurrent(who),
+  })
+  await routers.start()
   new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
   const presence = new DevicePresence({
     store,
@@ -171,6 +188,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       ),
   })
   await presence.markAllOffline()
+  await routers.markAllOffline()
   closeRevokedConnections(store, broker)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
@@ -208,4 +226,3 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
   return { config, ports: listeners.ports, store, broker, tokens, access, users, pipeline, log, close }
 }
-

@@ -1,0 +1,42 @@
+import type { RouterKind, RouterLoad, RouterState } from '../../schemas/actions/router.ts'
+import { collections, type RouterDoc as RegisteredRouter } from '../collections.ts'
+import type { CollectionSpec, StoredDoc } from '../store/port.ts'
+
+/** A stored router: registration (token generation) plus what it announced and reported. */
+export interface RouterDoc extends RegisteredRouter {
+  name: string
+  online: boolean
+  /** The newest presence session seen (SPEC §6). */
+  session?: number
+  lastSeen?: string
+  capabilities: RouterKind[]
+  capacity: Partial<Record<RouterKind, number>>
+  position?: { lat: number; lng: number }
+  url?: string
+  load?: RouterLoad
+  createdAt: string
+}
+
+/** A stage assigned to a router; the document id is the stage id (one router per stage). */
+export interface AssignmentDoc extends StoredDoc {
+  stageId: string
+  routerId: string
+  kinds: RouterKind[]
+  assignedAt: string
+}
+
+export const routerCollections = {
+  routers: collections.routers,
+  assignments: { name: 'router_assignments', indexes: [['routerId']] },
+} satisfies Record<string, CollectionSpec>
+
+export const routerTopics = {
+  document: (r: string) => `routers/${r}`,
+  assignment: (r: string, s: string) => `routers/${r}/assignments/${s}`,
+  presence: (r: string) => `routers/${r}/presence`,
+}
+
+export function routerState(router: RouterDoc, assignments: readonly AssignmentDoc[]): RouterState {
+  const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = router
+  return { ...visible, assignments: assignments.map((a) => a.stageId).sort() }
+}

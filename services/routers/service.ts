@@ -1,0 +1,381 @@
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { Identity, TokenService } from '../../broker/tokens.ts'
+import {
+  RouterLoad,
+  RouterPresencePayload,
+  routerCreate,
+  routerRemove,
+  routerServed,
+  routerToken,
+  routerUnserved,
+} from '../../schemas/actions/router.ts'
+import { validator } from '../../schemas/validate.ts'
+import { nextPresence } from '../devices/presence.ts'
+import { HubError, conflict, forbidden, notFound } from '../errors.ts'
+import { KeyedQueue } from '../keyed-queue.ts'
+import type { RequestPipeline } from '../requests/pipeline.ts'
+import type { Publication, StatePublisher } from '../state-publisher.ts'
+import type { Change } from '../store/port.ts'
+import type { Store, Transaction } from '../store/store.ts'
+import { type StageDoc, stageCollections, stageTopics } from '../stages/model.ts'
+import { stageState } from '../stages/rules.ts'
+import { type Assignment, planDistribution, stageNeeds } from './distribution.ts'
+import { type AssignmentDoc, type RouterDoc, routerCollections, routerState, routerTopics } from './model.ts'
+
+const PRESENCE = /^routers\/([^/]+)\/presence$/
+const LOAD = /^routers\/([^/]+)\/load$/
+const validPresence = validator(RouterPresencePayload)
+const validLoad = validator(RouterLoad)
+const MAX_MESSAGE_BYTES = 8 * 1024
+
+export interface RoutersServiceOptions {
+  store: Store
+  pipeline: RequestPipeline
+  publisher: StatePublisher
+  tokens: TokenService
+  routerTokenTtlSeconds: number
+  log: Logger
+  /** Whether this identity is the newest connection of its client id (not superseded by a takeover). */
+  isCurrent(who: Identity): boolean
+}
+
+/**
+ * Routers (SPEC §5-7): the registry and revocable router tokens (admins), router presence with
+ * sessions and last wills, load reports, and the distribution of stages over routers. Distribution
+ * runs after every commit that can change it (a stage's media types or position, a stage removed, a
+ * router coming, going or changing capacity), one run at a time, planned by the pure
+ * planDistribution over what the store holds: failover is just the next plan after a router is lost.
+ */
+export class RoutersService {
+  readonly #options: RoutersServiceOptions
+  readonly #queue: KeyedQueue
+  #distribution: Promise<void> = Promise.resolve()
+  #distributionPending = false
+
+  constructor(options: RoutersServiceOptions) {
+    this.#options = options
+    this.#queue = new KeyedQueue((err, routerId) =>
+      options.log.error({ err, routerId }, 'could not apply router presence'),
+    )
+  }
+
+  async start(): Promise<void> {
+    const { store, publisher } = this.#options
+    for (const spec of Object.values(routerCollections)) await store.ensureCollection(spec)
+    publisher.register({ name: 'routers', topics: () => this.#allTopics() })
+    this.#registerActions()
+    store.onChange((changes) => (changesDistribution(changes) ? this.distribute() : undefined))
+  }
+
+  /** At start no router is connected: every router is offline until it says online again. */
+  async markAllOffline(): Promise<void> {
+    for await (const router of this.#options.store.scan<RouterDoc>(routerCollections.routers.name)) {
+      if (router.online) await this.#update(router.id, (r) => ({ ...r, online: false }))
+    }
+    await this.distribute()
+  }
+
+  /** Plans and applies the distribution once more; concurrent calls share the next run. */
+  distribute(): Promise<void> {
+    if (this.#distributionPending) return this.#distribution
+    this.#distributionPending = true
+    this.#distribution = this.#distribution.then(async () => {
+      this.#distributionPending = false
+      try {
+        await this.#distributeOnce()
+      } catch (err) {
+        this.#options.log.error({ err }, 'stage distribution failed')
+      }
+    })
+    return this.#distribution
+  }
+
+  /** The broker's hook for router publishes; returns a reason to refuse the message. */
+  inspect(who: Identity, topic: string, payload: Buffer): string | undefined {
+    const presence = PRESENCE.exec(topic)
+    const load = presence ? null : LOAD.exec(topic)
+    if (!presence && !load) return undefined
+    if (payload.length > MAX_MESSAGE_BYTES) return `router message of ${payload.length} bytes is too large`
+    const message = parse(payload)
+    const routerId = (presence ?? load)![1]!
+    if (load) {
+      if (!validLoad(message)) return `load: ${validLoad.describe()}`
+      this.#queue.run(routerId, () => this.#update(routerId, (r) => ({ ...r, load: message })))
+      return undefined
+    }
+    if (!validPresence(message)) return `presence: ${validPresence.describe()}`
+    if (message.state !== 'online' && !this.#options.isCurrent(who))
+      return 'presence of a superseded connection'
+    this.#queue.run(routerId, () =>
+      this.#update(routerId, (router) => {
+        const next = nextPresence({ online: router.online, session: router.session ?? -1 }, message)
+        if (!next) return null
+        if (message.state !== 'online') return { ...router, ...next, lastSeen: now() }
+        const { capabilities, capacity, position, url } = message
+        return { ...router, ...next, capabilities, capacity, position, url, lastSeen: now() }
+      }),
+    )
+    return undefined
+  }
+
+  /** The broker closed a router's connection (socket loss, keepalive, DISCONNECT). */
+  disconnected(who: Identity, superseded: boolean): void {
+    if (who.role !== 'router' || superseded) return
+    this.#queue.run(who.id, async () => {
+      const ended = await this.#update(who.id, (r) =>
+        r.online ? { ...r, online: false, lastSeen: now() } : null,
+      )
+      // no will fires on DISCONNECT: say it for the router so its retained presence does not lie
+      if (ended) {
+        await this.#options.publisher.publish(routerTopics.presence(ended.id), {
+          state: 'offline',
+          session: ended.session ?? 0,
+        })
+      }
+    })
+  }
+
+  #registerActions(): void {
+    const { pipeline, tokens, routerTokenTtlSeconds } = this.#options
+    const sign = (router: RouterDoc) => {
+      const { token, exp } = tokens.sign(
+        { sub: router.id, role: 'router', ver: router.tokenVersion },
+        routerTokenTtlSeconds,
+      )
+      return { token, expiresAt: new Date(exp * 1000).toISOString() }
+    }
+
+    pipeline.register(routerCreate, async (ctx, { name }) => {
+      requireAdmin(ctx.who)
+      const router = ctx.tx.insert<RouterDoc>(routerCollections.routers.name, {
+        id: randomBytes(12).toString('base64url'),
+        tokenVersion: 1,
+        name,
+        online: false,
+        capabilities: [],
+        capacity: {},
+        createdAt: now(),
+      })
+      ctx.publish(routerTopics.document(router.id), routerState(router, []))
+      return { router: routerState(router, []), ...sign(router) }
+    })
+
+    pipeline.register(routerToken, async (ctx, { routerId }) => {
+      const router = await this.#registered(ctx.who, ctx.tx, routerId)
+      // the hub closes connections of older generations when this commits (see hub.ts)
+      const rotated = ctx.tx.replace(routerCollections.routers.name, {
+        ...router,
+        tokenVersion: router.tokenVersion + 1,
+      })
+      ctx.publish(
+        routerTopics.document(router.id),
+        routerState(rotated, await this.#assignmentsOf(ctx.tx, router.id)),
+      )
+      return { ...sign(rotated), generation: rotated.tokenVersion }
+    })
+
+    pipeline.register(routerRemove, async (ctx, { routerId }) => {
+      const router = await this.#registered(ctx.who, ctx.tx, routerId)
+      ctx.tx.delete(routerCollections.routers.name, router)
+      ctx.clear(routerTopics.document(router.id))
+      ctx.clear(routerTopics.presence(router.id))
+      // its assignments are released (and the stages reassigned) by the distribution run this commit triggers
+      return {}
+    })
+
+    pipeline.register(routerServed, async (ctx, params) => {
+      const { assignment, stage } = await this.#assignedTo(ctx.who, ctx.tx, params.stageId)
+      if (params.ov && !assignment.kinds.includes('ov'))
+        throw new HubError('invalid_request', `stage ${stage.id} has no ov audio: it needs no ov relay`)
+      if (params.media && !assignment.kinds.includes('mediasoup'))
+        throw new HubError(
+          'invalid_request',
+          `stage ${stage.id} uses no mediasoup media: it needs no media URL`,
+        )
+      const served: StageDoc = {
+        ...stage,
+        ...(params.ov ? { ovServer: { router: ctx.who.id, ...params.ov } } : {}),
+        ...(params.media ? { mediaRouter: { router: ctx.who.id, url: params.media.url } } : {}),
+      }
+      const saved = ctx.tx.replace(stageCollections.stages.name, served)
+      ctx.publish(stageTopics.stage(saved.id), stageState(saved))
+      return {}
+    })
+
+    pipeline.register(routerUnserved, async (ctx, { stageId }) => {
+      if (ctx.who.role !== 'router') throw forbidden('only routers say which stages they stopped serving')
+      const assignment = await ctx.tx.get<AssignmentDoc>(routerCollections.assignments.name, stageId)
+      if (assignment?.routerId === ctx.who.id) {
+        throw conflict(
+          `stage ${stageId} is still assigned to you: the hub releases it by clearing routers/${ctx.who.id}/assignments/${stageId}`,
+        )
+      }
+      const stage = await ctx.tx.get<StageDoc>(stageCollections.stages.name, stageId)
+      const cleared = stage ? withoutRouter(stage, ctx.who.id) : null
+      if (cleared) {
+        const saved = ctx.tx.replace(stageCollections.stages.name, cleared)
+        ctx.publish(stageTopics.stage(saved.id), stageState(saved))
+      }
+      return {}
+    })
+  }
+
+  async #distributeOnce(): Promise<void> {
+    const { store, publisher } = this.#options
+    const { value: publications } = await store.transaction(async (tx) => {
+      const stages = (await tx.find<StageDoc>(stageCollections.stages.name)).sort((a, b) =>
+        a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : 1,
+      )
+      const routers = await tx.find<RouterDoc>(routerCollections.routers.name)
+      const assignments = await tx.find<AssignmentDoc>(routerCollections.assignments.name)
+      const plan = planDistribution(stages, routers, assignments)
+      if (plan.release.length === 0 && plan.assign.length === 0) return []
+
+      const out: Publication[] = []
+      const touchedRouters = new Set<string>()
+      const stageById = new Map(stages.map((s) => [s.id, s]))
+      for (const released of plan.release as AssignmentDoc[]) {
+        tx.delete(routerCollections.assignments.name, released)
+        out.push({ topic: routerTopics.assignment(released.routerId, released.stageId), value: null })
+        touchedRouters.add(released.routerId)
+        const stage = stageById.get(released.stageId)
+        const cleared = stage ? withoutRouter(stage, released.routerId) : null
+        if (cleared) {
+          const saved = tx.replace(stageCollections.stages.name, cleared)
+          stageById.set(saved.id, saved)
+          out.push({ topic: stageTopics.stage(saved.id), value: stageState(saved) })
+        }
+      }
+      const assignedAt = now()
+      for (const { stageId, routerId, kinds } of plan.assign) {
+        // a released assignment of this stage was deleted above: insert replaces it
+        const doc = tx.insert<AssignmentDoc>(routerCollections.assignments.name, {
+          id: stageId,
+          stageId,
+          routerId,
+          kinds: [...kinds],
+          assignedAt,
+        })
+        out.push({ topic: routerTopics.assignment(routerId, stageId), value: assignmentState(doc) })
+        touchedRouters.add(routerId)
+      }
+      const current = [
+        ...assignments.filter((a) => !plan.release.includes(a)),
+        ...plan.assign,
+      ] as Assignment[]
+      for (const router of routers) {
+        if (!touchedRouters.has(router.id)) continue
+        const mine = current.filter((a) => a.routerId === router.id) as AssignmentDoc[]
+        out.push({ topic: routerTopics.document(router.id), value: routerState(router, mine) })
+      }
+      return out
+    })
+    await publisher.apply(publications)
+  }
+
+  /** Changes a stored router and republishes its document; `change` returns null for no change. */
+  async #update(
+    routerId: string,
+    change: (router: RouterDoc) => RouterDoc | null,
+  ): Promise<RouterDoc | null> {
+    const { store, publisher } = this.#options
+    const { value } = await store.transaction(async (tx) => {
+      const router = await tx.get<RouterDoc>(routerCollections.routers.name, routerId)
+      const next = router ? change(router) : null
+      if (!next) return null
+      const saved = tx.replace(routerCollections.routers.name, next)
+      return { saved, assignments: await this.#assignmentsOf(tx, routerId) }
+    })
+    if (!value) return null
+    await publisher.publish(routerTopics.document(routerId), routerState(value.saved, value.assignments))
+    return value.saved
+  }
+
+  async #registered(who: Identity, tx: Transaction, routerId: string): Promise<RouterDoc> {
+    requireAdmin(who)
+    const router = await tx.get<RouterDoc>(routerCollections.routers.name, routerId)
+    if (!router) throw notFound(`router ${routerId}`)
+    return router
+  }
+
+  async #assignedTo(who: Identity, tx: Transaction, stageId: string) {
+    if (who.role !== 'router') throw forbidden('only the router a stage is assigned to may answer for it')
+    const assignment = await tx.get<AssignmentDoc>(routerCollections.assignments.name, stageId)
+    if (!assignment || assignment.routerId !== who.id) {
+      throw forbidden(`stage ${stageId} is not assigned to router ${who.id}`)
+    }
+    const stage = await tx.get<StageDoc>(stageCollections.stages.name, stageId)
+    if (!stage) throw notFound(`stage ${stageId}`)
+    return { assignment, stage }
+  }
+
+  #assignmentsOf(tx: Transaction, routerId: string): Promise<AssignmentDoc[]> {
+    return tx.find<AssignmentDoc>(routerCollections.assignments.name, { routerId })
+  }
+
+  async *#allTopics(): AsyncIterable<{ topic: string; value: unknown }> {
+    const { store } = this.#options
+    const assignments = await store.find<AssignmentDoc>(routerCollections.assignments.name)
+    for await (const router of store.scan<RouterDoc>(routerCollections.routers.name)) {
+      const mine = assignments.filter((a) => a.routerId === router.id)
+      yield { topic: routerTopics.document(router.id), value: routerState(router, mine) }
+      for (const a of mine)
+        yield { topic: routerTopics.assignment(router.id, a.stageId), value: assignmentState(a) }
+    }
+  }
+}
+
+/** Whether a commit can change the distribution: stage media or position, stages and routers coming and going. */
+export function changesDistribution(changes: readonly Change[]): boolean {
+  return changes.some(({ collection, before, after }) => {
+    if (collection === stageCollections.stages.name) {
+      const key = (doc: unknown) => {
+        const stage = doc as StageDoc | null
+        return stage ? JSON.stringify([stageNeeds(stage), stage.preferredPosition]) : null
+      }
+      return key(before) !== key(after)
+    }
+    if (collection === routerCollections.routers.name) {
+      const key = (doc: unknown) => {
+        const router = doc as RouterDoc | null
+        return router
+          ? JSON.stringify([router.online, router.capabilities, router.capacity, router.position])
+          : null
+      }
+      return key(before) !== key(after)
+    }
+    return false
+  })
+}
+
+function assignmentState(doc: AssignmentDoc) {
+  return { stageId: doc.stageId, kinds: doc.kinds, assignedAt: doc.assignedAt }
+}
+
+/** The stage without what this router told its members; null when the router told them nothing. */
+function withoutRouter(stage: StageDoc, routerId: string): StageDoc | null {
+  const ov = stage.ovServer?.router === routerId
+  const media = stage.mediaRouter?.router === routerId
+  if (!ov && !media) return null
+  const { ovServer, mediaRouter, ...rest } = stage
+  return {
+    ...rest,
+    ...(ov || !ovServer ? {} : { ovServer }),
+    ...(media || !mediaRouter ? {} : { mediaRouter }),
+  }
+}
+
+function requireAdmin(who: Identity): void {
+  if (who.role !== 'admin') throw forbidden('routers are managed by hub operators (admin tokens)')
+}
+
+function parse(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+const now = () => new Date().toISOString()
