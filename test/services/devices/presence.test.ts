@@ -423,7 +423,10 @@ t.test(
     await publishPresence(b, d, 'lost', 1)
     // presence and reports of one device are applied in order: once this report shows, the above were handled
     await b.publishAsync(reportedTopic(d), JSON.stringify({ status: { xruns: 42 } }), { qos: 1 })
-    const after = await w.until((doc) => (doc.reported.status as { xruns?: number } | undefined)?.xruns === 42, 'the barrier report')
+    const after = await w.until(
+      (doc) => (doc.reported.status as { xruns?: number } | undefined)?.xruns === 42,
+      'the barrier report',
+    )
     t.equal(after.online, true, 'the device is still online')
     t.same(
       w.docs.filter((doc, i) => i > 0 && !doc.online && w.docs[i - 1]!.online),
