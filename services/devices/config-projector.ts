@@ -90,6 +90,8 @@ export class DeviceConfigProjector {
       const doc = (after ?? before) as unknown as Record<string, unknown>
       switch (collection) {
         case collections.devices.name:
+          // reports, last-seen and session updates are most device commits and shape no configuration
+          if (configInputs(before) === configInputs(after)) break
           if (after) devices.add(after.id)
           users.add(doc.owner as string)
           deviceOwners.add(doc.owner as string)
@@ -188,6 +190,12 @@ export class DeviceConfigProjector {
       yield { topic: deviceTopics.config(device.id), value }
     }
   }
+}
+
+/** What of a device its own and its peers' configurations are rendered from: settings, cards, tracks, presence. */
+function configInputs(doc: unknown): string | null {
+  const device = doc as DeviceDoc | null
+  return device ? JSON.stringify([deviceConfig(device), device.online]) : null
 }
 
 /** The configuration with its digest: the same configuration always has the same revision. */
