@@ -81,6 +81,9 @@ export const aclRules: readonly AclRule[] = [
   { pattern: 'routers/{r}/assignments/{s}', subscribe: routerSelf('r') },
   { pattern: 'routers/{r}/presence', subscribe: routerSelf('r'), publish: routerSelf('r'), retain: true },
   { pattern: 'routers/{r}/load', publish: routerSelf('r') },
+  // media signalling: only the hub publishes signals (broker.publish, outside the ACL); only r answers
+  { pattern: 'routers/{r}/signal', subscribe: routerSelf('r') },
+  { pattern: 'routers/{r}/signal/answers', publish: routerSelf('r') },
   { pattern: 'clients/{c}/req/{action}', publish: ownClient('c') },
   { pattern: 'clients/{c}/res', subscribe: ownClient('c') },
   { pattern: '$SYS/#' },

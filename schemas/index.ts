@@ -1,6 +1,7 @@
 import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
 import * as device from './actions/device.ts'
+import * as media from './actions/media.ts'
 import * as release from './actions/release.ts'
 import * as router from './actions/router.ts'
 import * as stage from './actions/stage.ts'
@@ -46,6 +47,7 @@ export const actions: readonly ActionSchema[] = [
   router.routerRemove,
   router.routerServed,
   router.routerUnserved,
+  ...media.mediaActions,
 ]
 
 /** Retained state topics and the schema of their payload. */
@@ -63,6 +65,8 @@ export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'devices/{d}/config', schema: DeviceConfig },
   { topic: 'routers/{r}', schema: router.RouterState },
   { topic: 'routers/{r}/assignments/{s}', schema: router.AssignmentState },
+  // not retained: media signals for router r, published by the hub only
+  { topic: 'routers/{r}/signal', schema: media.SignalRequest },
 ]
 
 /** Topics clients publish on (besides requests) and the schema the hub validates them against. */
@@ -71,10 +75,11 @@ export const clientTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
   { topic: 'devices/{d}/reported', schema: device.ReportedPayload },
   { topic: 'routers/{r}/presence', schema: router.RouterPresencePayload },
   { topic: 'routers/{r}/load', schema: router.RouterLoad },
+  { topic: 'routers/{r}/signal/answers', schema: media.SignalAnswer },
 ]
 
 /** Files outside MQTT: a release manifest, and the ov-box agent's configuration. */
-export const fileFormats = { FirmwareRelease, AgentConfig }
+export const fileFormats = { FirmwareRelease, AgentConfig, RouterAgentConfig: media.RouterAgentConfig }
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }
 export const http = { SignupBody, LoginBody, TokenReply }

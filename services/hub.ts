@@ -20,6 +20,7 @@ import { DeviceConfigProjector } from './devices/config-projector.ts'
 import { DevicePresence } from './devices/presence.ts'
 import { DevicesService } from './devices/service.ts'
 import { FirmwareService } from './firmware/service.ts'
+import { MediaService, SIGNAL_ANSWERS } from './media/service.ts'
 import { RoutersService } from './routers/service.ts'
 import { StagesService } from './stages/service.ts'
 import { UsersService } from './users/service.ts'
@@ -102,11 +103,15 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
         onPublish: (who, topic, payload) =>
           topic.startsWith('routers/')
-            ? routers.inspect(who, topic, payload)
+            ? SIGNAL_ANSWERS.test(topic)
+              ? media.inspect(who, topic, payload)
+              : routers.inspect(who, topic, payload)
             : presence.inspect(who, topic, payload),
+        onConnected: (who) => media.connected(who),
         onDisconnected: (who, reason, superseded) => {
           presence.disconnected(who, reason, superseded)
           routers.disconnected(who, superseded)
+          media.disconnected(who, superseded)
         },
       },
     },
@@ -175,6 +180,14 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     isCurrent: (who) => broker.isCurrent(who),
   })
   await routers.start()
+  const media = new MediaService({
+    store,
+    pipeline,
+    publisher,
+    log: log.child({ component: 'media' }),
+    sendSignal: (topic, payload) => broker.publish(topic, payload, { qos: 1 }),
+  })
+  await media.start()
   new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
   const presence = new DevicePresence({
     store,
@@ -182,10 +195,12 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
     tellDevice: (clientId, code, message) =>
-      void broker.publish(
-        `clients/${clientId}/res`,
-        JSON.stringify({ id: '', ok: false, error: { code, message } }),
-      ),
+      broker
+        .publish(`clients/${clientId}/res`, JSON.stringify({ id: '', ok: false, error: { code, message } }))
+        // a device that sends while the hub shuts down gets no answer; that must not end the process
+        .catch((err: unknown) =>
+          log.debug({ err, clientId }, 'could not tell a device why its message was refused'),
+        ),
   })
   await presence.markAllOffline()
   await routers.markAllOffline()
@@ -215,6 +230,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     (closing ??= (async () => {
       log.info('shutting down')
       pipeline.stop()
+      media.stop()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
       const listenersClosed = listeners.close()
       await broker.close()

@@ -1,0 +1,92 @@
+#!/usr/bin/env -S node --import=tsx
+/**
+ * The media router agent's command line: `tsx devices/router/main.ts --config router.json`, or with
+ * the ROUTER_* environment variables alone (see devices/router/README.md). Exits 2 when the
+ * configuration is unusable, 0 after SIGTERM/SIGINT (stages closed, offline published, disconnected),
+ * 1 when a mediasoup worker dies (the hub sees the router lost and moves its stages; let the service
+ * manager restart it).
+ */
+import { parseArgs } from 'node:util'
+import { pino } from 'pino'
+import { RouterAgent } from './agent.ts'
+import { ConfigError, ENVIRONMENT, loadRouterConfig } from './config.ts'
+
+const USAGE =
+  'usage: router-agent [--config router.json] [--log-level info]\n' +
+  'environment (overrides the file):\n' +
+  Object.entries(ENVIRONMENT)
+    .map(([name, what]) => `  ${name.padEnd(30)} ${what}`)
+    .join('\n') +
+  '\n'
+
+function fail(message: string): never {
+  process.stderr.write(`router-agent: ${message}\n`)
+  process.exit(2)
+}
+
+async function main(): Promise<void> {
+  let values: { config?: string; 'log-level'?: string; help?: boolean }
+  try {
+    ;({ values } = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }))
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`)
+  }
+  if (values.help) {
+    process.stdout.write(USAGE)
+    return
+  }
+  let config
+  try {
+    config = loadRouterConfig(values.config, process.env)
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`${err.message}\n${USAGE}`)
+    throw err
+  }
+  const log = pino({
+    level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info',
+    base: { service: 'router-agent', routerId: config.routerId },
+  })
+  const agent = new RouterAgent(config, {
+    log,
+    // its stages are gone with the worker: exit without a word, so the hub sees the will and moves them
+    onFatal: () => process.exit(1),
+  })
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'stopping')
+    setTimeout(() => process.exit(1), 8_000).unref()
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
+  try {
+    await agent.start()
+  } catch (err) {
+    log.fatal({ err }, 'cannot start')
+    process.exit(1)
+  }
+  log.info(
+    {
+      hub: config.hubUrl,
+      workers: agent.config.workers,
+      ports: `${agent.config.rtcMinPort}-${agent.config.rtcMaxPort}`,
+    },
+    'router agent started',
+  )
+}
+
+void main()
