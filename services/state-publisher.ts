@@ -30,6 +30,8 @@ export class StatePublisher {
   readonly #writer: RetainedWriter
   readonly #sources: StateSource[] = []
   readonly #log: Logger
+  /** The newest document version published per topic. */
+  readonly #versions = new Map<string, number>()
 
   constructor(writer: RetainedWriter, log: Logger) {
     this.#writer = writer
@@ -41,10 +43,18 @@ export class StatePublisher {
   }
 
   publish(topic: string, value: unknown): Promise<void> {
+    const version = (value as { version?: unknown } | null)?.version
+    if (typeof version === 'number') {
+      // a request publishes after its commit's listeners ran, and they may have published a newer
+      // version of the same document already: never let the older one overwrite it
+      if ((this.#versions.get(topic) ?? 0) > version) return Promise.resolve()
+      this.#versions.set(topic, version)
+    }
     return this.#writer.publish(topic, JSON.stringify(value), { qos: 1, retain: true })
   }
 
   clear(topic: string): Promise<void> {
+    this.#versions.delete(topic)
     return this.#writer.publish(topic, Buffer.alloc(0), { qos: 1, retain: true })
   }
 

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { RouterLoad } from '../../../schemas/actions/router.ts'
 import type { StageDoc } from '../../../services/stages/model.ts'
-import { ok, parse, refused } from '../../helpers/actors.ts'
+import { ok, operatorSees, parse, refused } from '../../helpers/actors.ts'
 import { recordMessages, waitUntil } from '../../helpers/hub.ts'
 import { berlin, createRouter, mediaStage, watchTracks } from './fixture.ts'
 
@@ -42,11 +42,17 @@ t.test(
     await waitUntil(() => room.closed, "the stage's mediasoup Router is closed")
     t.equal(agent.room(stage.id), undefined, 'and forgotten')
     await waitUntil(() => !bobSees.current().has(first), 'its producers are no stage tracks any more')
-    // the store, not the retained stages/{s}: stage.update publishes its copy of the stage after the
-    // distribution run its commit triggered has published the newer one (without mediaRouter)
     await waitUntil(
       async () => (await th.hub.store.get<StageDoc>('stages', stage.id))?.mediaRouter === undefined,
       'the stage names no media router',
+    )
+    // stage.update publishes its copy of the stage after the distribution run its commit triggered
+    // published a newer one: the older copy must not overwrite it
+    const [retained] = await operatorSees(th, [`stages/${stage.id}`])
+    t.equal(
+      (parse(retained!.payload) as StageDoc).mediaRouter,
+      undefined,
+      'the retained stage names no media router either',
     )
     t.equal(
       (await refused(alice, 'media.capabilities')).code,
