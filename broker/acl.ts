@@ -161,8 +161,23 @@ export interface PublishDecision {
   retain: boolean
 }
 
+/** Topics whose stateful rule binding canReceive keeps (cleared when full: recent topics are hot). */
+const RECEIVE_BINDINGS = 10_000
+
+/** The stateful rule that describes a concrete topic, with its variables; null when none does. */
+function bindStateful(topic: string): { rule: CompiledRule; params: Params } | null {
+  const levels = topic.split('/')
+  for (const rule of compiled) {
+    if (!rule.stateful) continue
+    const params = bindTopic(rule, levels)
+    if (params) return { rule, params }
+  }
+  return null
+}
+
 export class Acl {
   readonly #state: AccessState
+  readonly #receiveBindings = new Map<string, { rule: CompiledRule; params: Params } | null>()
 
   constructor(state: AccessState) {
     this.#state = state
@@ -191,13 +206,14 @@ export class Acl {
     const slash = topic.indexOf('/')
     const first = slash === -1 ? topic : topic.slice(0, slash)
     if (first !== 'stages' && first !== 'devices') return true
-    const levels = topic.split('/')
-    for (const rule of compiled) {
-      if (!rule.stateful) continue
-      const params = bindTopic(rule, levels)
-      if (params) return rule.subscribe!(who, params, this.#state)
+    // one message goes to every subscriber: bind its topic once, not once per delivery
+    let binding = this.#receiveBindings.get(topic)
+    if (binding === undefined) {
+      binding = bindStateful(topic)
+      if (this.#receiveBindings.size >= RECEIVE_BINDINGS) this.#receiveBindings.clear()
+      this.#receiveBindings.set(topic, binding)
     }
-    return true
+    return binding === null || binding.rule.subscribe!(who, binding.params, this.#state)
   }
 
   /** PUBLISH: the one rule that describes the topic must allow it; anything else is refused. */

@@ -1,3 +1,4 @@
+import { type KeyObject, createPrivateKey, createPublicKey, createSecretKey } from 'node:crypto'
 import jwt from 'jsonwebtoken'
 import type { HubConfig, JwtAlgorithm } from './config.ts'
 
@@ -44,8 +45,11 @@ export interface TokenService {
 }
 
 export function createTokenService(config: HubConfig['jwt']): TokenService {
-  const verifyKey = config.algorithm === 'HS256' ? config.secret : config.publicKey
-  const signKey = config.algorithm === 'HS256' ? config.secret : config.privateKey
+  const hs = config.algorithm === 'HS256'
+  // KeyObjects made once: given a string, jsonwebtoken first tries (and fails) to parse it as a public
+  // key and then builds a secret key, on every single verify — a third of the cost of a CONNECT
+  const verifyKey = keyObject(hs ? config.secret : config.publicKey, hs ? createSecretKey : createPublicKey)
+  const signKey = keyObject(hs ? config.secret : config.privateKey, hs ? createSecretKey : createPrivateKey)
   if (!verifyKey) throw new Error(`no key to verify ${config.algorithm} tokens`)
   const algorithms: jwt.Algorithm[] = [config.algorithm]
 
@@ -96,6 +100,19 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       const exp = (jwt.decode(token) as jwt.JwtPayload).exp as number
       return { token, exp }
     },
+  }
+}
+
+/** The key as a KeyObject; the key as given when it cannot be made one (jsonwebtoken then reports it). */
+function keyObject(
+  key: string | undefined,
+  make: (key: Buffer) => KeyObject,
+): KeyObject | string | undefined {
+  if (!key) return undefined
+  try {
+    return make(Buffer.from(key))
+  } catch {
+    return key
   }
 }
 

@@ -1,0 +1,206 @@
+import { join } from 'node:path'
+import { createTokenService, type TokenService } from '../../broker/tokens.ts'
+import { LoadPool } from './pool.ts'
+import { CpuWindow } from './procs.ts'
+import { Results, loadSample, type LoadSample } from './results.ts'
+import {
+  BENCH_SECRET,
+  type HubOptions,
+  type HubTarget,
+  type Target,
+  type TargetName,
+  startAedesTarget,
+  startHubTarget,
+  startMosquittoTarget,
+} from './targets.ts'
+
+export interface Profile {
+  name: 'tiny' | 'quick' | 'full'
+  /** Load-generator processes. */
+  workers: number
+  /**
+   * Handshakes in flight at once during a connect storm, all load generators together: below
+   * Mosquitto's accept backlog (100), so no SYN is dropped and retried a second later.
+   */
+  connectWindow: number
+  /** Pause for things to settle (idle connections before sampling memory, retained deliveries). */
+  settleMs: number
+  connections: number
+  /** Idle connections for memory_per_connection (more than the storm: RSS moves in steps of MBs). */
+  memoryConnections: number
+  fanout: {
+    members: number
+    /** Stage changes per second for the latency figure (the target is stated at 1,000/s). */
+    rate: number
+    /** Rates tried in order for the highest one with p99 ≤ 10 ms (stops at the first miss). */
+    ladder: number[]
+    stepSeconds: number
+    /** Offered rate for the throughput figure (above what any target sustains on small machines). */
+    overloadRate: number
+    overloadSeconds: number
+  }
+  requests: {
+    clients: number
+    /** Requests per second, all clients together, for the latency figure. */
+    rate: number
+    seconds: number
+    /** Total rates tried, in order, for the highest sustainable rate. */
+    ladder: number[]
+    stepSeconds: number
+  }
+  retained: { sizes: number[]; reps: number }
+  coldStart: { documents: number }
+}
+
+export const profiles: Record<Profile['name'], Profile> = {
+  tiny: {
+    name: 'tiny',
+    workers: 2,
+    connectWindow: 40,
+    settleMs: 100,
+    connections: 40,
+    memoryConnections: 40,
+    fanout: {
+      members: 5,
+      rate: 50,
+      ladder: [20, 50],
+      stepSeconds: 0.5,
+      overloadRate: 200,
+      overloadSeconds: 0.5,
+    },
+    requests: { clients: 2, rate: 20, seconds: 0.5, ladder: [50, 100], stepSeconds: 0.5 },
+    retained: { sizes: [1000], reps: 3 },
+    coldStart: { documents: 1000 },
+  },
+  quick: {
+    name: 'quick',
+    workers: 3,
+    connectWindow: 90,
+    settleMs: 1000,
+    connections: 2000,
+    memoryConnections: 10_000,
+    fanout: {
+      members: 100,
+      rate: 1000,
+      ladder: [100, 250, 500, 1000],
+      stepSeconds: 1.5,
+      overloadRate: 3000,
+      overloadSeconds: 1,
+    },
+    requests: { clients: 20, rate: 200, seconds: 3, ladder: [500, 1000, 2000, 4000, 8000], stepSeconds: 1.5 },
+    retained: { sizes: [10_000, 100_000], reps: 10 },
+    coldStart: { documents: 100_000 },
+  },
+  full: {
+    name: 'full',
+    workers: 3,
+    connectWindow: 90,
+    settleMs: 1000,
+    connections: 10_000,
+    memoryConnections: 15_000,
+    fanout: {
+      members: 100,
+      rate: 1000,
+      ladder: [100, 200, 300, 500, 700, 1000],
+      stepSeconds: 5,
+      overloadRate: 3000,
+      overloadSeconds: 3,
+    },
+    requests: {
+      clients: 20,
+      rate: 200,
+      seconds: 10,
+      ladder: [250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 16000],
+      stepSeconds: 4,
+    },
+    retained: { sizes: [10_000, 100_000], reps: 50 },
+    coldStart: { documents: 100_000 },
+  },
+}
+
+/** For experiments: BENCH_PROFILE_OVERRIDE='{"fanout":{"rate":200}}' merges into the chosen profile. */
+export function withOverrides(profile: Profile): Profile {
+  const raw = process.env.BENCH_PROFILE_OVERRIDE
+  if (!raw) return profile
+  const patch = JSON.parse(raw) as Record<string, unknown>
+  const merged = { ...profile } as Record<string, unknown>
+  for (const [key, value] of Object.entries(patch)) {
+    const current = merged[key]
+    merged[key] =
+      current && typeof current === 'object' && !Array.isArray(current) && value && typeof value === 'object'
+        ? { ...current, ...value }
+        : value
+  }
+  return merged as unknown as Profile
+}
+
+export interface Context {
+  profile: Profile
+  pool: LoadPool
+  /** Scratch directory for logs, data directories, retained dumps. */
+  dir: string
+  results: Results
+  tokens: TokenService
+  /** The Mosquitto binary, or why there is none. */
+  mosquitto: { bin: string; version: string } | { missing: string }
+  log(message: string): void
+}
+
+export function benchTokens(): TokenService {
+  return createTokenService({ algorithm: 'HS256', secret: BENCH_SECRET })
+}
+
+export function logFile(ctx: Context, name: string): string {
+  return join(ctx.dir, `${name}.log`)
+}
+
+/** Starts a target, runs `work` on it, always stops it. A missing Mosquitto yields the reason instead. */
+export async function onTarget<T>(
+  ctx: Context,
+  name: TargetName,
+  work: (target: Target) => Promise<T>,
+  options: { hub?: Omit<HubOptions, 'logFile'>; retainedFile?: string; label?: string } = {},
+): Promise<T | string> {
+  const label = options.label ?? name
+  let target: Target
+  if (name === 'mosquitto') {
+    if ('missing' in ctx.mosquitto) return ctx.mosquitto.missing
+    target = await startMosquittoTarget(ctx.mosquitto.bin, { logFile: logFile(ctx, label) })
+  } else if (name === 'aedes') {
+    target = await startAedesTarget({
+      logFile: logFile(ctx, label),
+      ...(options.retainedFile ? { retainedFile: options.retainedFile } : {}),
+    })
+  } else {
+    target = await startHubTarget({ ...options.hub, logFile: logFile(ctx, label) })
+  }
+  try {
+    return await work(target)
+  } finally {
+    await target.stop()
+  }
+}
+
+export function onHub<T>(
+  ctx: Context,
+  work: (hub: HubTarget) => Promise<T>,
+  options: Omit<HubOptions, 'logFile'> & { label?: string } = {},
+): Promise<T> {
+  const { label, ...hub } = options
+  return onTarget(ctx, 'hub', (t) => work(t as HubTarget), { hub, label: label ?? 'hub' }) as Promise<T>
+}
+
+/** CPU use of the target and every load-generator process over `work`. */
+export async function measured<T>(
+  ctx: Context,
+  target: Target,
+  work: () => Promise<T>,
+): Promise<{ value: T; load: LoadSample; wallMs: number }> {
+  const window = new CpuWindow({ target: target.pid, ...ctx.pool.pids }).begin()
+  const t0 = performance.now()
+  const value = await work()
+  const wallMs = performance.now() - t0
+  return { value, load: loadSample(window.end()), wallMs }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
