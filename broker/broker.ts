@@ -148,8 +148,13 @@ export class HubBroker {
       retain: options.retain ?? false,
       dup: false,
     }
+    // once the broker is closing nobody can receive anything: work still finishing (a presence
+    // update, a late response) must not fail, nor end the process with an unhandled rejection
+    if (this.aedes.closed) return Promise.resolve()
     return new Promise((resolve, reject) =>
-      this.aedes.publish(packet as AedesPublishPacket, (err) => (err ? reject(err) : resolve())),
+      this.aedes.publish(packet as AedesPublishPacket, (err) =>
+        err && !this.aedes.closed ? reject(err) : resolve(),
+      ),
     )
   }
 
