@@ -4,6 +4,7 @@ import { PresencePayload, ReportedPayload } from '../../schemas/actions/device.t
 import { validator } from '../../schemas/validate.ts'
 import { collections } from '../collections.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
+import { parseClientMessage } from '../client-message.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store } from '../store/store.ts'
 import { type DeviceDoc, deviceState, deviceTopics } from './service.ts'
@@ -82,7 +83,7 @@ export class DevicePresence {
   inspect(who: Identity, topic: string, payload: Buffer): string | undefined {
     const presence = PRESENCE.exec(topic)
     if (presence) {
-      const event = parse(payload)
+      const event = parseClientMessage(payload)
       if (!validPresence(event)) {
         return this.#refuse(who, 'invalid_request', `presence: ${validPresence.describe()}`)
       }
@@ -106,7 +107,7 @@ export class DevicePresence {
           `reported state of ${payload.length} bytes exceeds ${MAX_REPORT_BYTES}`,
         )
       }
-      const report = parse(payload)
+      const report = parseClientMessage(payload)
       if (!validReport(report))
         return this.#refuse(who, 'invalid_request', `reported: ${validReport.describe()}`)
       this.#queue.run(reported[1]!, () =>
@@ -169,14 +170,6 @@ export class DevicePresence {
   #refuse(who: Identity, code: 'invalid_request' | 'too_large', message: string): string {
     this.#options.tellDevice(who.clientId, code, message)
     return message
-  }
-}
-
-function parse(payload: Buffer): unknown {
-  try {
-    return JSON.parse(payload.toString('utf8'))
-  } catch {
-    return undefined
   }
 }
 

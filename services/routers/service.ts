@@ -14,6 +14,7 @@ import { validator } from '../../schemas/validate.ts'
 import { nextPresence } from '../devices/presence.ts'
 import { HubError, conflict, forbidden, notFound } from '../errors.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
+import { parseClientMessage } from '../client-message.ts'
 import type { RequestPipeline } from '../requests/pipeline.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
@@ -97,7 +98,7 @@ export class RoutersService {
     const load = presence ? null : LOAD.exec(topic)
     if (!presence && !load) return undefined
     if (payload.length > MAX_MESSAGE_BYTES) return `router message of ${payload.length} bytes is too large`
-    const message = parse(payload)
+    const message = parseClientMessage(payload)
     const routerId = (presence ?? load)![1]!
     if (load) {
       if (!validLoad(message)) return `load: ${validLoad.describe()}`
@@ -368,14 +369,6 @@ function withoutRouter(stage: StageDoc, routerId: string): StageDoc | null {
 
 function requireAdmin(who: Identity): void {
   if (who.role !== 'admin') throw forbidden('routers are managed by hub operators (admin tokens)')
-}
-
-function parse(payload: Buffer): unknown {
-  try {
-    return JSON.parse(payload.toString('utf8'))
-  } catch {
-    return undefined
-  }
 }
 
 const now = () => new Date().toISOString()
