@@ -11,6 +11,7 @@ import { AgentConfig } from '../../schemas/firmware.ts'
 import { validator } from '../../schemas/validate.ts'
 import { createAgent } from './agent.ts'
 import { AGENT_VERSION } from './version.ts'
+import { stopOnSignals } from '../signals.ts'
 
 const USAGE = 'usage: ovbox-agent --config /etc/stagehub/agent.json [--log-level info]\n'
 
@@ -68,23 +69,7 @@ function main(): void {
   } catch (err) {
     fail((err as Error).message)
   }
-  let stopping = false
-  const stop = (signal: string) => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal }, 'stopping')
-    // a hung shutdown must not outlast systemd's TimeoutStopSec (10 s in the provisioned unit)
-    setTimeout(() => process.exit(1), 8_000).unref()
-    agent.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed')
-        process.exit(1)
-      },
-    )
-  }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  stopOnSignals(agent, log)
   agent.start()
   log.info({ hub: config.hubUrl }, 'agent started')
 }

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { RouterAgent } from './agent.ts'
 import { ConfigError, ENVIRONMENT, loadRouterConfig } from './config.ts'
+import { stopOnSignals } from '../signals.ts'
 
 const USAGE =
   'usage: router-agent [--config router.json] [--log-level info]\n' +
@@ -57,22 +58,7 @@ async function main(): Promise<void> {
     // its stages are gone with the worker: exit without a word, so the hub sees the will and moves them
     onFatal: () => process.exit(1),
   })
-  let stopping = false
-  const stop = (signal: string) => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal }, 'stopping')
-    setTimeout(() => process.exit(1), 8_000).unref()
-    agent.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed')
-        process.exit(1)
-      },
-    )
-  }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  stopOnSignals(agent, log)
   try {
     await agent.start()
   } catch (err) {

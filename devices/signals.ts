@@ -1,0 +1,24 @@
+import type { Logger } from 'pino'
+
+/**
+ * SIGTERM/SIGINT stop a device program cleanly (its offline presence goes out before DISCONNECT);
+ * a shutdown that hangs ends the process after 8 s, within systemd's TimeoutStopSec of 10 s.
+ */
+export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): void {
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'stopping')
+    setTimeout(() => process.exit(1), 8_000).unref()
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
+}
