@@ -545,14 +545,14 @@ function matchCodec(codec: RtpCodecParameters, cap: RtpCodecCapability): boolean
   return true
 }
 
-// RFC 6184 section 8.1, as mediasoup's h264-profile-level-id matches them.
+// RFC 6184 section 8.1, as mediasoup's h264-profile-level-id matches them ('.': any bit of profile-iop).
 const H264_PROFILES: [number, string, string][] = [
-  [0x42, 'x1xx0000', 'constrained-baseline'],
-  [0x4d, '1xxx0000', 'constrained-baseline'],
-  [0x58, '11xx0000', 'constrained-baseline'],
-  [0x42, 'x0xx0000', 'baseline'],
-  [0x58, '10xx0000', 'baseline'],
-  [0x4d, '0x0x0000', 'main'],
+  [0x42, '.1..0000', 'constrained-baseline'],
+  [0x4d, '1...0000', 'constrained-baseline'],
+  [0x58, '11..0000', 'constrained-baseline'],
+  [0x42, '.0..0000', 'baseline'],
+  [0x58, '10..0000', 'baseline'],
+  [0x4d, '0.0.0000', 'main'],
   [0x64, '00000000', 'high'],
   [0x64, '00001100', 'constrained-high'],
   [0xf4, '00000000', 'predictive-high-444'],
@@ -565,7 +565,7 @@ function h264Profile(profileLevelId: unknown): string | undefined {
   const iop = parseInt(id.slice(2, 4), 16)
   for (const [profileIdc, pattern, profile] of H264_PROFILES) {
     if (profileIdc !== idc) continue
-    const matches = [...pattern].every((bit, i) => bit === 'x' || ((iop >> (7 - i)) & 1) === Number(bit))
+    const matches = [...pattern].every((bit, i) => bit === '.' || ((iop >> (7 - i)) & 1) === Number(bit))
     if (matches) return profile
   }
   return undefined
