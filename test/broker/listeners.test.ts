@@ -1,38 +1,10 @@
-import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
+import { readFileSync } from 'node:fs'
 import mqtt from 'mqtt'
 import t from 'tap'
-import { nextMessage, startTestHub } from '../helpers/hub.ts'
-
-const run = promisify(execFile)
+import { nextMessage, selfSignedCert, startTestHub } from '../helpers/hub.ts'
 
 t.test('MQTT over TLS: a client that trusts the certificate connects and reads hub/status', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'stagehub-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const cert = join(dir, 'cert.pem')
-  const key = join(dir, 'key.pem')
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ])
+  const { cert, key } = await selfSignedCert(t)
   const th = await startTestHub(t, { TLS_CERT: cert, TLS_KEY: key, MQTTS_PORT: '0' })
   t.ok(th.hub.ports.mqtts, 'the TLS port is reported')
   const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${th.hub.ports.mqtts}`, {

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { configFromEnv, type HubConfig } from '../../broker/config.ts'
@@ -298,3 +300,31 @@ export async function connectionClosed(client: MqttClient, timeoutMs = 3000): Pr
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** A self-signed certificate for 127.0.0.1 in a new temp directory (removed with the test), made by openssl. */
+export async function selfSignedCert(t: Teardown): Promise<{ cert: string; key: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'stagehub-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const cert = join(dir, 'cert.pem')
+  const key = join(dir, 'key.pem')
+  await promisify(execFile)('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ])
+  return { cert, key }
+}

@@ -1,12 +1,9 @@
 import t from 'tap'
-import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { AGENT_VERSION } from '../../../devices/ovbox/version.ts'
 import { actor, connectAs, ok, roomy } from '../../helpers/actors.ts'
-import { sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
+import { selfSignedCert, sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
 import {
   freePort,
   registerBox,
@@ -304,29 +301,7 @@ t.test('a cleared (zero-length) configuration: the agent stops for good', async 
 })
 
 t.test('over TLS with a private CA (caPath)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ovbox-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const cert = join(dir, 'cert.pem')
-  const key = join(dir, 'key.pem')
-  await promisify(execFile)('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ])
+  const { cert, key } = await selfSignedCert(t)
   const th = await startTestHub(t, { ...roomy, TLS_CERT: cert, TLS_KEY: key, MQTTS_PORT: '0' })
   const owner = await actor(th, 'Owner')
   const box = await registerBox(t, th, owner, { hubUrl: `mqtts://127.0.0.1:${th.hub.ports.mqtts}` })
