@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { Acl } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
+import { ProtocolGuard } from './protocol.ts'
 import { type Identity, type TokenService, TokenRefusal, checkClientId } from './tokens.ts'
 
 /** What the broker asks of the services: nothing MQTT-specific crosses this line. */
@@ -45,36 +46,6 @@ const DROPPED_TOPIC = '$stagehub/dropped'
 /** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
-interface ParserInternals {
-  packet: { length: number }
-  _parseLength(): boolean
-  _emitError(err: Error): void
-  _hubLimit?: PacketLimit
-  _hubClient?: Client
-}
-
-interface PacketLimit {
-  max: number
-  log: Logger
-  /** mqtt-packet's own length parser. */
-  parseLength: () => boolean
-}
-
-/** mqtt-packet's length parser, then the size check (see HubBroker.#limitPacketSize). */
-function limitedParseLength(this: ParserInternals): boolean {
-  const limit = this._hubLimit!
-  const complete = limit.parseLength.call(this)
-  if (complete && this.packet.length > limit.max) {
-    limit.log.warn(
-      { clientId: this._hubClient?.id, bytes: this.packet.length },
-      'packet too large: closing the connection',
-    )
-    this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the ${limit.max}-byte limit`))
-    return false
-  }
-  return complete
-}
-
 /**
  * Aedes with stagehub's authentication (SPEC §2) and authorization (SPEC §3). One identity per client,
  * fixed at CONNECT from the verified token, and one ACL consulted on every subscribe, publish and
@@ -92,11 +63,16 @@ export class HubBroker {
   /** Connections whose CONNECT had an empty client id (Aedes then invents one, which must not pass). */
   readonly #emptyClientIds = new WeakSet<Client>()
   readonly #options: BrokerOptions
-  #packetLimit: PacketLimit | undefined
+  readonly #protocol: ProtocolGuard
 
   private constructor(aedes: Aedes, options: BrokerOptions) {
     this.aedes = aedes
     this.#options = options
+    this.#protocol = new ProtocolGuard({
+      maxPacketBytes: options.maxPacketBytes,
+      log: options.log,
+      metrics: options.metrics,
+    })
   }
 
   static async create(options: BrokerOptions, persistence?: unknown): Promise<HubBroker> {
@@ -131,7 +107,7 @@ export class HubBroker {
   /** Serves one transport stream (TCP socket, TLS socket or WebSocket stream) as an MQTT connection. */
   handle(stream: Duplex, request?: IncomingMessage): void {
     const client = (this.aedes.handle as (s: Duplex, r?: IncomingMessage) => Client)(stream, request)
-    this.#limitPacketSize(client)
+    this.#protocol.install(client)
   }
 
   /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
@@ -333,23 +309,5 @@ export class HubBroker {
       const reason = (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost'
       delegate.onDisconnected?.(who, reason, superseded)
     })
-  }
-
-  /**
-   * Aedes buffers a whole packet before anyone sees it; refuse oversized packets as soon as their
-   * length header is parsed, so a client cannot make the hub hold megabytes. (mqtt-packet has no
-   * option for this, hence the hook on its length parser.)
-   */
-  #limitPacketSize(client: Client): void {
-    const parser = (client as unknown as { _parser: ParserInternals })._parser
-    // one shared function and limit object for every connection, not closures per connection
-    this.#packetLimit ??= {
-      max: this.#options.maxPacketBytes,
-      log: this.#options.log,
-      parseLength: (Object.getPrototypeOf(parser) as ParserInternals)._parseLength,
-    }
-    parser._hubLimit = this.#packetLimit
-    parser._hubClient = client
-    parser._parseLength = limitedParseLength
   }
 }
