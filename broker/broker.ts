@@ -11,7 +11,14 @@ import type { IncomingMessage } from 'node:http'
 import type { Acl } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
 import { ProtocolGuard } from './protocol.ts'
-import { type Identity, type TokenService, TokenRefusal, checkClientId } from './tokens.ts'
+import {
+  type Identity,
+  type TokenService,
+  TokenRefusal,
+  checkClientId,
+  checkClientIdHolder,
+  holderKey,
+} from './tokens.ts'
 
 /** What the broker asks of the services: nothing MQTT-specific crosses this line. */
 export interface BrokerDelegate {
@@ -56,6 +63,12 @@ export class HubBroker {
   readonly #identities = new WeakMap<Client, Identity>()
   /** The newest authenticated identity per client id, while it is connected. */
   readonly #newest = new Map<string, Identity>()
+  /**
+   * Who holds each persistent session (CONNECT with clean=false) by client id: the session, its
+   * subscriptions and its queued messages outlive the connection, and only its holder may resume it.
+   * Ended when the holder connects with a clean session (Aedes then discards the session).
+   */
+  readonly #sessions = new Map<string, string>()
   /** When each connection's token expires (ms since the epoch): one timer for all, not one each. */
   readonly #expiries = new Map<Client, number>()
   #expiryTimer: NodeJS.Timeout | undefined
@@ -179,6 +192,7 @@ export class HubBroker {
       if (!password || password.length === 0) throw new TokenRefusal(4, 'no token in the password field')
       const verified = tokens.verify(password.toString('utf8'))
       checkClientId(verified, this.#emptyClientIds.has(client) ? '' : client.id)
+      checkClientIdHolder(verified, client.id, this.#reservedFor(client.id), this.#holder(client.id))
       if (verified.role === 'device' || verified.role === 'router') {
         const generation = delegate.tokenGeneration(verified.role, verified.id)
         if (generation === undefined)
@@ -203,6 +217,8 @@ export class HubBroker {
       }
       this.#identities.set(client, who)
       this.#newest.set(who.clientId, who)
+      if (client.clean) this.#sessions.delete(who.clientId)
+      else this.#sessions.set(who.clientId, holderKey(who))
       this.#armExpiry(client, who.exp)
       done(null, true)
     } catch (err) {
@@ -251,6 +267,20 @@ export class HubBroker {
       }
     }
     done(null)
+  }
+
+  /** Whether a client id is a registered device's or router's id, reserved for its own tokens. */
+  #reservedFor(clientId: string): 'device' | 'router' | undefined {
+    const { delegate } = this.#options
+    if (delegate.tokenGeneration('device', clientId) !== undefined) return 'device'
+    if (delegate.tokenGeneration('router', clientId) !== undefined) return 'router'
+    return undefined
+  }
+
+  /** Who holds a client id now: its connected identity, else the holder of its persistent session. */
+  #holder(clientId: string): string | undefined {
+    const connected = this.#newest.get(clientId)
+    return connected ? holderKey(connected) : this.#sessions.get(clientId)
   }
 
   /** Devices and routers stay registered with a token generation no newer than theirs. */

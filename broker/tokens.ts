@@ -125,3 +125,36 @@ export function checkClientId(identity: Omit<Identity, 'clientId'>, clientId: st
     throw new TokenRefusal(5, `${identity.role} ${identity.id} must connect with client id "${identity.id}"`)
   }
 }
+
+/** The identity a client id is bound to, as one comparable key (role and id: a user and an operator may share an id). */
+export const holderKey = (identity: Pick<Identity, 'role' | 'id'>): string =>
+  `${identity.role}:${identity.id}`
+
+/**
+ * Client ids belong to identities (README, "Client ids"): a registered device's or router's id is
+ * reserved for that device's or router's own tokens, and any other id is bound to the identity that
+ * holds it (connected, or with a persistent session in the broker), so only that identity may take it
+ * over. Refusals answer CONNACK 5.
+ */
+export function checkClientIdHolder(
+  identity: Omit<Identity, 'clientId'>,
+  clientId: string,
+  /** The role whose registered id this client id is, if any. */
+  reservedFor: 'device' | 'router' | undefined,
+  /** The holder key of the connection or persistent session that has this client id now, if any. */
+  holder: string | undefined,
+): void {
+  if (reservedFor) {
+    if (identity.role === reservedFor && identity.id === clientId) return
+    throw new TokenRefusal(
+      5,
+      `client id "${clientId}" is a registered ${reservedFor}'s id: only that ${reservedFor}'s token may use it`,
+    )
+  }
+  if (holder !== undefined && holder !== holderKey(identity)) {
+    throw new TokenRefusal(
+      5,
+      `client id "${clientId}" is held by another identity (connected, or keeping a persistent session): choose another`,
+    )
+  }
+}
