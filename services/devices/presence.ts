@@ -129,11 +129,13 @@ export class DevicePresence {
       const ended = await this.#update(who.id, (d) =>
         d.online ? { ...d, online: false, lastSeen: now() } : null,
       )
-      // a DISCONNECT without a prior `offline` fires no will: say it for the device, so the retained
-      // presence does not claim online forever (a lost connection's will says `lost` by itself)
-      if (ended && reason === 'clean') {
+      // still online here means nothing said otherwise: a DISCONNECT without a prior `offline` fires no
+      // will, and a lost connection may have had none, or had it refused (revoked credentials). Say it
+      // for the device, so the retained presence does not claim online forever. (A will that did go
+      // out was applied first: it was queued when the connection closed, before this.)
+      if (ended) {
         await this.#options.publisher.publish(deviceTopics.presence(ended.id), {
-          state: 'offline',
+          state: reason === 'clean' ? 'offline' : 'lost',
           session: ended.session ?? 0,
         })
       }
