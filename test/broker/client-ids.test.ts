@@ -5,6 +5,7 @@ import type { RouterDoc } from '../../services/collections.ts'
 import type { DeviceDoc } from '../../services/devices/service.ts'
 import { actor, connectDevice, ok } from '../helpers/actors.ts'
 import {
+  Requester,
   type Response,
   connackCode,
   connectionClosed,
@@ -198,3 +199,52 @@ t.test(
     t.equal(await codeFor(th.token({ sub: dee.id }), 'cy-tablet', false), 0, 'then the id is free for Dee')
   },
 )
+
+t.test("a persistent session's queued messages are re-checked against the ACL when delivered", async (t) => {
+  const admin = await actor(th, 'Host')
+  const stage = await ok<{ id: string }>(admin, 'stage.create', { name: 'Queued' })
+  const group = await ok<{ id: string }>(admin, 'group.create', {
+    stageId: stage.id,
+    name: 'All',
+    color: '#336699',
+  })
+  await ok(admin, 'stage.join', { stageId: stage.id, groupId: group.id })
+  const guest = await th.hub.users.createUser({ name: 'Guest' })
+  const guestToken = th.token({ sub: guest.id, name: 'Guest' })
+  const chat = `stages/${stage.id}/chat`
+
+  /** The guest's persistent session, resumed: what it receives within 500 ms of connecting. */
+  const resume = async (): Promise<string[]> => {
+    const client = mqtt.connect(th.mqttUrl, {
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      clientId: 'guest-phone',
+      clean: false,
+      username: 'token',
+      password: guestToken,
+    })
+    const texts: string[] = []
+    client.on('message', (topic, payload) => {
+      if (topic === chat) texts.push((JSON.parse(payload.toString()) as { text: string }).text)
+    })
+    await new Promise((resolve, reject) => client.once('connect', resolve).once('error', reject))
+    await sleep(500)
+    await client.endAsync()
+    return texts
+  }
+
+  const first = await th.connect({ clientId: 'guest-phone', clean: false, token: guestToken })
+  await ok({ id: guest.id, name: 'Guest', client: first, req: new Requester(first) }, 'stage.join', {
+    stageId: stage.id,
+    groupId: group.id,
+  })
+  await first.subscribeAsync(chat, { qos: 1 })
+  await first.endAsync()
+
+  await ok(admin, 'chat.send', { text: 'while you were away' })
+  t.same(await resume(), ['while you were away'], 'a member gets what was queued for the session')
+
+  await ok(admin, 'chat.send', { text: 'after you were removed' })
+  await ok(admin, 'member.remove', { stageId: stage.id, userId: guest.id })
+  t.same(await resume(), [], 'queued before the removal, it is not delivered after it')
+})
