@@ -9,6 +9,7 @@ import {
   type Response,
   connackCode,
   connectionClosed,
+  metricValue,
   nextMessage,
   sleep,
   startTestHub,
@@ -45,12 +46,7 @@ async function attemptWithin(token: string, clientId: string): Promise<{ code: n
   return { code, received }
 }
 
-/** The refusals /metrics has counted with this CONNACK code. */
-async function refusals(code: number): Promise<number> {
-  const text = await (await fetch(`${th.httpUrl}/metrics`)).text()
-  const line = new RegExp(`^stagehub_connection_refusals_total\\{code="${code}"\\} (\\d+)$`, 'm').exec(text)
-  return line ? Number(line[1]) : 0
-}
+const refusals = (code: number) => metricValue(th, `stagehub_connection_refusals_total{code="${code}"}`)
 
 t.test(
   "a persistent session's queued responses reach only its own identity: another user cannot take its client id",
