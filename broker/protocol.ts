@@ -6,7 +6,8 @@ import type { HubMetrics } from './metrics.ts'
 /**
  * MQTT 3.1.1 as written, enforced in mqtt-packet's parser before Aedes sees a packet. mqtt-packet
  * checks framing but lets through what 3.1.1 forbids, and Aedes trusts what it gets: a will of QoS 3,
- * a password without a user name, packet id 0, oversized packets buffered whole, and protocol levels
+ * a password without a user name, packet id 0, SUBSCRIBE/UNSUBSCRIBE without a topic filter,
+ * oversized packets buffered whole, and protocol levels
  * it cannot parse closed without the CONNACK 0x01 the standard requires. mqtt-packet has no option or
  * hook for any of this, so each connection's parser gets two guarded steps in place of its own.
  */
@@ -74,9 +75,12 @@ export function violation(packet: Packet): string | undefined {
         ? 'PUBLISH of QoS > 0 with packet id 0 [MQTT-2.3.1-1]'
         : undefined
     case 'subscribe':
+      if (packet.messageId === 0) return 'SUBSCRIBE with packet id 0 [MQTT-2.3.1-1]'
+      return packet.subscriptions.length === 0 ? 'SUBSCRIBE without a topic filter [MQTT-3.8.3-3]' : undefined
     case 'unsubscribe':
-      return packet.messageId === 0
-        ? `${packet.cmd.toUpperCase()} with packet id 0 [MQTT-2.3.1-1]`
+      if (packet.messageId === 0) return 'UNSUBSCRIBE with packet id 0 [MQTT-2.3.1-1]'
+      return packet.unsubscriptions.length === 0
+        ? 'UNSUBSCRIBE without a topic filter [MQTT-3.10.3-2]'
         : undefined
     default:
       return undefined

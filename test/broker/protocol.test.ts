@@ -156,3 +156,21 @@ t.test('SUBSCRIBE and UNSUBSCRIBE with packet id 0 close the connection unanswer
   t.ok(await control.raw.next('unsuback'), 'and so is UNSUBSCRIBE with packet id 8')
   t.notOk(control.raw.closed, 'and the connection stays open')
 })
+
+t.test('SUBSCRIBE and UNSUBSCRIBE without any topic filter close the connection unanswered', async (t) => {
+  // mqtt-packet will not generate these: fixed header, remaining length 2, packet id only
+  const sub = await accepted()
+  sub.raw.send(Buffer.from([0x82, 2, 0, 5]))
+  t.ok(await sub.raw.closes(), 'SUBSCRIBE: closed')
+  t.notOk(
+    sub.raw.received.some((p) => p.cmd === 'suback'),
+    'no SUBACK',
+  )
+  const unsub = await accepted()
+  unsub.raw.send(Buffer.from([0xa2, 2, 0, 6]))
+  t.ok(await unsub.raw.closes(), 'UNSUBSCRIBE: closed')
+  t.notOk(
+    unsub.raw.received.some((p) => p.cmd === 'unsuback'),
+    'no UNSUBACK',
+  )
+})
