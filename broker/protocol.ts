@@ -6,10 +6,10 @@ import type { HubMetrics } from './metrics.ts'
 /**
  * MQTT 3.1.1 as written, enforced in mqtt-packet's parser before Aedes sees a packet. mqtt-packet
  * checks framing but lets through what 3.1.1 forbids, and Aedes trusts what it gets: a will of QoS 3,
- * a password without a user name, packet id 0, SUBSCRIBE/UNSUBSCRIBE without a topic filter,
- * oversized packets buffered whole, and protocol levels
- * it cannot parse closed without the CONNACK 0x01 the standard requires. mqtt-packet has no option or
- * hook for any of this, so each connection's parser gets two guarded steps in place of its own.
+ * a password without a user name, packet id 0, SUBSCRIBE/UNSUBSCRIBE without a topic filter, oversized
+ * packets buffered whole, and protocol levels it cannot parse closed without the CONNACK 0x01 the
+ * standard requires. mqtt-packet has no option or hook for any of this, so each connection's parser
+ * gets two guarded steps in place of its own.
  */
 
 export interface ProtocolGuardOptions {

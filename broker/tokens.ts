@@ -126,12 +126,15 @@ export function checkClientId(identity: Omit<Identity, 'clientId'>, clientId: st
   }
 }
 
-/** The identity a client id is bound to, as one comparable key (role and id: a user and an operator may share an id). */
+/**
+ * The identity a client id is bound to, as one comparable key: role and id, since a user and an
+ * operator may share an id.
+ */
 export const holderKey = (identity: Pick<Identity, 'role' | 'id'>): string =>
   `${identity.role}:${identity.id}`
 
 /**
- * Client ids belong to identities (README, "Client ids"): a registered device's or router's id is
+ * Client ids belong to identities (README, Protocol overview): a registered device's or router's id is
  * reserved for that device's or router's own tokens, and any other id is bound to the identity that
  * holds it (connected, or with a persistent session in the broker), so only that identity may take it
  * over. Refusals answer CONNACK 5.
