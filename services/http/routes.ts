@@ -18,6 +18,7 @@ const HTTP_STATUS: Record<string, number> = {
 export function errorReplies(http: FastifyInstance): void {
   http.setErrorHandler((err: FastifyError | HubError, request, reply) => {
     if (err instanceof HubError) {
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
       return reply
         .code(HTTP_STATUS[err.code] ?? 500)
         .send({ error: { code: err.code, message: err.message } })
