@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256'
@@ -38,6 +39,11 @@ export interface HubConfig {
     forgiveSeconds: number
     slowdownMs: number
   }
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client for HTTP's
+   * per-address limits; from anyone else the header is ignored, so clients cannot pick their address.
+   */
+  trustedProxies: string[]
   /** scrypt computations at once, and new hashes that may wait for one (beyond: 503 unavailable). */
   passwordHashing: { concurrency: number; queueLimit: number }
   /** How long a request id is remembered for idempotent retries. */
@@ -130,6 +136,24 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     if (!Number.isInteger(value)) throw new ConfigError(`${name} must be a whole number, got "${env[name]}"`)
     return value
   }
+  const addressList = (name: string): string[] => {
+    const entries = (env[name] ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean)
+    for (const entry of entries) {
+      const [address = '', prefix, extra] = entry.split('/')
+      const family = isIP(address)
+      const bits = family === 4 ? 32 : 128
+      const prefixOk = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= bits)
+      if (!family || !prefixOk || extra !== undefined) {
+        throw new ConfigError(
+          `${name} must be a comma-separated list of IP addresses or CIDR ranges (10.0.0.0/8), got "${entry}"`,
+        )
+      }
+    }
+    return entries
+  }
   const fileOrPem = (name: string): string | undefined => {
     const raw = env[name]
     if (!raw) return undefined
@@ -213,6 +237,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       forgiveSeconds: positive('LOGIN_FAILURE_FORGIVEN_SECONDS', defaults.loginThrottle.forgiveSeconds),
       slowdownMs: positive('LOGIN_SLOWDOWN_MS', defaults.loginThrottle.slowdownMs),
     },
+    trustedProxies: addressList('TRUST_PROXY'),
     passwordHashing: {
       concurrency: count('PASSWORD_HASH_CONCURRENCY', defaults.passwordHashing.concurrency),
       queueLimit: count('PASSWORD_HASH_QUEUE', defaults.passwordHashing.queueLimit),

@@ -51,3 +51,18 @@ t.test('defaults leave a core to the event loop and refuse a count that is not a
     /LOGIN_FAILURES_PER_EMAIL must be a positive number/,
   )
 })
+
+t.test('TRUST_PROXY is a list of addresses or CIDR ranges; anything else is refused', async (t) => {
+  t.same(configFromEnv({ JWT_SECRET: SECRET }).trustedProxies, [], 'no proxy is trusted by default')
+  t.same(
+    configFromEnv({ JWT_SECRET: SECRET, TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,fd00::/8' }).trustedProxies,
+    ['10.0.0.1', '192.168.0.0/16', 'fd00::/8'],
+  )
+  for (const bad of ['true', '2', '10.0.0.0/33', 'proxy.example.org', '10.0.0.1/8/1']) {
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, TRUST_PROXY: bad }),
+      /TRUST_PROXY must be a comma-separated list of IP addresses or CIDR ranges/,
+      `refuses "${bad}"`,
+    )
+  }
+})

@@ -12,7 +12,13 @@ interface Reply {
  * POST over a new connection from the local address `from` (any 127.x.y.z reaches the hub on Linux),
  * so the hub sees requests from different remote addresses.
  */
-function post(th: TestHub, path: string, body: unknown, from: string): Promise<Reply> {
+function post(
+  th: TestHub,
+  path: string,
+  body: unknown,
+  from: string,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   const url = new URL(path, th.httpUrl)
   return new Promise((resolve, reject) => {
     const req = request(
@@ -23,7 +29,7 @@ function post(th: TestHub, path: string, body: unknown, from: string): Promise<R
         method: 'POST',
         localAddress: from,
         agent: false,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...headers },
       },
       (res) => {
         const chunks: Buffer[] = []
@@ -209,5 +215,46 @@ t.test(
     const waited = performance.now() - started
     t.equal(slowed.status, 200, 'the owner still logs in while the e-mail is guessed from everywhere')
     t.ok(waited >= 500, `slowed down, not refused (${waited.toFixed(0)} ms)`)
+  },
+)
+
+t.test(
+  'X-Forwarded-For names the client only from a trusted proxy, so guessers cannot pick their address',
+  async (t) => {
+    const direct = await startTestHub(t)
+    t.equal((await post(direct, '/auth/signup', owner, OWNER)).status, 201)
+    const forged = []
+    for (let i = 0; i < 7; i++) {
+      const headers = { 'x-forwarded-for': `203.0.113.${i}` }
+      forged.push(
+        (await post(direct, '/auth/login', { email: owner.email, password: `guess ${i}` }, ATTACKER, headers))
+          .status,
+      )
+    }
+    t.same(forged, [401, 401, 401, 401, 401, 429, 429], 'a forged header changes nothing')
+
+    const proxied = await startTestHub(t, { TRUST_PROXY: '127.0.0.5, 10.0.0.0/8' })
+    const PROXY = '127.0.0.5'
+    t.equal(
+      (await post(proxied, '/auth/signup', owner, PROXY, { 'x-forwarded-for': '198.51.100.4' })).status,
+      201,
+    )
+    const viaProxy = []
+    for (let i = 0; i < 7; i++) {
+      const headers = { 'x-forwarded-for': '203.0.113.66' }
+      viaProxy.push(
+        (await post(proxied, '/auth/login', { email: owner.email, password: `guess ${i}` }, PROXY, headers))
+          .status,
+      )
+    }
+    t.same(viaProxy, [401, 401, 401, 401, 401, 429, 429], 'the guesser behind the proxy is refused')
+    const ownerLogin = await post(
+      proxied,
+      '/auth/login',
+      { email: owner.email, password: owner.password },
+      PROXY,
+      { 'x-forwarded-for': '198.51.100.4' },
+    )
+    t.equal(ownerLogin.status, 200, 'the owner behind the same proxy is not')
   },
 )
