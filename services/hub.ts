@@ -220,7 +220,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await publisher.publish(HUB_STATUS_TOPIC, status('online'))
 
   const http = await createHttpServer(broker, config, log)
-  errorReplies(http)
+  errorReplies(http, metrics)
   healthRoutes(http, {
     metrics,
     // HTTP answers only once every listener is open, so a reachable store is what is left to check

@@ -215,6 +215,14 @@ t.test(
     const waited = performance.now() - started
     t.equal(slowed.status, 200, 'the owner still logs in while the e-mail is guessed from everywhere')
     t.ok(waited >= 500, `slowed down, not refused (${waited.toFixed(0)} ms)`)
+
+    const metrics = await (await fetch(`${th.httpUrl}/metrics`)).text()
+    t.match(
+      metrics,
+      /^stagehub_http_refusals_total\{route="\/auth\/login",code="rate_limited"\} 26$/m,
+      'operators see the throttled attempts in /metrics',
+    )
+    t.match(metrics, /^stagehub_http_refusals_total\{route="\/auth\/login",code="unauthorized"\} 65$/m)
   },
 )
 
