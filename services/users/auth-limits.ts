@@ -12,8 +12,10 @@ const SWEEP_INTERVAL_MS = 60_000
 /**
  * Who an HTTP client is, for limits: its IPv4 address, or the /64 prefix of its IPv6 address (one
  * subscriber usually holds a whole /64, so per-address limits would otherwise not limit anyone).
+ * A socket that closed already has no address (Node reports undefined, whatever the types say).
  */
-export function addressKey(ip: string): string {
+export function addressKey(ip: string | undefined): string {
+  if (ip === undefined) return 'unknown'
   const address = ip.replace(/%.*$/, '').toLowerCase()
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(address)
   if (mapped) return mapped[1]!

@@ -48,7 +48,7 @@ export class PasswordPool {
     return this.#enqueue(this.#checks, CHECK_QUEUE_LIMIT, () => verifyPassword(password, stored))
   }
 
-  /** What waits and runs now (for tests and metrics). */
+  /** What runs and waits now. */
   get load(): { running: number; checks: number; hashes: number } {
     return { running: this.#running, checks: this.#checks.length, hashes: this.#hashes.length }
   }

@@ -17,6 +17,7 @@ t.test('addressKey: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 by its /64 
   t.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64', 'the zone is dropped')
   t.equal(addressKey('::1'), '0:0:0:0::/64')
   t.equal(addressKey('64:ff9b::192.0.2.7'), '64:ff9b:0:0::/64', 'an embedded IPv4 counts as two groups')
+  t.equal(addressKey(undefined), 'unknown', 'a socket closed before the handler ran')
 })
 
 t.test(
