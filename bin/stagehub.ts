@@ -10,6 +10,7 @@ import { collections } from '../services/collections.ts'
 import { type DeviceDoc, signDeviceToken } from '../services/devices/service.ts'
 import { startHub } from '../services/hub.ts'
 import { openStore } from '../services/store/index.ts'
+import { PasswordPool } from '../services/users/password-pool.ts'
 import { createUser, userToken } from '../services/users/service.ts'
 
 const USAGE = `stagehub — MQTT hub for Digital Stage
@@ -102,7 +103,8 @@ async function createUserCommand(args: string[]): Promise<void> {
   const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
   try {
     // no broker here: the profile topic is published when the hub starts or the user updates it
-    const user = await createUser(store, { ...values, name: values.name }, config.passwordHashCost)
+    const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
+    const user = await createUser(store, { ...values, name: values.name }, passwords)
     console.log(
       JSON.stringify(userToken(createTokenService(config.jwt), user, config.userTokenTtlSeconds), null, 2),
     )

@@ -1,5 +1,7 @@
 import { createPublicKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256'
 
@@ -22,6 +24,28 @@ export interface HubConfig {
   maxPayloadBytes: number
   /** Requests per client: a bucket of `burst` refilled at `perSecond`. */
   rateLimit: { perSecond: number; burst: number }
+  /** Requests per account (role and id) across all its connections, on top of the per-client limit. */
+  accountRateLimit: { perSecond: number; burst: number }
+  /** Sign-ups per remote address (IPv4, or IPv6 /64) and for the whole hub. */
+  signupLimits: {
+    perAddress: { perSecond: number; burst: number }
+    global: { perSecond: number; burst: number }
+  }
+  /** Failed log-ins tolerated per address, per (address, e-mail) and per e-mail; see LoginThrottle. */
+  loginThrottle: {
+    perAddress: number
+    perAddressAndEmail: number
+    perEmail: number
+    forgiveSeconds: number
+    slowdownMs: number
+  }
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client for HTTP's
+   * per-address limits; from anyone else the header is ignored, so clients cannot pick their address.
+   */
+  trustedProxies: string[]
+  /** scrypt computations at once, and new hashes that may wait for one (beyond: 503 unavailable). */
+  passwordHashing: { concurrency: number; queueLimit: number }
   /** How long a request id is remembered for idempotent retries. */
   requestIdTtlMs: number
   /** Lifetime of user tokens issued by /auth. */
@@ -59,6 +83,20 @@ const defaults = {
   logLevel: 'info',
   maxPayloadBytes: 64 * 1024,
   rateLimit: { perSecond: 20, burst: 40 },
+  accountRateLimit: { perSecond: 20, burst: 40 },
+  signupLimits: {
+    perAddress: { perHour: 20, burst: 10 },
+    global: { perHour: 3600, burst: 100 },
+  },
+  loginThrottle: {
+    perAddress: 20,
+    perAddressAndEmail: 5,
+    perEmail: 10,
+    forgiveSeconds: 30,
+    slowdownMs: 2000,
+  },
+  // one core is left to the event loop; libuv runs four threads by default, more would queue there
+  passwordHashing: { concurrency: Math.min(4, Math.max(1, availableParallelism() - 1)), queueLimit: 32 },
   requestIdTtlMs: 10 * 60 * 1000,
   userTokenTtlSeconds: 7 * 24 * 3600,
   deviceTokenTtlSeconds: 365 * 24 * 3600,
@@ -92,6 +130,29 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     if (!Number.isFinite(value) || value <= 0)
       throw new ConfigError(`${name} must be a positive number, got "${raw}"`)
     return value
+  }
+  const count = (name: string, fallback: number): number => {
+    const value = positive(name, fallback)
+    if (!Number.isInteger(value)) throw new ConfigError(`${name} must be a whole number, got "${env[name]}"`)
+    return value
+  }
+  const addressList = (name: string): string[] => {
+    const entries = (env[name] ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean)
+    for (const entry of entries) {
+      const [address = '', prefix, extra] = entry.split('/')
+      const family = isIP(address)
+      const bits = family === 4 ? 32 : 128
+      const prefixOk = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= bits)
+      if (!family || !prefixOk || extra !== undefined) {
+        throw new ConfigError(
+          `${name} must be a comma-separated list of IP addresses or CIDR ranges (10.0.0.0/8), got "${entry}"`,
+        )
+      }
+    }
+    return entries
   }
   const fileOrPem = (name: string): string | undefined => {
     const raw = env[name]
@@ -151,6 +212,35 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     rateLimit: {
       perSecond: positive('RATE_LIMIT_PER_SECOND', defaults.rateLimit.perSecond),
       burst: positive('RATE_LIMIT_BURST', defaults.rateLimit.burst),
+    },
+    accountRateLimit: {
+      perSecond: positive('RATE_LIMIT_ACCOUNT_PER_SECOND', defaults.accountRateLimit.perSecond),
+      burst: positive('RATE_LIMIT_ACCOUNT_BURST', defaults.accountRateLimit.burst),
+    },
+    signupLimits: {
+      perAddress: {
+        perSecond: positive('SIGNUP_PER_ADDRESS_PER_HOUR', defaults.signupLimits.perAddress.perHour) / 3600,
+        burst: positive('SIGNUP_PER_ADDRESS_BURST', defaults.signupLimits.perAddress.burst),
+      },
+      global: {
+        perSecond: positive('SIGNUP_PER_HOUR', defaults.signupLimits.global.perHour) / 3600,
+        burst: positive('SIGNUP_BURST', defaults.signupLimits.global.burst),
+      },
+    },
+    loginThrottle: {
+      perAddress: count('LOGIN_FAILURES_PER_ADDRESS', defaults.loginThrottle.perAddress),
+      perAddressAndEmail: count(
+        'LOGIN_FAILURES_PER_ADDRESS_AND_EMAIL',
+        defaults.loginThrottle.perAddressAndEmail,
+      ),
+      perEmail: count('LOGIN_FAILURES_PER_EMAIL', defaults.loginThrottle.perEmail),
+      forgiveSeconds: positive('LOGIN_FAILURE_FORGIVEN_SECONDS', defaults.loginThrottle.forgiveSeconds),
+      slowdownMs: positive('LOGIN_SLOWDOWN_MS', defaults.loginThrottle.slowdownMs),
+    },
+    trustedProxies: addressList('TRUST_PROXY'),
+    passwordHashing: {
+      concurrency: count('PASSWORD_HASH_CONCURRENCY', defaults.passwordHashing.concurrency),
+      queueLimit: count('PASSWORD_HASH_QUEUE', defaults.passwordHashing.queueLimit),
     },
     requestIdTtlMs: defaults.requestIdTtlMs,
     userTokenTtlSeconds: positive('USER_TOKEN_TTL_SECONDS', defaults.userTokenTtlSeconds),

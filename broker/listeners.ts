@@ -32,6 +32,8 @@ export async function createHttpServer(
     // validate like the MQTT side (schemas/validate.ts): unknown fields and wrong types are refused,
     // not silently stripped or coerced (fastify's defaults)
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // request.ip: the TCP peer, or the client a trusted proxy names (the per-address auth limits)
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
   })
   await http.register(websocket, {
     options: { maxPayload: Math.max(256 * 1024, 4 * config.maxPayloadBytes) },

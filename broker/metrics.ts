@@ -38,6 +38,12 @@ export class HubMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   })
+  readonly httpRefusals = new Counter({
+    name: 'stagehub_http_refusals_total',
+    help: 'HTTP requests answered with an error, by route and code (sign-up and log-in limits among them)',
+    labelNames: ['route', 'code'],
+    registers: [this.registry],
+  })
   readonly storeLatency = new Histogram({
     name: 'stagehub_store_commit_duration_seconds',
     help: 'Time to durably commit a store transaction',

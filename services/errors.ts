@@ -1,11 +1,15 @@
 import type { ErrorCode } from '../schemas/protocol.ts'
 
-/** A refusal a client can act on: a SPEC §4 code and a sentence saying what to do. */
+/**
+ * A refusal a client can act on: a SPEC §4 code and a sentence saying what to do; refusals that pass
+ * (`rate_limited`, `unavailable`) also say when to retry, sent over HTTP as `Retry-After`.
+ */
 export class HubError extends Error {
   override readonly name = 'HubError'
   constructor(
     readonly code: ErrorCode,
     message: string,
+    readonly retryAfterSeconds?: number,
   ) {
     super(message)
   }

@@ -23,6 +23,7 @@ import { FirmwareService } from './firmware/service.ts'
 import { MediaService, SIGNAL_ANSWERS } from './media/service.ts'
 import { RoutersService } from './routers/service.ts'
 import { StagesService } from './stages/service.ts'
+import { PasswordPool } from './users/password-pool.ts'
 import { UsersService } from './users/service.ts'
 
 export const HUB_VERSION: string = (
@@ -137,16 +138,20 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     respond: (clientId, payload) => broker.publish(`clients/${clientId}/res`, payload, { qos: 1 }),
     maxPayloadBytes: config.maxPayloadBytes,
     rateLimit: config.rateLimit,
+    accountRateLimit: config.accountRateLimit,
     requestIdTtlMs: config.requestIdTtlMs,
   })
   await pipeline.start()
 
+  const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
   const users = new UsersService({
     store,
     pipeline,
     publisher,
     tokens,
-    passwordHashCost: config.passwordHashCost,
+    passwords,
+    signupLimits: config.signupLimits,
+    loginThrottle: config.loginThrottle,
     userTokenTtlSeconds: config.userTokenTtlSeconds,
   })
   await users.start()
@@ -156,7 +161,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     users,
     quotas: config.quotas,
-    passwordHashCost: config.passwordHashCost,
+    passwords,
     log: log.child({ component: 'stages' }),
   })
   await stages.start()
@@ -215,7 +220,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await publisher.publish(HUB_STATUS_TOPIC, status('online'))
 
   const http = await createHttpServer(broker, config, log)
-  errorReplies(http)
+  errorReplies(http, metrics)
   healthRoutes(http, {
     metrics,
     // HTTP answers only once every listener is open, so a reachable store is what is left to check

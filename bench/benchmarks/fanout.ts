@@ -5,6 +5,7 @@ import { split } from '../lib/pool.ts'
 import { LiteRequester } from '../lib/requests.ts'
 import { type LoadSample, type Measured, summarize } from '../lib/results.ts'
 import type { HubTarget, Target, TargetName } from '../lib/targets.ts'
+import { PasswordPool } from '../../services/users/password-pool.ts'
 import { createUser } from '../../services/users/service.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
@@ -297,8 +298,10 @@ async function measure(ctx: Context, name: TargetName): Promise<Outcome | string
 async function fanoutUsers(ctx: Context, dir: string): Promise<string[]> {
   const store = new Store(EmbeddedBackend.open(dir))
   const users: string[] = []
+  // the users have no password: nothing is hashed
+  const passwords = new PasswordPool({ cost: 10, concurrency: 1, queueLimit: 1 })
   for (let i = 0; i <= ctx.profile.fanout.members; i++) {
-    users.push((await createUser(store, { name: `Fan ${i}` }, 10)).id)
+    users.push((await createUser(store, { name: `Fan ${i}` }, passwords)).id)
   }
   await store.close()
   return users

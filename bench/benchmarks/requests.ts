@@ -7,6 +7,7 @@ import { type LoadSample, type Measured, summarize } from '../lib/results.ts'
 import type { HubTarget, Target, TargetName } from '../lib/targets.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
+import { PasswordPool } from '../../services/users/password-pool.ts'
 import { createUser } from '../../services/users/service.ts'
 
 /**
@@ -205,7 +206,9 @@ async function measure(
 async function seedUsers(dir: string, n: number): Promise<string[]> {
   const store = new Store(EmbeddedBackend.open(dir))
   const users: string[] = []
-  for (let i = 0; i < n; i++) users.push((await createUser(store, { name: `Req ${i}` }, 10)).id)
+  // the users have no password: nothing is hashed
+  const passwords = new PasswordPool({ cost: 10, concurrency: 1, queueLimit: 1 })
+  for (let i = 0; i < n; i++) users.push((await createUser(store, { name: `Req ${i}` }, passwords)).id)
   await store.close()
   return users
 }

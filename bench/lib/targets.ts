@@ -135,9 +135,12 @@ export async function startHubTarget(options: HubOptions): Promise<HubTarget> {
       HOST,
       DATA_DIR: dataDir,
       LOG_LEVEL: 'info',
-      // the per-client request limit (default 20/s) is a policy, not a cost: one admin drives the fan-out
+      // the request limits (default 20/s per client and per account) are a policy, not a cost: one
+      // admin drives the fan-out
       RATE_LIMIT_PER_SECOND: '1000000',
       RATE_LIMIT_BURST: '1000000',
+      RATE_LIMIT_ACCOUNT_PER_SECOND: '1000000',
+      RATE_LIMIT_ACCOUNT_BURST: '1000000',
       PASSWORD_HASH_COST: '10',
       ...options.env,
     },

@@ -14,27 +14,25 @@ const HTTP_STATUS: Record<string, number> = {
   internal: 500,
 }
 
-/** Errors over HTTP use the same codes as MQTT responses: `{"error":{"code","message"}}`. */
-export function errorReplies(http: FastifyInstance): void {
+/**
+ * Errors over HTTP use the same codes as MQTT responses: `{"error":{"code","message"}}`, counted in
+ * `/metrics` by route and code.
+ */
+export function errorReplies(http: FastifyInstance, metrics: HubMetrics): void {
   http.setErrorHandler((err: FastifyError | HubError, request, reply) => {
+    const send = (status: number, code: string, message: string) => {
+      metrics.httpRefusals.inc({ route: request.routeOptions.url ?? 'none', code })
+      return reply.code(status).send({ error: { code, message } })
+    }
     if (err instanceof HubError) {
-      return reply
-        .code(HTTP_STATUS[err.code] ?? 500)
-        .send({ error: { code: err.code, message: err.message } })
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
+      return send(HTTP_STATUS[err.code] ?? 500, err.code, err.message)
     }
-    if (err.validation) {
-      return reply.code(400).send({ error: { code: 'invalid_request', message: err.message } })
-    }
-    if (err.statusCode === 413) {
-      return reply.code(413).send({ error: { code: 'too_large', message: err.message } })
-    }
-    if (err.statusCode && err.statusCode < 500) {
-      return reply.code(err.statusCode).send({ error: { code: 'invalid_request', message: err.message } })
-    }
+    if (err.validation) return send(400, 'invalid_request', err.message)
+    if (err.statusCode === 413) return send(413, 'too_large', err.message)
+    if (err.statusCode && err.statusCode < 500) return send(err.statusCode, 'invalid_request', err.message)
     request.log.error({ err }, 'request failed')
-    return reply
-      .code(500)
-      .send({ error: { code: 'internal', message: 'the hub could not process this request' } })
+    return send(500, 'internal', 'the hub could not process this request')
   })
   http.setNotFoundHandler((request, reply) =>
     reply

@@ -10,7 +10,7 @@ import { HubError } from '../errors.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
-import { RateLimiter } from './rate-limit.ts'
+import { RequestLimits } from './rate-limit.ts'
 
 /** What a handler gets: who asks (from the token, never from the payload), the transaction, and a place for state changes. */
 export interface RequestContext {
@@ -48,7 +48,9 @@ export interface PipelineOptions {
   metrics: HubMetrics
   log: Logger
   maxPayloadBytes: number
+  /** Requests per client id, and per account (role and id) across all its connections. */
   rateLimit: { perSecond: number; burst: number }
+  accountRateLimit: { perSecond: number; burst: number }
   requestIdTtlMs: number
 }
 
@@ -62,19 +64,19 @@ const validEnvelope = validator(RequestEnvelope)
 export class RequestPipeline {
   readonly #actions = new Map<string, RegisteredAction>()
   readonly #inFlight = new Map<string, Promise<ResponseEnvelope>>()
-  readonly #limiter: RateLimiter
+  readonly #limits: RequestLimits
   readonly #options: PipelineOptions
   #sweeper: NodeJS.Timeout | undefined
 
   constructor(options: PipelineOptions) {
     this.#options = options
-    this.#limiter = new RateLimiter(options.rateLimit)
+    this.#limits = new RequestLimits({ perClient: options.rateLimit, perAccount: options.accountRateLimit })
   }
 
   async start(): Promise<void> {
     await this.#options.store.ensureCollection(collections.requests)
     this.#sweeper = setInterval(() => {
-      this.#limiter.sweep()
+      this.#limits.sweep()
       void this.#purgeExpired()
     }, 60_000)
     this.#sweeper.unref()
@@ -111,8 +113,14 @@ export class RequestPipeline {
 
   async #process(who: Identity, action: string, payload: Buffer): Promise<ResponseEnvelope> {
     const { maxPayloadBytes } = this.#options
-    if (!this.#limiter.take(clientKey(who))) {
-      return failure(guessId(payload), 'rate_limited', 'too many requests: slow down and retry later')
+    const allowed = this.#limits.take(who)
+    if (!allowed.ok) {
+      const whose = allowed.limit === 'client' ? 'this client' : 'your account across all its connections'
+      return failure(
+        guessId(payload),
+        'rate_limited',
+        `too many requests from ${whose}: slow down and retry in ${allowed.retryAfterSeconds} s`,
+      )
     }
     if (payload.length > maxPayloadBytes) {
       return failure(
@@ -196,7 +204,7 @@ export class RequestPipeline {
       return value
     } catch (err) {
       const response = this.#refusal(request.id, err, who, action)
-      if (!response.ok && response.error.code !== 'internal' && !(err instanceof RequestIdReused)) {
+      if (!response.ok && !TRANSIENT.has(response.error.code) && !(err instanceof RequestIdReused)) {
         // remembered so that a retry gets the same answer; nothing else changed
         await store
           .transaction(async (tx) => {
@@ -262,6 +270,9 @@ function writeRecord(
     tx.replace<RequestRecordDoc>(collections.requests.name, { ...record, version: expired.version })
   else tx.insert<RequestRecordDoc>(collections.requests.name, record)
 }
+
+/** Refusals a retry of the same request may not get again: they are not remembered for its id. */
+const TRANSIENT = new Set<ErrorBody['code']>(['internal', 'unavailable'])
 
 /** A request id seen with another action within the retry window: not a retry, and not to be applied. */
 class RequestIdReused extends HubError {

@@ -17,9 +17,21 @@ export class RateLimiter {
     return allowed
   }
 
-  /** Whether a token is available, without taking it (for limits that only count failures). */
+  /** Whether a token is available, without taking it (to check several limits before charging any). */
   allows(key: string, now = performance.now()): boolean {
     return this.#refill(key, now).tokens >= 1
+  }
+
+  /** Gives back a token taken for an attempt that turned out not to count (a successful log-in). */
+  refund(key: string, now = performance.now()): void {
+    const bucket = this.#refill(key, now)
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + 1)
+  }
+
+  /** Whole seconds until the key has a token again (0 when it has one now), for `Retry-After`. */
+  retryAfterSeconds(key: string, now = performance.now()): number {
+    const missing = 1 - this.#refill(key, now).tokens
+    return missing <= 0 ? 0 : Math.ceil(missing / this.#perSecond)
   }
 
   #refill(key: string, now: number): { tokens: number; at: number } {
@@ -43,5 +55,49 @@ export class RateLimiter {
 
   get size(): number {
     return this.#buckets.size
+  }
+}
+
+/** The request limits of SPEC §4: every request is charged to its client id and to its account. */
+export class RequestLimits {
+  readonly #perClient: RateLimiter
+  readonly #perAccount: RateLimiter
+
+  constructor(options: {
+    perClient: { perSecond: number; burst: number }
+    perAccount: { perSecond: number; burst: number }
+  }) {
+    this.#perClient = new RateLimiter(options.perClient)
+    this.#perAccount = new RateLimiter(options.perAccount)
+  }
+
+  /**
+   * Charges one request to `who`'s client id and account (role and id, across all connections), or
+   * neither: a client over its own rate does not use up the budget of the account's other clients.
+   */
+  take(
+    who: { role: string; id: string; clientId: string },
+    now = performance.now(),
+  ): { ok: true } | { ok: false; limit: 'client' | 'account'; retryAfterSeconds: number } {
+    const account = `${who.role}:${who.id}`
+    const client = `${account}:${who.clientId}`
+    if (!this.#perClient.allows(client, now)) {
+      return { ok: false, limit: 'client', retryAfterSeconds: this.#perClient.retryAfterSeconds(client, now) }
+    }
+    if (!this.#perAccount.allows(account, now)) {
+      return {
+        ok: false,
+        limit: 'account',
+        retryAfterSeconds: this.#perAccount.retryAfterSeconds(account, now),
+      }
+    }
+    this.#perClient.take(client, now)
+    this.#perAccount.take(account, now)
+    return { ok: true }
+  }
+
+  sweep(now = performance.now()): void {
+    this.#perClient.sweep(now)
+    this.#perAccount.sweep(now)
   }
 }

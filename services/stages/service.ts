@@ -29,7 +29,7 @@ import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
-import { hashPassword, verifyPassword } from '../users/passwords.ts'
+import type { PasswordPool } from '../users/password-pool.ts'
 import { type UsersService, userProfile, userTopic } from '../users/service.ts'
 import {
   type GroupDoc,
@@ -66,7 +66,7 @@ export interface StagesServiceOptions {
   publisher: StatePublisher
   users: UsersService
   quotas: Quotas
-  passwordHashCost: number
+  passwords: PasswordPool
   log: Logger
 }
 
@@ -204,7 +204,7 @@ export class StagesService {
 
   async #createStage(ctx: RequestContext, params: typeof stageCreate.params.static) {
     const userId = requireUser(ctx.who)
-    const { quotas, passwordHashCost } = this.#options
+    const { quotas, passwords } = this.#options
     const created = await ctx.tx.find<StageDoc>(c.stages.name, { createdBy: userId })
     if (created.length >= quotas.stagesPerUser) {
       throw forbidden(`you have ${created.length} stages, the most one user may create: remove one first`)
@@ -215,9 +215,7 @@ export class StagesService {
       ...stageDefaults,
       ...settings,
       admins: [userId],
-      ...(password
-        ? { passwordHash: await ctx.once('hash', () => hashPassword(password, passwordHashCost)) }
-        : {}),
+      ...(password ? { passwordHash: await ctx.once('hash', () => passwords.hash(password)) } : {}),
       createdBy: userId,
       createdAt: new Date().toISOString(),
     })
@@ -233,7 +231,7 @@ export class StagesService {
     const next = applyPatch<StageDoc>(stage, settings)
     if (password === null) delete next.passwordHash
     else if (password !== undefined) {
-      next.passwordHash = await ctx.once('hash', () => hashPassword(password, this.#options.passwordHashCost))
+      next.passwordHash = await ctx.once('hash', () => this.#options.passwords.hash(password))
     }
     const saved = ctx.tx.replace(c.stages.name, next)
     await this.#publishStage(ctx, saved)
@@ -301,7 +299,7 @@ export class StagesService {
       const { password } = params
       const hash = stage.passwordHash
       // checked once per request, not on every re-run of a transaction that lost a seat race
-      if (!(await ctx.once(`verify:${hash}`, () => verifyPassword(password, hash)))) {
+      if (!(await ctx.once(`verify:${hash}`, () => this.#options.passwords.verify(password, hash)))) {
         throw forbidden('wrong password for this stage')
       }
     }

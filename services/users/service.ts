@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { TokenService } from '../../broker/tokens.ts'
 import { userUpdate } from '../../schemas/actions/user.ts'
@@ -7,11 +8,11 @@ import type { UserProfile } from '../../schemas/state.ts'
 import { collections, type UserDoc } from '../collections.ts'
 import { HubError, checkVersion, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import { RateLimiter } from '../requests/rate-limit.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
-import { hashPassword, verifyPassword } from './passwords.ts'
+import { LoginThrottle, type LoginThrottleOptions, SignupLimit, type Bucket } from './auth-limits.ts'
+import type { PasswordPool } from './password-pool.ts'
 
 export const userTopic = (userId: string) => `users/${userId}`
 
@@ -39,10 +40,10 @@ export interface NewUser {
  * Creates a user in the store (sign-up, and the operator CLI, which has no broker). E-mail addresses
  * are unique, compared lower-cased.
  */
-export async function createUser(store: Store, input: NewUser, passwordHashCost: number): Promise<UserDoc> {
+export async function createUser(store: Store, input: NewUser, passwords: PasswordPool): Promise<UserDoc> {
   await store.ensureCollection(collections.users)
   const email = input.email?.trim().toLowerCase()
-  const passwordHash = input.password ? await hashPassword(input.password, passwordHashCost) : undefined
+  const passwordHash = input.password ? await passwords.hash(input.password) : undefined
   try {
     const { value } = await store.transaction(async (tx) =>
       tx.insert<UserDoc>(collections.users.name, {
@@ -80,27 +81,31 @@ export interface UsersServiceOptions {
   pipeline: RequestPipeline
   publisher: StatePublisher
   tokens: TokenService
-  passwordHashCost: number
+  passwords: PasswordPool
+  signupLimits: { perAddress: Bucket; global: Bucket }
+  loginThrottle: LoginThrottleOptions
   userTokenTtlSeconds: number
 }
 
 /** Users: profiles (`users/{u}`), the `user.update` action, and sign-up/log-in over HTTP (SPEC §9). */
 export class UsersService {
   readonly #options: UsersServiceOptions
-  /** Guards against password guessing: failed attempts per e-mail address and per remote address. */
-  readonly #loginAttempts = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
+  readonly #signups: SignupLimit
+  readonly #logins: LoginThrottle
   readonly #profileHooks: ProfileHook[] = []
   /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
   #dummyHash = ''
 
   constructor(options: UsersServiceOptions) {
     this.#options = options
+    this.#signups = new SignupLimit(options.signupLimits)
+    this.#logins = new LoginThrottle(options.loginThrottle)
   }
 
   async start(): Promise<void> {
     const { store, pipeline, publisher } = this.#options
     await store.ensureCollection(collections.users)
-    this.#dummyHash = await hashPassword(randomBytes(16).toString('hex'), this.#options.passwordHashCost)
+    this.#dummyHash = await this.#options.passwords.hash(randomBytes(16).toString('hex'))
     publisher.register({
       name: 'users',
       topics: async function* () {
@@ -136,7 +141,7 @@ export class UsersService {
   /** Creates a user (sign-up and the operator CLI). E-mail addresses are unique, compared lower-cased. */
   /** Sign-up: creates the account and publishes its profile. */
   async createUser(input: NewUser): Promise<UserDoc> {
-    const user = await createUser(this.#options.store, input, this.#options.passwordHashCost)
+    const user = await createUser(this.#options.store, input, this.#options.passwords)
     await this.#options.publisher.publish(userTopic(user.id), userProfile(user))
     return user
   }
@@ -151,6 +156,17 @@ export class UsersService {
       '/auth/signup',
       { schema: { body: SignupBody, response: { 201: TokenReply } } },
       async (request, reply) => {
+        const allowed = this.#signups.take(request.ip)
+        if (!allowed.ok) {
+          const { retryAfterSeconds: seconds } = allowed
+          throw new HubError(
+            'rate_limited',
+            allowed.limit === 'address'
+              ? `too many sign-ups from your address: retry in ${seconds} s`
+              : `the hub takes no more sign-ups for now: retry in ${seconds} s`,
+            seconds,
+          )
+        }
         const user = await this.createUser(request.body)
         return reply.code(201).send(this.userToken(user))
       },
@@ -161,21 +177,34 @@ export class UsersService {
       { schema: { body: LoginBody, response: { 200: TokenReply } } },
       async (request) => {
         const email = request.body.email.trim().toLowerCase()
-        const keys = [`email:${email}`, `ip:${request.ip}`]
-        if (!keys.every((key) => this.#loginAttempts.allows(key))) {
+        const attempt = this.#logins.admit(request.ip, email)
+        if (attempt.refused) {
+          const seconds = attempt.retryAfterSeconds
           throw new HubError(
             'rate_limited',
-            'too many failed log-in attempts: wait a few minutes and try again',
+            `too many failed log-ins from your address: retry in ${seconds} s`,
+            seconds,
           )
         }
+        // before the check, so a guesser cannot tell a failure early by the missing delay
+        if (attempt.delayMs > 0) await sleep(attempt.delayMs)
         const [user] = await this.#options.store.find<UserDoc>(collections.users.name, { email })
-        // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
-        const valid = await verifyPassword(request.body.password, user?.passwordHash ?? this.#dummyHash)
+        let valid: boolean
+        try {
+          // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
+          valid = await this.#options.passwords.verify(
+            request.body.password,
+            user?.passwordHash ?? this.#dummyHash,
+          )
+        } catch (err) {
+          attempt.forgive() // nothing was checked
+          throw err
+        }
         if (!user || !user.passwordHash || !valid) {
-          // only failures count, so people sharing one address (a venue, a school) can all log in
-          keys.forEach((key) => this.#loginAttempts.take(key))
           throw new HubError('unauthorized', 'wrong e-mail address or password')
         }
+        // only failures count, so people sharing one address (a venue, a school) can all log in
+        attempt.forgive()
         return this.userToken(user)
       },
     )

@@ -57,7 +57,7 @@ const until = (box: Box, what: string, check: (ov: OvClientConfig) => boolean) =
 t.test(
   'an ov-box configuration follows the stage, the seats, the other ov-boxes, the mix and the relay',
   async (t) => {
-    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200' })
+    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200', RATE_LIMIT_ACCOUNT_BURST: '200' })
     const ann = await user(th, 'Ann')
     const bob = await user(th, 'Bob')
     const annBox = await ovBox(th, ann.app, 2, [0])
@@ -165,7 +165,7 @@ t.test('after a restart every ov-box configuration is rendered again from the st
 t.test(
   "a seated member's ov-box coming online, changing its tracks or going offline changes the others' session",
   async (t) => {
-    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200' })
+    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200', RATE_LIMIT_ACCOUNT_BURST: '200' })
     const ann = await user(th, 'Ann')
     const bob = await user(th, 'Bob')
     const annBox = await ovBox(th, ann.app, 1, [0])
