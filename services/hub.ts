@@ -9,7 +9,7 @@ import { DurableRetainedPersistence } from '../broker/persistence.ts'
 import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
-import { collections } from './collections.ts'
+import { type UserDoc, collections } from './collections.ts'
 import { errorReplies, healthRoutes } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
@@ -46,12 +46,22 @@ export interface Hub {
 }
 
 /**
- * A device or router whose token generation went up, or which was removed, loses its open
- * connections at once: the store is the truth, whichever request or process changed it.
+ * A user, device or router whose token generation went up, or which was removed, loses its open
+ * connections at once: the store is the truth, whichever request changed it.
  */
-function closeRevokedConnections(store: Store, broker: HubBroker): void {
+function closeRevokedConnections(store: Store, broker: HubBroker, access: AccessIndex): void {
   store.onChange((changes) => {
     for (const { collection, id, before, after } of changes) {
+      const userGenerationChanged =
+        collection === collections.users.name
+          ? after !== null && (before as UserDoc | null)?.tokenVersion !== (after as UserDoc).tokenVersion
+          : collection === collections.deletedUsers.name && after !== null
+      if (userGenerationChanged) {
+        // the access index has applied this commit already (it listens first): it has the generation
+        const generation = access.tokenGeneration('user', id)!
+        broker.disconnectWhere((who) => who.role === 'user' && who.id === id && (who.ver ?? 0) < generation)
+        continue
+      }
       const role =
         collection === collections.devices.name
           ? 'device'
@@ -134,7 +144,10 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     metrics,
     log: log.child({ component: 'requests' }),
-    respond: (clientId, payload) => broker.publish(`clients/${clientId}/res`, payload, { qos: 1 }),
+    respond: (clientId, payload) =>
+      broker
+        .publish(`clients/${clientId}/res`, payload, { qos: 1 })
+        .then(() => broker.closeIfRevoked(clientId)),
     maxPayloadBytes: config.maxPayloadBytes,
     rateLimit: config.rateLimit,
     requestIdTtlMs: config.requestIdTtlMs,
@@ -165,6 +178,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     pipeline,
     publisher,
     tokens,
+    users,
     quotas: config.quotas,
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
   })
@@ -204,7 +218,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   })
   await presence.markAllOffline()
   await routers.markAllOffline()
-  closeRevokedConnections(store, broker)
+  closeRevokedConnections(store, broker, access)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
   const status = (state: HubStatus['state']): HubStatus => ({
