@@ -41,6 +41,24 @@ export class AccessIndex implements AccessState {
     return index
   }
 
+  /**
+   * Reads every user's token generation again, for commits made by another process (the operator's
+   * `user reset-password`), which send no change events. Returns the users whose generation rose.
+   */
+  async reloadUserGenerations(store: Store): Promise<string[]> {
+    const raised: string[] = []
+    // generations only rise: a value read before a commit of this process never lowers the index
+    const raise = (id: string, generation: number) => {
+      if (generation <= this.tokenGeneration('user', id)!) return
+      this.#userGenerations.set(id, generation)
+      raised.push(id)
+    }
+    for await (const user of store.scan<UserDoc>(collections.users.name))
+      raise(user.id, user.tokenVersion ?? 0)
+    for await (const deleted of store.scan(collections.deletedUsers.name)) raise(deleted.id, Infinity)
+    return raised
+  }
+
   canSeeStage(stageId: string, userId: string): boolean {
     return (
       this.#stageAdmins.get(stageId)?.has(userId) === true ||

@@ -79,6 +79,39 @@ function closeRevokedConnections(store: Store, broker: HubBroker, access: Access
   })
 }
 
+/**
+ * The operator CLI writes to the store while the hub runs (`user reset-password`): such commits
+ * raise no change events, so the hub checks for them every second and closes the connections of
+ * users whose token generation rose. (The embedded store can tell; MongoDB reports nothing here.)
+ */
+function followOutsideCommits(store: Store, broker: HubBroker, access: AccessIndex, log: Logger): () => void {
+  let reloading: Promise<void> | undefined
+  let again = false
+  const reload = async (): Promise<void> => {
+    do {
+      again = false
+      for (const id of await access.reloadUserGenerations(store)) {
+        const generation = access.tokenGeneration('user', id)!
+        const closed = broker.disconnectWhere(
+          (who) => who.role === 'user' && who.id === id && (who.ver ?? 0) < generation,
+        )
+        log.info({ userId: id, generation, closed }, 'user token generation raised by another process')
+      }
+    } while (again)
+  }
+  return store.onOutsideCommit(() => {
+    if (reloading) {
+      again = true
+      return
+    }
+    reloading = reload()
+      .catch((err: unknown) =>
+        log.error({ err }, 'could not read token generations written by another process'),
+      )
+      .finally(() => (reloading = undefined))
+  })
+}
+
 /** Client-published retained topics the hub keeps while their device or router is registered. */
 const PRESENCE = /^(devices|routers)\/([^/]+)\/presence$/
 
@@ -219,6 +252,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await presence.markAllOffline()
   await routers.markAllOffline()
   closeRevokedConnections(store, broker, access)
+  const stopFollowing = followOutsideCommits(store, broker, access, log)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
   const status = (state: HubStatus['state']): HubStatus => ({
@@ -245,6 +279,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       log.info('shutting down')
       pipeline.stop()
       media.stop()
+      stopFollowing()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
       const listenersClosed = listeners.close()
       await broker.close()
