@@ -300,8 +300,7 @@ export class HubBroker {
   #credentialsCurrent(who: Identity): boolean {
     if (who.role === 'admin') return true
     const generation = this.#options.delegate.tokenGeneration(who.role, who.id)
-    // Infinity: a deleted account, current for no connection (not even one spared to get its answer)
-    return generation !== undefined && generation !== Infinity && (who.ver ?? 0) >= generation
+    return generation !== undefined && (who.ver ?? 0) >= generation
   }
 
   #armExpiry(client: Client, exp: number): void {

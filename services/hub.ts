@@ -49,7 +49,12 @@ export interface Hub {
  * A user, device or router whose token generation went up, or which was removed, loses its open
  * connections at once: the store is the truth, whichever request changed it.
  */
-function closeRevokedConnections(store: Store, broker: HubBroker, access: AccessIndex): void {
+function closeRevokedConnections(
+  store: Store,
+  broker: HubBroker,
+  access: AccessIndex,
+  users: UsersService,
+): void {
   store.onChange((changes) => {
     for (const { collection, id, before, after } of changes) {
       const userGenerationChanged =
@@ -59,7 +64,13 @@ function closeRevokedConnections(store: Store, broker: HubBroker, access: Access
       if (userGenerationChanged) {
         // the access index has applied this commit already (it listens first): it has the generation
         const generation = access.tokenGeneration('user', id)!
-        broker.disconnectWhere((who) => who.role === 'user' && who.id === id && (who.ver ?? 0) < generation)
+        broker.disconnectWhere(
+          (who) =>
+            who.role === 'user' &&
+            who.id === id &&
+            (who.ver ?? 0) < generation &&
+            !(generation === Infinity && users.answersDeletion(who)),
+        )
         continue
       }
       const role =
@@ -251,7 +262,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   })
   await presence.markAllOffline()
   await routers.markAllOffline()
-  closeRevokedConnections(store, broker, access)
+  closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { TokenService } from '../../broker/tokens.ts'
 import type { Static } from '@sinclair/typebox'
+import type { Identity } from '../../broker/tokens.ts'
 import { userChangePassword, userDelete, userSignOut, userUpdate } from '../../schemas/actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
 import type { UserProfile } from '../../schemas/state.ts'
@@ -148,6 +149,11 @@ export class UsersService {
   readonly #loginAttempts = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
   readonly #profileHooks: ProfileHook[] = []
   readonly #removalHooks: AccountRemovalHook[] = []
+  /**
+   * Connections whose own user.delete is being answered: spared from the close when the deletion
+   * commits (see hub.ts), so that the answer reaches them; the hub closes them right after it.
+   */
+  readonly #answeringDeletion = new WeakSet<Identity>()
   /** Guards the password checks of signed-in actions: a stolen token must not become a password oracle. */
   readonly #passwordChecks = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
   /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
@@ -215,11 +221,14 @@ export class UsersService {
         deletedAt: new Date().toISOString(),
       })
       ctx.clear(userTopic(user.id))
-      // spared from the close at commit so that this answer reaches it; closed right after it (see
-      // HubBroker.closeIfRevoked: no connection of a deleted account is current)
-      ctx.who.ver = Infinity
+      this.#answeringDeletion.add(ctx.who)
       return removal
     })
+  }
+
+  /** Whether this connection waits for the answer to the deletion of its own account. */
+  answersDeletion(who: Identity): boolean {
+    return this.#answeringDeletion.has(who)
   }
 
   /** Other services remove what they keep of a deleted account through these hooks. */
