@@ -52,6 +52,11 @@ t.test(
     const phone = await connectWith(th, user.id, oldToken)
     const webClient = await th.connect({ clientId: `web-${++seq}`, token: oldToken, ws: true })
     const bob = await actor(th, 'Bob')
+    const box = await ok<{ device: { id: string }; token: string }>(laptop, 'device.create', {
+      name: 'Box',
+      kind: 'ovbox',
+    })
+    const device = await connectDevice(th, box.device.id, box.token)
     const phoneClosed = connectionClosed(phone.client)
     const webClosed = connectionClosed(webClient)
 
@@ -68,6 +73,7 @@ t.test(
       'and can still send requests',
     )
     t.ok(bob.client.connected, 'another user is not affected')
+    t.ok(device.client.connected, 'devices keep their own tokens (device.token rotates them)')
     t.equal(await connack(th, oldToken), 5, 'a token issued before the sign-out is refused with CONNACK 5')
     t.equal(await connack(th, fresh.token), 0, 'the new token connects')
     const again = await connectWith(th, user.id, fresh.token)
