@@ -2,16 +2,21 @@
 /* eslint-disable no-console -- this is the operator's command line */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { ConfigError, configFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
 import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../firmware-config/provisioning.ts'
 import { collections } from '../services/collections.ts'
+import { HubError } from '../services/errors.ts'
 import { type DeviceDoc, signDeviceToken } from '../services/devices/service.ts'
 import { startHub } from '../services/hub.ts'
 import { openStore } from '../services/store/index.ts'
 import { PasswordPool } from '../services/users/password-pool.ts'
-import { createUser, userToken } from '../services/users/service.ts'
+import { createUser, resetPassword, userToken } from '../services/users/service.ts'
+import { Password } from '../schemas/common.ts'
+import { validator } from '../schemas/validate.ts'
 
 const USAGE = `stagehub — MQTT hub for Digital Stage
 
@@ -20,6 +25,10 @@ const USAGE = `stagehub — MQTT hub for Digital Stage
                                          mint a token (R: user, device, router, admin); default ttl 3600
   stagehub user create --name NAME [--email E --password P]
                                          create a user in the store and print its id and a token
+  stagehub user reset-password (--id ID | --email E) [--password P]
+                                         set a user's password (asked for when not given; read from
+                                         standard input when that is not a terminal), sign out every
+                                         session of the user, and print a fresh token
   stagehub provision --device ID --hub-url mqtts://HOST:PORT [--out DIR] [--ca-path PATH]
                                          write an ov-box's agent.json (with a fresh device token of
                                          the current generation) and its systemd unit into DIR
@@ -34,6 +43,7 @@ async function main(argv: string[]): Promise<void> {
       return mintToken(rest)
     case 'user':
       if (rest[0] === 'create') return createUserCommand(rest.slice(1))
+      if (rest[0] === 'reset-password') return resetPasswordCommand(rest.slice(1))
       break
     case 'provision':
       return provision(rest)
@@ -113,6 +123,44 @@ async function createUserCommand(args: string[]): Promise<void> {
   }
 }
 
+const validPassword = validator(Password)
+
+async function resetPasswordCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { id: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' } },
+  })
+  if (Boolean(values.id) === Boolean(values.email))
+    throw new ConfigError('user reset-password needs either --id ID or --email E')
+  const password = values.password ?? (await askPassword('new password: '))
+  if (!validPassword(password)) throw new ConfigError(`the password ${validPassword.describe()}`)
+  const config = configFromEnv()
+  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  try {
+    const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
+    const user = await resetPassword(store, values, password, passwords)
+    const reply = userToken(createTokenService(config.jwt), user, config.userTokenTtlSeconds)
+    console.log(JSON.stringify({ ...reply, generation: user.tokenVersion }, null, 2))
+  } finally {
+    await store.close()
+  }
+}
+
+/** One line from standard input; on a terminal, asked for without echoing what is typed. */
+async function askPassword(prompt: string): Promise<string> {
+  const tty = process.stdin.isTTY
+  if (tty) process.stderr.write(prompt)
+  const silent = new Writable({ write: (_chunk, _encoding, done) => done() })
+  const lines = createInterface({ input: process.stdin, output: silent, terminal: tty })
+  try {
+    for await (const line of lines) return line
+    throw new ConfigError('no password given: pass --password or type one')
+  } finally {
+    lines.close()
+    if (tty) process.stderr.write('\n')
+  }
+}
+
 async function provision(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -159,6 +207,12 @@ async function provision(args: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? `configuration: ${err.message}` : err)
+  console.error(
+    err instanceof ConfigError
+      ? `configuration: ${err.message}`
+      : err instanceof HubError
+        ? `${err.code}: ${err.message}`
+        : err,
+  )
   process.exitCode = 1
 })

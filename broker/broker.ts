@@ -23,8 +23,11 @@ import {
 /** What the broker asks of the services: nothing MQTT-specific crosses this line. */
 export interface BrokerDelegate {
   acl: Acl
-  /** The stored token generation of a device or router; undefined when it is not registered. */
-  tokenGeneration(role: 'device' | 'router', id: string): number | undefined
+  /**
+   * The stored token generation of a user, device or router: tokens with a lower `ver` are revoked.
+   * Undefined for a device or router that is not registered; Infinity for a deleted user account.
+   */
+  tokenGeneration(role: 'user' | 'device' | 'router', id: string): number | undefined
   /** A client published to its own `clients/{c}/req/{action}`; called after the ACL allowed it. */
   onRequest(who: Identity, action: string, payload: Buffer): void
   /**
@@ -171,6 +174,20 @@ export class HubBroker {
     return closed
   }
 
+  /**
+   * Closes the connection of a client id whose credentials were revoked while it waited for an answer
+   * (a deleted account's own user.delete): called once that answer is on its way.
+   */
+  closeIfRevoked(clientId: string): void {
+    const client = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[
+      clientId
+    ]
+    const who = client && this.#identities.get(client)
+    if (!who || this.#credentialsCurrent(who)) return
+    this.#options.log.info({ clientId }, 'credentials revoked: closing the connection after its answer')
+    client.close()
+  }
+
   close(): Promise<void> {
     clearTimeout(this.#expiryTimer)
     this.#expiries.clear()
@@ -193,14 +210,16 @@ export class HubBroker {
       const verified = tokens.verify(password.toString('utf8'))
       checkClientId(verified, this.#emptyClientIds.has(client) ? '' : client.id)
       checkClientIdHolder(verified, client.id, this.#reservedFor(client.id), this.#holder(client.id))
-      if (verified.role === 'device' || verified.role === 'router') {
+      if (verified.role !== 'admin') {
         const generation = delegate.tokenGeneration(verified.role, verified.id)
         if (generation === undefined)
           throw new TokenRefusal(5, `${verified.role} ${verified.id} is not registered`)
         if ((verified.ver ?? 0) < generation) {
           throw new TokenRefusal(
             5,
-            `${verified.role} token generation ${verified.ver} was revoked (current: ${generation})`,
+            generation === Infinity
+              ? `user ${verified.id} was deleted`
+              : `${verified.role} token generation ${verified.ver ?? 0} was revoked (current: ${generation})`,
           )
         }
       }
@@ -240,8 +259,8 @@ export class HubBroker {
     const who = client ? this.#identities.get(client) : undefined
     if (!who) return done(new Error('publish without an authenticated client'))
     if (!this.#credentialsCurrent(who)) {
-      // a removed or rotated-out device/router: its connection is being closed, and its last will
-      // (published during that close) must not put its presence back
+      // revoked credentials (a removed or rotated-out device/router, a signed-out user): the connection is
+      // being closed, and its last will (published during that close) must not put its presence back
       log.info({ clientId: who.clientId, topic: packet.topic }, 'publish with revoked credentials refused')
       return done(new Error('credentials revoked'))
     }
@@ -283,9 +302,9 @@ export class HubBroker {
     return connected ? holderKey(connected) : this.#sessions.get(clientId)
   }
 
-  /** Devices and routers stay registered with a token generation no newer than theirs. */
+  /** Users, devices and routers keep a stored token generation no newer than their token's. */
   #credentialsCurrent(who: Identity): boolean {
-    if (who.role !== 'device' && who.role !== 'router') return true
+    if (who.role === 'admin') return true
     const generation = this.#options.delegate.tokenGeneration(who.role, who.id)
     return generation !== undefined && (who.ver ?? 0) >= generation
   }

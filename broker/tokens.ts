@@ -14,7 +14,7 @@ export interface Identity {
   name?: string | undefined
   /** Devices: the owning user. */
   owner?: string | undefined
-  /** Devices and routers: the token generation. */
+  /** Users, devices and routers: the token generation (a user token without one is generation 0). */
   ver?: number | undefined
   /** Expiry, seconds since the epoch. */
   exp: number
@@ -75,6 +75,9 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       if ((role === 'device' || role === 'router') && !Number.isInteger(payload.ver)) {
         throw new TokenRefusal(4, `token refused: ${role} tokens need an integer ver`)
       }
+      if (role === 'user' && payload.ver !== undefined && !Number.isInteger(payload.ver)) {
+        throw new TokenRefusal(4, 'token refused: ver must be an integer')
+      }
       if (role === 'device' && (typeof payload.owner !== 'string' || !ID.test(payload.owner))) {
         throw new TokenRefusal(4, 'token refused: device tokens need an owner')
       }
@@ -83,7 +86,7 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
         id: payload.sub,
         name: typeof payload.name === 'string' ? payload.name : undefined,
         owner: role === 'device' ? (payload.owner as string) : undefined,
-        ver: role === 'device' || role === 'router' ? (payload.ver as number) : undefined,
+        ver: role === 'admin' ? undefined : (payload.ver as number | undefined),
         exp: payload.exp,
       }
     },

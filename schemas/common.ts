@@ -14,6 +14,9 @@ export const Version = Type.Integer({
 
 export const Timestamp = Type.String({ format: 'date-time' })
 
+/** A password a person chooses (accounts; sign-up, password change and the operator CLI). */
+export const Password = Type.String({ minLength: 8, maxLength: 200 })
+
 /** The same fields, each optional: the shape of a patch. */
 export function optionalFields<T extends Record<string, TSchema>>(
   fields: T,

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { UserName } from './actions/user.ts'
+import { Password } from './common.ts'
 
 export const Email = Type.String({ format: 'email', maxLength: 254 })
-export const Password = Type.String({ minLength: 8, maxLength: 200 })
 
 export const SignupBody = Type.Object(
   { email: Email, password: Password, name: UserName },

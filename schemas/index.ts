@@ -6,7 +6,7 @@ import * as release from './actions/release.ts'
 import * as router from './actions/router.ts'
 import * as stage from './actions/stage.ts'
 import { AgentConfig, DeviceConfig, FirmwareRelease } from './firmware.ts'
-import { userUpdate } from './actions/user.ts'
+import { userChangePassword, userDelete, userSignOut, userUpdate } from './actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from './http.ts'
 import { RequestEnvelope, ResponseEnvelope } from './protocol.ts'
 import { HubStatus, UserProfile } from './state.ts'
@@ -14,6 +14,9 @@ import { HubStatus, UserProfile } from './state.ts'
 /** Every action the hub serves, for docs and the JSON Schema export. */
 export const actions: readonly ActionSchema[] = [
   userUpdate,
+  userSignOut,
+  userChangePassword,
+  userDelete,
   stage.stageCreate,
   stage.stageUpdate,
   stage.stageRemove,

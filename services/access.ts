@@ -1,5 +1,12 @@
 import type { AccessState } from '../broker/acl.ts'
-import { type DeviceDoc, type MemberDoc, type RouterDoc, type StageDoc, collections } from './collections.ts'
+import {
+  type DeviceDoc,
+  type MemberDoc,
+  type RouterDoc,
+  type StageDoc,
+  type UserDoc,
+  collections,
+} from './collections.ts'
 import type { Change } from './store/port.ts'
 import type { Store } from './store/store.ts'
 
@@ -13,16 +20,43 @@ export class AccessIndex implements AccessState {
   readonly #stageMembers = new Map<string, Set<string>>()
   readonly #deviceOwners = new Map<string, string>()
   readonly #tokenVersions = { device: new Map<string, number>(), router: new Map<string, number>() }
+  /** Users whose generation is above 0 (most never sign out), and deleted accounts as Infinity. */
+  readonly #userGenerations = new Map<string, number>()
 
   static async load(store: Store): Promise<AccessIndex> {
     const index = new AccessIndex()
-    for (const spec of [collections.stages, collections.members, collections.devices, collections.routers]) {
+    for (const spec of [
+      collections.stages,
+      collections.members,
+      collections.devices,
+      collections.routers,
+      collections.users,
+      collections.deletedUsers,
+    ]) {
       await store.ensureCollection(spec)
       for await (const doc of store.scan(spec.name))
         index.#apply({ collection: spec.name, id: doc.id, before: null, after: doc })
     }
     store.onChange((changes) => changes.forEach((change) => index.#apply(change)))
     return index
+  }
+
+  /**
+   * Reads every user's token generation again, for commits made by another process (the operator's
+   * `user reset-password`), which send no change events. Returns the users whose generation rose.
+   */
+  async reloadUserGenerations(store: Store): Promise<string[]> {
+    const raised: string[] = []
+    // generations only rise: a value read before a commit of this process never lowers the index
+    const raise = (id: string, generation: number) => {
+      if (generation <= this.tokenGeneration('user', id)!) return
+      this.#userGenerations.set(id, generation)
+      raised.push(id)
+    }
+    for await (const user of store.scan<UserDoc>(collections.users.name))
+      raise(user.id, user.tokenVersion ?? 0)
+    for await (const deleted of store.scan(collections.deletedUsers.name)) raise(deleted.id, Infinity)
+    return raised
   }
 
   canSeeStage(stageId: string, userId: string): boolean {
@@ -36,7 +70,13 @@ export class AccessIndex implements AccessState {
     return this.#deviceOwners.get(deviceId)
   }
 
-  tokenGeneration(role: 'device' | 'router', id: string): number | undefined {
+  /**
+   * Devices and routers: undefined when not registered. Users: 0 unless they signed out or changed
+   * their password (a token for a user not in the store counts as generation 0, as before accounts had
+   * generations); Infinity once the account is deleted.
+   */
+  tokenGeneration(role: 'user' | 'device' | 'router', id: string): number | undefined {
+    if (role === 'user') return this.#userGenerations.get(id) ?? 0
     return this.#tokenVersions[role].get(id)
   }
 
@@ -70,6 +110,17 @@ export class AccessIndex implements AccessState {
         }
         break
       }
+      case collections.users.name: {
+        const generation = (change.after as UserDoc | null)?.tokenVersion ?? 0
+        // a deleted account's generation is the tombstone's (same commit, see below)
+        if (change.after && generation > 0) this.#userGenerations.set(change.id, generation)
+        else if (change.after) this.#userGenerations.delete(change.id)
+        break
+      }
+      case collections.deletedUsers.name:
+        if (change.after) this.#userGenerations.set(change.id, Infinity)
+        else this.#userGenerations.delete(change.id)
+        break
       case collections.routers.name: {
         const after = change.after as RouterDoc | null
         if (after) this.#tokenVersions.router.set(change.id, after.tokenVersion)

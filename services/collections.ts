@@ -14,7 +14,17 @@ export interface UserDoc extends StoredDoc {
   passwordHash?: string
   /** The stage the user is in now (set by stage.join, cleared by stage.leave). */
   stageId?: string
+  /** Token generation: user tokens with a lower `ver` are revoked (absent: 0, as a token without `ver`). */
+  tokenVersion?: number
   createdAt: string
+}
+
+/**
+ * What is left of a deleted account: its id, so that its tokens stay refused until they expire
+ * (nothing personal is kept).
+ */
+export interface DeletedUserDoc extends StoredDoc {
+  deletedAt: string
 }
 
 export interface StageDoc extends StoredDoc {
@@ -56,6 +66,7 @@ export interface RetainedDoc extends StoredDoc {
 
 export const collections = {
   users: { name: 'users', unique: [['email']] },
+  deletedUsers: { name: 'deleted_users' },
   stages: { name: 'stages', indexes: [['createdBy']] },
   members: {
     name: 'members',

@@ -9,7 +9,7 @@ import { DurableRetainedPersistence } from '../broker/persistence.ts'
 import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
-import { collections } from './collections.ts'
+import { type UserDoc, collections } from './collections.ts'
 import { errorReplies, healthRoutes } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
@@ -47,12 +47,33 @@ export interface Hub {
 }
 
 /**
- * A device or router whose token generation went up, or which was removed, loses its open
- * connections at once: the store is the truth, whichever request or process changed it.
+ * A user, device or router whose token generation went up, or which was removed, loses its open
+ * connections at once: the store is the truth, whichever request changed it.
  */
-function closeRevokedConnections(store: Store, broker: HubBroker): void {
+function closeRevokedConnections(
+  store: Store,
+  broker: HubBroker,
+  access: AccessIndex,
+  users: UsersService,
+): void {
   store.onChange((changes) => {
     for (const { collection, id, before, after } of changes) {
+      const userGenerationChanged =
+        collection === collections.users.name
+          ? after !== null && (before as UserDoc | null)?.tokenVersion !== (after as UserDoc).tokenVersion
+          : collection === collections.deletedUsers.name && after !== null
+      if (userGenerationChanged) {
+        // the access index has applied this commit already (it listens first): it has the generation
+        const generation = access.tokenGeneration('user', id)!
+        broker.disconnectWhere(
+          (who) =>
+            who.role === 'user' &&
+            who.id === id &&
+            (who.ver ?? 0) < generation &&
+            !(generation === Infinity && users.answersDeletion(who)),
+        )
+        continue
+      }
       const role =
         collection === collections.devices.name
           ? 'device'
@@ -67,6 +88,39 @@ function closeRevokedConnections(store: Store, broker: HubBroker): void {
           who.role === role && who.id === id && (generation === undefined || (who.ver ?? 0) < generation),
       )
     }
+  })
+}
+
+/**
+ * The operator CLI writes to the store while the hub runs (`user reset-password`): such commits
+ * raise no change events, so the hub checks for them every second and closes the connections of
+ * users whose token generation rose. (The embedded store can tell; MongoDB reports nothing here.)
+ */
+function followOutsideCommits(store: Store, broker: HubBroker, access: AccessIndex, log: Logger): () => void {
+  let reloading: Promise<void> | undefined
+  let again = false
+  const reload = async (): Promise<void> => {
+    do {
+      again = false
+      for (const id of await access.reloadUserGenerations(store)) {
+        const generation = access.tokenGeneration('user', id)!
+        const closed = broker.disconnectWhere(
+          (who) => who.role === 'user' && who.id === id && (who.ver ?? 0) < generation,
+        )
+        log.info({ userId: id, generation, closed }, 'user token generation raised by another process')
+      }
+    } while (again)
+  }
+  return store.onOutsideCommit(() => {
+    if (reloading) {
+      again = true
+      return
+    }
+    reloading = reload()
+      .catch((err: unknown) =>
+        log.error({ err }, 'could not read token generations written by another process'),
+      )
+      .finally(() => (reloading = undefined))
   })
 }
 
@@ -135,7 +189,10 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     metrics,
     log: log.child({ component: 'requests' }),
-    respond: (clientId, payload) => broker.publish(`clients/${clientId}/res`, payload, { qos: 1 }),
+    respond: (clientId, payload) =>
+      broker
+        .publish(`clients/${clientId}/res`, payload, { qos: 1 })
+        .then(() => broker.closeIfRevoked(clientId)),
     maxPayloadBytes: config.maxPayloadBytes,
     rateLimit: config.rateLimit,
     accountRateLimit: config.accountRateLimit,
@@ -170,6 +227,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     pipeline,
     publisher,
     tokens,
+    users,
     quotas: config.quotas,
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
   })
@@ -209,7 +267,8 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   })
   await presence.markAllOffline()
   await routers.markAllOffline()
-  closeRevokedConnections(store, broker)
+  closeRevokedConnections(store, broker, access, users)
+  const stopFollowing = followOutsideCommits(store, broker, access, log)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
   const status = (state: HubStatus['state']): HubStatus => ({
@@ -236,6 +295,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       log.info('shutting down')
       pipeline.stop()
       media.stop()
+      stopFollowing()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
       const listenersClosed = listeners.close()
       await broker.close()

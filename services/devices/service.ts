@@ -22,6 +22,7 @@ import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
+import type { UsersService } from '../users/service.ts'
 
 /** A stored device: registration (owner, token generation) plus its shadow (desired and reported). */
 export interface DeviceDoc extends RegisteredDevice {
@@ -80,6 +81,7 @@ export interface DevicesServiceOptions {
   pipeline: RequestPipeline
   publisher: StatePublisher
   tokens: TokenService
+  users: UsersService
   quotas: Quotas
   deviceTokenTtlSeconds: number
 }
@@ -97,7 +99,7 @@ export class DevicesService {
   }
 
   async start(): Promise<void> {
-    const { store, pipeline, publisher } = this.#options
+    const { store, pipeline, publisher, users } = this.#options
     await store.ensureCollection(collections.devices)
     publisher.register({
       name: 'devices',
@@ -143,12 +145,14 @@ export class DevicesService {
     })
 
     pipeline.register(deviceRemove, async (ctx, params) => {
-      const device = await this.#owned(ctx, params.deviceId)
-      ctx.tx.delete(collections.devices.name, device)
-      ctx.clear(deviceTopics.document(device.owner, device.id))
-      ctx.clear(deviceTopics.config(device.id))
-      ctx.clear(deviceTopics.presence(device.id))
+      removeDevice(ctx, await this.#owned(ctx, params.deviceId))
       return {}
+    })
+    users.onAccountRemoval(async (ctx, user, _choice, removal) => {
+      for (const device of await ctx.tx.find<DeviceDoc>(collections.devices.name, { owner: user.id })) {
+        removeDevice(ctx, device)
+        removal.devicesRemoved.push(device.id)
+      }
     })
 
     pipeline.register(deviceUpdate, async (ctx, params) => {
@@ -284,6 +288,14 @@ export function signDeviceToken(
     ttlSeconds,
   )
   return { token, expiresAt: new Date(exp * 1000).toISOString() }
+}
+
+/** Its token dies and its connections close when this commits (see hub.ts); its topics are cleared. */
+function removeDevice(ctx: RequestContext, device: DeviceDoc): void {
+  ctx.tx.delete(collections.devices.name, device)
+  ctx.clear(deviceTopics.document(device.owner, device.id))
+  ctx.clear(deviceTopics.config(device.id))
+  ctx.clear(deviceTopics.presence(device.id))
 }
 
 function requireUser(who: Identity): string {

@@ -144,6 +144,21 @@ export function stageRemovalTopics(
 }
 
 /**
+ * Who takes over a stage whose only admin deletes the account: a director first, then the member with
+ * the lowest seat (in the stage now), then the first by id; undefined when nobody else is a member.
+ */
+export function successorAdmin(members: readonly MemberDoc[], leaving: string): string | undefined {
+  const rank = (m: MemberDoc) => [m.isDirector ? 0 : 1, m.seat ?? Infinity] as const
+  const [heir] = members
+    .filter((m) => m.userId !== leaving)
+    .sort((a, b) => {
+      const [ra, rb] = [rank(a), rank(b)]
+      return ra[0] - rb[0] || ra[1] - rb[1] || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0)
+    })
+  return heir?.userId
+}
+
+/**
  * What hangs off one membership: the member's tracks, the member's own mixes in that stage, and
  * everybody's mixes that target the member or its tracks.
  */

@@ -30,7 +30,13 @@ import { RateLimiter } from '../requests/rate-limit.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import type { PasswordPool } from '../users/password-pool.ts'
-import { type UsersService, userProfile, userTopic } from '../users/service.ts'
+import {
+  type AccountRemoval,
+  type AccountRemovalChoice,
+  type UsersService,
+  userProfile,
+  userTopic,
+} from '../users/service.ts'
 import {
   type GroupDoc,
   type MemberDoc,
@@ -58,6 +64,7 @@ import {
   stageState,
   stageSummaries,
   stageSummary,
+  successorAdmin,
 } from './rules.ts'
 
 export interface StagesServiceOptions {
@@ -99,6 +106,7 @@ export class StagesService {
     for (const spec of Object.values(c)) await store.ensureCollection(spec)
     publisher.register({ name: 'stages', topics: () => this.#allTopics() })
     users.onProfileChange((ctx, user) => this.#renameMembers(ctx, user))
+    users.onAccountRemoval((ctx, user, choice, removal) => this.#removeAccount(ctx, user, choice, removal))
     // awaited by the store, so a request's membership effects are published before its answer
     store.onChange((changes) =>
       Promise.all(
@@ -239,8 +247,14 @@ export class StagesService {
   }
 
   async #removeStage(ctx: RequestContext, stageId: string) {
-    const stage = await this.#adminStage(ctx, stageId)
+    await this.#deleteStage(ctx, await this.#adminStage(ctx, stageId))
+    return {}
+  }
+
+  /** Deletes a stage with everything hanging off it and clears its topics (stage.remove, user.delete). */
+  async #deleteStage(ctx: RequestContext, stage: StageDoc): Promise<void> {
     const { tx } = ctx
+    const stageId = stage.id
     const [groups, members, tracks, mixes] = await Promise.all([
       tx.find<GroupDoc>(c.groups.name, { stageId }),
       tx.find<MemberDoc>(c.members.name, { stageId }),
@@ -261,7 +275,6 @@ export class StagesService {
       for (const doc of docs) tx.delete(name, doc)
     }
     for (const topic of stageRemovalTopics(stage, groups, members, tracks, mixes)) ctx.clear(topic)
-    return {}
   }
 
   async #addAdmin(ctx: RequestContext, stageId: string, userId: string) {
@@ -286,6 +299,86 @@ export class StagesService {
     if (!stillMember) ctx.clear(topics.summary(userId, stageId))
     await this.#publishStage(ctx, saved)
     return stageState(saved)
+  }
+
+  /**
+   * user.delete: the user's memberships (with their mixes and tracks) go; stages the user administers
+   * with others lose the user as admin; stages where the user is the only admin are handed over to
+   * another member or removed, as the user chose.
+   */
+  async #removeAccount(
+    ctx: RequestContext,
+    user: UserDoc,
+    choice: AccountRemovalChoice,
+    removal: AccountRemoval,
+  ): Promise<void> {
+    const { tx } = ctx
+    const userId = user.id
+    const memberships = await tx.find<MemberDoc>(c.members.name, { userId })
+    const administered = await this.#administeredStages(ctx, userId)
+    const sole = administered.filter((stage) => stage.admins.length === 1)
+    if (sole.length > 0 && choice.soleAdminStages === undefined) {
+      throw new HubError(
+        'invalid_request',
+        `you are the only admin of ${sole.map((s) => `"${s.name}" (${s.id})`).join(', ')}: ` +
+          'set soleAdminStages to "handOver" (another member becomes its admin) or "remove"',
+      )
+    }
+    const touched = new Set<string>([...memberships.map((m) => m.stageId), ...administered.map((s) => s.id)])
+    const newAdmins = new Map<string, string[]>()
+    for (const stage of administered) {
+      const others = stage.admins.filter((a) => a !== userId)
+      if (others.length > 0) {
+        newAdmins.set(stage.id, others)
+        continue
+      }
+      const heir =
+        choice.soleAdminStages === 'handOver'
+          ? successorAdmin(await tx.find<MemberDoc>(c.members.name, { stageId: stage.id }), userId)
+          : undefined
+      if (heir) {
+        newAdmins.set(stage.id, [heir])
+        removal.stagesHandedOver.push({ stageId: stage.id, adminId: heir })
+      } else {
+        await this.#deleteStage(ctx, stage)
+        removal.stagesRemoved.push(stage.id)
+        touched.delete(stage.id)
+      }
+    }
+    for (const member of memberships) {
+      if (!touched.has(member.stageId)) continue
+      await this.#deleteMember(ctx, await this.#stage(tx, member.stageId), member)
+    }
+    for (const [stageId, admins] of newAdmins) {
+      const stage = await this.#stage(tx, stageId)
+      await this.#publishStage(ctx, tx.replace(c.stages.name, { ...stage, admins }))
+    }
+    for (const stageId of touched) ctx.clear(topics.summary(userId, stageId))
+  }
+
+  /**
+   * Stages the user administers. Admins are a list in the stage document, which the store cannot
+   * query: candidates come from a scan outside the transaction (once per request), and each is read
+   * in it. A stage the user creates meanwhile conflicts with this transaction (it reads the stages by
+   * creator); one the user is made admin of in the same instant keeps the id among its other admins,
+   * who can remove it with stage.removeAdmin.
+   */
+  async #administeredStages(ctx: RequestContext, userId: string): Promise<StageDoc[]> {
+    const { store } = this.#options
+    const candidates = await ctx.once('administered', async () => {
+      const ids: string[] = []
+      for await (const stage of store.scan<StageDoc>(c.stages.name))
+        if (isAdmin(stage, userId)) ids.push(stage.id)
+      return ids
+    })
+    const created = await ctx.tx.find<StageDoc>(c.stages.name, { createdBy: userId })
+    const ids = new Set([...candidates, ...created.map((s) => s.id)])
+    const stages: StageDoc[] = []
+    for (const id of ids) {
+      const stage = await ctx.tx.get<StageDoc>(c.stages.name, id)
+      if (stage && isAdmin(stage, userId)) stages.push(stage)
+    }
+    return stages
   }
 
   // ── joining and leaving ───────────────────────────────────────────────────────────────────

@@ -107,6 +107,21 @@ export class EmbeddedBackend implements StoreBackend {
       .changes
   }
 
+  /** SQLite's data_version changes for a connection whenever another connection has committed. */
+  watchOutsideCommits(listener: () => void, intervalMs: number): () => void {
+    const version = () => this.#db.pragma('data_version', { simple: true }) as number
+    let seen = version()
+    const timer = setInterval(() => {
+      if (this.#closed) return
+      const now = version()
+      if (now === seen) return
+      seen = now
+      listener()
+    }, intervalMs)
+    timer.unref()
+    return () => clearInterval(timer)
+  }
+
   async ping(): Promise<void> {
     if (this.#closed) throw new Error('the store is closed')
     this.#db.prepare('SELECT 1').get()

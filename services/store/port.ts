@@ -78,6 +78,12 @@ export interface StoreBackend {
   commit(reads: readonly DocRead[], queries: readonly QueryRead[], writes: readonly Write[]): Promise<void>
   /** Deletes, outside any transaction, every document whose numeric `field` is below `limit`; returns how many. */
   purgeExpired(collection: string, field: string, limit: number): Promise<number>
+  /**
+   * Calls `listener` (checking every `intervalMs`) after another process committed to the store, e.g.
+   * the operator CLI while a hub runs; what changed is not known. Optional: a backend without it
+   * reports nothing. Returns a function that stops watching.
+   */
+  watchOutsideCommits?(listener: () => void, intervalMs: number): () => void
   /** Throws when the backend cannot serve requests (readiness). */
   ping(): Promise<void>
   close(): Promise<void>

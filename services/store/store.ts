@@ -218,6 +218,11 @@ export class Store {
     return () => this.#listeners.delete(listener)
   }
 
+  /** See StoreBackend.watchOutsideCommits; nothing is reported by a backend that cannot tell. */
+  onOutsideCommit(listener: () => void, intervalMs = 1000): () => void {
+    return this.backend.watchOutsideCommits?.(listener, intervalMs) ?? (() => undefined)
+  }
+
   ping(): Promise<void> {
     return this.backend.ping()
   }

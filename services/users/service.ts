@@ -1,16 +1,18 @@
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import type { TokenService } from '../../broker/tokens.ts'
-import { userUpdate } from '../../schemas/actions/user.ts'
+import type { Static } from '@sinclair/typebox'
+import type { Identity, TokenService } from '../../broker/tokens.ts'
+import { userChangePassword, userDelete, userSignOut, userUpdate } from '../../schemas/actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
 import type { UserProfile } from '../../schemas/state.ts'
-import { collections, type UserDoc } from '../collections.ts'
-import { HubError, checkVersion, notFound } from '../errors.ts'
+import { type DeletedUserDoc, collections, type UserDoc } from '../collections.ts'
+import { HubError, checkVersion, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
+import { RateLimiter } from '../requests/rate-limit.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError } from '../store/port.ts'
-import type { Store } from '../store/store.ts'
+import type { Store, Transaction } from '../store/store.ts'
 import { LoginThrottle, type LoginThrottleOptions, SignupLimit, type Bucket } from './auth-limits.ts'
 import type { PasswordPool } from './password-pool.ts'
 
@@ -63,18 +65,74 @@ export async function createUser(store: Store, input: NewUser, passwords: Passwo
   }
 }
 
-/** A user token as the HTTP auth routes and the CLI hand it out. */
+/** A user token of the account's current generation, as the HTTP auth routes and the CLI hand it out. */
 export function userToken(
   tokens: TokenService,
-  user: Pick<UserDoc, 'id' | 'name'>,
+  user: Pick<UserDoc, 'id' | 'name' | 'tokenVersion'>,
   ttlSeconds: number,
 ): TokenReply {
-  const { token, exp } = tokens.sign({ sub: user.id, role: 'user', name: user.name }, ttlSeconds)
+  const { token, exp } = tokens.sign(
+    { sub: user.id, role: 'user', name: user.name, ver: user.tokenVersion ?? 0 },
+    ttlSeconds,
+  )
   return { userId: user.id, token, expiresAt: new Date(exp * 1000).toISOString() }
+}
+
+/** The user as stored with a new password hash and the next token generation (older tokens die). */
+export function withNewPassword(user: UserDoc, passwordHash: string): UserDoc {
+  return { ...user, passwordHash, tokenVersion: (user.tokenVersion ?? 0) + 1 }
+}
+
+/**
+ * The operator's password reset (`stagehub user reset-password`; the hub sends no e-mail): sets the
+ * password of the user with this id or e-mail address and signs out every session.
+ */
+export async function resetPassword(
+  store: Store,
+  user: { id?: string | undefined; email?: string | undefined },
+  password: string,
+  passwords: PasswordPool,
+): Promise<UserDoc> {
+  await store.ensureCollection(collections.users)
+  const passwordHash = await passwords.hash(password)
+  const { value } = await store.transaction(async (tx) => {
+    const found = await findUser(tx, user)
+    return tx.replace(collections.users.name, withNewPassword(found, passwordHash))
+  })
+  return value
+}
+
+async function findUser(
+  tx: Transaction,
+  { id, email }: { id?: string | undefined; email?: string | undefined },
+): Promise<UserDoc> {
+  if (id) {
+    const user = await tx.get<UserDoc>(collections.users.name, id)
+    if (!user) throw notFound(`user ${id}`)
+    return user
+  }
+  const address = email?.trim().toLowerCase() ?? ''
+  const [user] = await tx.find<UserDoc>(collections.users.name, { email: address })
+  if (!user) throw notFound(`a user with the e-mail address ${address}`)
+  return user
 }
 
 /** Runs inside the user.update transaction, after the user document was replaced. */
 export type ProfileHook = (ctx: RequestContext, user: UserDoc) => Promise<void>
+
+export type AccountRemovalChoice = Static<typeof userDelete.params>
+export type AccountRemoval = Static<typeof userDelete.result>
+
+/**
+ * Runs inside the user.delete transaction, before the user document goes: removes what the service
+ * keeps of the user (clearing its topics) and notes it in `removal`, the caller's answer.
+ */
+export type AccountRemovalHook = (
+  ctx: RequestContext,
+  user: UserDoc,
+  choice: AccountRemovalChoice,
+  removal: AccountRemoval,
+) => Promise<void>
 
 export interface UsersServiceOptions {
   store: Store
@@ -93,6 +151,14 @@ export class UsersService {
   readonly #signups: SignupLimit
   readonly #logins: LoginThrottle
   readonly #profileHooks: ProfileHook[] = []
+  readonly #removalHooks: AccountRemovalHook[] = []
+  /**
+   * Connections whose own user.delete is being answered: spared from the close when the deletion
+   * commits (see hub.ts), so that the answer reaches them; the hub closes them right after it.
+   */
+  readonly #answeringDeletion = new WeakSet<Identity>()
+  /** Guards the password checks of signed-in actions: a stolen token must not become a password oracle. */
+  readonly #passwordChecks = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
   /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
   #dummyHash = ''
 
@@ -131,6 +197,80 @@ export class UsersService {
       for (const hook of this.#profileHooks) await hook(ctx, saved)
       return profile
     })
+
+    pipeline.register(userSignOut, async (ctx) => {
+      const user = await this.#caller(ctx)
+      return this.#renew(ctx, { ...user, tokenVersion: (user.tokenVersion ?? 0) + 1 })
+    })
+
+    pipeline.register(userChangePassword, async (ctx, params) => {
+      const user = await this.#caller(ctx)
+      await this.#checkPassword(ctx, user, params.currentPassword)
+      const hash = await ctx.once('hash', () => this.#options.passwords.hash(params.newPassword))
+      return this.#renew(ctx, withNewPassword(user, hash))
+    })
+
+    pipeline.register(userDelete, async (ctx, params) => {
+      const user = await this.#caller(ctx)
+      await this.#checkPassword(ctx, user, params.password)
+      const removal: AccountRemoval = { stagesHandedOver: [], stagesRemoved: [], devicesRemoved: [] }
+      for (const hook of this.#removalHooks) await hook(ctx, user, params, removal)
+      // read again: the hooks may have changed it (leaving the stage the user is in)
+      const current = (await ctx.tx.get<UserDoc>(collections.users.name, user.id))!
+      ctx.tx.delete(collections.users.name, current)
+      // the tombstone refuses the account's tokens (and closes its connections, see hub.ts)
+      ctx.tx.insert<DeletedUserDoc>(collections.deletedUsers.name, {
+        id: user.id,
+        deletedAt: new Date().toISOString(),
+      })
+      ctx.clear(userTopic(user.id))
+      this.#answeringDeletion.add(ctx.who)
+      return removal
+    })
+  }
+
+  /** Whether this connection waits for the answer to the deletion of its own account. */
+  answersDeletion(who: Identity): boolean {
+    return this.#answeringDeletion.has(who)
+  }
+
+  /** Other services remove what they keep of a deleted account through these hooks. */
+  onAccountRemoval(hook: AccountRemovalHook): void {
+    this.#removalHooks.push(hook)
+  }
+
+  async #caller(ctx: RequestContext): Promise<UserDoc> {
+    if (ctx.who.role !== 'user') throw forbidden('only users have an account to secure')
+    const user = await ctx.tx.get<UserDoc>(collections.users.name, ctx.who.id)
+    if (!user) throw notFound(`user ${ctx.who.id}: sign up first`)
+    return user
+  }
+
+  /** Refuses a wrong or missing password of an account that has one (accounts without one have none to give). */
+  async #checkPassword(ctx: RequestContext, user: UserDoc, password: string | undefined): Promise<void> {
+    const hash = user.passwordHash
+    if (!hash) return
+    if (password === undefined) throw forbidden('this needs your current password')
+    if (!this.#passwordChecks.allows(user.id)) {
+      throw new HubError('rate_limited', 'too many wrong passwords: wait a few minutes and try again')
+    }
+    if (!(await ctx.once(`verify:${hash}`, () => this.#options.passwords.verify(password, hash)))) {
+      this.#passwordChecks.take(user.id)
+      throw forbidden('wrong password')
+    }
+  }
+
+  /**
+   * Saves the user at a new token generation and hands the caller a token of it. Every connection of
+   * an older generation is closed when this commits (see hub.ts), except the caller's: its identity
+   * is the broker's own object, moved to the new generation here, so the answer reaches it.
+   */
+  #renew(ctx: RequestContext, next: UserDoc): Static<typeof userSignOut.result> {
+    const saved = ctx.tx.replace(collections.users.name, next)
+    const generation = saved.tokenVersion ?? 0
+    ctx.who.ver = generation
+    const { token, expiresAt } = this.userToken(saved)
+    return { token, expiresAt, generation }
   }
 
   /** Other services keep copies of profile fields (a member's name) current through these hooks. */
@@ -138,7 +278,6 @@ export class UsersService {
     this.#profileHooks.push(hook)
   }
 
-  /** Creates a user (sign-up and the operator CLI). E-mail addresses are unique, compared lower-cased. */
   /** Sign-up: creates the account and publishes its profile. */
   async createUser(input: NewUser): Promise<UserDoc> {
     const user = await createUser(this.#options.store, input, this.#options.passwords)
@@ -146,7 +285,7 @@ export class UsersService {
     return user
   }
 
-  userToken(user: Pick<UserDoc, 'id' | 'name'>): TokenReply {
+  userToken(user: Pick<UserDoc, 'id' | 'name' | 'tokenVersion'>): TokenReply {
     return userToken(this.#options.tokens, user, this.#options.userTokenTtlSeconds)
   }
 

@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import mqtt from 'mqtt'
 import t from 'tap'
 import { createTokenService } from '../../broker/tokens.ts'
-import { TEST_SECRET } from '../helpers/hub.ts'
+import { TEST_SECRET, connackCode, connectionClosed, startTestHub } from '../helpers/hub.ts'
 
 const run = promisify(execFile)
 const CLI = new URL('../../bin/stagehub.ts', import.meta.url).pathname
@@ -111,3 +111,83 @@ t.test(
     client.end(true)
   },
 )
+
+t.test(
+  'user reset-password against the data directory of a running hub: its old sessions close within seconds, old tokens and the old password are refused, the printed token and the new password work',
+  async (t) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'stagehub-reset-'))
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    const th = await startTestHub(t, { DATA_DIR: dataDir })
+    const env = { ...process.env, JWT_SECRET: TEST_SECRET, DATA_DIR: dataDir, PASSWORD_HASH_COST: '10' }
+    const login = (password: string) =>
+      fetch(`${th.httpUrl}/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'reset@example.org', password }),
+      })
+    const signup = (await (
+      await fetch(`${th.httpUrl}/auth/signup`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'reset@example.org', password: 'forgotten passphrase', name: 'Reset' }),
+      })
+    ).json()) as { userId: string; token: string }
+    const session = await th.connect({ clientId: 'forgetful', token: signup.token })
+    const closed = connectionClosed(session, 5000)
+
+    const reset = await run(
+      'node',
+      [
+        ...nodeArgs,
+        'user',
+        'reset-password',
+        '--email',
+        'Reset@Example.org',
+        '--password',
+        'a new passphrase',
+      ],
+      { env },
+    )
+    const printed = JSON.parse(reset.stdout) as { userId: string; token: string; generation: number }
+    t.match(printed, { userId: signup.userId, generation: 1 })
+    const started = Date.now()
+    await closed
+    t.ok(
+      Date.now() - started < 5000,
+      `the running hub closed the old session ${Date.now() - started} ms later`,
+    )
+    const probe = (password: string) =>
+      connackCode(th.mqttUrl, { clientId: 'probe', username: 'token', password })
+    t.equal(await probe(signup.token), 5, 'the old token is refused (CONNACK 5)')
+    t.equal(await probe(printed.token), 0, 'the printed token connects')
+    t.equal((await login('forgotten passphrase')).status, 401, 'the old password is refused')
+    t.equal((await login('a new passphrase')).status, 200, 'the new password logs in')
+
+    // asked for on standard input when not given, here piped as a script would
+    const child = spawn('node', [...nodeArgs, 'user', 'reset-password', '--id', signup.userId], { env })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    child.stdin.end('typed passphrase\n')
+    t.equal(await new Promise((resolve) => child.once('exit', resolve)), 0)
+    t.match(JSON.parse(out), { userId: signup.userId, generation: 2 })
+    t.equal((await login('typed passphrase')).status, 200, 'the password read from standard input works')
+  },
+)
+
+t.test('user reset-password refuses an unknown user or a short password, and changes nothing', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'stagehub-reset-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const env = { ...process.env, JWT_SECRET: TEST_SECRET, DATA_DIR: dataDir, PASSWORD_HASH_COST: '10' }
+  const fail = (args: string[]) =>
+    run('node', [...nodeArgs, 'user', 'reset-password', ...args], { env }).then(
+      () => undefined,
+      (err: { code: number; stderr: string }) => err,
+    )
+  const unknown = await fail(['--email', 'nobody@example.org', '--password', 'long enough pw'])
+  t.equal(unknown?.code, 1)
+  t.match(unknown?.stderr, /not_found: a user with the e-mail address nobody@example.org does not exist/)
+  const short = await fail(['--id', 'u1', '--password', 'short'])
+  t.match(short?.stderr, /the password value must NOT have fewer than 8 characters/)
+  const both = await fail(['--id', 'u1', '--email', 'a@example.org', '--password', 'long enough pw'])
+  t.match(both?.stderr, /either --id ID or --email E/)
+})

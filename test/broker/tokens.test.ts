@@ -93,8 +93,21 @@ t.test(
       4,
       'router without ver',
     )
+    t.equal(
+      refusalCode(() => tokens.verify(sign({ sub: 'u1', role: 'user', ver: '2' }))),
+      4,
+      'user with a ver that is not an integer',
+    )
   },
 )
+
+t.test('a user token carries its generation; one without ver is generation 0 (undefined)', async (t) => {
+  const tokens = createTokenService(configFromEnv({ JWT_SECRET: SECRET }).jwt)
+  const sign = (claims: object) => jwt.sign(claims, SECRET, { algorithm: 'HS256', expiresIn: 60 })
+  t.equal(tokens.verify(sign({ sub: 'u1', role: 'user', ver: 3 })).ver, 3)
+  t.equal(tokens.verify(sign({ sub: 'u1', role: 'user' })).ver, undefined)
+  t.equal(tokens.verify(sign({ sub: 'ops', role: 'admin', ver: 3 })).ver, undefined, 'admins have none')
+})
 
 t.test('configuration errors name the variable to fix', async (t) => {
   t.throws(() => configFromEnv({}), ConfigError)

@@ -12,6 +12,7 @@ import {
   stageRemovalTopics,
   stageState,
   stageSummary,
+  successorAdmin,
   summaryAudience,
   usersToRefresh,
 } from '../../../services/stages/rules.ts'
@@ -445,3 +446,19 @@ t.test('a commit refreshes the members of users whose presence, sent tracks or s
   t.same([...usersToRefresh([change('users', user(), user('s1'))])], ['u2'], 'joining a stage')
   t.same([...usersToRefresh([change('users', user('s1'), { ...user('s1'), name: 'V' })])], [], 'a rename')
 })
+
+t.test(
+  'successorAdmin: a director first, then the lowest seat, then the first user id; never the leaving user',
+  async (t) => {
+    const members = [
+      member('leaving', { isDirector: true, seat: 0 }),
+      member('zed', { seat: 4 }),
+      member('amy'),
+      member('bea', { seat: 2 }),
+    ]
+    t.equal(successorAdmin(members, 'leaving'), 'bea', 'the lowest seat when there is no other director')
+    t.equal(successorAdmin([...members, member('dir', { isDirector: true })], 'leaving'), 'dir')
+    t.equal(successorAdmin([member('amy'), member('abe')], 'leaving'), 'abe', 'by id among equals')
+    t.equal(successorAdmin([member('leaving')], 'leaving'), undefined, 'nobody else: no heir')
+  },
+)

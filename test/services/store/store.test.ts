@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MongoClient } from 'mongodb'
+import t from 'tap'
 import { EmbeddedBackend } from '../../../services/store/embedded.ts'
 import { Store } from '../../../services/store/index.ts'
 import { MongoBackend } from '../../../services/store/mongo.ts'
@@ -69,3 +70,33 @@ storeContract('MongoDB store', mongodb, {
     ? false
     : 'MONGO_URL is not set (needs a replica set, e.g. mongodb://localhost:27017/?replicaSet=rs0)',
 })
+
+t.test(
+  'the embedded store reports commits of another process (connection) on the same file, and not its own',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'stagehub-store-'))
+    const hub = new Store(EmbeddedBackend.open(dir))
+    const cli = new Store(EmbeddedBackend.open(dir))
+    t.teardown(async () => {
+      await hub.close()
+      await cli.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+    const spec = { name: 'things' }
+    await hub.ensureCollection(spec)
+    await cli.ensureCollection(spec)
+    let reported = 0
+    const stop = hub.onOutsideCommit(() => reported++, 20)
+    await hub.transaction(async (tx) => tx.insert('things', { id: 'own' }))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(reported, 0, 'its own commits are announced as changes instead')
+    await cli.transaction(async (tx) => tx.insert('things', { id: 'outside' }))
+    const deadline = Date.now() + 2000
+    while (reported === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.equal(reported, 1, 'another connection’s commit is reported once')
+    stop()
+    await cli.transaction(async (tx) => tx.insert('things', { id: 'later' }))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(reported, 1, 'nothing after stopping')
+  },
+)
