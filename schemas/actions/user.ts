@@ -8,6 +8,7 @@ export const AvatarUrl = Type.String({ maxLength: 2048, format: 'uri', pattern: 
 
 export const userUpdate = defineAction({
   name: 'user.update',
+  changesState: true,
   description: "Change the caller's own profile.",
   params: Type.Object(
     {
