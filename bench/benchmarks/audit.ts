@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { type Context, onHub, sleep } from '../lib/context.ts'
 import { LiteRequester } from '../lib/requests.ts'
-import { type LoadSample, summarize } from '../lib/results.ts'
+import { type LoadSample, round, summarize } from '../lib/results.ts'
 import type { HubTarget } from '../lib/targets.ts'
 import { type Scenario, hubScenario, openScenario, seedUsers, step } from './requests.ts'
 
@@ -37,6 +37,13 @@ export async function auditCost(ctx: Context): Promise<void> {
   )
   for (const { rate, hubs } of outcome) {
     const [audited, plain] = hubs
+    ctx.results.compare(
+      `audit_hub_cpu_per_request_at_${rate}`,
+      'µs',
+      'lower',
+      { value: audited.cpuPerRequestUs, load: audited.load, detail: { rate, ...audited } },
+      { hub_without_audit: { value: plain.cpuPerRequestUs, load: plain.load, detail: { rate, ...plain } } },
+    )
     for (const p of ['p50', 'p99'] as const) {
       ctx.results.compare(
         `audit_request_latency_${p}_at_${rate}`,
@@ -51,6 +58,8 @@ export async function auditCost(ctx: Context): Promise<void> {
 
 interface Pooled {
   latency: ReturnType<typeof summarize>
+  /** The hub's CPU time per request (µs), from its mean CPU use over the rounds at a fixed rate. */
+  cpuPerRequestUs: number
   missing: number
   rounds: number
   load: LoadSample
@@ -75,6 +84,7 @@ async function compare(
     const samples: [number[], number[]] = [[], []]
     const missing = [0, 0]
     const loads: LoadSample[] = []
+    const cpu = [0, 0]
     for (let round = 0; round < rounds; round++) {
       for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) {
         await sleep(200)
@@ -83,16 +93,19 @@ async function compare(
         samples[i]!.push(...result.samples)
         missing[i]! += result.missing
         loads[i] = result.load
+        cpu[i]! += result.load.target_cpu / rounds
       }
     }
     const pooled = (i: 0 | 1): Pooled => ({
       latency: summarize(samples[i]),
+      cpuPerRequestUs: round((cpu[i]! / rate) * 1e6, 1),
       missing: missing[i]!,
       rounds,
       load: loads[i]!,
     })
+    const [a, b] = [pooled(0), pooled(1)]
     ctx.log(
-      `  ${rate}/s: with audit p50 ${pooled(0).latency.p50} p99 ${pooled(0).latency.p99} ms; without p50 ${pooled(1).latency.p50} p99 ${pooled(1).latency.p99} ms`,
+      `  ${rate}/s: with audit p50 ${a.latency.p50} p99 ${a.latency.p99} ms, ${a.cpuPerRequestUs} µs CPU/request; without p50 ${b.latency.p50} p99 ${b.latency.p99} ms, ${b.cpuPerRequestUs} µs`,
     )
     outcome.push({ rate, hubs: [pooled(0), pooled(1)] as [Pooled, Pooled] })
   }

@@ -91,7 +91,7 @@ export const profiles: Record<Profile['name'], Profile> = {
       overloadSeconds: 1,
     },
     requests: { clients: 20, rate: 200, seconds: 3, ladder: [500, 1000, 2000, 4000, 8000], stepSeconds: 1.5 },
-    audit: { rates: [200, 1000], seconds: 2, rounds: 3 },
+    audit: { rates: [200, 500], seconds: 2, rounds: 3 },
     retained: { sizes: [10_000, 100_000], reps: 10 },
     coldStart: { documents: 100_000 },
   },
