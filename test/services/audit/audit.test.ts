@@ -226,3 +226,24 @@ t.test('AUDIT_RETENTION_DAYS=0 turns the audit trail off', async (t) => {
   await th.restart() // a clean stop writes whatever an audit trail would have pending
   t.same(await th.hub.store.find(collections.audit.name), [], 'nothing recorded')
 })
+
+t.test('a retried request is recorded once, a retry of a refusal too', async (t) => {
+  const th = await startTestHub(t, roomy)
+  const ann = await actor(th, 'Ann')
+  const bob = await actor(th, 'Bob')
+  const create = JSON.stringify({ id: 'same', params: { name: 'Once' } })
+  const first = await ann.req.send('stage.create', create, 'same')
+  t.same(await ann.req.send('stage.create', create, 'same'), first, 'the retry gets the original answer')
+  const remove = JSON.stringify({ id: 'again', params: { stageId: (first.result as { id: string }).id } })
+  t.equal((await bob.req.send('stage.remove', remove, 'again')).error?.code, 'forbidden')
+  t.equal((await bob.req.send('stage.remove', remove, 'again')).error?.code, 'forbidden')
+  const ops = await operator(th)
+  const page = await ok<Page>(ops, 'audit.query', {})
+  t.same(
+    page.entries.map((e) => [e.action, e.outcome]),
+    [
+      ['stage.remove', 'forbidden'],
+      ['stage.create', 'ok'],
+    ],
+  )
+})
