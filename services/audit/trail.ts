@@ -72,7 +72,8 @@ export class AuditTrail {
     this.#flushTimer = setInterval(() => void this.flush(), FLUSH_MS)
     this.#flushTimer.unref()
     // a retention shorter than ten hours is pruned every tenth of it (for tests and trials)
-    this.#pruneTimer = setInterval(() => void this.prune(), Math.min(PRUNE_MS, (retentionDays * DAY_MS) / 10))
+    const every = Math.max(100, Math.min(PRUNE_MS, (retentionDays * DAY_MS) / 10))
+    this.#pruneTimer = setInterval(() => void this.prune(), every)
     this.#pruneTimer.unref()
   }
 
