@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { auditCost } from './benchmarks/audit.ts'
 import { connections } from './benchmarks/connections.ts'
 import { fanout } from './benchmarks/fanout.ts'
 import { requests } from './benchmarks/requests.ts'
@@ -19,7 +20,7 @@ const USAGE = `npm run bench -- [--quick | --tiny] [--only NAME]... [--out FILE]
   (default)   the full configuration (about 7 minutes on 2 cores)
   --quick     smaller counts and shorter runs (under 3 minutes on 2 cores)
   --tiny      a few seconds per benchmark; what the test suite runs, figures meaningless
-  --only      connect_storm (also memory_per_connection), fanout, request_latency,
+  --only      connect_storm (also memory_per_connection), fanout, request_latency, audit_cost,
               retained_subscribe, cold_start; repeatable or comma-separated
   --out       where to write the results (default bench/results.json)
   --keep      keep the scratch directory (logs of every target process, seeded stores)
@@ -29,6 +30,7 @@ const benchmarks: { name: string; aliases: string[]; run: (ctx: Context) => Prom
   { name: 'connect_storm', aliases: ['memory_per_connection', 'connections', 'memory'], run: connections },
   { name: 'fanout', aliases: [], run: fanout },
   { name: 'request_latency', aliases: ['requests'], run: requests },
+  { name: 'audit_cost', aliases: ['audit'], run: auditCost },
   { name: 'retained_subscribe', aliases: ['retained'], run: retainedSubscribe },
   { name: 'cold_start', aliases: [], run: coldStart },
 ]

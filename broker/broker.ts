@@ -20,6 +20,19 @@ import {
   holderKey,
 } from './tokens.ts'
 
+/** A connection, subscription or publish the broker refused for lack of permission. */
+export interface BrokerRefusal {
+  kind: 'connect' | 'subscribe' | 'publish'
+  /** Who, once the token was verified (a CONNECT refused for its token has nobody). */
+  who?: Pick<Identity, 'role' | 'id'> | undefined
+  clientId: string
+  /** The topic of a refused publish, the filter of a refused subscription. */
+  topic?: string
+  /** CONNACK return code of a refused connection. */
+  returnCode?: 4 | 5
+  reason: string
+}
+
 /** What the broker asks of the services: nothing MQTT-specific crosses this line. */
 export interface BrokerDelegate {
   acl: Acl
@@ -39,6 +52,8 @@ export interface BrokerDelegate {
   onConnected?(who: Identity): void
   /** `superseded`: a newer connection with the same client id took over (it is the client now). */
   onDisconnected?(who: Identity, reason: 'clean' | 'lost', superseded: boolean): void
+  /** Every refusal of a permission by the broker (for the audit trail); must not throw or block. */
+  onRefused?(refusal: BrokerRefusal): void
 }
 
 export interface BrokerOptions {
@@ -106,6 +121,13 @@ export class HubBroker {
         const who = client ? broker.#identities.get(client) : undefined
         if (who && options.delegate.acl.canSubscribe(who, subscription.topic)) return done(null, subscription)
         options.log.info({ clientId: client?.id, topic: subscription.topic }, 'subscription refused')
+        options.delegate.onRefused?.({
+          kind: 'subscribe',
+          who,
+          clientId: client?.id ?? '',
+          topic: subscription.topic,
+          reason: 'the ACL does not allow this subscription',
+        })
         done(null, null)
       },
       authorizeForward: (client, packet) => {
@@ -205,9 +227,10 @@ export class HubBroker {
     const connect = (client as unknown as { _parser?: { settings?: { password?: unknown } } })._parser
       ?.settings
     if (connect && connect.password === password) connect.password = undefined
+    let verified: Omit<Identity, 'clientId'> | undefined
     try {
       if (!password || password.length === 0) throw new TokenRefusal(4, 'no token in the password field')
-      const verified = tokens.verify(password.toString('utf8'))
+      verified = tokens.verify(password.toString('utf8'))
       checkClientId(verified, this.#emptyClientIds.has(client) ? '' : client.id)
       checkClientIdHolder(verified, client.id, this.#reservedFor(client.id), this.#holder(client.id))
       if (verified.role !== 'admin') {
@@ -247,6 +270,13 @@ export class HubBroker {
         { clientId: client.id, code: refusal.returnCode, reason: refusal.message },
         'connection refused',
       )
+      delegate.onRefused?.({
+        kind: 'connect',
+        who: verified,
+        clientId: client.id,
+        returnCode: refusal.returnCode,
+        reason: refusal.message,
+      })
       done(
         Object.assign(new Error(refusal.message), { returnCode: refusal.returnCode }) as AuthenticateError,
         null,
@@ -262,6 +292,7 @@ export class HubBroker {
       // revoked credentials (a removed or rotated-out device/router, a signed-out user): the connection is
       // being closed, and its last will (published during that close) must not put its presence back
       log.info({ clientId: who.clientId, topic: packet.topic }, 'publish with revoked credentials refused')
+      this.#refusedPublish(who, packet.topic, 'credentials revoked')
       return done(new Error('credentials revoked'))
     }
     const decision = delegate.acl.canPublish(who, packet.topic)
@@ -270,6 +301,7 @@ export class HubBroker {
         { clientId: who.clientId, topic: packet.topic },
         'unauthorized publish: closing the connection',
       )
+      this.#refusedPublish(who, packet.topic, 'the ACL does not allow this publish: connection closed')
       return done(new Error(`not allowed to publish to ${packet.topic}`))
     }
     metrics.messagesIn.inc()
@@ -286,6 +318,10 @@ export class HubBroker {
       }
     }
     done(null)
+  }
+
+  #refusedPublish(who: Identity, topic: string, reason: string): void {
+    this.#options.delegate.onRefused?.({ kind: 'publish', who, clientId: who.clientId, topic, reason })
   }
 
   /** Whether a client id is a registered device's or router's id, reserved for its own tokens. */

@@ -56,6 +56,8 @@ export interface HubConfig {
   /** scrypt cost for stored passwords (N = 2^cost). */
   passwordHashCost: number
   quotas: Quotas
+  /** Days audit trail entries are kept; 0 turns the audit trail off. */
+  auditRetentionDays: number
 }
 
 export interface Quotas {
@@ -102,6 +104,7 @@ const defaults = {
   deviceTokenTtlSeconds: 365 * 24 * 3600,
   routerTokenTtlSeconds: 365 * 24 * 3600,
   passwordHashCost: 15,
+  auditRetentionDays: 90,
   quotas: {
     stagesPerUser: 20,
     groupsPerStage: 30,
@@ -153,6 +156,14 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       }
     }
     return entries
+  }
+  const nonNegative = (name: string, fallback: number): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    const value = Number(raw)
+    if (!Number.isFinite(value) || value < 0)
+      throw new ConfigError(`${name} must be a number ≥ 0, got "${raw}"`)
+    return value
   }
   const fileOrPem = (name: string): string | undefined => {
     const raw = env[name]
@@ -247,6 +258,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     deviceTokenTtlSeconds: positive('DEVICE_TOKEN_TTL_SECONDS', defaults.deviceTokenTtlSeconds),
     routerTokenTtlSeconds: positive('ROUTER_TOKEN_TTL_SECONDS', defaults.routerTokenTtlSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
+    auditRetentionDays: nonNegative('AUDIT_RETENTION_DAYS', defaults.auditRetentionDays),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
       groupsPerStage: positive('QUOTA_GROUPS_PER_STAGE', defaults.quotas.groupsPerStage),

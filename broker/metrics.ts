@@ -51,6 +51,12 @@ export class HubMetrics {
     registers: [this.registry],
   })
 
+  readonly auditDropped = new Counter({
+    name: 'stagehub_audit_entries_dropped_total',
+    help: 'Audit trail entries dropped because the store could not keep up (see the log)',
+    registers: [this.registry],
+  })
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'stagehub_' })
   }

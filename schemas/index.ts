@@ -1,5 +1,6 @@
 import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
+import { auditQuery } from './actions/audit.ts'
 import * as device from './actions/device.ts'
 import * as media from './actions/media.ts'
 import * as release from './actions/release.ts'
@@ -51,6 +52,7 @@ export const actions: readonly ActionSchema[] = [
   router.routerServed,
   router.routerUnserved,
   ...media.mediaActions,
+  auditQuery,
 ]
 
 /** Retained state topics and the schema of their payload. */

@@ -1,3 +1,4 @@
+import type { AuditEntry } from '../schemas/actions/audit.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
 /**
@@ -64,6 +65,14 @@ export interface RetainedDoc extends StoredDoc {
   qos: 0 | 1 | 2
 }
 
+/** An audit trail entry as stored: its id sorts by time (services/audit/rules.ts). */
+export interface AuditDoc extends StoredDoc, Omit<AuditEntry, 'id'> {
+  /** `time` in milliseconds, for pruning. */
+  at: number
+  /** The values of `targets`, for the target-id filter. */
+  targetIds: string[]
+}
+
 export const collections = {
   users: { name: 'users', unique: [['email']] },
   deletedUsers: { name: 'deleted_users' },
@@ -80,4 +89,5 @@ export const collections = {
   routers: { name: 'routers' },
   requests: { name: 'requests', indexes: [['expiresAt']] },
   retained: { name: 'retained' },
+  audit: { name: 'audit', indexes: [['at'], ['identity']] },
 } satisfies Record<string, CollectionSpec>

@@ -9,6 +9,7 @@ import { DurableRetainedPersistence } from '../broker/persistence.ts'
 import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
+import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { errorReplies, healthRoutes } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
@@ -144,6 +145,13 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
+  const audit = new AuditTrail({
+    store,
+    metrics,
+    log: log.child({ component: 'audit' }),
+    retentionDays: config.auditRetentionDays,
+  })
+  await audit.start()
 
   // the delegate closes over `pipeline` and `presence`, declared below: clients arrive once the listeners are open
   const broker = await HubBroker.create(
@@ -168,6 +176,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
           routers.disconnected(who, superseded)
           media.disconnected(who, superseded)
         },
+        onRefused: (refusal) => audit.refused(refusal),
       },
     },
     persistence,
@@ -197,8 +206,10 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     rateLimit: config.rateLimit,
     accountRateLimit: config.accountRateLimit,
     requestIdTtlMs: config.requestIdTtlMs,
+    onOutcome: (outcome) => audit.request(outcome),
   })
   await pipeline.start()
+  audit.registerQuery(pipeline)
 
   const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
   const users = new UsersService({
@@ -301,6 +312,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       await broker.close()
       await listenersClosed
       await persistence.flush()
+      await audit.stop()
       await store.close()
       log.info('stopped')
     })())

@@ -23,13 +23,13 @@ import { createUser } from '../../services/users/service.ts'
  */
 const SUSTAINED_P99_MS = 50
 
-interface Scenario {
+export interface Scenario {
   clients: { clientId: string; username?: string; password?: string }[]
   subscribe: string[][]
   templates: { topic: string; payload: string }[][]
 }
 
-async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Promise<Scenario> {
+export async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Promise<Scenario> {
   const token = (sub: string) => ctx.tokens.sign({ sub, role: 'user' }, 3600).token
   const admin = await LiteRequester.connect(target.host, target.port, 'req-admin', token(users[0]!))
   const stage = await admin.ok<{ id: string }>('stage.create', { name: 'Requests' })
@@ -97,21 +97,46 @@ function echoScenario(k: number): Scenario {
   }
 }
 
-interface Step {
+/** Connects the scenario's clients, spread over the load generators, in connection group `group`. */
+export async function openScenario(ctx: Context, target: Target, s: Scenario, group = 'req'): Promise<void> {
+  const parts = split(
+    s.clients.map((_, i) => i),
+    ctx.pool.workers.length,
+  )
+  const opened = await ctx.pool.all('open', (w) => ({
+    group,
+    host: target.host,
+    port: target.port,
+    clients: parts[w]!.map((i) => s.clients[i]!),
+    subscribe: parts[w]!.map((i) => s.subscribe[i]!),
+    keepalive: 60,
+    window: 20,
+    qos: 1 as const,
+  }))
+  const accepted = opened.reduce((a, o) => a + o.accepted, 0)
+  if (accepted !== s.clients.length)
+    throw new Error(`clients not connected: ${opened.flatMap((o) => o.errors)}`)
+}
+
+export interface Step {
   rate: number
   latency: ReturnType<typeof summarize>
+  /** Every latency measured (ms), for pooling several steps. */
+  samples: number[]
   missing: number
   achieved: number
   load: LoadSample
 }
 
-async function step(
+/** `rate` requests/s from all of the scenario's clients (opened in connection group `group`) for `seconds`. */
+export async function step(
   ctx: Context,
   target: Target,
   s: Scenario,
   rate: number,
   seconds: number,
   seqBase: number,
+  group = 'req',
 ) {
   const parts = split(
     s.templates.map((_, i) => i),
@@ -119,7 +144,7 @@ async function step(
   )
   const { value, load } = await measured(ctx, target, () =>
     ctx.pool.all('send', (w) => ({
-      group: 'req',
+      group,
       rate: rate / s.clients.length,
       durationMs: seconds * 1000,
       templates: parts[w]!.map((i) => s.templates[i]!),
@@ -137,6 +162,7 @@ async function step(
   return {
     rate,
     latency: summarize(latencies),
+    samples: latencies,
     missing,
     achieved: latencies.length / ((last - first) / 1000),
     load,
@@ -155,23 +181,7 @@ async function measure(
     name,
     async (target) => {
       const s = name === 'hub' ? await hubScenario(ctx, target as HubTarget, users) : echoScenario(r.clients)
-      const parts = split(
-        s.clients.map((_, i) => i),
-        ctx.pool.workers.length,
-      )
-      const opened = await ctx.pool.all('open', (w) => ({
-        group: 'req',
-        host: target.host,
-        port: target.port,
-        clients: parts[w]!.map((i) => s.clients[i]!),
-        subscribe: parts[w]!.map((i) => s.subscribe[i]!),
-        keepalive: 60,
-        window: 20,
-        qos: 1 as const,
-      }))
-      const accepted = opened.reduce((a, o) => a + o.accepted, 0)
-      if (accepted !== s.clients.length)
-        throw new Error(`clients not connected: ${opened.flatMap((o) => o.errors)}`)
+      await openScenario(ctx, target, s)
       await step(ctx, target, s, Math.min(r.rate, 100), 0.3, 1) // warm-up
       const steady = await step(ctx, target, s, r.rate, r.seconds, 100_000)
       ctx.log(`  ${name}: ${r.rate}/s → p50 ${steady.latency.p50} ms p99 ${steady.latency.p99} ms`)
@@ -203,7 +213,7 @@ async function measure(
   )
 }
 
-async function seedUsers(dir: string, n: number): Promise<string[]> {
+export async function seedUsers(dir: string, n: number): Promise<string[]> {
   const store = new Store(EmbeddedBackend.open(dir))
   const users: string[] = []
   // the users have no password: nothing is hashed

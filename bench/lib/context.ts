@@ -48,6 +48,8 @@ export interface Profile {
     ladder: number[]
     stepSeconds: number
   }
+  /** audit_cost: steps alternate between a hub with and one without the audit trail, `rounds` per rate. */
+  audit: { rates: number[]; seconds: number; rounds: number }
   retained: { sizes: number[]; reps: number }
   coldStart: { documents: number }
 }
@@ -69,6 +71,7 @@ export const profiles: Record<Profile['name'], Profile> = {
       overloadSeconds: 0.5,
     },
     requests: { clients: 2, rate: 20, seconds: 0.5, ladder: [50, 100], stepSeconds: 0.5 },
+    audit: { rates: [20], seconds: 0.5, rounds: 1 },
     retained: { sizes: [1000], reps: 3 },
     coldStart: { documents: 1000 },
   },
@@ -88,6 +91,7 @@ export const profiles: Record<Profile['name'], Profile> = {
       overloadSeconds: 1,
     },
     requests: { clients: 20, rate: 200, seconds: 3, ladder: [500, 1000, 2000, 4000, 8000], stepSeconds: 1.5 },
+    audit: { rates: [200, 500], seconds: 2, rounds: 3 },
     retained: { sizes: [10_000, 100_000], reps: 10 },
     coldStart: { documents: 100_000 },
   },
@@ -113,6 +117,7 @@ export const profiles: Record<Profile['name'], Profile> = {
       ladder: [250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 16000],
       stepSeconds: 4,
     },
+    audit: { rates: [200, 1000], seconds: 4, rounds: 5 },
     retained: { sizes: [10_000, 100_000], reps: 50 },
     coldStart: { documents: 100_000 },
   },

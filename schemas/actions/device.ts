@@ -123,6 +123,8 @@ const DeviceRef = { deviceId: Id }
 
 export const deviceCreate = defineAction({
   name: 'device.create',
+  changesState: true,
+  targets: { deviceId: 'result.device.id' },
   description: 'Register a device of the caller; the device token is returned once and never again.',
   params: Type.Object({ name: DeviceName, kind: DeviceKind }, { additionalProperties: false }),
   result: Type.Object({ device: DeviceState, token: Type.String(), expiresAt: Timestamp }),
@@ -130,6 +132,8 @@ export const deviceCreate = defineAction({
 
 export const deviceToken = defineAction({
   name: 'device.token',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId' },
   description:
     'Issue a new device token; every older token of the device is refused from now on and its connections are closed.',
   params: Type.Object(DeviceRef, { additionalProperties: false }),
@@ -138,6 +142,8 @@ export const deviceToken = defineAction({
 
 export const deviceRemove = defineAction({
   name: 'device.remove',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId' },
   description: 'Remove a device: its token stops working and its retained topics are cleared.',
   params: Type.Object(DeviceRef, { additionalProperties: false }),
   result: Type.Object({}, { additionalProperties: false }),
@@ -145,6 +151,8 @@ export const deviceRemove = defineAction({
 
 export const deviceUpdate = defineAction({
   name: 'device.update',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId' },
   description:
     "Change a device's name or desired settings (remote control); the device receives its full configuration on devices/{d}/config.",
   params: Type.Object(
@@ -223,6 +231,8 @@ const OwnerOrDevice = 'the owner or the device itself'
 
 export const soundCardSet = defineAction({
   name: 'soundcard.set',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId' },
   description: `Add or replace (by name) a sound card of a device; ${OwnerOrDevice}.`,
   params: Type.Object(
     { ...DeviceRef, soundCard: SoundCard, version: Type.Optional(Version) },
@@ -233,6 +243,8 @@ export const soundCardSet = defineAction({
 
 export const soundCardRemove = defineAction({
   name: 'soundcard.remove',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId' },
   description: `Remove a sound card and the tracks on it; ${OwnerOrDevice}.`,
   params: Type.Object(
     { ...DeviceRef, name: SoundCardName, version: Type.Optional(Version) },
@@ -243,6 +255,8 @@ export const soundCardRemove = defineAction({
 
 export const trackAdd = defineAction({
   name: 'track.add',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId', trackId: 'result.id' },
   description: `Send an input channel of a sound card as a track (one track per channel); ${OwnerOrDevice}.`,
   params: Type.Object(
     {
@@ -260,6 +274,8 @@ export const trackAdd = defineAction({
 
 export const trackUpdate = defineAction({
   name: 'track.update',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId', trackId: 'params.trackId' },
   description: `Change a track's name, gain or directivity; ${OwnerOrDevice}.`,
   params: Type.Object(
     {
@@ -281,6 +297,8 @@ export const trackUpdate = defineAction({
 
 export const trackRemove = defineAction({
   name: 'track.remove',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId', trackId: 'params.trackId' },
   description: `Stop sending a track; ${OwnerOrDevice}.`,
   params: Type.Object({ ...DeviceRef, trackId: Id }, { additionalProperties: false }),
   result: Type.Object({}, { additionalProperties: false }),

@@ -192,6 +192,7 @@ const ClosedProducers = Type.Array(MediaId, {
 
 export const mediaCapabilities = defineAction({
   name: 'media.capabilities',
+  changesState: false,
   description:
     "The RTP capabilities of the stage's mediasoup router (load them into the WebRTC device first). The stage is always the one the caller is in now.",
   params: Empty,
@@ -200,6 +201,8 @@ export const mediaCapabilities = defineAction({
 
 export const mediaCreateTransport = defineAction({
   name: 'media.createTransport',
+  changesState: true,
+  targets: { transportId: 'result.transportId' },
   description:
     'Create a WebRTC transport on the stage router: one send and one recv transport per participant (MQTT client id); creating one of a direction again replaces (closes) the earlier one with its producers and consumers.',
   params: Type.Object({ direction: TransportDirection }, { additionalProperties: false }),
@@ -218,6 +221,8 @@ export const mediaCreateTransport = defineAction({
 
 export const mediaConnectTransport = defineAction({
   name: 'media.connectTransport',
+  changesState: false,
+  targets: { transportId: 'params.transportId' },
   description: "Give one of your transports the client's DTLS parameters (once per transport).",
   params: Type.Object(
     { transportId: MediaId, dtlsParameters: DtlsParameters },
@@ -228,6 +233,8 @@ export const mediaConnectTransport = defineAction({
 
 export const mediaProduce = defineAction({
   name: 'media.produce',
+  changesState: true,
+  targets: { transportId: 'params.transportId', producerId: 'result.producerId' },
   description:
     "Send audio or video on your send transport; the producer becomes the retained stage track stages/{s}/tracks/{producerId}, which the stage's members consume.",
   params: Type.Object(
@@ -244,6 +251,8 @@ export const mediaProduce = defineAction({
 
 export const mediaConsume = defineAction({
   name: 'media.consume',
+  changesState: false,
+  targets: { producerId: 'params.producerId', consumerId: 'result.consumerId' },
   description:
     "Receive another participant's producer of your stage on your recv transport. The consumer starts paused: resume it (media.resume) once your side is ready. Consuming a producer again replaces your earlier consumer of it.",
   params: Type.Object(
@@ -276,6 +285,8 @@ const Target = (transports: boolean) =>
 
 export const mediaPause = defineAction({
   name: 'media.pause',
+  changesState: false,
+  targets: { producerId: 'params.producerId', consumerId: 'params.consumerId' },
   description: 'Pause one of your producers or consumers.',
   params: Target(false),
   result: Empty,
@@ -283,6 +294,8 @@ export const mediaPause = defineAction({
 
 export const mediaResume = defineAction({
   name: 'media.resume',
+  changesState: false,
+  targets: { producerId: 'params.producerId', consumerId: 'params.consumerId' },
   description: 'Resume one of your producers or consumers.',
   params: Target(false),
   result: Empty,
@@ -290,6 +303,12 @@ export const mediaResume = defineAction({
 
 export const mediaClose = defineAction({
   name: 'media.close',
+  changesState: true,
+  targets: {
+    producerId: 'params.producerId',
+    consumerId: 'params.consumerId',
+    transportId: 'params.transportId',
+  },
   description:
     'Close one of your producers (its stage track goes), consumers, or transports (with everything on it).',
   params: Target(true),
@@ -302,6 +321,7 @@ const Sdp = Type.String({ minLength: 10, maxLength: 32768, description: 'an SDP 
 
 export const mediaOffer = defineAction({
   name: 'media.offer',
+  changesState: true,
   description:
     'Native devices: an SDP offer of the audio/video the device sends (BUNDLE, ICE, DTLS-SRTP, rtcp-mux; opus, VP8, H264). Creates (replaces) your send transport and a producer per m-line; each producer becomes a stage track. Returns the SDP answer.',
   params: Type.Object({ sdp: Sdp }, { additionalProperties: false }),
@@ -319,6 +339,7 @@ export const mediaOffer = defineAction({
 
 export const mediaReceive = defineAction({
   name: 'media.receive',
+  changesState: false,
   description:
     "Native devices: an SDP offer of everything you should receive: a consumer of every other participant's producer in your stage, on your recv transport (created on first use). Call it again when stages/{s}/tracks/+ changes: the new offer keeps the earlier m-lines in order (gone ones rejected) and adds new ones. Answer it with media.answer.",
   params: Empty,
@@ -340,6 +361,7 @@ export const mediaReceive = defineAction({
 
 export const mediaAnswer = defineAction({
   name: 'media.answer',
+  changesState: false,
   description:
     'Native devices: your SDP answer to the latest media.receive offer. Connects the recv transport (first answer), resumes the consumers you accepted and closes the ones you rejected (port 0).',
   params: Type.Object({ sdp: Sdp }, { additionalProperties: false }),

@@ -6,6 +6,8 @@ const ReleaseRef = { version: FirmwareRelease.properties.version }
 
 export const releasePublish = defineAction({
   name: 'release.publish',
+  changesState: true,
+  targets: { release: 'params.release.version' },
   description:
     'Publish a firmware/config release manifest (admins). It targets no device until it is rolled out; publishing the same version again with another manifest is a conflict.',
   params: Type.Object({ release: FirmwareRelease }, { additionalProperties: false }),
@@ -14,6 +16,8 @@ export const releasePublish = defineAction({
 
 export const releaseRollout = defineAction({
   name: 'release.rollout',
+  changesState: true,
+  targets: { release: 'params.version' },
   description:
     'Set which ov-boxes a release targets (admins): the named devices plus a stable percentage of all ov-boxes. Targeted boxes receive the release in their devices/{d}/config; 0 % and no devices withdraws it.',
   params: Type.Object({ ...ReleaseRef, ...Rollout.properties }, { additionalProperties: false }),
@@ -22,6 +26,8 @@ export const releaseRollout = defineAction({
 
 export const releaseStatus = defineAction({
   name: 'release.status',
+  changesState: false,
+  targets: { release: 'params.version' },
   description:
     "How far a release's rollout got (admins): the ov-boxes it is the target of, by the firmware state they report.",
   params: Type.Object(ReleaseRef, { additionalProperties: false }),

@@ -102,6 +102,8 @@ const RouterRef = { routerId: Id }
 
 export const routerCreate = defineAction({
   name: 'router.create',
+  changesState: true,
+  targets: { routerId: 'result.router.id' },
   description: 'Register a router (admins); its token is returned once and never again.',
   params: Type.Object(
     { name: Type.String({ minLength: 1, maxLength: 100 }) },
@@ -112,6 +114,8 @@ export const routerCreate = defineAction({
 
 export const routerToken = defineAction({
   name: 'router.token',
+  changesState: true,
+  targets: { routerId: 'params.routerId' },
   description:
     "Issue a new router token (admins); older tokens are refused and the router's connection is closed.",
   params: Type.Object(RouterRef, { additionalProperties: false }),
@@ -120,6 +124,8 @@ export const routerToken = defineAction({
 
 export const routerRemove = defineAction({
   name: 'router.remove',
+  changesState: true,
+  targets: { routerId: 'params.routerId' },
   description: 'Remove a router (admins): its token stops working and its stages move to other routers.',
   params: Type.Object(RouterRef, { additionalProperties: false }),
   result: Type.Object({}, { additionalProperties: false }),
@@ -127,6 +133,8 @@ export const routerRemove = defineAction({
 
 export const routerServed = defineAction({
   name: 'router.served',
+  changesState: true,
+  targets: { stageId: 'params.stageId' },
   description:
     'The assigned router says how members reach the stage: its ov relay and/or mediasoup URL (the router itself only).',
   params: Type.Object(
@@ -144,6 +152,8 @@ export const routerServed = defineAction({
 
 export const routerUnserved = defineAction({
   name: 'router.unserved',
+  changesState: true,
+  targets: { stageId: 'params.stageId' },
   description: 'The router stopped serving a stage (after its assignment went away, or it cannot serve it).',
   params: Type.Object({ stageId: Id }, { additionalProperties: false }),
   result: Type.Object({}, { additionalProperties: false }),

@@ -223,6 +223,8 @@ const Empty = Type.Object({}, { additionalProperties: false })
 
 export const stageCreate = defineAction({
   name: 'stage.create',
+  changesState: true,
+  targets: { stageId: 'result.id' },
   description:
     'Create a stage; the caller becomes its admin. Unset room fields take the defaults of the original system.',
   params: Type.Object(
@@ -234,6 +236,8 @@ export const stageCreate = defineAction({
 
 export const stageUpdate = defineAction({
   name: 'stage.update',
+  changesState: true,
+  targets: { stageId: 'params.stageId' },
   description:
     'Admins change whitelisted stage fields; admins change only through stage.addAdmin/removeAdmin.',
   params: Type.Object(
@@ -245,6 +249,8 @@ export const stageUpdate = defineAction({
 
 export const stageRemove = defineAction({
   name: 'stage.remove',
+  changesState: true,
+  targets: { stageId: 'params.stageId' },
   description: 'Admins remove the stage with its groups, members, tracks and mixes.',
   params: Type.Object(StageRef, { additionalProperties: false }),
   result: Empty,
@@ -252,6 +258,8 @@ export const stageRemove = defineAction({
 
 export const stageAddAdmin = defineAction({
   name: 'stage.addAdmin',
+  changesState: true,
+  targets: { stageId: 'params.stageId', userId: 'params.userId' },
   description: 'An admin makes another user an admin of the stage.',
   params: Type.Object({ ...StageRef, userId: Id }, { additionalProperties: false }),
   result: StageState,
@@ -259,6 +267,8 @@ export const stageAddAdmin = defineAction({
 
 export const stageRemoveAdmin = defineAction({
   name: 'stage.removeAdmin',
+  changesState: true,
+  targets: { stageId: 'params.stageId', userId: 'params.userId' },
   description: 'An admin removes an admin (possibly themself); the last admin cannot be removed.',
   params: Type.Object({ ...StageRef, userId: Id }, { additionalProperties: false }),
   result: StageState,
@@ -266,6 +276,8 @@ export const stageRemoveAdmin = defineAction({
 
 export const stageJoin = defineAction({
   name: 'stage.join',
+  changesState: true,
+  targets: { stageId: 'params.stageId', groupId: 'params.groupId', memberId: 'result.id' },
   description:
     'Join a stage in one of its groups, taking the lowest free seat; leaves the current stage first.',
   params: Type.Object(
@@ -277,6 +289,7 @@ export const stageJoin = defineAction({
 
 export const stageLeave = defineAction({
   name: 'stage.leave',
+  changesState: true,
   description: 'Leave the current stage; the membership stays (offline, seat released).',
   params: Empty,
   result: Empty,
@@ -284,6 +297,8 @@ export const stageLeave = defineAction({
 
 export const stageForget = defineAction({
   name: 'stage.forget',
+  changesState: true,
+  targets: { stageId: 'params.stageId' },
   description: "Delete one's membership of a stage and everything hanging off it.",
   params: Type.Object(StageRef, { additionalProperties: false }),
   result: Empty,
@@ -299,6 +314,8 @@ const groupFields = {
 
 export const groupCreate = defineAction({
   name: 'group.create',
+  changesState: true,
+  targets: { stageId: 'params.stageId', groupId: 'result.id' },
   description: 'Admins add a group to a stage.',
   params: Type.Object(
     {
@@ -316,6 +333,8 @@ export const groupCreate = defineAction({
 
 export const groupUpdate = defineAction({
   name: 'group.update',
+  changesState: true,
+  targets: { stageId: 'params.stageId', groupId: 'params.groupId' },
   description: 'Admins change a group.',
   params: Type.Object(
     {
@@ -331,6 +350,8 @@ export const groupUpdate = defineAction({
 
 export const groupRemove = defineAction({
   name: 'group.remove',
+  changesState: true,
+  targets: { stageId: 'params.stageId', groupId: 'params.groupId' },
   description:
     'Admins remove a group. Its members move to `moveTo` (another group of the stage) when given; otherwise their memberships are removed.',
   params: Type.Object(
@@ -342,6 +363,8 @@ export const groupRemove = defineAction({
 
 export const memberUpdate = defineAction({
   name: 'member.update',
+  changesState: true,
+  targets: { stageId: 'params.stageId', userId: 'params.userId', memberId: 'result.id' },
   description: 'Admins change a member: group (of the same stage), director flag, volume, muted, position.',
   params: Type.Object(
     {
@@ -366,6 +389,8 @@ export const memberUpdate = defineAction({
 
 export const memberRemove = defineAction({
   name: 'member.remove',
+  changesState: true,
+  targets: { stageId: 'params.stageId', userId: 'params.userId' },
   description: 'Admins remove a member and everything hanging off the membership.',
   params: Type.Object({ ...StageRef, userId: Id }, { additionalProperties: false }),
   result: Empty,
@@ -373,6 +398,8 @@ export const memberRemove = defineAction({
 
 export const mixSet = defineAction({
   name: 'mix.set',
+  changesState: true,
+  targets: { stageId: 'result.stageId', mixTarget: 'params.id' },
   description:
     "Set the caller's own override for a group, member or track of a stage the caller belongs to. Fields not given stay as they are.",
   params: Type.Object(
@@ -392,6 +419,8 @@ export const mixSet = defineAction({
 
 export const mixRemove = defineAction({
   name: 'mix.remove',
+  changesState: true,
+  targets: { mixTarget: 'params.id' },
   description: "Remove the caller's override.",
   params: Type.Object({ kind: MixKind, id: Id }, { additionalProperties: false }),
   result: Empty,
@@ -399,6 +428,8 @@ export const mixRemove = defineAction({
 
 export const chatSend = defineAction({
   name: 'chat.send',
+  changesState: false,
+  targets: { stageId: 'result.stageId' },
   description:
     'Send a chat message to the stage the caller is in now (published on stages/{s}/chat, not retained).',
   params: Type.Object(

@@ -8,6 +8,7 @@ export const AvatarUrl = Type.String({ maxLength: 2048, format: 'uri', pattern: 
 
 export const userUpdate = defineAction({
   name: 'user.update',
+  changesState: true,
   description: "Change the caller's own profile.",
   params: Type.Object(
     {
@@ -29,6 +30,7 @@ const FreshToken = Type.Object({
 
 export const userSignOut = defineAction({
   name: 'user.signOut',
+  changesState: true,
   description:
     "Sign out everywhere: every token of the caller's account issued before is refused from now on and its other connections are closed. The calling connection stays and gets a fresh token.",
   params: Type.Object({}, { additionalProperties: false }),
@@ -37,6 +39,7 @@ export const userSignOut = defineAction({
 
 export const userChangePassword = defineAction({
   name: 'user.changePassword',
+  changesState: true,
   description:
     "Change the caller's password; signs out every other session (as user.signOut) and returns a fresh token for the caller.",
   params: Type.Object(
@@ -57,6 +60,7 @@ export const userChangePassword = defineAction({
 
 export const userDelete = defineAction({
   name: 'user.delete',
+  changesState: true,
   description:
     "Delete the caller's account: memberships, mixes and devices go (device tokens die, their connections close), every retained topic of the account is cleared, and every token of the account is refused. Stages where the caller is the only admin are handed over to another member or removed, as soleAdminStages says.",
   params: Type.Object(

@@ -3,6 +3,7 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import type { Identity } from '../../broker/tokens.ts'
 import type { HubMetrics } from '../../broker/metrics.ts'
 import type { ActionSchema } from '../../schemas/action.ts'
+import type { RequestOutcome } from '../audit/rules.ts'
 import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../schemas/protocol.ts'
 import { type Validator, validator } from '../../schemas/validate.ts'
 import { collections, type RequestRecordDoc } from '../collections.ts'
@@ -52,6 +53,8 @@ export interface PipelineOptions {
   rateLimit: { perSecond: number; burst: number }
   accountRateLimit: { perSecond: number; burst: number }
   requestIdTtlMs: number
+  /** Told of every request that reached its action and was not a retry (for the audit trail). */
+  onOutcome?(outcome: RequestOutcome): void
 }
 
 const validEnvelope = validator(RequestEnvelope)
@@ -167,10 +170,17 @@ export class RequestPipeline {
     }
     const params = request.params ?? {}
     if (!registered.validate(params)) {
-      return failure(request.id, 'invalid_request', `invalid params: ${registered.validate.describe()}`)
+      const invalid = failure(
+        request.id,
+        'invalid_request',
+        `invalid params: ${registered.validate.describe()}`,
+      )
+      this.#options.onOutcome?.({ who, action: registered.schema, params: undefined, response: invalid })
+      return invalid
     }
 
     let publications: Publication[] = []
+    let retry = false
     const memo = new Map<string, Promise<unknown>>()
     const once = <T>(key: string, compute: () => Promise<T>): Promise<T> => {
       if (!memo.has(key)) memo.set(key, compute())
@@ -180,10 +190,12 @@ export class RequestPipeline {
       const started = performance.now()
       const { value } = await store.transaction(async (tx) => {
         publications = []
+        retry = false
         // inside the transaction: a retry racing its original (on any hub process) conflicts here
         const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
         if (earlier && earlier.expiresAt > Date.now()) {
           if (earlier.action !== action) throw new RequestIdReused(earlier.action)
+          retry = true
           return JSON.parse(earlier.response) as ResponseEnvelope
         }
         const ctx: RequestContext = {
@@ -201,9 +213,11 @@ export class RequestPipeline {
       })
       this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
       await publisher.apply(publications)
+      if (!retry) this.#options.onOutcome?.({ who, action: registered.schema, params, response: value })
       return value
     } catch (err) {
       const response = this.#refusal(request.id, err, who, action)
+      this.#options.onOutcome?.({ who, action: registered.schema, params, response })
       if (!response.ok && !TRANSIENT.has(response.error.code) && !(err instanceof RequestIdReused)) {
         // remembered so that a retry gets the same answer; nothing else changed
         await store

@@ -5,6 +5,7 @@ import {
   type CollectionSpec,
   type DocRead,
   type Filter,
+  type PageQuery,
   type QueryRead,
   type StoreBackend,
   type StoredDoc,
@@ -89,6 +90,32 @@ export class EmbeddedBackend implements StoreBackend {
       for (const row of rows) yield JSON.parse(row.doc) as StoredDoc
       after = rows[rows.length - 1]!.id
     }
+  }
+
+  async page(collection: string, query: PageQuery): Promise<StoredDoc[]> {
+    const where: string[] = []
+    const values: (string | number | null)[] = []
+    for (const field of Object.keys(query.filter).sort()) {
+      where.push(`${fieldExpr(field)} IS ?`)
+      values.push(sqlValue(query.filter[field] ?? null))
+    }
+    if (query.contains) {
+      where.push(
+        `EXISTS (SELECT 1 FROM json_each(doc, '$.${fieldName(query.contains.field)}') WHERE value = ?)`,
+      )
+      values.push(query.contains.value)
+    }
+    if (query.idFrom !== undefined) {
+      where.push('id >= ?')
+      values.push(query.idFrom)
+    }
+    if (query.idBelow !== undefined) {
+      where.push('id < ?')
+      values.push(query.idBelow)
+    }
+    const sql = `SELECT doc FROM ${tableName(collection)}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`
+    const rows = this.#statement(sql).all(...values, query.limit) as { doc: string }[]
+    return rows.map((r) => JSON.parse(r.doc) as StoredDoc)
   }
 
   commit(reads: readonly DocRead[], queries: readonly QueryRead[], writes: readonly Write[]): Promise<void> {
@@ -253,9 +280,13 @@ function tableName(collection: string): string {
   return `c_${collection}`
 }
 
-function fieldExpr(field: string): string {
+function fieldName(field: string): string {
   if (!FIELD.test(field)) throw new Error(`invalid field name ${field}`)
-  return `json_extract(doc, '$.${field}')`
+  return field
+}
+
+function fieldExpr(field: string): string {
+  return `json_extract(doc, '$.${fieldName(field)}')`
 }
 
 function indexName(prefix: string, collection: string, fields: readonly string[]): string {

@@ -14,6 +14,7 @@ import {
   type CollectionSpec,
   type DocRead,
   type Filter,
+  type PageQuery,
   type QueryRead,
   type StoreBackend,
   type StoredDoc,
@@ -170,6 +171,24 @@ export class MongoBackend implements StoreBackend {
     } finally {
       await cursor.close()
     }
+  }
+
+  async page(collection: string, query: PageQuery): Promise<StoredDoc[]> {
+    this.#assertOpen()
+    const mongoQuery = equalities(query.filter)
+    if (query.contains) {
+      checkFields([query.contains.field])
+      // $eq on an array field matches any of its elements
+      mongoQuery[mongoField(query.contains.field)] = { $eq: query.contains.value }
+    }
+    const ids: Document = {}
+    if (query.idFrom !== undefined) ids.$gte = query.idFrom
+    if (query.idBelow !== undefined) ids.$lt = query.idBelow
+    if (Object.keys(ids).length > 0) mongoQuery._id = ids
+    const docs = await this.#collection(collection)
+      .find(mongoQuery as MongoFilter<MongoDoc>, { sort: { _id: -1 }, limit: query.limit })
+      .toArray()
+    return docs.map(fromMongo)
   }
 
   async commit(
@@ -358,14 +377,11 @@ export class MongoBackend implements StoreBackend {
   }
 
   async #find(collection: string, filter: Filter, session?: ClientSession): Promise<StoredDoc[]> {
-    const query: Document = {}
-    for (const field of Object.keys(filter)) {
-      checkFields([field])
-      // $eq keeps values from being read as operators; null matches null and missing fields
-      query[mongoField(field)] = { $eq: filter[field] ?? null }
-    }
     const docs = await this.#collection(collection)
-      .find(query as MongoFilter<MongoDoc>, { sort: { _id: 1 }, ...(session ? { session } : {}) })
+      .find(equalities(filter) as MongoFilter<MongoDoc>, {
+        sort: { _id: 1 },
+        ...(session ? { session } : {}),
+      })
       .toArray()
     return docs.map(fromMongo)
   }
@@ -390,6 +406,17 @@ export class MongoBackend implements StoreBackend {
 
 function checkFields(fields: readonly string[]): void {
   for (const field of fields) if (!FIELD.test(field)) throw new Error(`invalid field name ${field}`)
+}
+
+/** A query for equality on each field of `filter`. */
+function equalities(filter: Filter): Document {
+  const query: Document = {}
+  for (const field of Object.keys(filter)) {
+    checkFields([field])
+    // $eq keeps values from being read as operators; null matches null and missing fields
+    query[mongoField(field)] = { $eq: filter[field] ?? null }
+  }
+  return query
 }
 
 function mongoField(field: string): string {

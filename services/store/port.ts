@@ -63,6 +63,18 @@ export class UniqueViolationError extends Error {
   }
 }
 
+/** One page of a collection in id order, highest first (see StoreBackend.page). */
+export interface PageQuery {
+  /** Equality on top-level fields, as for `find`. */
+  filter: Filter
+  /** Only documents whose top-level array `field` has an element equal to `value`. */
+  contains?: { field: string; value: string } | undefined
+  /** Only ids ≥ `idFrom` and < `idBelow` (string order). */
+  idFrom?: string | undefined
+  idBelow?: string | undefined
+  limit: number
+}
+
 export interface StoreBackend {
   readonly kind: 'embedded' | 'mongodb'
   ensureCollection(spec: CollectionSpec): Promise<void>
@@ -76,6 +88,11 @@ export interface StoreBackend {
    * Resolves only once the change is durable.
    */
   commit(reads: readonly DocRead[], queries: readonly QueryRead[], writes: readonly Write[]): Promise<void>
+  /**
+   * The documents matching `query`, highest id first, at most `query.limit`. Read outside any
+   * transaction: for listings (the audit trail, whose ids sort by time), not for decisions.
+   */
+  page(collection: string, query: PageQuery): Promise<StoredDoc[]>
   /** Deletes, outside any transaction, every document whose numeric `field` is below `limit`; returns how many. */
   purgeExpired(collection: string, field: string, limit: number): Promise<number>
   /**

@@ -3,6 +3,7 @@ import {
   type CollectionSpec,
   type DocRead,
   type Filter,
+  type PageQuery,
   type QueryRead,
   type StoreBackend,
   type StoredDoc,
@@ -184,6 +185,10 @@ export class Store {
 
   scan<T extends StoredDoc>(collection: string): AsyncIterable<T> {
     return this.backend.scan(collection) as AsyncIterable<T>
+  }
+
+  page<T extends StoredDoc>(collection: string, query: PageQuery): Promise<T[]> {
+    return this.backend.page(collection, query) as Promise<T[]>
   }
 
   /**

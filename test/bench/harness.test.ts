@@ -59,6 +59,8 @@ t.test('npm run bench -- --tiny writes well-formed results with baselines from t
     'memory_per_connection',
     'fanout',
     'request_latency',
+    'audit_request_latency',
+    'audit_hub_cpu_per_request',
     'retained_subscribe',
     'cold_start',
   ]) {

@@ -40,7 +40,13 @@ interface Account extends StoredDoc {
   email?: string | null
 }
 
+interface LogEntry extends StoredDoc {
+  who: string
+  tags: string[]
+}
+
 const items = { name: 'items', indexes: [['kind'], ['online']] }
+const logs = { name: 'logs', indexes: [['who']] }
 const members = { name: 'members', unique: [['stageId', 'seat']], indexes: [['stageId']] }
 const accounts = { name: 'accounts', unique: [['tenant', 'email']] }
 
@@ -580,6 +586,51 @@ export function storeContract(
       t.equal(await store.backend.purgeExpired('items', 'rank', 5), 0)
       t.equal(await store.backend.purgeExpired('items', 'rank', 1000), 2)
       t.same(ids(await store.find('items', {})), ['e', 'f'], 'documents without the field are kept')
+    })
+
+    t.test('page: highest id first, within id bounds, with equality and array-element filters', async (t) => {
+      const { store } = await setup(t, factory)
+      await store.ensureCollection(logs)
+      await insert<LogEntry>(
+        store,
+        'logs',
+        Array.from({ length: 12 }, (_, i) => ({
+          id: `e${String(i).padStart(2, '0')}`,
+          who: i % 3 === 0 ? 'ann' : 'bob',
+          tags: i % 2 === 0 ? ['even', `t${i}`] : [`t${i}`],
+        })),
+      )
+      t.same(ids(await store.page('logs', { filter: {}, limit: 3 })), ['e11', 'e10', 'e09'])
+      t.same(ids(await store.page('logs', { filter: {}, idBelow: 'e09', limit: 3 })), ['e08', 'e07', 'e06'])
+      t.same(
+        ids(await store.page('logs', { filter: {}, idFrom: 'e03', idBelow: 'e06', limit: 10 })),
+        ['e05', 'e04', 'e03'],
+        'idFrom is inclusive, idBelow exclusive',
+      )
+      t.same(ids(await store.page('logs', { filter: { who: 'ann' }, limit: 10 })), [
+        'e09',
+        'e06',
+        'e03',
+        'e00',
+      ])
+      t.same(
+        ids(await store.page('logs', { filter: {}, contains: { field: 'tags', value: 'even' }, limit: 4 })),
+        ['e10', 'e08', 'e06', 'e04'],
+      )
+      t.same(
+        ids(
+          await store.page('logs', {
+            filter: { who: 'ann' },
+            contains: { field: 'tags', value: 'even' },
+            idBelow: 'e06',
+            limit: 10,
+          }),
+        ),
+        ['e00'],
+        'every condition at once',
+      )
+      t.same(await store.page('logs', { filter: {}, contains: { field: 'tags', value: 't' }, limit: 10 }), [])
+      t.same(await store.page('logs', { filter: { who: 'nobody' }, limit: 10 }), [])
     })
 
     t.test('committed data survives closing and reopening', async (t) => {
