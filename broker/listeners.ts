@@ -29,9 +29,6 @@ export async function createHttpServer(
   const http = Fastify({
     loggerInstance: httpLog as FastifyBaseLogger,
     bodyLimit: 64 * 1024,
-    // validate like the MQTT side (schemas/validate.ts): unknown fields and wrong types are refused,
-    // not silently stripped or coerced (fastify's defaults)
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   })
   await http.register(websocket, {
     options: { maxPayload: Math.max(256 * 1024, 4 * config.maxPayloadBytes) },

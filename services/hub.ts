@@ -10,7 +10,7 @@ import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
 import { collections } from './collections.ts'
-import { errorReplies, healthRoutes } from './http/routes.ts'
+import { errorReplies, healthRoutes, schemaValidation } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
@@ -215,6 +215,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await publisher.publish(HUB_STATUS_TOPIC, status('online'))
 
   const http = await createHttpServer(broker, config, log)
+  schemaValidation(http)
   errorReplies(http)
   healthRoutes(http, {
     metrics,
