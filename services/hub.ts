@@ -85,7 +85,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
