@@ -3,12 +3,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ConfigError, configFromEnv } from '../broker/config.ts'
+import { ConfigError, configFromEnv, storeSettingsFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
 import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../firmware-config/provisioning.ts'
 import { collections } from '../services/collections.ts'
 import { type DeviceDoc, signDeviceToken } from '../services/devices/service.ts'
 import { startHub } from '../services/hub.ts'
+import {
+  STORE_FILE,
+  StoreRefusedError,
+  type Verification,
+  backupStoreFile,
+  verifyStoreFile,
+} from '../services/store/embedded-integrity.ts'
 import { openStore } from '../services/store/index.ts'
 import { createUser, userToken } from '../services/users/service.ts'
 
@@ -22,6 +29,10 @@ const USAGE = `stagehub — MQTT hub for Digital Stage
   stagehub provision --device ID --hub-url mqtts://HOST:PORT [--out DIR] [--ca-path PATH]
                                          write an ov-box's agent.json (with a fresh device token of
                                          the current generation) and its systemd unit into DIR
+  stagehub backup --out FILE             copy the embedded store to FILE while the hub runs (SQLite
+                                         backup API), verified; exit 1 if the store or copy is damaged
+  stagehub verify [--file FILE]          full integrity check of the embedded store (or of a backup);
+                                         exit 0 intact, 1 damaged, empty or not a stagehub store
 `
 
 async function main(argv: string[]): Promise<void> {
@@ -36,6 +47,10 @@ async function main(argv: string[]): Promise<void> {
       break
     case 'provision':
       return provision(rest)
+    case 'backup':
+      return backup(rest)
+    case 'verify':
+      return verify(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -99,7 +114,7 @@ async function createUserCommand(args: string[]): Promise<void> {
   })
   if (!values.name) throw new ConfigError('user create needs --name')
   const config = configFromEnv()
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   try {
     // no broker here: the profile topic is published when the hub starts or the user updates it
     const user = await createUser(store, { ...values, name: values.name }, config.passwordHashCost)
@@ -124,7 +139,7 @@ async function provision(args: string[]): Promise<void> {
   if (!values.device || !values['hub-url'])
     throw new ConfigError('provision needs --device ID and --hub-url URL')
   const config = configFromEnv()
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   try {
     const device = await store.get<DeviceDoc>(collections.devices.name, values.device)
     if (!device)
@@ -156,7 +171,59 @@ async function provision(args: string[]): Promise<void> {
   }
 }
 
+/** The embedded store's file, or a usage error under MONGO_URL (MongoDB has its own tools). */
+function embeddedStoreFile(command: string): string {
+  const settings = storeSettingsFromEnv()
+  if (settings.mongoUrl) {
+    throw new UsageError(
+      `${command} works on the embedded store; MONGO_URL is set: use mongodump / mongorestore (see "Backup and restore" in the README)`,
+    )
+  }
+  return join(settings.dataDir, STORE_FILE)
+}
+
+function report(verification: Verification, intact: string): void {
+  if (verification.problems.length > 0) {
+    console.error(`${verification.file} is not usable:\n  ${verification.problems.join('\n  ')}`)
+    process.exitCode = 1
+    return
+  }
+  const counts = Object.entries(verification.documents)
+    .filter(([, n]) => n > 0)
+    .map(([collection, n]) => `${collection} ${n}`)
+  const id = verification.storeId ?? 'without an identity yet: the hub gives it one when it opens it'
+  console.log(`${intact} (store ${id}; documents: ${counts.join(', ') || 'none'})`)
+}
+
+async function backup(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { out: { type: 'string' } } })
+  if (!values.out) throw new UsageError('backup needs --out FILE')
+  const file = embeddedStoreFile('backup')
+  const copy = await backupStoreFile(file, values.out)
+  report(copy, `backed up ${file} to ${values.out}, verified intact`)
+}
+
+function verify(args: string[]): void {
+  const { values } = parseArgs({ args, options: { file: { type: 'string' } } })
+  const file = values.file ?? embeddedStoreFile('verify')
+  report(verifyStoreFile(file, 'full'), `${file} is an intact stagehub store`)
+}
+
+/** Wrong arguments: exit code 2, as for an unknown command. */
+class UsageError extends Error {}
+
 main(process.argv.slice(2)).catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? `configuration: ${err.message}` : err)
+  if (err instanceof UsageError) {
+    console.error(err.message)
+    process.exitCode = 2
+    return
+  }
+  console.error(
+    err instanceof ConfigError
+      ? `configuration: ${err.message}`
+      : err instanceof StoreRefusedError
+        ? err.message
+        : err,
+  )
   process.exitCode = 1
 })

@@ -217,7 +217,9 @@ export async function backupStoreFile(file: string, out: string): Promise<Verifi
   const db = new Database(file, { fileMustExist: true })
   try {
     db.pragma('busy_timeout = 5000')
-    await db.backup(temporary)
+    // all pages in one step: one read transaction, so writes by the hub meanwhile cannot make SQLite
+    // restart the copy (it does after every step that a write overtook); WAL lets the hub write on
+    await db.backup(temporary, { progress: () => 0x7fffffff })
     // one self-contained file (the copy inherits WAL mode; a hub restored from it turns WAL on again)
     const copy = new Database(temporary)
     copy.pragma('journal_mode = DELETE')
