@@ -3,6 +3,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { Type } from '@sinclair/typebox'
+import { UserName } from '../schemas/actions/user.ts'
+import { Email, Password } from '../schemas/http.ts'
+import { validator } from '../schemas/validate.ts'
 import { ConfigError, configFromEnv, storeSettingsFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
 import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../firmware-config/provisioning.ts'
@@ -18,6 +22,13 @@ import {
 } from '../services/store/embedded-integrity.ts'
 import { openStore } from '../services/store/index.ts'
 import { createUser, userToken } from '../services/users/service.ts'
+
+const validNewUser = validator(
+  Type.Object(
+    { name: UserName, email: Type.Optional(Email), password: Type.Optional(Password) },
+    { additionalProperties: false },
+  ),
+)
 
 const USAGE = `stagehub — MQTT hub for Digital Stage
 
@@ -113,11 +124,14 @@ async function createUserCommand(args: string[]): Promise<void> {
     options: { name: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' } },
   })
   if (!values.name) throw new ConfigError('user create needs --name')
+  // the rules of sign-up (the name is normalised in place)
+  const input = { ...values, name: values.name }
+  if (!validNewUser(input)) throw new UsageError(`user create: ${validNewUser.describe()}`)
   const config = configFromEnv()
   const store = await openStore(config)
   try {
     // no broker here: the profile topic is published when the hub starts or the user updates it
-    const user = await createUser(store, { ...values, name: values.name }, config.passwordHashCost)
+    const user = await createUser(store, input, config.passwordHashCost)
     console.log(
       JSON.stringify(userToken(createTokenService(config.jwt), user, config.userTokenTtlSeconds), null, 2),
     )

@@ -1,8 +1,14 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import type { UserDoc } from '../../services/collections.ts'
+import { openStore } from '../../services/store/index.ts'
 import { normaliseText, textProblem } from '../../schemas/text.ts'
 import { type Actor, actor, ok, refused, retainedOn } from '../helpers/actors.ts'
-import { Requester, type TestHub, startTestHub, waitForMessage } from '../helpers/hub.ts'
+import { Requester, TEST_SECRET, type TestHub, startTestHub, waitForMessage } from '../helpers/hub.ts'
 
 /** Names that are not text a person can see, each with the rule its refusal must name. */
 const badNames: Array<[string, string, RegExp]> = [
@@ -157,4 +163,37 @@ t.test('sign-up refuses invisible, bidi and control names and stores the normal 
     'Z\u00F6e',
     'stored in NFC, trimmed',
   )
+})
+
+t.test("the operator's `stagehub user create` applies the same rule", async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'stagehub-text-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const run = (name: string) =>
+    promisify(execFile)(
+      'node',
+      [
+        '--import=tsx',
+        new URL('../../bin/stagehub.ts', import.meta.url).pathname,
+        'user',
+        'create',
+        '--name',
+        name,
+      ],
+      { env: { ...process.env, JWT_SECRET: TEST_SECRET, DATA_DIR: dataDir } },
+    ).then(
+      ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    )
+  const refusedName = await run('\u202EAnn')
+  t.equal(refusedName.code, 2, 'exit 2')
+  t.match(
+    refusedName.stderr,
+    'user create: name must not contain bidirectional overrides or isolates (found U+202E)',
+  )
+  const created = await run(' Zo\u0308e ')
+  t.equal(created.code, 0)
+  const store = await openStore({ dataDir, storeIntegrityCheck: 'quick' })
+  t.teardown(() => store.close())
+  const user = await store.get<UserDoc>('users', (JSON.parse(created.stdout) as { userId: string }).userId)
+  t.equal(user?.name, 'Z\u00F6e', 'stored in NFC, trimmed')
 })
