@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import Database from 'better-sqlite3'
+import type { StoreIntegrityCheck } from '../../broker/config.ts'
 
 /**
  * How the embedded store protects itself from being served damaged or silently empty: an integrity
@@ -16,9 +17,6 @@ export const STORE_FILE = 'stagehub.db'
  */
 export const MARKER_FILE = 'stagehub.id'
 export const META_TABLE = 'stagehub_meta'
-
-/** quick: page and b-tree structure, O(pages); full: also every index against its table (about 3× slower). */
-export type IntegrityCheck = 'quick' | 'full' | 'off'
 
 interface Marker {
   storeId: string
@@ -72,7 +70,7 @@ export function checkIntegrity(db: Database.Database, check: 'quick' | 'full', l
  */
 export function openCheckedDatabase(
   dataDir: string,
-  check: IntegrityCheck,
+  check: StoreIntegrityCheck,
 ): { db: Database.Database; file: string; storeId: string } {
   const file = join(dataDir, STORE_FILE)
   const markerFile = join(dataDir, MARKER_FILE)

@@ -1,6 +1,7 @@
 import { mkdirSync, statSync } from 'node:fs'
 import type Database from 'better-sqlite3'
-import { type IntegrityCheck, META_TABLE, isDamage, openCheckedDatabase } from './embedded-integrity.ts'
+import type { StoreIntegrityCheck } from '../../broker/config.ts'
+import { META_TABLE, isDamage, openCheckedDatabase } from './embedded-integrity.ts'
 import {
   type CollectionSpec,
   type DocRead,
@@ -58,7 +59,7 @@ export class EmbeddedBackend implements StoreBackend {
   }
 
   /** Throws StoreRefusedError for a missing, empty, foreign or damaged database where a hub ran before. */
-  static open(dataDir: string, check: IntegrityCheck = 'quick'): EmbeddedBackend {
+  static open(dataDir: string, check: StoreIntegrityCheck = 'quick'): EmbeddedBackend {
     mkdirSync(dataDir, { recursive: true })
     return new EmbeddedBackend(openCheckedDatabase(dataDir, check))
   }

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
+import { configFromEnv } from '../../../broker/config.ts'
 import { collections, type UserDoc } from '../../../services/collections.ts'
 import {
   MARKER_FILE,
@@ -19,7 +20,7 @@ import {
   StoreRefusedError,
   verifyStoreFile,
 } from '../../../services/store/embedded-integrity.ts'
-import { type Teardown, type TestHub, startTestHub } from '../../helpers/hub.ts'
+import { TEST_SECRET, type Teardown, type TestHub, startTestHub } from '../../helpers/hub.ts'
 
 function tempDir(t: Teardown): string {
   const dir = mkdtempSync(join(tmpdir(), 'stagehub-integrity-'))
@@ -50,8 +51,12 @@ function damageUsersTable(file: string): void {
   closeSync(fd)
 }
 
-async function refusal(t: Teardown, dir: string): Promise<StoreRefusedError> {
-  const started = await startTestHub(t, { DATA_DIR: dir }).then(
+async function refusal(
+  t: Teardown,
+  dir: string,
+  env: Record<string, string> = {},
+): Promise<StoreRefusedError> {
+  const started = await startTestHub(t, { DATA_DIR: dir, ...env }).then(
     () => new Error('the hub started'),
     (err: unknown) => err,
   )
@@ -96,6 +101,11 @@ t.test('a database with a damaged page is refused at start, naming the file', as
   t.match(damaged.message, `refusing to open the store: ${file} is damaged (quick check: `)
   t.match(damaged.message, 'To restore it')
   t.not(verifyStoreFile(file).problems, [], 'verify finds it damaged too')
+  const full = await refusal(t, dir, { STORE_INTEGRITY_CHECK: 'full' })
+  t.match(full.message, `${file} is damaged (full check: `, 'STORE_INTEGRITY_CHECK=full refuses it too')
+  t.throws(() => configFromEnv({ JWT_SECRET: TEST_SECRET, STORE_INTEGRITY_CHECK: 'fast' }), {
+    message: 'STORE_INTEGRITY_CHECK must be quick, full or off, got "fast"',
+  })
 })
 
 t.test('a database from another data directory is refused', async (t) => {
