@@ -5,18 +5,35 @@ import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
-import { ConfigError, configFromEnv } from '../broker/config.ts'
+import { Type } from '@sinclair/typebox'
+import { UserName } from '../schemas/actions/user.ts'
+import { Password } from '../schemas/common.ts'
+import { Email } from '../schemas/http.ts'
+import { validator } from '../schemas/validate.ts'
+import { ConfigError, configFromEnv, storeSettingsFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
 import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../firmware-config/provisioning.ts'
 import { collections } from '../services/collections.ts'
 import { HubError } from '../services/errors.ts'
 import { type DeviceDoc, signDeviceToken } from '../services/devices/service.ts'
 import { startHub } from '../services/hub.ts'
+import {
+  STORE_FILE,
+  StoreRefusedError,
+  type Verification,
+  backupStoreFile,
+  verifyStoreFile,
+} from '../services/store/embedded-integrity.ts'
 import { openStore } from '../services/store/index.ts'
 import { PasswordPool } from '../services/users/password-pool.ts'
 import { createUser, resetPassword, userToken } from '../services/users/service.ts'
-import { Password } from '../schemas/common.ts'
-import { validator } from '../schemas/validate.ts'
+
+const validNewUser = validator(
+  Type.Object(
+    { name: UserName, email: Type.Optional(Email), password: Type.Optional(Password) },
+    { additionalProperties: false },
+  ),
+)
 
 const USAGE = `stagehub — MQTT hub for Digital Stage
 
@@ -32,6 +49,10 @@ const USAGE = `stagehub — MQTT hub for Digital Stage
   stagehub provision --device ID --hub-url mqtts://HOST:PORT [--out DIR] [--ca-path PATH]
                                          write an ov-box's agent.json (with a fresh device token of
                                          the current generation) and its systemd unit into DIR
+  stagehub backup --out FILE             copy the embedded store to FILE while the hub runs (SQLite
+                                         backup API), verified; exit 1 if the store or copy is damaged
+  stagehub verify [--file FILE]          full integrity check of the embedded store (or of a backup);
+                                         exit 0 intact, 1 damaged, empty or not a stagehub store
 `
 
 async function main(argv: string[]): Promise<void> {
@@ -47,6 +68,10 @@ async function main(argv: string[]): Promise<void> {
       break
     case 'provision':
       return provision(rest)
+    case 'backup':
+      return backup(rest)
+    case 'verify':
+      return verify(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -109,12 +134,15 @@ async function createUserCommand(args: string[]): Promise<void> {
     options: { name: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' } },
   })
   if (!values.name) throw new ConfigError('user create needs --name')
+  // the rules of sign-up (the name is normalised in place)
+  const input = { ...values, name: values.name }
+  if (!validNewUser(input)) throw new UsageError(`user create: ${validNewUser.describe()}`)
   const config = configFromEnv()
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   try {
     // no broker here: the profile topic is published when the hub starts or the user updates it
     const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
-    const user = await createUser(store, { ...values, name: values.name }, passwords)
+    const user = await createUser(store, input, passwords)
     console.log(
       JSON.stringify(userToken(createTokenService(config.jwt), user, config.userTokenTtlSeconds), null, 2),
     )
@@ -135,7 +163,7 @@ async function resetPasswordCommand(args: string[]): Promise<void> {
   const password = values.password ?? (await askPassword('new password: '))
   if (!validPassword(password)) throw new ConfigError(`the password ${validPassword.describe()}`)
   const config = configFromEnv()
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   try {
     const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
     const user = await resetPassword(store, values, password, passwords)
@@ -174,7 +202,7 @@ async function provision(args: string[]): Promise<void> {
   if (!values.device || !values['hub-url'])
     throw new ConfigError('provision needs --device ID and --hub-url URL')
   const config = configFromEnv()
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   try {
     const device = await store.get<DeviceDoc>(collections.devices.name, values.device)
     if (!device)
@@ -206,13 +234,61 @@ async function provision(args: string[]): Promise<void> {
   }
 }
 
+/** The embedded store's file, or a usage error under MONGO_URL (MongoDB has its own tools). */
+function embeddedStoreFile(command: string): string {
+  const settings = storeSettingsFromEnv()
+  if (settings.mongoUrl) {
+    throw new UsageError(
+      `${command} works on the embedded store; MONGO_URL is set: use mongodump / mongorestore (see "Backup and restore" in the README)`,
+    )
+  }
+  return join(settings.dataDir, STORE_FILE)
+}
+
+function report(verification: Verification, intact: string): void {
+  if (verification.problems.length > 0) {
+    console.error(`${verification.file} is not usable:\n  ${verification.problems.join('\n  ')}`)
+    process.exitCode = 1
+    return
+  }
+  const counts = Object.entries(verification.documents)
+    .filter(([, n]) => n > 0)
+    .map(([collection, n]) => `${collection} ${n}`)
+  const id = verification.storeId ?? 'without an identity yet: the hub gives it one when it opens it'
+  console.log(`${intact} (store ${id}; documents: ${counts.join(', ') || 'none'})`)
+}
+
+async function backup(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { out: { type: 'string' } } })
+  if (!values.out) throw new UsageError('backup needs --out FILE')
+  const file = embeddedStoreFile('backup')
+  const copy = await backupStoreFile(file, values.out)
+  report(copy, `backed up ${file} to ${values.out}, verified intact`)
+}
+
+function verify(args: string[]): void {
+  const { values } = parseArgs({ args, options: { file: { type: 'string' } } })
+  const file = values.file ?? embeddedStoreFile('verify')
+  report(verifyStoreFile(file, 'full'), `${file} is an intact stagehub store`)
+}
+
+/** Wrong arguments: exit code 2, as for an unknown command. */
+class UsageError extends Error {}
+
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    console.error(err.message)
+    process.exitCode = 2
+    return
+  }
   console.error(
     err instanceof ConfigError
       ? `configuration: ${err.message}`
-      : err instanceof HubError
-        ? `${err.code}: ${err.message}`
-        : err,
+      : err instanceof StoreRefusedError
+        ? err.message
+        : err instanceof HubError
+          ? `${err.code}: ${err.message}`
+          : err,
   )
   process.exitCode = 1
 })

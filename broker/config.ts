@@ -18,6 +18,8 @@ export interface HubConfig {
   }
   dataDir: string
   mongoUrl?: string | undefined
+  /** What the embedded store checks when it opens (STORE_INTEGRITY_CHECK). */
+  storeIntegrityCheck: StoreIntegrityCheck
   redisUrl?: string | undefined
   logLevel: string
   /** Largest accepted request payload in bytes (SPEC §10: 64 KiB). */
@@ -72,6 +74,16 @@ export interface Quotas {
   devicesPerUser: number
 }
 
+/** quick: PRAGMA quick_check (page and b-tree structure); full: integrity_check (also indexes); off: none. */
+export type StoreIntegrityCheck = 'quick' | 'full' | 'off'
+
+/** Where the store is, read on its own: the store commands (backup, verify) need no JWT configuration. */
+export interface StoreSettings {
+  dataDir: string
+  mongoUrl?: string | undefined
+  storeIntegrityCheck: StoreIntegrityCheck
+}
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
 }
@@ -82,6 +94,7 @@ const defaults = {
   httpPort: 8080,
   mqttsPort: 8883,
   dataDir: './data',
+  storeIntegrityCheck: 'quick' as StoreIntegrityCheck,
   logLevel: 'info',
   maxPayloadBytes: 64 * 1024,
   rateLimit: { perSecond: 20, burst: 40 },
@@ -113,6 +126,18 @@ const defaults = {
     chatBurst: 10,
     devicesPerUser: 50,
   },
+}
+
+export function storeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreSettings {
+  const check = env.STORE_INTEGRITY_CHECK || defaults.storeIntegrityCheck
+  if (check !== 'quick' && check !== 'full' && check !== 'off') {
+    throw new ConfigError(`STORE_INTEGRITY_CHECK must be quick, full or off, got "${check}"`)
+  }
+  return {
+    dataDir: env.DATA_DIR || defaults.dataDir,
+    mongoUrl: env.MONGO_URL || undefined,
+    storeIntegrityCheck: check,
+  }
 }
 
 /** Reads the configuration of SPEC §1 from the environment; every problem is reported with its variable. */
@@ -215,8 +240,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       publicKey,
       privateKey: fileOrPem('JWT_PRIVATE_KEY'),
     },
-    dataDir: env.DATA_DIR || defaults.dataDir,
-    mongoUrl: env.MONGO_URL || undefined,
+    ...storeSettingsFromEnv(env),
     redisUrl: env.REDIS_URL || undefined,
     logLevel: env.LOG_LEVEL || defaults.logLevel,
     maxPayloadBytes: positive('MAX_PAYLOAD_BYTES', defaults.maxPayloadBytes),

@@ -29,9 +29,6 @@ export async function createHttpServer(
   const http = Fastify({
     loggerInstance: httpLog as FastifyBaseLogger,
     bodyLimit: 64 * 1024,
-    // validate like the MQTT side (schemas/validate.ts): unknown fields and wrong types are refused,
-    // not silently stripped or coerced (fastify's defaults)
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // request.ip: the TCP peer, or the client a trusted proxy names (the per-address auth limits)
     trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
   })

@@ -1,6 +1,7 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { Ajv, type ErrorObject, type SchemaValidateFunction, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { Static, TSchema } from '@sinclair/typebox'
+import { TEXT_RULE, type TextRule, normaliseText, textProblem } from './text.ts'
 
 // ajv-formats is CommonJS; under NodeNext its default export is the module object
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv
@@ -9,6 +10,26 @@ const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv
 export const ajv = addFormats(
   new Ajv({ allErrors: false, strict: false, useDefaults: false, coerceTypes: false }),
 )
+
+const checkText: SchemaValidateFunction = (rule: TextRule, data: string, _parentSchema, where) => {
+  const text = normaliseText(rule, data)
+  // replaced in place, so the length limits and the handler see the normal form
+  if (where?.parentData && text !== data)
+    (where.parentData as Record<string | number, unknown>)[where.parentDataProperty] = text
+  const problem = textProblem(rule, text)
+  checkText.errors = problem ? [{ keyword: TEXT_RULE, message: problem, params: { rule } }] : []
+  return !problem
+}
+
+ajv.addKeyword({
+  keyword: TEXT_RULE,
+  type: 'string',
+  schemaType: 'string',
+  modifying: true,
+  // first of the string keywords: minLength and maxLength then count the normalised text
+  before: 'maxLength',
+  validate: checkText,
+})
 
 export interface Validator<T> {
   (value: unknown): value is T

@@ -11,7 +11,7 @@ import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
-import { errorReplies, healthRoutes } from './http/routes.ts'
+import { errorReplies, healthRoutes, schemaValidation } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
@@ -141,7 +141,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
-  const store = await openStore({ dataDir: config.dataDir, mongoUrl: config.mongoUrl })
+  const store = await openStore(config)
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
@@ -290,6 +290,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await publisher.publish(HUB_STATUS_TOPIC, status('online'))
 
   const http = await createHttpServer(broker, config, log)
+  schemaValidation(http)
   errorReplies(http, metrics)
   healthRoutes(http, {
     metrics,

@@ -1,10 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { defineAction } from '../action.ts'
 import { Id, Timestamp, Version, optionalFields } from '../common.ts'
+import { Name } from '../text.ts'
 
 export const DeviceKind = Type.Union([Type.Literal('ovbox'), Type.Literal('browser'), Type.Literal('native')])
 export type DeviceKind = Static<typeof DeviceKind>
-export const DeviceName = Type.String({ minLength: 1, maxLength: 100 })
+export const DeviceName = Name()
 
 const Jitter = Type.Number({ minimum: 0, maximum: 1000, description: 'milliseconds' })
 const Gain = Type.Number({ minimum: 0, maximum: 10 })
@@ -79,7 +80,7 @@ export const SoundCard = Type.Object(
 export type SoundCard = Static<typeof SoundCard>
 
 const trackFields = {
-  name: Type.String({ minLength: 1, maxLength: 100 }),
+  name: Name(),
   gain: Type.Number({ minimum: 0, maximum: 10 }),
   directivity: Type.Union([Type.Literal('omni'), Type.Literal('cardioid')]),
 }

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { defineAction } from '../action.ts'
 import { Id, Timestamp, Version } from '../common.ts'
 import { GeoPosition } from './stage.ts'
+import { Name } from '../text.ts'
 
 export const RouterKind = Type.Union([Type.Literal('mediasoup'), Type.Literal('ov')])
 export type RouterKind = Static<typeof RouterKind>
@@ -105,10 +106,7 @@ export const routerCreate = defineAction({
   changesState: true,
   targets: { routerId: 'result.router.id' },
   description: 'Register a router (admins); its token is returned once and never again.',
-  params: Type.Object(
-    { name: Type.String({ minLength: 1, maxLength: 100 }) },
-    { additionalProperties: false },
-  ),
+  params: Type.Object({ name: Name() }, { additionalProperties: false }),
   result: Type.Object({ router: RouterState, token: Type.String(), expiresAt: Timestamp }),
 })
 

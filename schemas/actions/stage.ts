@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { defineAction } from '../action.ts'
 import { Id, Version, optionalFields as optional } from '../common.ts'
+import { MessageText, Name } from '../text.ts'
 
 /** Positions in the virtual room (metres) and orientation (degrees), as the ov renderer takes them. */
 export const Position = Type.Object(
@@ -25,7 +26,7 @@ export const GeoPosition = Type.Object(
 )
 export const AudioType = Type.Union([Type.Literal('mediasoup'), Type.Literal('ov'), Type.Literal('none')])
 export const VideoType = Type.Union([Type.Literal('mediasoup'), Type.Literal('none')])
-export const StageName = Type.String({ minLength: 1, maxLength: 100 })
+export const StageName = Name()
 export const StagePassword = Type.String({ minLength: 1, maxLength: 200 })
 export const Color = Type.String({
   pattern: '^#[0-9a-fA-F]{6}$',
@@ -305,7 +306,7 @@ export const stageForget = defineAction({
 })
 
 const groupFields = {
-  name: Type.String({ minLength: 1, maxLength: 100 }),
+  name: Name(),
   color: Color,
   volume: Volume,
   muted: Type.Boolean(),
@@ -432,9 +433,6 @@ export const chatSend = defineAction({
   targets: { stageId: 'result.stageId' },
   description:
     'Send a chat message to the stage the caller is in now (published on stages/{s}/chat, not retained).',
-  params: Type.Object(
-    { text: Type.String({ minLength: 1, maxLength: 1000 }) },
-    { additionalProperties: false },
-  ),
+  params: Type.Object({ text: MessageText(1000) }, { additionalProperties: false }),
   result: ChatMessage,
 })

@@ -2,8 +2,9 @@ import { Type } from '@sinclair/typebox'
 import { Id, Password, Timestamp, Version } from '../common.ts'
 import { UserProfile } from '../state.ts'
 import { defineAction } from '../action.ts'
+import { Name } from '../text.ts'
 
-export const UserName = Type.String({ minLength: 1, maxLength: 100 })
+export const UserName = Name()
 export const AvatarUrl = Type.String({ maxLength: 2048, format: 'uri', pattern: '^https?://' })
 
 export const userUpdate = defineAction({

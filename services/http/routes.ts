@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
 import type { HubMetrics } from '../../broker/metrics.ts'
+import { ajv } from '../../schemas/validate.ts'
 import { HubError } from '../errors.ts'
 
 const HTTP_STATUS: Record<string, number> = {
@@ -12,6 +13,14 @@ const HTTP_STATUS: Record<string, number> = {
   rate_limited: 429,
   unavailable: 503,
   internal: 500,
+}
+
+/**
+ * HTTP bodies are validated by the hub's one ajv (schemas/validate.ts), as MQTT requests are: the
+ * same keywords (the text rule normalises names in place), no coercion, unknown fields refused.
+ */
+export function schemaValidation(http: FastifyInstance): void {
+  http.setValidatorCompiler(({ schema }) => ajv.compile(schema))
 }
 
 /**

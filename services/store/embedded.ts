@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import Database from 'better-sqlite3'
+import { mkdirSync, statSync } from 'node:fs'
+import type Database from 'better-sqlite3'
+import type { StoreIntegrityCheck } from '../../broker/config.ts'
+import { META_TABLE, isDamage, openCheckedDatabase } from './embedded-integrity.ts'
 import {
   type CollectionSpec,
   type DocRead,
@@ -30,27 +31,38 @@ interface PendingCommit {
  * The embedded store: one SQLite database file under DATA_DIR in WAL mode with synchronous=FULL, so a
  * commit that resolved survives a crash or power loss. Commits arriving in the same event-loop turn are
  * grouped into one SQLite transaction (one fsync), each inside its own savepoint so one failing commit
- * does not affect the others.
+ * does not affect the others. It opens only an intact database of its own (embedded-integrity.ts) and
+ * stops reporting ready once the file shows damage.
  */
 export class EmbeddedBackend implements StoreBackend {
   readonly kind = 'embedded'
   readonly #db: Database.Database
+  readonly #file: string
+  readonly #storeId: string
+  /** inode of the file opened: a database replaced or deleted under a running hub is not the one it writes */
+  readonly #inode: number
+  /** The first sign of a damaged file seen by any statement; the store is not ready from then on. */
+  #damage: string | undefined
   readonly #uniqueIndexes = new Map<string, { collection: string; fields: string[] }>()
   readonly #statements = new Map<string, Database.Statement>()
   #queue: PendingCommit[] = []
   #flushScheduled = false
   #closed = false
 
-  constructor(file: string) {
-    this.#db = new Database(file)
+  private constructor(opened: { db: Database.Database; file: string; storeId: string }) {
+    this.#db = opened.db
+    this.#file = opened.file
+    this.#storeId = opened.storeId
+    this.#inode = statSync(opened.file).ino
     this.#db.pragma('journal_mode = WAL')
     this.#db.pragma('synchronous = FULL')
     this.#db.pragma('busy_timeout = 5000')
   }
 
-  static open(dataDir: string): EmbeddedBackend {
+  /** Throws StoreRefusedError for a missing, empty, foreign or damaged database where a hub ran before. */
+  static open(dataDir: string, check: StoreIntegrityCheck = 'quick'): EmbeddedBackend {
     mkdirSync(dataDir, { recursive: true })
-    return new EmbeddedBackend(join(dataDir, 'stagehub.db'))
+    return new EmbeddedBackend(openCheckedDatabase(dataDir, check))
   }
 
   async ensureCollection(spec: CollectionSpec): Promise<void> {
@@ -72,11 +84,11 @@ export class EmbeddedBackend implements StoreBackend {
   }
 
   async get(collection: string, id: string): Promise<StoredDoc | null> {
-    return this.#getSync(collection, id)
+    return this.#watch(() => this.#getSync(collection, id))
   }
 
   async find(collection: string, filter: Filter): Promise<StoredDoc[]> {
-    return this.#findSync(collection, filter)
+    return this.#watch(() => this.#findSync(collection, filter))
   }
 
   async *scan(collection: string): AsyncIterable<StoredDoc> {
@@ -85,7 +97,7 @@ export class EmbeddedBackend implements StoreBackend {
     )
     let after = ''
     for (;;) {
-      const rows = page.all(after) as { id: string; doc: string }[]
+      const rows = this.#watch(() => page.all(after) as { id: string; doc: string }[])
       if (rows.length === 0) return
       for (const row of rows) yield JSON.parse(row.doc) as StoredDoc
       after = rows[rows.length - 1]!.id
@@ -130,8 +142,11 @@ export class EmbeddedBackend implements StoreBackend {
   }
 
   async purgeExpired(collection: string, field: string, limit: number): Promise<number> {
-    return this.#statement(`DELETE FROM ${tableName(collection)} WHERE ${fieldExpr(field)} < ?`).run(limit)
-      .changes
+    return this.#watch(
+      () =>
+        this.#statement(`DELETE FROM ${tableName(collection)} WHERE ${fieldExpr(field)} < ?`).run(limit)
+          .changes,
+    )
   }
 
   /** SQLite's data_version changes for a connection whenever another connection has committed. */
@@ -149,9 +164,25 @@ export class EmbeddedBackend implements StoreBackend {
     return () => clearInterval(timer)
   }
 
+  /**
+   * Readiness, polled every few seconds, so it must stay cheap (no integrity check: that reads every
+   * page, about 0.5 s per 100k documents, blocking the event loop). It catches what can be seen
+   * cheaply: damage any statement ran into, and the file deleted, emptied or replaced under the hub
+   * (its identity row is read back from the file).
+   */
   async ping(): Promise<void> {
     if (this.#closed) throw new Error('the store is closed')
-    this.#db.prepare('SELECT 1').get()
+    if (this.#damage) throw new Error(`${this.#file} is damaged (${this.#damage}): restore it from a backup`)
+    const stat = statSync(this.#file, { throwIfNoEntry: false })
+    if (!stat || stat.ino !== this.#inode || stat.size === 0) {
+      throw new Error(`${this.#file} was ${stat ? 'emptied or replaced' : 'deleted'} while the hub ran`)
+    }
+    const row = this.#watch(
+      () =>
+        this.#statement(`SELECT value FROM ${META_TABLE} WHERE key = 'store_id'`).get() as
+          { value: string } | undefined,
+    )
+    if (row?.value !== this.#storeId) throw new Error(`${this.#file} lost its store identity`)
   }
 
   async close(): Promise<void> {
@@ -183,6 +214,7 @@ export class EmbeddedBackend implements StoreBackend {
       }
       this.#db.exec('COMMIT')
     } catch (err) {
+      this.#noteDamage(err)
       if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
       for (const pending of batch) pending.reject(err as Error)
       return
@@ -231,7 +263,21 @@ export class EmbeddedBackend implements StoreBackend {
     }
   }
 
+  #watch<T>(read: () => T): T {
+    try {
+      return read()
+    } catch (err) {
+      this.#noteDamage(err)
+      throw err
+    }
+  }
+
+  #noteDamage(err: unknown): void {
+    if (isDamage(err)) this.#damage ??= (err as Error).message
+  }
+
   #translate(err: unknown): Error {
+    this.#noteDamage(err)
     if (err instanceof VersionConflictError) return err
     const e = err as { code?: string; message?: string }
     if (e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e.code === 'SQLITE_CONSTRAINT_UNIQUE') {
