@@ -32,7 +32,8 @@ async function embedded(): Promise<StoreHarness> {
   return harness
 }
 
-const mongoUrl = process.env.MONGO_URL
+// not MONGO_URL: the CLI tests pass their environment on to child hubs, which would then use MongoDB
+const mongoUrl = process.env.STAGEHUB_TEST_MONGO_URL
 
 async function mongodb(): Promise<StoreHarness> {
   const url = mongoUrl!
@@ -68,7 +69,7 @@ storeContract('embedded (SQLite) store', embedded)
 storeContract('MongoDB store', mongodb, {
   skip: mongoUrl
     ? false
-    : 'MONGO_URL is not set (needs a replica set, e.g. mongodb://localhost:27017/?replicaSet=rs0)',
+    : 'STAGEHUB_TEST_MONGO_URL is not set (a replica set, e.g. mongodb://localhost:27017/?replicaSet=rs0, or ../shared/mongo-test)',
 })
 
 t.test(
