@@ -1,5 +1,6 @@
 import t from 'tap'
-import { type TestHub, recordMessages, sleep, startTestHub, waitUntil } from '../helpers/hub.ts'
+import { configFromEnv } from '../../broker/config.ts'
+import { TEST_SECRET, type TestHub, recordMessages, sleep, startTestHub, waitUntil } from '../helpers/hub.ts'
 import { metricValue } from '../helpers/metrics.ts'
 import { RawClient } from '../helpers/raw-client.ts'
 
@@ -170,5 +171,32 @@ t.test(
     await waitUntil(() => received.messages.length === 200, 'all 200 retained messages arrived')
     t.equal(await metric(th, 'stagehub_slow_consumer_disconnects_total'), 0)
     t.equal(await metric(th, 'stagehub_outbound_dropped_total'), 0)
+  },
+)
+
+t.test(
+  'the limits come from OUTBOUND_* variables, with defaults; a bad value names its variable',
+  async (t) => {
+    const outbound = (env: Record<string, string>) =>
+      configFromEnv({ JWT_SECRET: TEST_SECRET, ...env }).outbound
+    t.same(outbound({}), { maxMessages: 1000, maxBytes: 4 * 1024 * 1024, drainTimeoutMs: 30_000 })
+    t.same(
+      outbound({
+        OUTBOUND_QUEUE_MESSAGES: '50',
+        OUTBOUND_QUEUE_BYTES: '65536',
+        OUTBOUND_DRAIN_TIMEOUT_SECONDS: '0.5',
+      }),
+      { maxMessages: 50, maxBytes: 65536, drainTimeoutMs: 500 },
+    )
+    t.throws(
+      () => outbound({ OUTBOUND_QUEUE_MESSAGES: '0' }),
+      /OUTBOUND_QUEUE_MESSAGES must be a positive number/,
+    )
+    t.throws(
+      () => outbound({ OUTBOUND_QUEUE_MESSAGES: '1.5' }),
+      /OUTBOUND_QUEUE_MESSAGES must be a whole number/,
+    )
+    t.throws(() => outbound({ OUTBOUND_QUEUE_BYTES: 'lots' }), /OUTBOUND_QUEUE_BYTES/)
+    t.throws(() => outbound({ OUTBOUND_DRAIN_TIMEOUT_SECONDS: '-1' }), /OUTBOUND_DRAIN_TIMEOUT_SECONDS/)
   },
 )
