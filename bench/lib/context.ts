@@ -50,6 +50,18 @@ export interface Profile {
   }
   retained: { sizes: number[]; reps: number }
   coldStart: { documents: number }
+  churn: {
+    seconds: number
+    /** Churn without slow readers first: its end is the memory baseline, its p99 the latency one. */
+    warmupSeconds: number
+    /** Client life cycles at once per load generator. */
+    concurrency: number
+    /** Every n-th cycle also leaves a slow reader. */
+    slowEvery: number
+    slowHoldSeconds: number
+    /** After the soak, before the last memory measure: one clean-up period of the request pipeline. */
+    quietSeconds: number
+  }
 }
 
 export const profiles: Record<Profile['name'], Profile> = {
@@ -71,6 +83,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     requests: { clients: 2, rate: 20, seconds: 0.5, ladder: [50, 100], stepSeconds: 0.5 },
     retained: { sizes: [1000], reps: 3 },
     coldStart: { documents: 1000 },
+    churn: {
+      seconds: 2,
+      warmupSeconds: 1,
+      concurrency: 1,
+      slowEvery: 5,
+      slowHoldSeconds: 1,
+      quietSeconds: 0,
+    },
   },
   quick: {
     name: 'quick',
@@ -90,6 +110,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     requests: { clients: 20, rate: 200, seconds: 3, ladder: [500, 1000, 2000, 4000, 8000], stepSeconds: 1.5 },
     retained: { sizes: [10_000, 100_000], reps: 10 },
     coldStart: { documents: 100_000 },
+    churn: {
+      seconds: 60,
+      warmupSeconds: 10,
+      concurrency: 4,
+      slowEvery: 200,
+      slowHoldSeconds: 20,
+      quietSeconds: 65,
+    },
   },
   full: {
     name: 'full',
@@ -115,6 +143,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     },
     retained: { sizes: [10_000, 100_000], reps: 50 },
     coldStart: { documents: 100_000 },
+    churn: {
+      seconds: 180,
+      warmupSeconds: 20,
+      concurrency: 4,
+      slowEvery: 200,
+      slowHoldSeconds: 45,
+      quietSeconds: 65,
+    },
   },
 }
 
