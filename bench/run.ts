@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { auditCost } from './benchmarks/audit.ts'
+import { churn } from './benchmarks/churn.ts'
 import { connections } from './benchmarks/connections.ts'
 import { fanout } from './benchmarks/fanout.ts'
 import { requests } from './benchmarks/requests.ts'
@@ -17,11 +18,11 @@ import { killTargets, mosquittoBinary, mosquittoVersion } from './lib/targets.ts
 
 const USAGE = `npm run bench -- [--quick | --tiny] [--only NAME]... [--out FILE] [--keep]
 
-  (default)   the full configuration (about 7 minutes on 2 cores)
-  --quick     smaller counts and shorter runs (under 3 minutes on 2 cores)
+  (default)   the full configuration (about 12 minutes on 2 cores, 4.5 of them the churn soak)
+  --quick     smaller counts and shorter runs (about 5 minutes on 2 cores)
   --tiny      a few seconds per benchmark; what the test suite runs, figures meaningless
   --only      connect_storm (also memory_per_connection), fanout, request_latency, audit_cost,
-              retained_subscribe, cold_start; repeatable or comma-separated
+              retained_subscribe, cold_start, churn; repeatable or comma-separated
   --out       where to write the results (default bench/results.json)
   --keep      keep the scratch directory (logs of every target process, seeded stores)
 `
@@ -33,6 +34,7 @@ const benchmarks: { name: string; aliases: string[]; run: (ctx: Context) => Prom
   { name: 'audit_cost', aliases: ['audit'], run: auditCost },
   { name: 'retained_subscribe', aliases: ['retained'], run: retainedSubscribe },
   { name: 'cold_start', aliases: [], run: coldStart },
+  { name: 'churn', aliases: ['soak'], run: churn },
 ]
 
 async function main(): Promise<void> {

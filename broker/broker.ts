@@ -10,6 +10,12 @@ import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { Acl } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
+import {
+  DRAIN_TIMEOUT_MESSAGE,
+  type OutboundEvents,
+  type OutboundLimits,
+  boundOutbound,
+} from './outbound-queue.ts'
 import { ProtocolGuard } from './protocol.ts'
 import {
   type Identity,
@@ -63,6 +69,8 @@ export interface BrokerOptions {
   log: Logger
   /** Whole MQTT packets above this size close the connection before they are buffered. */
   maxPacketBytes: number
+  /** Per-connection outbound queue, and how long a connection's socket may stay full. */
+  outbound: OutboundLimits & { drainTimeoutMs: number }
 }
 
 const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
@@ -95,6 +103,10 @@ export class HubBroker {
   readonly #emptyClientIds = new WeakSet<Client>()
   readonly #options: BrokerOptions
   readonly #protocol: ProtocolGuard
+  /** One object for every connection's queue, not closures per connection. */
+  readonly #outboundEvents: OutboundEvents
+  /** Connections already being closed as slow consumers (Aedes reports a drain timeout many times). */
+  readonly #slowClosed = new WeakSet<Client>()
 
   private constructor(aedes: Aedes, options: BrokerOptions) {
     this.aedes = aedes
@@ -104,6 +116,10 @@ export class HubBroker {
       log: options.log,
       metrics: options.metrics,
     })
+    this.#outboundEvents = {
+      dropped: () => options.metrics.outboundDropped.inc(),
+      overflow: (client, queued) => this.#closeSlowConsumer(client, 'queue_full', queued),
+    }
   }
 
   static async create(options: BrokerOptions, persistence?: unknown): Promise<HubBroker> {
@@ -111,6 +127,8 @@ export class HubBroker {
     const aedes = await Aedes.createBroker({
       ...(persistence ? { persistence: persistence as never } : {}),
       maxClientsIdLength: 64,
+      // Aedes closes a connection whose socket stays full this long; #watchConnections counts it
+      drainTimeout: options.outbound.drainTimeoutMs,
       preConnect: (client, packet, done) => {
         if (!packet.clientId) broker.#emptyClientIds.add(client)
         done(null, true)
@@ -146,6 +164,7 @@ export class HubBroker {
   handle(stream: Duplex, request?: IncomingMessage): void {
     const client = (this.aedes.handle as (s: Duplex, r?: IncomingMessage) => Client)(stream, request)
     this.#protocol.install(client)
+    boundOutbound(client, this.#options.outbound, this.#outboundEvents)
   }
 
   /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
@@ -394,5 +413,30 @@ export class HubBroker {
       const reason = (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost'
       delegate.onDisconnected?.(who, reason, superseded)
     })
+    this.aedes.on('clientError', (client, err) => {
+      if (err.message === DRAIN_TIMEOUT_MESSAGE) this.#closeSlowConsumer(client, 'drain_timeout')
+    })
+  }
+
+  /**
+   * A connection that does not take what it is sent: its queue overflowed (a QoS 1 message would be
+   * lost) or its socket did not drain in time. Closing it is what keeps memory bounded; the client
+   * can reconnect and read its state again from the retained topics.
+   */
+  #closeSlowConsumer(
+    client: Client,
+    reason: 'queue_full' | 'drain_timeout',
+    queued?: { messages: number; bytes: number },
+  ): void {
+    if (this.#slowClosed.has(client)) return
+    this.#slowClosed.add(client)
+    this.#options.metrics.slowConsumerDisconnects.inc({ reason })
+    this.#options.log.warn(
+      { clientId: client.id, reason, ...queued },
+      reason === 'queue_full'
+        ? 'slow consumer: outbound queue full, closing the connection'
+        : 'slow consumer: socket did not drain in time, closing the connection',
+    )
+    client.close()
   }
 }

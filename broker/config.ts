@@ -24,6 +24,11 @@ export interface HubConfig {
   logLevel: string
   /** Largest accepted request payload in bytes (SPEC §10: 64 KiB). */
   maxPayloadBytes: number
+  /**
+   * Per connection: messages (and their bytes) sent but not yet taken by its socket; beyond either
+   * QoS 0 is dropped and QoS 1 closes the connection, as does a socket that stays full `drainTimeoutMs`.
+   */
+  outbound: { maxMessages: number; maxBytes: number; drainTimeoutMs: number }
   /** Requests per client: a bucket of `burst` refilled at `perSecond`. */
   rateLimit: { perSecond: number; burst: number }
   /** Requests per account (role and id) across all its connections, on top of the per-client limit. */
@@ -97,6 +102,8 @@ const defaults = {
   storeIntegrityCheck: 'quick' as StoreIntegrityCheck,
   logLevel: 'info',
   maxPayloadBytes: 64 * 1024,
+  // Mosquitto's max_queued_messages and EMQX's max_mqueue_len are 1000 too
+  outbound: { maxMessages: 1000, maxBytes: 4 * 1024 * 1024, drainTimeoutSeconds: 30 },
   rateLimit: { perSecond: 20, burst: 40 },
   accountRateLimit: { perSecond: 20, burst: 40 },
   signupLimits: {
@@ -244,6 +251,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     redisUrl: env.REDIS_URL || undefined,
     logLevel: env.LOG_LEVEL || defaults.logLevel,
     maxPayloadBytes: positive('MAX_PAYLOAD_BYTES', defaults.maxPayloadBytes),
+    outbound: {
+      maxMessages: count('OUTBOUND_QUEUE_MESSAGES', defaults.outbound.maxMessages),
+      maxBytes: count('OUTBOUND_QUEUE_BYTES', defaults.outbound.maxBytes),
+      drainTimeoutMs:
+        1000 * positive('OUTBOUND_DRAIN_TIMEOUT_SECONDS', defaults.outbound.drainTimeoutSeconds),
+    },
     rateLimit: {
       perSecond: positive('RATE_LIMIT_PER_SECOND', defaults.rateLimit.perSecond),
       burst: positive('RATE_LIMIT_BURST', defaults.rateLimit.burst),

@@ -25,6 +25,17 @@ export class HubMetrics {
     help: 'PUBLISH packets delivered to clients',
     registers: [this.registry],
   })
+  readonly outboundDropped = new Counter({
+    name: 'stagehub_outbound_dropped_total',
+    help: "QoS 0 messages not delivered because the connection's outbound queue was full",
+    registers: [this.registry],
+  })
+  readonly slowConsumerDisconnects = new Counter({
+    name: 'stagehub_slow_consumer_disconnects_total',
+    help: 'Connections closed because they did not take what they were sent (queue_full, drain_timeout)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  })
   readonly requests = new Counter({
     name: 'stagehub_requests_total',
     help: 'Requests by action and outcome code (ok or an error code of SPEC §4)',

@@ -160,6 +160,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       metrics,
       log: log.child({ component: 'broker' }),
       maxPacketBytes: Math.max(256 * 1024, 4 * config.maxPayloadBytes),
+      outbound: config.outbound,
       delegate: {
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),

@@ -52,6 +52,18 @@ export interface Profile {
   audit: { rates: number[]; seconds: number; rounds: number }
   retained: { sizes: number[]; reps: number }
   coldStart: { documents: number }
+  churn: {
+    seconds: number
+    /** Churn without slow readers first: its end is the memory baseline, its p99 the latency one. */
+    warmupSeconds: number
+    /** Client life cycles at once per load generator. */
+    concurrency: number
+    /** Every n-th cycle also leaves a slow reader. */
+    slowEvery: number
+    slowHoldSeconds: number
+    /** After the soak, before the last memory measure: one clean-up period of the request pipeline. */
+    quietSeconds: number
+  }
 }
 
 export const profiles: Record<Profile['name'], Profile> = {
@@ -74,6 +86,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     audit: { rates: [20], seconds: 0.5, rounds: 1 },
     retained: { sizes: [1000], reps: 3 },
     coldStart: { documents: 1000 },
+    churn: {
+      seconds: 2,
+      warmupSeconds: 1,
+      concurrency: 1,
+      slowEvery: 5,
+      slowHoldSeconds: 1,
+      quietSeconds: 0,
+    },
   },
   quick: {
     name: 'quick',
@@ -94,6 +114,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     audit: { rates: [200, 500], seconds: 2, rounds: 3 },
     retained: { sizes: [10_000, 100_000], reps: 10 },
     coldStart: { documents: 100_000 },
+    churn: {
+      seconds: 60,
+      warmupSeconds: 10,
+      concurrency: 4,
+      slowEvery: 200,
+      slowHoldSeconds: 20,
+      quietSeconds: 65,
+    },
   },
   full: {
     name: 'full',
@@ -120,6 +148,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     audit: { rates: [200, 1000], seconds: 4, rounds: 5 },
     retained: { sizes: [10_000, 100_000], reps: 50 },
     coldStart: { documents: 100_000 },
+    churn: {
+      seconds: 180,
+      warmupSeconds: 20,
+      concurrency: 4,
+      slowEvery: 200,
+      slowHoldSeconds: 45,
+      quietSeconds: 65,
+    },
   },
 }
 

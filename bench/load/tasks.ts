@@ -408,5 +408,130 @@ export async function close(p: { group: string }): Promise<void> {
   )
 }
 
-export const tasks = { open, record, count, collect, send, subscribeTiming, publishRetained, close }
+export interface ChurnParams {
+  host: string
+  port: number
+  /** Client ids start with this (unique per worker and phase). */
+  prefix: string
+  /** The users this worker's clients connect as, round-robin. */
+  users: { id: string; token: string }[]
+  durationMs: number
+  /** Client life cycles running at once. */
+  concurrency: number
+  /** Every n-th cycle is a slow reader (0: none). */
+  slowEvery: number
+  /** How long a slow reader keeps its connection open without reading (unless the hub closes it first). */
+  slowHoldMs: number
+  /** Size of the avatarUrl each request sets (what users/{u} subscribers then receive). */
+  avatarBytes: number
+}
+
+export interface ChurnResult {
+  cycles: number
+  slowReaders: number
+  /** Request → response, ms. */
+  latencies: Float64Array
+  failed: number
+  errors: string[]
+}
+
+/**
+ * Connection churn: each cycle connects a new client as one of `users`, subscribes to the user's
+ * profile and its response topic, sends a `user.update` (a new avatarUrl, so every subscriber of that
+ * user receives a profile of `avatarBytes`), waits for the response and leaves, alternately with a
+ * DISCONNECT and by dropping the socket. Every `slowEvery`-th cycle also starts a slow reader beside
+ * the loop: it subscribes to the profile, stops reading, and drops its socket after `slowHoldMs` (the
+ * hub may have closed it before; see its stagehub_slow_consumer_disconnects_total).
+ */
+export async function churn(p: ChurnParams): Promise<ChurnResult> {
+  const latencies: number[] = []
+  const result: ChurnResult = {
+    cycles: 0,
+    slowReaders: 0,
+    latencies: new Float64Array(0),
+    failed: 0,
+    errors: [],
+  }
+  const ends = now() + p.durationMs
+  const filler = 'a'.repeat(Math.max(0, p.avatarBytes - 40))
+  const slowReaders: Promise<void>[] = []
+  let seq = 0
+  const connect = (clientId: string, token: string) =>
+    LiteClient.connect({
+      host: p.host,
+      port: p.port,
+      clientId,
+      username: 'token',
+      password: token,
+      keepalive: 0,
+    })
+  const fail = (clientId: string, err: unknown) => {
+    result.failed++
+    if (result.errors.length < 5) result.errors.push(`${clientId}: ${(err as Error).message}`)
+  }
+  const slowReader = async (clientId: string, user: { id: string; token: string }): Promise<void> => {
+    const client = connect(clientId, user.token)
+    try {
+      const code = await client.connected
+      if (code !== 0) throw new Error(`CONNACK ${code}`)
+      await client.subscribe([`users/${user.id}`], 1)
+      client.socket.pause()
+      await sleep(Math.max(0, Math.min(p.slowHoldMs, ends - now())))
+    } catch (err) {
+      fail(clientId, err)
+    } finally {
+      client.destroy()
+    }
+  }
+  const cycle = async (): Promise<void> => {
+    const n = seq++
+    const user = p.users[n % p.users.length]!
+    const clientId = `${p.prefix}${n}`
+    if (p.slowEvery > 0 && n % p.slowEvery === p.slowEvery - 1) {
+      result.slowReaders++
+      slowReaders.push(slowReader(`${clientId}-slow`, user))
+    }
+    const client = connect(clientId, user.token)
+    try {
+      const code = await client.connected
+      if (code !== 0) throw new Error(`CONNACK ${code}`)
+      const responses = `clients/${clientId}/res`
+      await client.subscribe([`users/${user.id}`, responses], 1)
+      const id = `b${n}`
+      const answered = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no response within 10 s')), 10_000)
+        client.onPublish = (topic, payload) => {
+          if (topic === responses && payload.includes(`"id":"${id}"`)) {
+            clearTimeout(timer)
+            resolve()
+          }
+        }
+      })
+      const sent = now()
+      const payload = JSON.stringify({ id, params: { avatarUrl: `https://example.org/${filler}/${n}` } })
+      await client.publish(`clients/${clientId}/req/user.update`, payload, 1)
+      await answered
+      latencies.push(now() - sent)
+      if (n % 2 === 0) client.end()
+      else client.destroy()
+    } catch (err) {
+      fail(clientId, err)
+      client.destroy()
+    } finally {
+      result.cycles++
+    }
+  }
+  await Promise.all(
+    Array.from({ length: p.concurrency }, async () => {
+      while (now() < ends) await cycle()
+    }),
+  )
+  await Promise.all(slowReaders)
+  result.latencies = Float64Array.from(latencies)
+  return result
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+export const tasks = { open, record, count, collect, send, subscribeTiming, publishRetained, close, churn }
 export type Tasks = typeof tasks

@@ -63,6 +63,7 @@ t.test('npm run bench -- --tiny writes well-formed results with baselines from t
     'audit_hub_cpu_per_request',
     'retained_subscribe',
     'cold_start',
+    'churn',
   ]) {
     const rows = report.metrics.filter((m) => m.name.includes(word))
     t.ok(rows.length > 0, `${word}: measured`)
