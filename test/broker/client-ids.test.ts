@@ -9,12 +9,12 @@ import {
   type Response,
   connackCode,
   connectionClosed,
-  metricValue,
   nextMessage,
   sleep,
   startTestHub,
   waitUntil,
 } from '../helpers/hub.ts'
+import { metricValue } from '../helpers/metrics.ts'
 import { rawMqtt } from '../helpers/raw-mqtt.ts'
 
 // Client ids belong to identities (README, "Client ids"): one hub, real clients over TCP.
@@ -46,7 +46,8 @@ async function attemptWithin(token: string, clientId: string): Promise<{ code: n
   return { code, received }
 }
 
-const refusals = (code: number) => metricValue(th, `stagehub_connection_refusals_total{code="${code}"}`)
+const refusals = (code: number) =>
+  metricValue(th.httpUrl, `stagehub_connection_refusals_total{code="${code}"}`)
 
 t.test(
   "a persistent session's queued responses reach only its own identity: another user cannot take its client id",

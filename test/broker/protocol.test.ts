@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { Packet } from 'mqtt-packet'
-import { metricValue, startTestHub } from '../helpers/hub.ts'
+import { startTestHub } from '../helpers/hub.ts'
+import { metricValue } from '../helpers/metrics.ts'
 import { connectBytes, rawMqtt } from '../helpers/raw-mqtt.ts'
 
 // MQTT 3.1.1 as written: the protocol violations Aedes and mqtt-packet let through are refused, each
@@ -40,7 +41,7 @@ const returnCode = (packet: Packet | undefined) => (packet?.cmd === 'connack' ? 
 t.test('an unsupported protocol level gets CONNACK 0x01 and then the connection is closed', async (t) => {
   // level 5 as a real MQTT 5 client sends it; then levels in a 3.1.1 layout (level 5 without its
   // properties, levels no parser knows, the non-standard bridge bit)
-  const refusals = () => metricValue(th, 'stagehub_connection_refusals_total{code="1"}')
+  const refusals = () => metricValue(th.httpUrl, 'stagehub_connection_refusals_total{code="1"}')
   const before = await refusals()
   const v5 = await rawMqtt(t, th.hub.ports.mqtt)
   v5.send({

@@ -328,10 +328,3 @@ export async function selfSignedCert(t: Teardown): Promise<{ cert: string; key: 
   ])
   return { cert, key }
 }
-
-/** The value of one series the hub exports at /metrics, e.g. `stagehub_connection_refusals_total{code="5"}`; 0 when absent. */
-export async function metricValue(th: TestHub, series: string): Promise<number> {
-  const text = await (await fetch(`${th.httpUrl}/metrics`)).text()
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
-  return line ? Number(line.slice(series.length + 1)) : 0
-}

@@ -1,10 +1,17 @@
-/** The sum of every series of a Prometheus metric at the hub's /metrics (0 when it has none yet). */
-export async function metricValue(httpUrl: string, name: string): Promise<number> {
+/**
+ * A value at the hub's /metrics: one series when `metric` names it with its labels
+ * (`stagehub_connection_refusals_total{code="5"}`), else the sum of every series of the metric; 0 when
+ * there is none yet.
+ */
+export async function metricValue(httpUrl: string, metric: string): Promise<number> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text()
+  const exact = metric.includes('{')
   let sum = 0
   for (const line of text.split('\n')) {
-    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`))
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+    const matches = exact
+      ? line.startsWith(`${metric} `)
+      : line.startsWith(`${metric} `) || line.startsWith(`${metric}{`)
+    if (matches) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
   }
   return sum
 }
