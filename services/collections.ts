@@ -89,5 +89,5 @@ export const collections = {
   routers: { name: 'routers' },
   requests: { name: 'requests', indexes: [['expiresAt']] },
   retained: { name: 'retained' },
-  audit: { name: 'audit', indexes: [['at'], ['identity']] },
+  audit: { name: 'audit', indexes: [['at'], ['identity'], ['action'], ['outcome']] },
 } satisfies Record<string, CollectionSpec>

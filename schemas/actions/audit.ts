@@ -55,9 +55,21 @@ export const AuditEntry = Type.Object(
     ),
     outcome: AuditOutcome,
     topic: Type.Optional(
-      Type.String({ description: 'the topic or filter a broker-level refusal was about' }),
+      Type.String({
+        maxLength: 256,
+        description: 'the topic or filter a broker-level refusal was about (cut to 256 characters)',
+      }),
     ),
-    reason: Type.Optional(Type.String({ description: 'why the broker refused' })),
+    reason: Type.Optional(
+      Type.String({ maxLength: 256, description: 'why the broker refused (cut to 256 characters)' }),
+    ),
+    suppressed: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description:
+          'a summary of broker refusals: how many more refusals of this action by this source (identity, or every connection refused before its token was verified) were counted but not recorded one by one since its previous entry',
+      }),
+    ),
   },
   { additionalProperties: false, $id: 'AuditEntry' },
 )

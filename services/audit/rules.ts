@@ -62,6 +62,9 @@ export function requestEntry({ who, action, params, response }: RequestOutcome):
   }
 }
 
+/** Topics, filters and reasons are cut to this: a client chooses them, and they may be 64 KiB long. */
+export const MAX_TEXT = 256
+
 /** CONNACK 4 (no valid token) is `unauthorized`; 5 and ACL refusals are `forbidden`. */
 export function refusalEntry(refusal: BrokerRefusal): NewAuditEntry {
   return {
@@ -71,9 +74,36 @@ export function refusalEntry(refusal: BrokerRefusal): NewAuditEntry {
     action: brokerActions[refusal.kind],
     targets: {},
     outcome: refusal.kind === 'connect' && refusal.returnCode === 4 ? 'unauthorized' : 'forbidden',
-    ...(refusal.topic !== undefined ? { topic: refusal.topic } : {}),
-    reason: refusal.reason,
+    ...(refusal.topic !== undefined ? { topic: clip(refusal.topic) } : {}),
+    reason: clip(refusal.reason),
   }
+}
+
+/**
+ * Whose refusals share one budget: an identity's refusals of one action, and every connection refused
+ * before its token was verified (those have no identity; a client id would be the attacker's choice).
+ */
+export function refusalSource(entry: NewAuditEntry): string {
+  return `${entry.action}|${entry.role ?? ''}|${entry.identity ?? ''}`
+}
+
+/** The entry that stands for `count` refusals of a source that were counted, not recorded. */
+export function suppressedEntry(last: NewAuditEntry, count: number): NewAuditEntry {
+  return {
+    role: last.role,
+    identity: last.identity,
+    clientId: last.clientId,
+    action: last.action,
+    targets: {},
+    outcome: last.outcome,
+    reason: `${count} more refusals of ${last.action} by this source were counted, not recorded one by one (the last one is shown)`,
+    suppressed: count,
+    ...(last.topic !== undefined ? { topic: last.topic } : {}),
+  }
+}
+
+function clip(text: string): string {
+  return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT - 1)}…`
 }
 
 /**

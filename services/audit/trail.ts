@@ -16,9 +16,12 @@ import {
   isAudited,
   outcomeOf,
   refusalEntry,
+  refusalSource,
   requestEntry,
+  suppressedEntry,
   timeKey,
 } from './rules.ts'
+import { RateLimiter } from '../requests/rate-limit.ts'
 
 export interface AuditTrailOptions {
   store: Store
@@ -33,8 +36,18 @@ const DAY_MS = 24 * 3600 * 1000
 const FLUSH_MS = 1000
 /** On the embedded store a batch of 200 is one transaction of ~8 ms (one fsync + ~20 µs per entry). */
 const BATCH = 200
-/** Entries waiting for the store beyond this are dropped (and counted): memory stays bounded. */
+/**
+ * Entries waiting for the store beyond this are dropped (and counted): memory stays bounded (an entry
+ * is at most about 1 KB: ids, codes, and topic and reason cut to 256 characters).
+ */
 const MAX_PENDING = 20_000
+/**
+ * Broker refusals recorded one by one per source (see refusalSource): a burst, then one a second;
+ * beyond that they are counted and recorded as one summary entry a second, so a client repeating a
+ * refused SUBSCRIBE at network speed (or a flood of bad tokens) cannot fill the store or push out the
+ * entries of others.
+ */
+const REFUSALS = { perSecond: 1, burst: 20 }
 const PRUNE_MS = 3600 * 1000
 
 /**
@@ -55,6 +68,9 @@ export class AuditTrail {
   #pruneTimer: NodeJS.Timeout | undefined
   #sequence = 0
   #dropped = 0
+  readonly #refusalBudget = new RateLimiter(REFUSALS)
+  /** Per source: the refusals counted but not recorded since its last entry, and the last of them. */
+  readonly #suppressed = new Map<string, { count: number; last: NewAuditEntry }>()
 
   constructor(options: AuditTrailOptions) {
     this.#options = options
@@ -92,11 +108,22 @@ export class AuditTrail {
 
   /** A connection, subscription or publish the broker refused. */
   refused(refusal: BrokerRefusal): void {
-    if (this.enabled) this.#add(refusalEntry(refusal))
+    if (!this.enabled) return
+    const entry = refusalEntry(refusal)
+    const source = refusalSource(entry)
+    if (this.#refusalBudget.take(source)) return this.#add(entry)
+    const suppressed = this.#suppressed.get(source)
+    if (suppressed) {
+      suppressed.count++
+      suppressed.last = entry
+    } else this.#suppressed.set(source, { count: 1, last: entry })
   }
 
   /** Writes every pending entry; resolves when they are durable (or logged as lost). */
   flush(): Promise<void> {
+    for (const { count, last } of this.#suppressed.values()) this.#add(suppressedEntry(last, count))
+    this.#suppressed.clear()
+    this.#refusalBudget.sweep()
     this.#flushing = this.#flushing.then(() => this.#writePending())
     return this.#flushing
   }

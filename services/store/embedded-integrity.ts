@@ -84,6 +84,15 @@ export function openCheckedDatabase(
         `stage and device`,
     )
   }
+  if (size === 0) {
+    // no hub leaves a zero-byte database behind (its first start writes the identity at once), and a
+    // store from before the marker existed has none to show: an emptied file is refused either way
+    throw new StoreRefusedError(
+      file,
+      `is empty (0 bytes); a hub's store never is, so it was most likely truncated. If this is a new ` +
+        `installation and nothing was ever stored, delete the file to start empty`,
+    )
+  }
   const db = new Database(file)
   try {
     if (check !== 'off') {

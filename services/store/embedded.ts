@@ -126,7 +126,7 @@ export class EmbeddedBackend implements StoreBackend {
       values.push(query.idBelow)
     }
     const sql = `SELECT doc FROM ${tableName(collection)}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`
-    const rows = this.#statement(sql).all(...values, query.limit) as { doc: string }[]
+    const rows = this.#watch(() => this.#statement(sql).all(...values, query.limit) as { doc: string }[])
     return rows.map((r) => JSON.parse(r.doc) as StoredDoc)
   }
 

@@ -247,3 +247,41 @@ t.test('a retried request is recorded once, a retry of a refusal too', async (t)
     ],
   )
 })
+
+t.test(
+  'a flood of refusals is recorded as a burst plus summaries, with topics cut: it cannot fill the store',
+  async (t) => {
+    const th = await startTestHub(t, roomy)
+    const bob = await actor(th, 'Bob')
+    const ann = await actor(th, 'Ann')
+    const longFilter = `users/${ann.id}/${'x'.repeat(10_000)}`
+    const refusals = 200
+    for (let i = 0; i < refusals; i++) {
+      t.ok((await subackCodes(bob.client, longFilter)).every((code) => code === 128))
+    }
+    const badTokens = 60
+    for (let i = 0; i < badTokens; i++) {
+      await connackCode(th.mqttUrl, { clientId: `guess-${i}`, username: 'token', password: 'not-a-jwt' })
+    }
+    // Ann's own refusal has its own budget: Bob's flood does not push it out
+    t.same(await subackCodes(ann.client, 'users/someone-else'), [128])
+
+    const ops = await operator(th)
+    const page = await ok<Page>(ops, 'audit.query', { limit: 500 })
+    const subscribes = page.entries.filter((e) => e.identity === bob.id && e.action === 'mqtt.subscribe')
+    const counted = (entries: AuditEntry[]) => entries.reduce((n, e) => n + (e.suppressed ?? 1), 0)
+    t.equal(counted(subscribes), refusals, 'every refusal is counted')
+    t.ok(subscribes.length <= 25, `Bob's 200 refusals took ${subscribes.length} entries`)
+    t.ok(
+      subscribes.every((e) => (e.topic?.length ?? 0) <= 256 && (e.reason?.length ?? 0) <= 256),
+      'topics and reasons are cut to 256 characters',
+    )
+    const connects = page.entries.filter((e) => e.action === 'mqtt.connect' && e.identity === null)
+    t.equal(counted(connects), badTokens, 'every refused CONNECT is counted')
+    t.ok(connects.length <= 25, `60 refused CONNECTs took ${connects.length} entries`)
+    t.ok(
+      page.entries.some((e) => e.identity === ann.id && e.action === 'mqtt.subscribe' && !e.suppressed),
+      "Ann's refusal is recorded on its own",
+    )
+  },
+)

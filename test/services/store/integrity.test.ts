@@ -92,6 +92,20 @@ t.test('a zero-byte or missing database where a hub ran before is refused, namin
   t.notOk(existsSync(file), 'no new database was created')
 })
 
+t.test(
+  'a zero-byte database is refused also without a marker (a store from before markers existed)',
+  async (t) => {
+    const dir = tempDir(t)
+    await storeThatRan(t, dir, 3)
+    const file = join(dir, STORE_FILE)
+    rmSync(join(dir, MARKER_FILE))
+    truncateSync(file, 0)
+    t.match((await refusal(t, dir)).message, `${file} is empty (0 bytes); a hub's store never is`)
+    t.equal(readFileSync(file).length, 0, 'the empty file is left as it was')
+    t.notOk(existsSync(join(dir, MARKER_FILE)), 'and no marker is written for it')
+  },
+)
+
 t.test('a database with a damaged page is refused at start, naming the file', async (t) => {
   const dir = tempDir(t)
   await storeThatRan(t, dir)
