@@ -205,3 +205,14 @@ t.test('a removed device’s code is refused', async (t) => {
   t.equal(gone.status, 404)
   t.match(gone.body.error?.message, /device of this claim code was removed/)
 })
+
+t.test('behind a proxy or NAT, PUBLIC_MQTT_URL is the address a claimed box is given', async (t) => {
+  const th = await startTestHub(t, { ...roomy, PUBLIC_MQTT_URL: 'mqtts://hub.example.org:8883' })
+  const alice = await actor(th, 'Alice')
+  const { device } = await ok<{ device: { id: string } }>(alice, 'device.create', {
+    name: 'Box',
+    kind: 'ovbox',
+  })
+  const { code } = await ok<{ code: string }>(alice, 'device.claimCode', { deviceId: device.id })
+  t.match((await claim(th, { code })).body, { mqttUrl: 'mqtts://hub.example.org:8883' })
+})
