@@ -3,7 +3,7 @@
  * `npm run bundle:ovbox`: the ov-box agent as one JavaScript file plus its systemd unit, in
  * dist/ovbox/. The box needs Node and these two files: no node_modules, no tsx, no build tools.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -32,6 +32,11 @@ export async function bundleOvbox(outDir = OVBOX_BUNDLE_DIR): Promise<string> {
     // optional native speed-ups of ws, loaded only if installed
     external: ['bufferutil', 'utf-8-validate'],
   })
+  // esbuild keeps the entry's `#!… --import=tsx` line; the bundle needs plain Node, so that linked
+  // into the PATH it is the `stagehub-ovbox` command
+  const code = readFileSync(outfile, 'utf8').replace(/^#!.*\n/, '')
+  writeFileSync(outfile, `#!/usr/bin/env node\n${code}`)
+  chmodSync(outfile, 0o755)
   writeFileSync(join(outDir, basename(OVBOX_PATHS.unit)), renderAgentUnit())
   return outfile
 }

@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   mkdtempSync,
@@ -33,6 +34,7 @@ async function bundleInEmptyDir(t: Teardown): Promise<{ agentJs: string; unit: s
   })
   const built = await bundleOvbox(build)
   copyFileSync(built, join(dir, OVBOX_PATHS.bundle))
+  chmodSync(join(dir, OVBOX_PATHS.bundle), 0o755)
   return { agentJs: join(dir, OVBOX_PATHS.bundle), unit: join(build, basename(OVBOX_PATHS.unit)) }
 }
 
@@ -48,6 +50,8 @@ t.test(
     t.same(readdirSync(cwd), [OVBOX_PATHS.bundle], 'the bundle is alone in its directory')
     const help = await run('node', [agentJs, '--help'], { cwd })
     t.match(help.stdout, /stagehub-ovbox claim CODE --hub/, '--help names the claim command')
+    const asCommand = await run(agentJs, ['--help'], { cwd })
+    t.equal(asCommand.stdout, help.stdout, 'the bundle is an executable for plain Node (#!/usr/bin/env node)')
 
     const th = await startTestHub(t, roomy)
     const owner = await actor(th, 'Owner')
