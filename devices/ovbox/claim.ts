@@ -4,7 +4,15 @@
  * without the operator. A configuration already at the path keeps its local settings (paths,
  * commands, intervals): only the hub address, device id and token are replaced.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs'
 import { dirname } from 'node:path'
 import { renderAgentConfig } from '../../firmware-config/provisioning.ts'
 import { AgentConfig } from '../../schemas/firmware.ts'
@@ -41,9 +49,16 @@ export async function claimDevice(
   if (!valid(render({ mqttUrl: 'mqtt://hub', deviceId: 'device', token: 'token' }))) {
     throw new ClaimError(`${options.configPath} has settings that are not valid: ${valid.describe()}`)
   }
+  try {
+    mkdirSync(dirname(options.configPath), { recursive: true })
+    accessSync(dirname(options.configPath), constants.W_OK)
+  } catch (err) {
+    throw new ClaimError(
+      `cannot write ${options.configPath} (${(err as Error).message}): run as root, or choose --config`,
+    )
+  }
   const reply = await exchange(options.hubUrl, options.code)
   const config = render(reply)
-  mkdirSync(dirname(options.configPath), { recursive: true })
   const temp = `${options.configPath}.${process.pid}.tmp`
   writeFileSync(temp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 })
   renameSync(temp, options.configPath)

@@ -138,12 +138,35 @@ t.test(
     t.match(unreachable.stderr, /cannot reach http:\/\/127.0.0.1:9/)
     const notHttp = await claim(code, '--hub', th.mqttUrl)
     t.match(notHttp.stderr, /--hub must be an http:\/\/ or https:\/\/ address/)
+    const blocked = await run('node', [
+      '--import=tsx',
+      CLI,
+      'claim',
+      code,
+      '--hub',
+      th.httpUrl,
+      '--config',
+      '/dev/null/agent.json',
+    ]).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    )
+    t.equal(blocked.code, 1)
+    t.match(
+      blocked.stderr,
+      /cannot write \/dev\/null\/agent.json .*choose --config/,
+      'checked before the code is used',
+    )
     const missing = await claim('--hub', th.httpUrl)
     t.equal(missing.code, 2, 'no code: wrong use')
     await new Promise((resolve) => setTimeout(resolve, 1100))
     const expired = await claim(code, '--hub', th.httpUrl)
     t.equal(expired.code, 1)
-    t.match(expired.stderr, /\(409 conflict\): this claim code expired at/)
+    t.match(
+      expired.stderr,
+      /\(409 conflict\): this claim code expired at/,
+      'expired, not used: no attempt used it up',
+    )
     t.notOk(existsSync(configPath), 'nothing was written')
   },
 )
