@@ -42,6 +42,7 @@ export interface Hub {
   tokens: TokenService
   access: AccessIndex
   users: UsersService
+  claims: DeviceClaims
   pipeline: RequestPipeline
   log: Logger
   /** Clean shutdown: hub/status offline, listeners and connections closed, store flushed and closed. */
@@ -336,5 +337,17 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       log.info('stopped')
     })())
 
-  return { config, ports: listeners.ports, store, broker, tokens, access, users, pipeline, log, close }
+  return {
+    config,
+    ports: listeners.ports,
+    store,
+    broker,
+    tokens,
+    access,
+    users,
+    claims,
+    pipeline,
+    log,
+    close,
+  }
 }

@@ -123,7 +123,7 @@ export class DeviceClaims {
       else ctx.tx.insert<ClaimDoc>(claimCollection.name, claim)
       return { code, expiresAt: new Date(expiresAt).toISOString() }
     })
-    this.#purger = setInterval(() => void this.#purge(), PURGE_INTERVAL_MS)
+    this.#purger = setInterval(() => void this.purge(), PURGE_INTERVAL_MS)
     this.#purger.unref()
   }
 
@@ -210,15 +210,17 @@ export class DeviceClaims {
       : `mqtt://${hostname}:${ports.mqtt}`
   }
 
-  async #purge(): Promise<void> {
+  /** Forgets codes that expired more than a day before `now` (hourly); returns how many. */
+  async purge(now = Date.now()): Promise<number> {
     try {
-      await this.#options.store.backend.purgeExpired(
+      return await this.#options.store.backend.purgeExpired(
         claimCollection.name,
         'expiresAt',
-        Date.now() - KEEP_EXPIRED_MS,
+        now - KEEP_EXPIRED_MS,
       )
     } catch (err) {
       this.#options.log.warn({ err }, 'could not purge expired claim codes')
+      return 0
     }
   }
 }

@@ -216,3 +216,22 @@ t.test('behind a proxy or NAT, PUBLIC_MQTT_URL is the address a claimed box is g
   const { code } = await ok<{ code: string }>(alice, 'device.claimCode', { deviceId: device.id })
   t.match((await claim(th, { code })).body, { mqttUrl: 'mqtts://hub.example.org:8883' })
 })
+
+t.test('used and expired codes are kept a day to say why they fail, then purged', async (t) => {
+  const th = await startTestHub(t, roomy)
+  const alice = await actor(th, 'Alice')
+  const { device } = await ok<{ device: { id: string } }>(alice, 'device.create', {
+    name: 'Box',
+    kind: 'ovbox',
+  })
+  const { code, expiresAt } = await ok<{ code: string; expiresAt: string }>(alice, 'device.claimCode', {
+    deviceId: device.id,
+  })
+  t.equal((await claim(th, { code })).status, 200)
+  const expiry = Date.parse(expiresAt)
+  t.equal(await th.hub.claims.purge(expiry + 23 * 3600_000), 0, 'within a day of its expiry: kept')
+  t.match((await claim(th, { code })).body.error?.message, /was used at/)
+  t.equal(await th.hub.claims.purge(expiry + 25 * 3600_000), 1, 'a day after: purged')
+  t.equal((await claim(th, { code })).status, 404)
+  t.equal((await th.hub.store.find(claimCollection.name)).length, 0)
+})
