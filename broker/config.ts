@@ -65,6 +65,16 @@ export interface HubConfig {
   quotas: Quotas
   /** Days audit trail entries are kept; 0 turns the audit trail off. */
   auditRetentionDays: number
+  /** Device claiming (device.claimCode, POST /devices/claim). */
+  claims: {
+    codeTtlSeconds: number
+    /** Codes one user may create an hour (a bucket of 5 at once, refilled at this rate). */
+    codesPerUserPerHour: number
+    /** Wrong, expired or used codes one address may send before it is refused (429); one is forgiven a minute. */
+    failuresPerAddress: number
+    /** The MQTT address a claimed box is told to use; unset: the HTTP request's host name and the MQTT port. */
+    publicMqttUrl?: string | undefined
+  }
 }
 
 export interface Quotas {
@@ -125,6 +135,7 @@ const defaults = {
   routerTokenTtlSeconds: 365 * 24 * 3600,
   passwordHashCost: 15,
   auditRetentionDays: 90,
+  claims: { codeTtlSeconds: 600, codesPerUserPerHour: 20, failuresPerAddress: 10 },
   quotas: {
     stagesPerUser: 20,
     groupsPerStage: 30,
@@ -196,6 +207,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     if (!Number.isFinite(value) || value < 0)
       throw new ConfigError(`${name} must be a number ≥ 0, got "${raw}"`)
     return value
+  }
+  const mqttUrl = (name: string): string | undefined => {
+    const raw = env[name]
+    if (!raw) return undefined
+    if (!/^mqtts?:\/\/[^/\s]+$/.test(raw))
+      throw new ConfigError(`${name} must be mqtt://host:port or mqtts://host:port, got "${raw}"`)
+    return raw
   }
   const fileOrPem = (name: string): string | undefined => {
     const raw = env[name]
@@ -296,6 +314,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     routerTokenTtlSeconds: positive('ROUTER_TOKEN_TTL_SECONDS', defaults.routerTokenTtlSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
     auditRetentionDays: nonNegative('AUDIT_RETENTION_DAYS', defaults.auditRetentionDays),
+    claims: {
+      codeTtlSeconds: count('CLAIM_CODE_TTL_SECONDS', defaults.claims.codeTtlSeconds),
+      codesPerUserPerHour: positive('CLAIM_CODES_PER_USER_PER_HOUR', defaults.claims.codesPerUserPerHour),
+      failuresPerAddress: count('CLAIM_FAILURES_PER_ADDRESS', defaults.claims.failuresPerAddress),
+      publicMqttUrl: mqttUrl('PUBLIC_MQTT_URL'),
+    },
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
       groupsPerStage: positive('QUOTA_GROUPS_PER_STAGE', defaults.quotas.groupsPerStage),

@@ -10,7 +10,9 @@ export const OVBOX_PATHS = {
   agentConfig: '/etc/stagehub/agent.json',
   stateDir: '/var/lib/stagehub-agent',
   ovClientConfig: '/var/lib/stagehub-agent/ov-client.json',
+  /** The agent bundle (`npm run bundle:ovbox`): one JavaScript file run by Node, no node_modules. */
   installDir: '/opt/stagehub',
+  bundle: 'agent.mjs',
   unit: '/etc/systemd/system/stagehub-ovbox-agent.service',
 }
 
@@ -52,7 +54,7 @@ export function renderAgentConfig(
  * `offline` before it disconnects.
  */
 export function renderAgentUnit(paths: Partial<typeof OVBOX_PATHS> = {}): string {
-  const { agentConfig, stateDir, installDir } = { ...OVBOX_PATHS, ...paths }
+  const { agentConfig, stateDir, installDir, bundle } = { ...OVBOX_PATHS, ...paths }
   return `[Unit]
 Description=stagehub ov-box agent (hub connection, presence and configuration for ov-client)
 Documentation=https://github.com/digital-stage/stagehub/blob/main/devices/ovbox/README.md
@@ -63,7 +65,7 @@ Before=ov-client.service
 [Service]
 Type=simple
 WorkingDirectory=${installDir}
-ExecStart=/usr/bin/node --import=tsx ${installDir}/devices/ovbox/main.ts --config ${agentConfig}
+ExecStart=/usr/bin/node ${installDir}/${bundle} --config ${agentConfig}
 Environment=NODE_ENV=production
 Restart=always
 RestartSec=5

@@ -19,6 +19,7 @@ import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
 import { DeviceConfigProjector } from './devices/config-projector.ts'
 import { DevicePresence } from './devices/presence.ts'
+import { DeviceClaims } from './devices/claims.ts'
 import { DevicesService } from './devices/service.ts'
 import { FirmwareService } from './firmware/service.ts'
 import { MediaService, SIGNAL_ANSWERS } from './media/service.ts'
@@ -41,6 +42,7 @@ export interface Hub {
   tokens: TokenService
   access: AccessIndex
   users: UsersService
+  claims: DeviceClaims
   pipeline: RequestPipeline
   log: Logger
   /** Clean shutdown: hub/status offline, listeners and connections closed, store flushed and closed. */
@@ -244,6 +246,19 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
   })
   await devices.start()
+  const listening: { ports?: Listeners['ports'] } = {}
+  const claims = new DeviceClaims({
+    store,
+    pipeline,
+    publisher,
+    tokens,
+    log: log.child({ component: 'claims' }),
+    claims: config.claims,
+    deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
+    // HTTP answers only once every listener is open
+    ports: () => listening.ports!,
+  })
+  await claims.start()
   await new FirmwareService(store, pipeline).start()
   const routers = new RoutersService({
     store,
@@ -299,7 +314,9 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     ready: () => store.ping(),
   })
   await http.register(users.routes)
+  await http.register(claims.routes)
   const listeners = await startListeners(broker, http, config)
+  listening.ports = listeners.ports
   log.info({ ports: listeners.ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
 
   let closing: Promise<void> | undefined
@@ -307,6 +324,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     (closing ??= (async () => {
       log.info('shutting down')
       pipeline.stop()
+      claims.stop()
       media.stop()
       stopFollowing()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
@@ -319,5 +337,17 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       log.info('stopped')
     })())
 
-  return { config, ports: listeners.ports, store, broker, tokens, access, users, pipeline, log, close }
+  return {
+    config,
+    ports: listeners.ports,
+    store,
+    broker,
+    tokens,
+    access,
+    users,
+    claims,
+    pipeline,
+    log,
+    close,
+  }
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env -S node --import=tsx
 /**
- * The ov-box agent's command line: `tsx devices/ovbox/main.ts --config /etc/stagehub/agent.json`.
- * Exits 2 with a message when the configuration file is missing or invalid, 0 after SIGTERM/SIGINT
- * (offline published, disconnected) or when the device was removed from the hub.
+ * The ov-box agent's command line: `stagehub-ovbox --config /etc/stagehub/agent.json` runs the agent;
+ * `stagehub-ovbox claim CODE --hub URL` sets the box up with an owner's claim code.
+ * Exits 2 with a message when the configuration file is missing or invalid (or on wrong use), 1 when a
+ * claim is refused, 0 after SIGTERM/SIGINT (offline published, disconnected) or when the device was
+ * removed from the hub.
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -10,13 +12,17 @@ import { pino } from 'pino'
 import { AgentConfig } from '../../schemas/firmware.ts'
 import { validator } from '../../schemas/validate.ts'
 import { createAgent } from './agent.ts'
+import { ClaimError, claimDevice } from './claim.ts'
 import { AGENT_VERSION } from './version.ts'
 import { stopOnSignals } from '../signals.ts'
+import { OVBOX_PATHS } from '../../firmware-config/provisioning.ts'
 
-const USAGE = 'usage: ovbox-agent --config /etc/stagehub/agent.json [--log-level info]\n'
+const USAGE = `usage: stagehub-ovbox --config ${OVBOX_PATHS.agentConfig} [--log-level info]
+       stagehub-ovbox claim CODE --hub https://hub.example.org [--config ${OVBOX_PATHS.agentConfig}] [--ca-path PEM]
+`
 
 function fail(message: string): never {
-  process.stderr.write(`ovbox-agent: ${message}\n`)
+  process.stderr.write(`stagehub-ovbox: ${message}\n`)
   process.exit(2)
 }
 
@@ -39,7 +45,43 @@ function loadAgentConfig(path: string): AgentConfig {
   return value
 }
 
+async function claim(args: string[]): Promise<void> {
+  let parsed: { values: { hub?: string; config?: string; 'ca-path'?: string }; positionals: string[] }
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { hub: { type: 'string' }, config: { type: 'string' }, 'ca-path': { type: 'string' } },
+    })
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`)
+  }
+  const { values, positionals } = parsed
+  if (positionals.length !== 1 || !values.hub) fail(`claim needs the code and --hub URL\n${USAGE}`)
+  const configPath = values.config ?? OVBOX_PATHS.agentConfig
+  try {
+    const { config, expiresAt } = await claimDevice({
+      code: positionals[0]!,
+      hubUrl: values.hub,
+      configPath,
+      caPath: values['ca-path'],
+    })
+    process.stdout.write(
+      `claimed device ${config.deviceId} on ${config.hubUrl}: wrote ${configPath} (token valid until ${expiresAt})\n` +
+        `start the agent: systemctl enable --now stagehub-ovbox-agent (or: stagehub-ovbox --config ${configPath})\n`,
+    )
+  } catch (err) {
+    if (!(err instanceof ClaimError)) throw err
+    process.stderr.write(`stagehub-ovbox: ${err.message}\n`)
+    process.exit(1)
+  }
+}
+
 function main(): void {
+  if (process.argv[2] === 'claim') {
+    void claim(process.argv.slice(3))
+    return
+  }
   let values: { config?: string; 'log-level'?: string; help?: boolean }
   try {
     ;({ values } = parseArgs({

@@ -141,6 +141,22 @@ export const deviceToken = defineAction({
   result: Type.Object({ token: Type.String(), expiresAt: Timestamp, generation: Type.Integer() }),
 })
 
+/** `ABCD-EFGH`: 8 characters of an alphabet without look-alikes (no 0/O, 1/I/L), dash optional. */
+export const CLAIM_CODE_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789'
+
+export const deviceClaimCode = defineAction({
+  name: 'device.claimCode',
+  changesState: true,
+  targets: { deviceId: 'params.deviceId' },
+  description:
+    'A one-time claim code for a device of the caller: the box exchanges it at POST /devices/claim for its device token. A new code replaces the previous one.',
+  params: Type.Object(DeviceRef, { additionalProperties: false }),
+  result: Type.Object({
+    code: Type.String({ pattern: `^[${CLAIM_CODE_ALPHABET}]{4}-[${CLAIM_CODE_ALPHABET}]{4}$` }),
+    expiresAt: Timestamp,
+  }),
+})
+
 export const deviceRemove = defineAction({
   name: 'device.remove',
   changesState: true,

@@ -298,11 +298,11 @@ function removeDevice(ctx: RequestContext, device: DeviceDoc): void {
   ctx.clear(deviceTopics.presence(device.id))
 }
 
-function requireUser(who: Identity): string {
+export function requireUser(who: Identity): string {
   if (who.role !== 'user') throw forbidden('devices are managed by their owner with a user token')
   return who.id
 }
 
-function getDevice(tx: Transaction, deviceId: string): Promise<DeviceDoc | null> {
+export function getDevice(tx: Transaction, deviceId: string): Promise<DeviceDoc | null> {
   return tx.get<DeviceDoc>(collections.devices.name, deviceId)
 }

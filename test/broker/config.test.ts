@@ -66,3 +66,45 @@ t.test('TRUST_PROXY is a list of addresses or CIDR ranges; anything else is refu
     )
   }
 })
+
+t.test(
+  'CLAIM_* and PUBLIC_MQTT_URL have defaults, and a bad value is refused naming its variable',
+  async (t) => {
+    t.same(configFromEnv({ JWT_SECRET: SECRET }).claims, {
+      codeTtlSeconds: 600,
+      codesPerUserPerHour: 20,
+      failuresPerAddress: 10,
+      publicMqttUrl: undefined,
+    })
+    t.same(
+      configFromEnv({
+        JWT_SECRET: SECRET,
+        CLAIM_CODE_TTL_SECONDS: '300',
+        CLAIM_CODES_PER_USER_PER_HOUR: '6',
+        CLAIM_FAILURES_PER_ADDRESS: '4',
+        PUBLIC_MQTT_URL: 'mqtts://hub.example.org:8883',
+      }).claims,
+      {
+        codeTtlSeconds: 300,
+        codesPerUserPerHour: 6,
+        failuresPerAddress: 4,
+        publicMqttUrl: 'mqtts://hub.example.org:8883',
+      },
+    )
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, CLAIM_CODE_TTL_SECONDS: '0' }),
+      /CLAIM_CODE_TTL_SECONDS must be a positive number/,
+    )
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, CLAIM_FAILURES_PER_ADDRESS: '2.5' }),
+      /CLAIM_FAILURES_PER_ADDRESS must be a whole number/,
+    )
+    for (const bad of ['https://hub.example.org', 'hub.example.org:1883', 'mqtt://hub/path']) {
+      t.throws(
+        () => configFromEnv({ JWT_SECRET: SECRET, PUBLIC_MQTT_URL: bad }),
+        /PUBLIC_MQTT_URL must be mqtt:\/\/host:port or mqtts:\/\/host:port/,
+        `refuses "${bad}"`,
+      )
+    }
+  },
+)

@@ -45,10 +45,7 @@ t.test(
 
 t.test('the systemd unit starts the agent with its configuration and restarts it', async (t) => {
   const unit = renderAgentUnit()
-  t.match(
-    unit,
-    `ExecStart=/usr/bin/node --import=tsx /opt/stagehub/devices/ovbox/main.ts --config ${OVBOX_PATHS.agentConfig}`,
-  )
+  t.match(unit, `ExecStart=/usr/bin/node /opt/stagehub/agent.mjs --config ${OVBOX_PATHS.agentConfig}`)
   t.match(unit, /^Restart=always$/m)
   t.match(unit, /^After=network-online.target sound.target$/m)
   t.match(unit, /^StateDirectory=stagehub-agent$/m)
