@@ -46,7 +46,7 @@ const available = await Promise.all(
 ).then((found) => found.every(Boolean))
 
 t.test(
-  'every command of docs/tour.md runs against `npm start` and prints the answers the tour shows',
+  "every command of docs/tour.md and of README.md's tour runs against `npm start` and prints the answers shown",
   { skip: available ? false : 'needs mosquitto-clients and jq (apt-get install mosquitto-clients jq)' },
   async (t) => {
     const steps = tourSteps(readFileSync(TOUR, 'utf8'))
@@ -106,5 +106,19 @@ t.test(
       if (step.expected === undefined) t.equal(printed, '', `${first} prints nothing`)
       else t.equal(masked(printed), masked(step.expected), `${first} prints what the tour shows`)
     })
+
+    // README's short version of the tour, with the same hub
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const short = /^## Five-minute tour\n[\s\S]*?^```sh\n([\s\S]*?)^```/m.exec(readme)?.[1]
+    t.ok(short, "README's tour section has a shell block")
+    const answer = await run('bash', ['-c', ['set -eo pipefail', address, short].join('\n')], {
+      cwd: ROOT,
+      env,
+    })
+    t.match(
+      JSON.parse(answer.stdout),
+      { id: '1', ok: true, result: { name: 'Anna' } },
+      "README's tour block prints the response to its user.update",
+    )
   },
 )
