@@ -165,7 +165,7 @@ export class RequestPipeline {
       return failure(
         request.id,
         'invalid_request',
-        `unknown action "${action}"; see schemas/ for the actions this hub serves`,
+        `unknown action "${action}"; docs/protocol/actions.md lists the actions this hub serves`,
       )
     }
     const params = request.params ?? {}
