@@ -13,49 +13,69 @@ import { ErrorBody } from '../schemas/protocol.ts'
 
 export const DOCS_DIR = fileURLToPath(new URL('../docs/', import.meta.url))
 
+/** The parties of the ACL's predicates, as a reader knows them (`the hub` publishes outside the ACL). */
+export type Party =
+  'the hub' | 'everyone' | 'user u' | 'stage insiders' | 'device d' | 'device owner' | 'router r' | 'client c'
+
+const PARTY_WORDS: Readonly<Record<Party, string>> = {
+  'the hub': 'the hub',
+  everyone: 'everyone',
+  'user u': 'user u',
+  'stage insiders': 'admins and members of stage s (checked on every delivery)',
+  'device d': 'device d',
+  'device owner': 'the owner of d (checked on every delivery)',
+  'router r': 'router r',
+  'client c': 'the client whose client id is c',
+}
+
 /**
- * Who publishes and who may subscribe, per ACL pattern, in words. The predicates in broker/acl.ts are
- * functions, so they cannot describe themselves; test/bin/docs.test.ts holds this table to the ACL's
- * patterns, so a rule added there without a line here fails the docs test.
+ * Who publishes and who may subscribe, per ACL pattern. The predicates in broker/acl.ts are functions,
+ * so they cannot describe themselves; test/bin/docs.test.ts asks the real Acl, party by party, whether
+ * this table tells the truth, and fails on a pattern added there without a line here.
  */
-export const aclWords: Readonly<Record<string, { publish: string; subscribe: string }>> = {
-  'hub/status': { publish: 'the hub', subscribe: 'everyone' },
-  'users/{u}': { publish: 'the hub', subscribe: 'user u' },
-  'users/{u}/devices/{d}': { publish: 'the hub', subscribe: 'user u (the owner of d)' },
-  'users/{u}/stages/{s}': { publish: 'the hub', subscribe: 'user u' },
-  'users/{u}/mix/{kind}/{id}': { publish: 'the hub', subscribe: 'user u' },
-  'stages/{s}': { publish: 'the hub', subscribe: 'admins and members of s (checked on every delivery)' },
-  'stages/{s}/groups/{g}': {
-    publish: 'the hub',
-    subscribe: 'admins and members of s (checked on every delivery)',
-  },
-  'stages/{s}/members/{u}': {
-    publish: 'the hub',
-    subscribe: 'admins and members of s (checked on every delivery)',
-  },
-  'stages/{s}/tracks/{t}': {
-    publish: 'the hub',
-    subscribe: 'admins and members of s (checked on every delivery)',
-  },
-  'stages/{s}/chat': {
-    publish: 'the hub (not retained)',
-    subscribe: 'admins and members of s (checked on every delivery)',
-  },
-  'devices/{d}/config': { publish: 'the hub', subscribe: 'device d and its owner' },
+export const aclParties: Readonly<
+  Record<string, { publishers: readonly Party[]; subscribers: readonly Party[]; note?: string }>
+> = {
+  'hub/status': { publishers: ['the hub'], subscribers: ['everyone'] },
+  'users/{u}': { publishers: ['the hub'], subscribers: ['user u'] },
+  'users/{u}/devices/{d}': { publishers: ['the hub'], subscribers: ['user u'] },
+  'users/{u}/stages/{s}': { publishers: ['the hub'], subscribers: ['user u'] },
+  'users/{u}/mix/{kind}/{id}': { publishers: ['the hub'], subscribers: ['user u'] },
+  'stages/{s}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
+  'stages/{s}/groups/{g}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
+  'stages/{s}/members/{u}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
+  'stages/{s}/tracks/{t}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
+  'stages/{s}/chat': { publishers: ['the hub'], subscribers: ['stage insiders'], note: 'not retained' },
+  'devices/{d}/config': { publishers: ['the hub'], subscribers: ['device d', 'device owner'] },
   'devices/{d}/presence': {
-    publish: 'device d (retained; its last will)',
-    subscribe: 'device d and its owner',
+    publishers: ['device d'],
+    subscribers: ['device d', 'device owner'],
+    note: 'retained; also its last will',
   },
-  'devices/{d}/reported': { publish: 'device d (not retained)', subscribe: 'admins only' },
-  'routers/{r}': { publish: 'the hub', subscribe: 'admins only' },
-  'routers/{r}/assignments/{s}': { publish: 'the hub', subscribe: 'router r' },
-  'routers/{r}/presence': { publish: 'router r (retained; its last will)', subscribe: 'router r' },
-  'routers/{r}/load': { publish: 'router r (not retained)', subscribe: 'admins only' },
-  'routers/{r}/signal': { publish: 'the hub (not retained)', subscribe: 'router r' },
-  'routers/{r}/signal/answers': { publish: 'router r (not retained)', subscribe: 'admins only' },
-  'clients/{c}/req/{action}': { publish: 'the client whose client id is c', subscribe: 'admins only' },
-  'clients/{c}/res': { publish: 'the hub (not retained)', subscribe: 'the client whose client id is c' },
-  '$SYS/#': { publish: 'the broker', subscribe: 'admins only' },
+  'devices/{d}/reported': { publishers: ['device d'], subscribers: [], note: 'not retained' },
+  'routers/{r}': { publishers: ['the hub'], subscribers: [] },
+  'routers/{r}/assignments/{s}': { publishers: ['the hub'], subscribers: ['router r'] },
+  'routers/{r}/presence': {
+    publishers: ['router r'],
+    subscribers: ['router r'],
+    note: 'retained; also its last will',
+  },
+  'routers/{r}/load': { publishers: ['router r'], subscribers: [], note: 'not retained' },
+  'routers/{r}/signal': { publishers: ['the hub'], subscribers: ['router r'], note: 'not retained' },
+  'routers/{r}/signal/answers': { publishers: ['router r'], subscribers: [], note: 'not retained' },
+  'clients/{c}/req/{action}': { publishers: ['client c'], subscribers: [], note: 'not retained' },
+  'clients/{c}/res': { publishers: ['the hub'], subscribers: ['client c'], note: 'not retained' },
+  '$SYS/#': { publishers: ['the hub'], subscribers: [], note: "the broker's statistics" },
+}
+
+/** The words of aclParties for one pattern. */
+export function aclWords(pattern: string): { publish: string; subscribe: string } {
+  const { publishers, subscribers, note } = aclParties[pattern]!
+  const publish = publishers.map((p) => PARTY_WORDS[p]).join(', ')
+  return {
+    publish: note ? `${publish} (${note})` : publish,
+    subscribe: subscribers.length ? subscribers.map((p) => PARTY_WORDS[p]).join(', ') : 'admins only',
+  }
 }
 
 const PARAMETER_WORDS: Readonly<Record<string, string>> = {
@@ -185,7 +205,7 @@ function topicsMarkdown(): string {
     '| --- | --- | --- | --- |',
   ]
   for (const rule of aclRules) {
-    const words = aclWords[rule.pattern]!
+    const words = aclWords(rule.pattern)
     const payload = schemaOf.get(rule.pattern)
     const link = payload
       ? `[${payload.dir === 'state' ? 'state' : 'client message'}](#${fileName(rule.pattern).toLowerCase()})`
@@ -298,7 +318,7 @@ function asyncApi(version: string): object {
   }
 
   const topic = (address: string, schema: TSchema, action: 'send' | 'receive'): void => {
-    const words = aclWords[address]!
+    const words = aclWords(address)
     const id = key(address.replace(/[{}]/g, ''))
     channels[id] = {
       address,
