@@ -56,7 +56,7 @@ const either =
   (who, p, state) =>
     predicates.some((pred) => pred(who, p, state))
 
-/** SPEC §3 as one table. Admins may additionally subscribe to everything, `$SYS` included. Default deny. */
+/** The topic ACL as one table (docs/protocol/topics.md is generated from it). Admins may additionally subscribe to everything, `$SYS` included. Default deny. */
 export const aclRules: readonly AclRule[] = [
   { pattern: 'hub/status', subscribe: anyone },
   { pattern: 'users/{u}', subscribe: userSelf('u') },

@@ -80,7 +80,7 @@ const DROPPED_TOPIC = '$stagehub/dropped'
 const MAX_TIMER_MS = 2 ** 31 - 1
 
 /**
- * Aedes with stagehub's authentication (SPEC §2) and authorization (SPEC §3). One identity per client,
+ * Aedes with stagehub's authentication and authorization (docs/protocol/README.md). One identity per client,
  * fixed at CONNECT from the verified token, and one ACL consulted on every subscribe, publish and
  * delivery.
  */

@@ -22,7 +22,7 @@ export interface HubConfig {
   storeIntegrityCheck: StoreIntegrityCheck
   redisUrl?: string | undefined
   logLevel: string
-  /** Largest accepted request payload in bytes (SPEC §10: 64 KiB). */
+  /** Largest accepted request payload in bytes (64 KiB by default). */
   maxPayloadBytes: number
   /**
    * Per connection: messages (and their bytes) sent but not yet taken by its socket; beyond either
@@ -158,7 +158,7 @@ export function storeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Stor
   }
 }
 
-/** Reads the configuration of SPEC §1 from the environment; every problem is reported with its variable. */
+/** Reads the configuration (README.md, Configuration) from the environment; every problem is reported with its variable. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
   const port = (name: string, fallback: number): number => {
     const raw = env[name]

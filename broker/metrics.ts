@@ -38,7 +38,7 @@ export class HubMetrics {
   })
   readonly requests = new Counter({
     name: 'stagehub_requests_total',
-    help: 'Requests by action and outcome code (ok or an error code of SPEC §4)',
+    help: 'Requests by action and outcome code (ok or an error code)',
     labelNames: ['action', 'code'],
     registers: [this.registry],
   })

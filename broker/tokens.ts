@@ -4,7 +4,7 @@ import type { HubConfig, JwtAlgorithm } from './config.ts'
 
 export type Role = 'user' | 'device' | 'router' | 'admin'
 
-/** Who a connection is, from its verified token (SPEC §2). Never taken from anything else the client sends. */
+/** Who a connection is, from its verified token (docs/protocol/README.md#authentication). Never taken from anything else the client sends. */
 export interface Identity {
   role: Role
   /** `sub`: the user, device, router or operator id. */
@@ -22,7 +22,7 @@ export interface Identity {
 
 export type TokenClaims = Omit<Identity, 'clientId' | 'exp' | 'id'> & { sub: string }
 
-/** A token that must be refused; `returnCode` is the CONNACK code SPEC §2 prescribes. */
+/** A token that must be refused; `returnCode` is the CONNACK code docs/protocol/README.md#authentication names. */
 export class TokenRefusal extends Error {
   override readonly name = 'TokenRefusal'
   constructor(
@@ -119,7 +119,7 @@ function keyObject(
   }
 }
 
-/** SPEC §2 client-id rules: banned ids and role/client-id mismatch both answer CONNACK 5. */
+/** Client-id rules (docs/protocol/README.md#client-ids): banned ids and role/client-id mismatch both answer CONNACK 5. */
 export function checkClientId(identity: Omit<Identity, 'clientId'>, clientId: string): void {
   if (!ID.test(clientId)) {
     throw new TokenRefusal(5, `client id "${clientId}" is not allowed: use 1-64 characters of [A-Za-z0-9_-]`)

@@ -1,6 +1,6 @@
 import { type Static, type TOptional, type TSchema, Type } from '@sinclair/typebox'
 
-/** `{x}` in SPEC §3: every id that appears in a topic level. */
+/** `{x}` in a topic pattern (docs/protocol/topics.md): every id that appears in a topic level. */
 export const Id = Type.String({
   pattern: '^[A-Za-z0-9_-]{1,64}$',
   description: 'id usable as one topic level',

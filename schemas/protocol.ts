@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 
-/** Error codes of SPEC §4: every refusal carries exactly one of these. */
+/** Error codes (docs/protocol/README.md#errors): every refusal carries exactly one of these. */
 export const ErrorCode = Type.Union(
   [
     Type.Literal('invalid_request'),

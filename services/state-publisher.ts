@@ -23,7 +23,7 @@ export interface Publication {
 }
 
 /**
- * The one component that writes retained state topics (SPEC §3, §8): JSON, retained, QoS 1, and a
+ * The one component that writes retained state topics (docs/protocol/README.md#state-topics): JSON, retained, QoS 1, and a
  * zero-length payload on delete so the broker forgets the topic.
  */
 export class StatePublisher {

@@ -7,7 +7,7 @@ export interface Response {
   error?: { code: string; message: string }
 }
 
-/** SPEC §4 requests over a LiteClient, for setting up benchmark scenarios through the real protocol. */
+/** Requests (docs/protocol/README.md#requests-and-responses) over a LiteClient, for setting up benchmark scenarios through the real protocol. */
 export class LiteRequester {
   readonly client: LiteClient
   readonly clientId: string

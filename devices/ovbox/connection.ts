@@ -48,7 +48,7 @@ export interface ConnectionHandler {
 const KEPT_SECTIONS = ['firmware', 'appliedConfig'] as const
 
 /**
- * The device side of the protocol (SPEC §2-§6), shared by the ov-box agent and the simulator: one
+ * The device side of the protocol (docs/protocol/README.md), shared by the ov-box agent and the simulator: one
  * MQTT connection at a time as the device (client id = device id, device token as password, clean
  * session), each attempt with its own session number and last will `lost` of that session, `online`
  * after CONNACK, subscriptions to `devices/{d}/config` and `clients/{d}/res`, reconnects with
@@ -120,7 +120,7 @@ export class DeviceConnection {
     void this.#attempt()
   }
 
-  /** Sends a request as the device (SPEC §4); see RequestClient. */
+  /** Sends a request as the device (docs/protocol/README.md#requests-and-responses); see RequestClient. */
   request<T = unknown>(action: string, params: unknown): Promise<T> {
     return this.requests.request<T>(action, params)
   }

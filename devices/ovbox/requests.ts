@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { MqttClient } from 'mqtt'
 import type { ResponseEnvelope } from '../../schemas/protocol.ts'
 
-/** A refusal from the hub (SPEC §4): `ok: false` with an error code. */
+/** A refusal from the hub (docs/protocol/README.md#requests-and-responses): `ok: false` with an error code. */
 export class RequestError extends Error {
   readonly code: string
 
@@ -24,7 +24,7 @@ export interface RequestClientOptions {
 }
 
 /**
- * Requests and responses over `clients/{c}/req/{action}` and `clients/{c}/res` (SPEC §4). Every
+ * Requests and responses over `clients/{c}/req/{action}` and `clients/{c}/res` (docs/protocol/README.md#requests-and-responses). Every
  * request gets a fresh random id, so an id never repeats across agent restarts (the hub answers a
  * repeated id from its 10-minute memory instead of applying it). A request without a response in time
  * is sent once more with the same id: if the first one was applied, the hub answers it again instead

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 
 /** What the agent remembers across restarts (`{stateDir}/state.json`). */
 export interface AgentStateData {
-  /** The presence session of the newest connection attempt (SPEC §6): increased on every connect. */
+  /** The presence session of the newest connection attempt (docs/protocol/README.md#presence): increased on every connect. */
   session: number
   /** The `devices/{d}/config` revision applied successfully last. */
   appliedRevision?: string

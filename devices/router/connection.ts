@@ -18,7 +18,7 @@ export const routerTopics = {
 
 type Announcement = Omit<Extract<RouterPresencePayload, { state: 'online' }>, 'state' | 'session'>
 
-/** A refusal from the hub (SPEC §4). */
+/** A refusal from the hub (docs/protocol/README.md#requests-and-responses). */
 export class RequestError extends Error {
   constructor(
     readonly action: string,
@@ -30,7 +30,7 @@ export class RequestError extends Error {
 }
 
 /**
- * Presence sessions (SPEC §6): every connection attempt gets a larger number than any before, also
+ * Presence sessions (docs/protocol/README.md#presence): every connection attempt gets a larger number than any before, also
  * across restarts. The wall clock in milliseconds provides that without a file; with one (`stateFile`),
  * a clock set back does not matter either.
  */
@@ -159,7 +159,7 @@ export class RouterConnection {
     await client.publishAsync(topic, payload, { qos })
   }
 
-  /** A request as the router (SPEC §4), retried once with the same id when no response comes in time. */
+  /** A request as the router (docs/protocol/README.md#requests-and-responses), retried once with the same id when no response comes in time. */
   async request<T = unknown>(action: string, params: unknown): Promise<T> {
     const { routerId, requestTimeoutMs = 10_000 } = this.#options
     const id = randomUUID()

@@ -36,7 +36,7 @@ export const MEDIA_CODECS: types.RouterRtpCodecCapability[] = [
 /** Per participant, so one client cannot exhaust the router for the whole stage. */
 export const PEER_LIMITS = { producers: 8, consumers: 256 }
 
-/** A refusal with a SPEC §4 code, answered to the hub (which relays it to the client). */
+/** A refusal with an error code (docs/protocol/README.md#errors), answered to the hub (which relays it to the client). */
 export class SignalError extends Error {
   override readonly name = 'SignalError'
   constructor(

@@ -3,7 +3,7 @@ import { defineAction, type AuditTargetKind } from '../action.ts'
 import { Id, Timestamp } from '../common.ts'
 import { ErrorCode } from '../protocol.ts'
 
-/** `ok`, or the SPEC §4 code the request or connection was refused with. */
+/** `ok`, or the error code (docs/protocol/README.md#errors) the request or connection was refused with. */
 export const AuditOutcome = Type.Union([Type.Literal('ok'), ErrorCode])
 export type AuditOutcome = Static<typeof AuditOutcome>
 

@@ -6,7 +6,7 @@ import { OvRelay } from './router.ts'
 import { GeoPosition } from './stage.ts'
 
 /**
- * Media signalling (SPEC §5 `media.*`): WebRTC through the stage's mediasoup router, with the hub in
+ * Media signalling (`media.*` in docs/protocol/actions.md): WebRTC through the stage's mediasoup router, with the hub in
  * between. A client asks the hub; the hub checks that the caller is in the stage, forwards the request
  * with the caller's identity to the router assigned to the stage on `routers/{r}/signal`, and relays
  * the router's answer (from `routers/{r}/signal/answers`) as the response. The objects below are

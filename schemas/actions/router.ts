@@ -15,7 +15,7 @@ const Capacity = Type.Object(
   { additionalProperties: false, description: 'how many stages of each kind the router serves at most' },
 )
 
-/** What a router announces in its `online` presence (SPEC §7). */
+/** What a router announces in its `online` presence (docs/protocol/README.md#routers-and-distribution). */
 export const RouterAnnouncement = {
   capabilities: Type.Array(RouterKind, { minItems: 1, maxItems: 2, uniqueItems: true }),
   capacity: Capacity,

@@ -125,7 +125,7 @@ export const MemberState = Type.Object(
       description: 'null while not in the stage',
     }),
     joined: Type.Boolean({ description: 'in the stage now' }),
-    online: Type.Boolean({ description: 'in the stage now with at least one device online (SPEC §6)' }),
+    online: Type.Boolean({ description: 'in the stage now with at least one device online' }),
     isDirector: Type.Boolean(),
     volume: Volume,
     muted: Type.Boolean(),

@@ -19,7 +19,7 @@ export interface PresenceRecord {
 export type PresenceEvent = { state: 'online' | 'offline' | 'lost'; session: number }
 
 /**
- * Presence rule (SPEC §6, Sparkplug's bdSeq): an event of an older session than the newest seen is
+ * Presence rule (docs/protocol/README.md#presence, Sparkplug's bdSeq): an event of an older session than the newest seen is
  * ignored, so a takeover's late will never marks a fresh connection offline. Returns null to ignore.
  */
 export function nextPresence(current: PresenceRecord, event: PresenceEvent): PresenceRecord | null {

@@ -30,7 +30,7 @@ export interface DeviceDoc extends RegisteredDevice {
   name: string
   online: boolean
   lastSeen?: string
-  /** The newest presence session seen (SPEC §6). */
+  /** The newest presence session seen (docs/protocol/README.md#presence). */
   session?: number
   desired: DeviceSettings
   reported: Record<string, unknown>
@@ -87,7 +87,7 @@ export interface DevicesServiceOptions {
 }
 
 /**
- * The device registry and remote control (SPEC §5): device documents at `users/{owner}/devices/{d}`
+ * The device registry and remote control (docs/protocol/actions.md): device documents at `users/{owner}/devices/{d}`
  * and revocable device tokens by generation. `devices/{d}/config` is projected from the store by
  * DeviceConfigProjector, since stage, seat and mix changes shape it too.
  */

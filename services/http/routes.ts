@@ -50,7 +50,7 @@ export function errorReplies(http: FastifyInstance, metrics: HubMetrics): void {
   )
 }
 
-/** Liveness, readiness (store reachable, broker listening) and Prometheus metrics (SPEC §9). */
+/** Liveness, readiness (store reachable, broker listening) and Prometheus metrics (docs/protocol/README.md#http). */
 export function healthRoutes(
   http: FastifyInstance,
   deps: { metrics: HubMetrics; ready: () => Promise<void> },

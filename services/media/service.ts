@@ -94,7 +94,7 @@ interface KnownPeer {
 const unavailable = (message: string) => new HubError('unavailable', message)
 
 /**
- * Media signalling through the hub (issue 6 item 4, SPEC §5 `media.*`). Every request is checked
+ * Media signalling through the hub (issue 6 item 4, `media.*` in docs/protocol/actions.md). Every request is checked
  * against the store: the caller (user, or a device for its owner) is a member in a stage now, the
  * stage has a mediasoup router that is online and has said `router.served`; then the request goes to
  * that router on `routers/{r}/signal` with the caller's identity from the token and the store (never

@@ -60,7 +60,7 @@ export interface PipelineOptions {
 const validEnvelope = validator(RequestEnvelope)
 
 /**
- * SPEC §4: `clients/{c}/req/{action}` → rate limit → size → JSON → envelope → retry lookup → action →
+ * docs/protocol/README.md#requests-and-responses: `clients/{c}/req/{action}` → rate limit → size → JSON → envelope → retry lookup → action →
  * params schema → handler in a store transaction (with the retry record in the same transaction, so
  * a request is applied at most once) → retained state → exactly one response on `clients/{c}/res`.
  */
@@ -165,7 +165,7 @@ export class RequestPipeline {
       return failure(
         request.id,
         'invalid_request',
-        `unknown action "${action}"; see schemas/ for the actions this hub serves`,
+        `unknown action "${action}"; docs/protocol/actions.md lists the actions this hub serves`,
       )
     }
     const params = request.params ?? {}

@@ -58,7 +58,7 @@ export class RateLimiter {
   }
 }
 
-/** The request limits of SPEC §4: every request is charged to its client id and to its account. */
+/** The request limits of docs/protocol/README.md#requests-and-responses: every request is charged to its client id and to its account. */
 export class RequestLimits {
   readonly #perClient: RateLimiter
   readonly #perAccount: RateLimiter

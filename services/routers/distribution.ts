@@ -1,5 +1,5 @@
 /**
- * Which router serves which stage (SPEC §7), as pure functions over plain data. Capacity is counted
+ * Which router serves which stage (docs/protocol/README.md#routers-and-distribution), as pure functions over plain data. Capacity is counted
  * from the assignments themselves, never from counters a router reports, so it cannot drift.
  */
 import type { RouterKind } from '../../schemas/actions/router.ts'

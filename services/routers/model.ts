@@ -6,7 +6,7 @@ import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 export interface RouterDoc extends RegisteredRouter {
   name: string
   online: boolean
-  /** The newest presence session seen (SPEC §6). */
+  /** The newest presence session seen (docs/protocol/README.md#presence). */
   session?: number
   lastSeen?: string
   capabilities: RouterKind[]

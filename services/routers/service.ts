@@ -42,7 +42,7 @@ export interface RoutersServiceOptions {
 }
 
 /**
- * Routers (SPEC §5-7): the registry and revocable router tokens (admins), router presence with
+ * Routers (docs/protocol/actions.md, docs/protocol/README.md#routers-and-distribution): the registry and revocable router tokens (admins), router presence with
  * sessions and last wills, load reports, and the distribution of stages over routers. Distribution
  * runs after every commit that can change it (a stage's media types or position, a stage removed, a
  * router coming, going or changing capacity), one run at a time, planned by the pure

@@ -28,7 +28,7 @@ export interface MemberDoc extends StoredDoc {
   seat: number | null
   /** In the stage now (joined and not left). */
   joined: boolean
-  /** Joined, and at least one of the user's devices is online (SPEC §6). */
+  /** Joined, and at least one of the user's devices is online (docs/protocol/README.md#presence). */
   online: boolean
   isDirector: boolean
   volume: number

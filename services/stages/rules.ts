@@ -125,7 +125,7 @@ export function stagePublications(
   ]
 }
 
-/** The topics that go away with a stage (SPEC §5: everything hanging off it). */
+/** The topics that go away with a stage (everything hanging off it). */
 export function stageRemovalTopics(
   stage: StageDoc,
   groups: readonly GroupDoc[],

@@ -85,7 +85,7 @@ function requireUser(who: Identity): string {
 }
 
 /**
- * Stages, groups, members, seats, mixes and chat (SPEC §3-5). Every handler checks permissions
+ * Stages, groups, members, seats, mixes and chat (docs/protocol/actions.md). Every handler checks permissions
  * against the stored stage, changes the store in the request's transaction, and lists the retained
  * topics to republish or clear; the pipeline publishes them once the change is durable.
  */
@@ -161,7 +161,7 @@ export class StagesService {
    */
   /**
    * Brings a user's membership up to date with their devices, after a device or the user's current
-   * stage changed: the member is online while any device is (SPEC §6), and the ov tracks the user's
+   * stage changed: the member is online while any device is (docs/protocol/README.md#presence), and the ov tracks the user's
    * online ov-boxes send are the member's `ov` tracks in the stage (a track that goes away takes the
    * mixes on it along). Media tracks (routers) are left alone.
    */
@@ -717,7 +717,7 @@ export class StagesService {
   }
 }
 
-/** SPEC §6: a member is online while any of its user's devices is. */
+/** docs/protocol/README.md#presence: a member is online while any of its user's devices is. */
 async function hasOnlineDevice(tx: Transaction, userId: string): Promise<boolean> {
   const devices = await tx.find<{ id: string; version: number; online?: boolean }>(collections.devices.name, {
     owner: userId,

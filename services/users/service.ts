@@ -145,7 +145,7 @@ export interface UsersServiceOptions {
   userTokenTtlSeconds: number
 }
 
-/** Users: profiles (`users/{u}`), the `user.update` action, and sign-up/log-in over HTTP (SPEC §9). */
+/** Users: profiles (`users/{u}`), the `user.update` action, and sign-up/log-in over HTTP (docs/protocol/README.md#http). */
 export class UsersService {
   readonly #options: UsersServiceOptions
   readonly #signups: SignupLimit
@@ -289,7 +289,7 @@ export class UsersService {
     return userToken(this.#options.tokens, user, this.#options.userTokenTtlSeconds)
   }
 
-  /** The HTTP routes of SPEC §9 that concern users. */
+  /** The HTTP routes (docs/protocol/README.md#http) that concern users. */
   routes = async (http: FastifyInstance): Promise<void> => {
     http.post<{ Body: SignupBody }>(
       '/auth/signup',

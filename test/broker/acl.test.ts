@@ -14,7 +14,7 @@ import {
   waitForMessage,
 } from '../helpers/hub.ts'
 
-// SPEC §3: who may subscribe and publish where. (a) the Acl alone, on plain data; (b) through a real hub.
+// docs/protocol/topics.md: who may subscribe and publish where. (a) the Acl alone, on plain data; (b) through a real hub.
 
 /** A fake AccessState: plain, mutable data. */
 class FakeAccess implements AccessState {

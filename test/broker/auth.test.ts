@@ -12,7 +12,7 @@ import {
   waitForMessage,
 } from '../helpers/hub.ts'
 
-// SPEC §2: who may connect, and with which CONNACK a connection is refused.
+// docs/protocol/README.md#authentication: who may connect, and with which CONNACK a connection is refused.
 
 const th = await startTestHub(t)
 const now = () => Math.floor(Date.now() / 1000)

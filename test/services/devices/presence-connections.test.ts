@@ -5,7 +5,7 @@ import { type Actor, actor, ok, retainedOn } from '../../helpers/actors.ts'
 import { type TestHub, connectionClosed, sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
 import { rawMqtt } from '../../helpers/raw-mqtt.ts'
 
-// A device's presence follows its connection (SPEC §6): a takeover by the device itself keeps it
+// A device's presence follows its connection (docs/protocol/README.md#presence): a takeover by the device itself keeps it
 // online, and every way the hub closes its connection without a newer one leaves it offline, in the
 // stored document and in the retained presence every subscriber gets.
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import { type PresenceEvent, type PresenceRecord, nextPresence } from '../../../services/devices/presence.ts'
 
 /**
- * Unit tests of the presence rule (SPEC §6, Sparkplug's bdSeq): sessions order presence events, an
+ * Unit tests of the presence rule (docs/protocol/README.md#presence, Sparkplug's bdSeq): sessions order presence events, an
  * older session never overrides a newer one, and an event that changes nothing is reported as null.
  */
 

@@ -17,7 +17,7 @@ import {
 } from '../../helpers/hub.ts'
 
 /**
- * End-to-end tests of device presence and reported state (SPEC §3, §6): real MQTT.js clients (and
+ * End-to-end tests of device presence and reported state (docs/protocol/topics.md, docs/protocol/README.md#presence): real MQTT.js clients (and
  * one raw MQTT socket) over TCP against a real hub. The owner watches `users/{owner}/devices/{d}` and
  * `devices/{d}/presence` the way an app does; every assertion is on what the owner, the device or a
  * fresh subscriber actually receives, or on the stored device.

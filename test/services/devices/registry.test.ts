@@ -27,7 +27,7 @@ import {
 } from '../../helpers/actors.ts'
 
 /**
- * End-to-end tests of the device registry (SPEC §2, §3, §5): device.create, device.token,
+ * End-to-end tests of the device registry (docs/protocol/README.md#authentication, docs/protocol/topics.md): device.create, device.token,
  * device.remove and device.update, through real MQTT.js clients against a real hub. Presence
  * (online, lastSeen, devices/{d}/presence handling) is tested elsewhere: these tests only compare the
  * fields the registry owns, so they hold whatever presence does to `online` and `lastSeen`.
@@ -511,7 +511,7 @@ t.test(
 )
 
 t.test(
-  'a device removed while connected with a retained last will (as SPEC §6 requires of devices) does not get its presence topic back from that will',
+  'a device removed while connected with a retained last will (as docs/protocol/README.md#presence asks of devices) does not get its presence topic back from that will',
   async (t) => {
     const th = await startTestHub(t, roomy)
     const alice = await actor(th, 'Alice')

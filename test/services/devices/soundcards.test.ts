@@ -24,7 +24,7 @@ import {
 } from '../../helpers/actors.ts'
 
 /**
- * End-to-end tests of sound cards and tracks on a device (SPEC §5 `soundcard.*`, `track.*`): real
+ * End-to-end tests of sound cards and tracks on a device (`soundcard.*`, `track.*` in docs/protocol/actions.md): real
  * MQTT.js clients over real sockets against a real hub. The owner (user token) and the device itself
  * (device token) may edit them; every change reaches both the owner's `users/{owner}/devices/{d}`
  * document and the device's `devices/{d}/config`. Channel 0 is a channel (the original ignored it
@@ -713,7 +713,7 @@ t.test(
     t.same(byName(config.soundCards), byName([hw1, hw2]), 'the device reads its cards retained')
     t.same(byChannel(config.tracks), byChannel([zero, one, other]), 'and its tracks, channel 0 included')
 
-    // a fresh request id: the hub remembers the device's earlier request ids (SPEC §4 retries)
+    // a fresh request id: the hub remembers the device's earlier request ids (retries: docs/protocol/README.md#requests-and-responses)
     const taken = await boxAgain.req.request(
       'track.add',
       { deviceId: d, soundCardName: 'hw:1', channel: 0 },

@@ -167,11 +167,12 @@ t.test('malformed requests are refused with invalid_request and change nothing',
     t.equal(response.error?.code, 'invalid_request')
   })
 
-  t.test('an unknown action is refused and named', async (t) => {
+  t.test('an unknown action is refused, named, and the message points at the list of actions', async (t) => {
     const response = await requester.request('user.explode', { name: 'X' }, 'unknown-1')
     t.equal(response.id, 'unknown-1')
     t.equal(response.error?.code, 'invalid_request')
     t.match(response.error?.message, /user\.explode/)
+    t.match(response.error?.message, /docs\/protocol\/actions\.md/)
   })
 
   t.test('nothing changed', async (t) => {

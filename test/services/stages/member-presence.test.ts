@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import type { MemberState } from '../../../schemas/actions/stage.ts'
 import { Requester, startTestHub, waitUntil } from '../../helpers/hub.ts'
 
-/** SPEC §6: a stage member is online while any of its user's devices is. */
+/** docs/protocol/README.md#presence: a stage member is online while any of its user's devices is. */
 
 interface Device {
   id: string

@@ -142,7 +142,7 @@ t.test('member.update', async (t) => {
     groupId: g1.id,
     seat: 0,
     joined: true,
-    online: false, // Bob has no device online (SPEC §6)
+    online: false, // Bob has no device online (docs/protocol/README.md#presence)
     name: 'Bob',
   })
 

@@ -909,7 +909,7 @@ t.test(
         groupId: group.id,
         seat: 0,
         joined: true,
-        online: false, // no device of Bob's is online (SPEC §6)
+        online: false, // no device of Bob's is online (docs/protocol/README.md#presence)
         isDirector: false,
         volume: 1,
         muted: false,

@@ -198,7 +198,7 @@ t.test("after a restart a member's tracks leave the stage until its ov-box is ba
     'two tracks stored',
   )
   await th.restart()
-  // after a restart the box is offline until it reconnects (SPEC §6), so its tracks leave the stage
+  // after a restart the box is offline until it reconnects (docs/protocol/README.md#presence), so its tracks leave the stage
   const again = await actor(th, 'Watcher')
   const bob = await ok<{ id: string }>(again, 'stage.join', { stageId: stage.id, groupId: group.id })
   t.ok(bob.id, 'a second member joins after the restart')

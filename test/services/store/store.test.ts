@@ -69,7 +69,7 @@ storeContract('embedded (SQLite) store', embedded)
 storeContract('MongoDB store', mongodb, {
   skip: mongoUrl
     ? false
-    : 'STAGEHUB_TEST_MONGO_URL is not set (a replica set, e.g. mongodb://localhost:27017/?replicaSet=rs0, or ../shared/mongo-test)',
+    : 'STAGEHUB_TEST_MONGO_URL is not set (a replica set, e.g. mongodb://localhost:27017/?replicaSet=rs0, or a MongoDB-compatible test server)',
 })
 
 t.test(
