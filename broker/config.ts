@@ -65,6 +65,10 @@ export interface HubConfig {
   quotas: Quotas
   /** Days audit trail entries are kept; 0 turns the audit trail off. */
   auditRetentionDays: number
+  /** When set, `/metrics` answers only requests with `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string | undefined
+  /** Web origins (scheme://host[:port]) whose pages may call the HTTP API from a browser (CORS). */
+  corsOrigins: string[]
 }
 
 export interface Quotas {
@@ -189,6 +193,28 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     }
     return entries
   }
+  const originList = (name: string): string[] => {
+    const entries = (env[name] ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean)
+    for (const entry of entries) {
+      // a browser sends its Origin as scheme://host[:port] and nothing else; anything longer never matches
+      let exact = false
+      try {
+        const url = new URL(entry)
+        exact = (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === entry
+      } catch {
+        // not a URL: reported below
+      }
+      if (!exact) {
+        throw new ConfigError(
+          `${name} must be a comma-separated list of origins like https://app.example.org (scheme, host and port only, no trailing slash), got "${entry}"`,
+        )
+      }
+    }
+    return entries
+  }
   const nonNegative = (name: string, fallback: number): number => {
     const raw = env[name]
     if (raw === undefined || raw === '') return fallback
@@ -223,6 +249,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     )
   } else if (secret.length < 32) {
     throw new ConfigError('JWT_SECRET must be at least 32 characters long')
+  }
+
+  const metricsToken = env.METRICS_TOKEN || undefined
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new ConfigError('METRICS_TOKEN must be at least 16 characters long')
   }
 
   const cert = env.TLS_CERT
@@ -296,6 +327,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     routerTokenTtlSeconds: positive('ROUTER_TOKEN_TTL_SECONDS', defaults.routerTokenTtlSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
     auditRetentionDays: nonNegative('AUDIT_RETENTION_DAYS', defaults.auditRetentionDays),
+    metricsToken,
+    corsOrigins: originList('CORS_ORIGINS'),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
       groupsPerStage: positive('QUOTA_GROUPS_PER_STAGE', defaults.quotas.groupsPerStage),

@@ -11,6 +11,7 @@ import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
+import { corsHeaders } from './http/cors.ts'
 import { errorReplies, healthRoutes, schemaValidation } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
@@ -293,8 +294,10 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const http = await createHttpServer(broker, config, log)
   schemaValidation(http)
   errorReplies(http, metrics)
+  corsHeaders(http, config.corsOrigins)
   healthRoutes(http, {
     metrics,
+    metricsToken: config.metricsToken,
     // HTTP answers only once every listener is open, so a reachable store is what is left to check
     ready: () => store.ping(),
   })

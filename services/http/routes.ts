@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import type { HubMetrics } from '../../broker/metrics.ts'
 import { ajv } from '../../schemas/validate.ts'
@@ -50,10 +51,13 @@ export function errorReplies(http: FastifyInstance, metrics: HubMetrics): void {
   )
 }
 
-/** Liveness, readiness (store reachable, broker listening) and Prometheus metrics (SPEC §9). */
+/**
+ * Liveness, readiness (store reachable, broker listening) and Prometheus metrics (SPEC §9); with
+ * METRICS_TOKEN set, metrics only for `Authorization: Bearer <token>`.
+ */
 export function healthRoutes(
   http: FastifyInstance,
-  deps: { metrics: HubMetrics; ready: () => Promise<void> },
+  deps: { metrics: HubMetrics; ready: () => Promise<void>; metricsToken?: string | undefined },
 ): void {
   http.get('/healthz', async () => ({ status: 'ok' }))
   http.get('/readyz', async (_request, reply) => {
@@ -64,8 +68,21 @@ export function healthRoutes(
       return reply.code(503).send({ status: 'not ready', reason: (err as Error).message })
     }
   })
-  http.get('/metrics', async (_request, reply) => {
+  const expected = deps.metricsToken === undefined ? undefined : digest(deps.metricsToken)
+  http.get('/metrics', async (request, reply) => {
+    if (expected && !bearerMatches(request.headers.authorization, expected)) {
+      reply.header('www-authenticate', 'Bearer realm="metrics"')
+      throw new HubError('unauthorized', 'metrics need the header Authorization: Bearer <METRICS_TOKEN>')
+    }
     reply.header('content-type', deps.metrics.registry.contentType)
     return deps.metrics.registry.metrics()
   })
+}
+
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
+
+/** Compares digests, which have one length, in constant time: the answer's timing tells nothing of the token. */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  const match = /^Bearer (.+)$/i.exec(header ?? '')
+  return match !== null && timingSafeEqual(digest(match[1]!), expected)
 }

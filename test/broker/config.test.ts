@@ -66,3 +66,30 @@ t.test('TRUST_PROXY is a list of addresses or CIDR ranges; anything else is refu
     )
   }
 })
+
+t.test('CORS_ORIGINS takes exact origins; paths, wildcards and other schemes are refused', async (t) => {
+  t.same(configFromEnv({ JWT_SECRET: SECRET }).corsOrigins, [], 'no origin by default')
+  t.same(
+    configFromEnv({ JWT_SECRET: SECRET, CORS_ORIGINS: 'https://app.example.org, http://localhost:5173' })
+      .corsOrigins,
+    ['https://app.example.org', 'http://localhost:5173'],
+  )
+  for (const bad of [
+    'https://app.example.org/',
+    '*',
+    'app.example.org',
+    'ftp://x.org',
+    'https://a.org/path',
+  ]) {
+    t.throws(() => configFromEnv({ JWT_SECRET: SECRET, CORS_ORIGINS: bad }), /CORS_ORIGINS/, bad)
+  }
+})
+
+t.test('METRICS_TOKEN is optional and must be long enough to guess', async (t) => {
+  t.equal(configFromEnv({ JWT_SECRET: SECRET }).metricsToken, undefined)
+  t.equal(
+    configFromEnv({ JWT_SECRET: SECRET, METRICS_TOKEN: 'scrape-token-0123456789' }).metricsToken,
+    'scrape-token-0123456789',
+  )
+  t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_TOKEN: 'short' }), /METRICS_TOKEN/)
+})
