@@ -12,7 +12,7 @@ import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
-import { errorReplies, healthRoutes, schemaValidation } from './http/routes.ts'
+import { errorReplies, explainRoute, healthRoutes, schemaValidation } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
@@ -301,6 +301,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     // HTTP answers only once every listener is open, so a reachable store is what is left to check
     ready: () => store.ping(),
   })
+  explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))
   await http.register(users.routes)
   const listeners = await startListeners(broker, http, config)
   log.info({ ports: listeners.ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import type { HubMetrics } from '../../broker/metrics.ts'
+import { ExplainBody, ExplainReply } from '../../schemas/http.ts'
 import { ajv } from '../../schemas/validate.ts'
 import { HubError } from '../errors.ts'
 
@@ -85,4 +86,29 @@ const digest = (text: string): Buffer => createHash('sha256').update(text).diges
 function bearerMatches(header: string | undefined, expected: Buffer): boolean {
   const match = /^Bearer (.+)$/i.exec(header ?? '')
   return match !== null && timingSafeEqual(digest(match[1]!), expected)
+}
+
+/**
+ * POST /auth/explain: why a CONNECT with the bearer token and `clientId` would be refused (CONNACK only
+ * says "not authorized"). The token comes in the Authorization header, never in a URL, where proxies
+ * and logs would keep it.
+ */
+export function explainRoute(
+  http: FastifyInstance,
+  explain: (token: string, clientId: string) => ExplainReply,
+): void {
+  http.post<{ Body: ExplainBody }>(
+    '/auth/explain',
+    { schema: { body: ExplainBody, response: { 200: ExplainReply } } },
+    async (request) => {
+      const match = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')
+      if (!match) {
+        throw new HubError(
+          'unauthorized',
+          'send the token to explain in the header Authorization: Bearer <token>, and {"clientId": "..."} as the body',
+        )
+      }
+      return explain(match[1]!, request.body.clientId)
+    },
+  )
 }
