@@ -67,6 +67,9 @@ export interface HubConfig {
   auditRetentionDays: number
   /** When set, `/metrics` answers only requests with `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string | undefined
+  /** When set, `/metrics` is served only on this port of `metricsHost`, not on the public HTTP port. */
+  metricsPort?: number | undefined
+  metricsHost: string
   /** Web origins (scheme://host[:port]) whose pages may call the HTTP API from a browser (CORS). */
   corsOrigins: string[]
 }
@@ -103,6 +106,8 @@ const defaults = {
   httpPort: 8080,
   mqttsPort: 8883,
   dataDir: './data',
+  // metrics on their own port are for a scraper on this machine (or a sidecar) unless said otherwise
+  metricsHost: '127.0.0.1',
   storeIntegrityCheck: 'quick' as StoreIntegrityCheck,
   logLevel: 'info',
   maxPayloadBytes: 64 * 1024,
@@ -214,6 +219,15 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       }
     }
     return entries
+  }
+  const address = (name: string, fallback: string): string => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    if (!isIP(raw))
+      throw new ConfigError(
+        `${name} must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0), got "${raw}"`,
+      )
+    return raw
   }
   const nonNegative = (name: string, fallback: number): number => {
     const raw = env[name]
@@ -328,6 +342,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
     auditRetentionDays: nonNegative('AUDIT_RETENTION_DAYS', defaults.auditRetentionDays),
     metricsToken,
+    metricsPort: env.METRICS_PORT ? port('METRICS_PORT', 0) : undefined,
+    metricsHost: address('METRICS_HOST', defaults.metricsHost),
     corsOrigins: originList('CORS_ORIGINS'),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { Acl } from '../broker/acl.ts'
 import { HubBroker } from '../broker/broker.ts'
@@ -12,7 +14,7 @@ import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
-import { errorReplies, explainRoute, healthRoutes, schemaValidation } from './http/routes.ts'
+import { errorReplies, explainRoute, healthRoutes, metricsRoute, schemaValidation } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
@@ -36,7 +38,8 @@ export const HUB_STATUS_TOPIC = 'hub/status'
 
 export interface Hub {
   config: HubConfig
-  ports: Listeners['ports']
+  /** `metrics`: METRICS_PORT's listener, when metrics have their own. */
+  ports: Listeners['ports'] & { metrics?: number }
   store: Store
   broker: HubBroker
   tokens: TokenService
@@ -296,15 +299,27 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   errorReplies(http, metrics)
   corsHeaders(http, config.corsOrigins)
   healthRoutes(http, {
-    metrics,
-    metricsToken: config.metricsToken,
     // HTTP answers only once every listener is open, so a reachable store is what is left to check
     ready: () => store.ping(),
   })
   explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))
   await http.register(users.routes)
+  // with METRICS_PORT, metrics are served there alone (e.g. on 127.0.0.1), not on the public port
+  let metricsHttp: FastifyInstance | undefined
+  if (config.metricsPort === undefined) {
+    metricsRoute(http, { metrics, metricsToken: config.metricsToken })
+  } else {
+    metricsHttp = Fastify()
+    errorReplies(metricsHttp, metrics)
+    metricsRoute(metricsHttp, { metrics, metricsToken: config.metricsToken })
+    await metricsHttp.listen({ port: config.metricsPort, host: config.metricsHost })
+  }
   const listeners = await startListeners(broker, http, config)
-  log.info({ ports: listeners.ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
+  const ports = {
+    ...listeners.ports,
+    ...(metricsHttp ? { metrics: (metricsHttp.server.address() as AddressInfo).port } : {}),
+  }
+  log.info({ ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
 
   let closing: Promise<void> | undefined
   const close = () =>
@@ -317,11 +332,12 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       const listenersClosed = listeners.close()
       await broker.close()
       await listenersClosed
+      await metricsHttp?.close()
       await persistence.flush()
       await audit.stop()
       await store.close()
       log.info('stopped')
     })())
 
-  return { config, ports: listeners.ports, store, broker, tokens, access, users, pipeline, log, close }
+  return { config, ports, store, broker, tokens, access, users, pipeline, log, close }
 }

@@ -52,14 +52,8 @@ export function errorReplies(http: FastifyInstance, metrics: HubMetrics): void {
   )
 }
 
-/**
- * Liveness, readiness (store reachable, broker listening) and Prometheus metrics (SPEC §9); with
- * METRICS_TOKEN set, metrics only for `Authorization: Bearer <token>`.
- */
-export function healthRoutes(
-  http: FastifyInstance,
-  deps: { metrics: HubMetrics; ready: () => Promise<void>; metricsToken?: string | undefined },
-): void {
+/** Liveness and readiness (store reachable, broker listening) (SPEC §9). */
+export function healthRoutes(http: FastifyInstance, deps: { ready: () => Promise<void> }): void {
   http.get('/healthz', async () => ({ status: 'ok' }))
   http.get('/readyz', async (_request, reply) => {
     try {
@@ -69,6 +63,16 @@ export function healthRoutes(
       return reply.code(503).send({ status: 'not ready', reason: (err as Error).message })
     }
   })
+}
+
+/**
+ * Prometheus metrics (SPEC §9), on the public HTTP port or on METRICS_PORT; with METRICS_TOKEN set,
+ * only for `Authorization: Bearer <token>`.
+ */
+export function metricsRoute(
+  http: FastifyInstance,
+  deps: { metrics: HubMetrics; metricsToken?: string | undefined },
+): void {
   const expected = deps.metricsToken === undefined ? undefined : digest(deps.metricsToken)
   http.get('/metrics', async (request, reply) => {
     if (expected && !bearerMatches(request.headers.authorization, expected)) {

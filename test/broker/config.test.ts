@@ -93,3 +93,14 @@ t.test('METRICS_TOKEN is optional and must be long enough to guess', async (t) =
   )
   t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_TOKEN: 'short' }), /METRICS_TOKEN/)
 })
+
+t.test('METRICS_PORT is a port and METRICS_HOST an address, 127.0.0.1 by default', async (t) => {
+  const plain = configFromEnv({ JWT_SECRET: SECRET })
+  t.equal(plain.metricsPort, undefined, 'metrics on the public port by default')
+  t.equal(plain.metricsHost, '127.0.0.1')
+  const own = configFromEnv({ JWT_SECRET: SECRET, METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0' })
+  t.equal(own.metricsPort, 9464)
+  t.equal(own.metricsHost, '0.0.0.0')
+  t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_PORT: '70000' }), /METRICS_PORT/)
+  t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_HOST: 'example.org' }), /METRICS_HOST/)
+})
