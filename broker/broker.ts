@@ -343,21 +343,30 @@ export class HubBroker {
         expiresAt: new Date(claims.exp * 1000).toISOString(),
         expired,
       }
+    const refused = (refusal: TokenRefusal): ExplainReply => {
+      const explained = shown(refusal.check === 'expiry')
+      return {
+        accepted: false,
+        returnCode: refusal.returnCode,
+        check: refusal.check,
+        reason: refusal.message,
+        ...(explained ? { token: explained } : {}),
+      }
+    }
     try {
       this.#admit(token, clientId, (verified) => (claims = verified))
       return { accepted: true, returnCode: 0, token: shown(false) }
     } catch (err) {
       if (!(err instanceof TokenRefusal)) throw err
-      // an expired token whose signature and claims are good: say so, with its claims
-      if (err.check === 'expiry') claims = tokens.verify(token, { ignoreExpiration: true })
-      const explained = shown(err.check === 'expiry')
-      return {
-        accepted: false,
-        returnCode: err.returnCode,
-        check: err.check,
-        reason: err.message,
-        ...(explained ? { token: explained } : {}),
+      if (err.check !== 'expiry') return refused(err)
+      // expired: with its claims when they are good, else what is wrong with them (a new token needs both)
+      try {
+        claims = tokens.verify(token, { ignoreExpiration: true })
+      } catch (claimsErr) {
+        if (claimsErr instanceof TokenRefusal) return refused(claimsErr)
+        throw claimsErr
       }
+      return refused(err)
     }
   }
 

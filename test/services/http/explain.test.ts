@@ -89,6 +89,18 @@ t.test(
     })
     const badRole = jwt.sign({ role: 'root' }, TEST_SECRET, { subject: 'u1', expiresIn: 600 })
     t.match(await verdict(t, th, badRole, 'u1'), { check: 'claims', reason: /role must be one of/ })
+    const expiredNoRole = jwt.sign({ exp: Math.floor(Date.now() / 1000) - 60 }, TEST_SECRET, {
+      subject: 'u1',
+    })
+    t.match(await verdict(t, th, expiredNoRole, 'u1'), {
+      returnCode: 4,
+      check: 'claims',
+      reason: /role must be one of/,
+    })
+    t.notOk(
+      (await explain(th, expiredNoRole, 'u1')).body.token,
+      'expired and without a role: no claims shown',
+    )
     const noExp = jwt.sign({ role: 'user' }, TEST_SECRET, { subject: 'u1' })
     t.match(await verdict(t, th, noExp, 'u1'), { check: 'claims', reason: /exp is required/ })
   },
