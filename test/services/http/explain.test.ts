@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import jwt from 'jsonwebtoken'
 import t, { type Test } from 'tap'
 import type { ExplainReply } from '../../../schemas/http.ts'
@@ -169,4 +171,18 @@ t.test('the token goes in the Authorization header: without it, 401 saying how',
     body: JSON.stringify({ clientId: 'x', token: th.token({ sub: 'u1' }) }),
   })
   t.equal(inBody.status, 400, 'a token in the body is refused, not read')
+})
+
+t.test("the README's curl command gets the explanation of a token", async (t) => {
+  const th = await startTestHub(t)
+  const bob = await th.hub.users.createUser({ name: 'Bob' })
+  // README, "Why was my connection refused?", with the test hub's address
+  const command = `curl -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
+    -d '{"clientId":"my-client"}' http://localhost:8080/auth/explain`
+  const { stdout } = await promisify(execFile)(
+    'sh',
+    ['-c', command.replace('http://localhost:8080', th.httpUrl)],
+    { env: { ...process.env, TOKEN: th.token({ sub: bob.id }) } },
+  )
+  t.match(JSON.parse(stdout), { accepted: true, returnCode: 0, token: { role: 'user', sub: bob.id } })
 })
