@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { Acl } from '../broker/acl.ts'
 import { HubBroker } from '../broker/broker.ts'
@@ -309,7 +309,9 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   if (config.metricsPort === undefined) {
     metricsRoute(http, { metrics, metricsToken: config.metricsToken })
   } else {
-    metricsHttp = Fastify()
+    // scrapes are not worth a log line each; failures are
+    const metricsLog = log.child({ component: 'metrics' }, { level: log.levelVal > 40 ? log.level : 'warn' })
+    metricsHttp = Fastify({ loggerInstance: metricsLog as FastifyBaseLogger })
     errorReplies(metricsHttp, metrics)
     metricsRoute(metricsHttp, { metrics, metricsToken: config.metricsToken })
     await metricsHttp.listen({ port: config.metricsPort, host: config.metricsHost })
