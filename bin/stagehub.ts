@@ -1,10 +1,10 @@
 #!/usr/bin/env -S node --import=tsx
 /* eslint-disable no-console -- this is the operator's command line */
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Writable } from 'node:stream'
-import { parseArgs } from 'node:util'
+import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { Type } from '@sinclair/typebox'
 import { UserName } from '../schemas/actions/user.ts'
 import { Password } from '../schemas/common.ts'
@@ -49,6 +49,7 @@ const USAGE = `stagehub — MQTT hub for Digital Stage
   stagehub provision --device ID --hub-url mqtts://HOST:PORT [--out DIR] [--ca-path PATH]
                                          write an ov-box's agent.json (with a fresh device token of
                                          the current generation) and its systemd unit into DIR
+                                         (default: DATA_DIR/provision/ID, readable by you only)
   stagehub backup --out FILE             copy the embedded store to FILE while the hub runs (SQLite
                                          backup API), verified; exit 1 if the store or copy is damaged
   stagehub verify [--file FILE]          full integrity check of the embedded store (or of a backup);
@@ -99,20 +100,29 @@ async function start(): Promise<void> {
 }
 
 function mintToken(args: string[]): void {
-  const { values } = parseArgs({
-    args,
-    options: {
-      role: { type: 'string' },
-      sub: { type: 'string' },
-      owner: { type: 'string' },
-      ver: { type: 'string' },
-      name: { type: 'string' },
-      ttl: { type: 'string', default: '3600' },
-    },
+  const values = parseOptions(args, {
+    role: { type: 'string' },
+    sub: { type: 'string' },
+    owner: { type: 'string' },
+    ver: { type: 'string' },
+    name: { type: 'string' },
+    ttl: { type: 'string', default: '3600' },
   })
   const roles: Role[] = ['user', 'device', 'router', 'admin']
   if (!values.role || !roles.includes(values.role as Role) || !values.sub) {
     throw new ConfigError(`token needs --role (${roles.join(', ')}) and --sub ID`)
+  }
+  for (const option of ['sub', 'owner'] as const) {
+    const value = values[option]
+    if (value !== undefined && !ID.test(value)) {
+      throw new UsageError(`--${option} must be an id of 1-64 characters [A-Za-z0-9_-], got "${value}"`)
+    }
+  }
+  if (values.ver !== undefined && !/^\d+$/.test(values.ver)) {
+    throw new UsageError(`--ver must be a whole number, got "${values.ver}"`)
+  }
+  if (!/^\d+$/.test(values.ttl) || Number(values.ttl) === 0) {
+    throw new UsageError(`--ttl must be a whole number of seconds, got "${values.ttl}"`)
   }
   const tokens = createTokenService(configFromEnv().jwt)
   const { token } = tokens.sign(
@@ -129,9 +139,10 @@ function mintToken(args: string[]): void {
 }
 
 async function createUserCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { name: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' } },
+  const values = parseOptions(args, {
+    name: { type: 'string' },
+    email: { type: 'string' },
+    password: { type: 'string' },
   })
   if (!values.name) throw new ConfigError('user create needs --name')
   // the rules of sign-up (the name is normalised in place)
@@ -154,9 +165,10 @@ async function createUserCommand(args: string[]): Promise<void> {
 const validPassword = validator(Password)
 
 async function resetPasswordCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { id: { type: 'string' }, email: { type: 'string' }, password: { type: 'string' } },
+  const values = parseOptions(args, {
+    id: { type: 'string' },
+    email: { type: 'string' },
+    password: { type: 'string' },
   })
   if (Boolean(values.id) === Boolean(values.email))
     throw new ConfigError('user reset-password needs either --id ID or --email E')
@@ -190,14 +202,11 @@ async function askPassword(prompt: string): Promise<string> {
 }
 
 async function provision(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      device: { type: 'string' },
-      'hub-url': { type: 'string' },
-      out: { type: 'string' },
-      'ca-path': { type: 'string' },
-    },
+  const values = parseOptions(args, {
+    device: { type: 'string' },
+    'hub-url': { type: 'string' },
+    out: { type: 'string' },
+    'ca-path': { type: 'string' },
   })
   if (!values.device || !values['hub-url'])
     throw new ConfigError('provision needs --device ID and --hub-url URL')
@@ -220,7 +229,7 @@ async function provision(args: string[]): Promise<void> {
       token,
       ...(values['ca-path'] ? { caPath: values['ca-path'] } : {}),
     })
-    const out = values.out ?? `provision-${device.id}`
+    const out = resolve(values.out ?? provisionDir(config.dataDir, device.id))
     mkdirSync(out, { recursive: true })
     // the token is a credential: readable by the owner only
     writeFileSync(join(out, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { mode: 0o600 })
@@ -232,6 +241,20 @@ async function provision(args: string[]): Promise<void> {
   } finally {
     await store.close()
   }
+}
+
+/**
+ * Where `provision` writes without --out: under the data directory (git-ignored in a checkout, and
+ * already holding secrets), in folders only their owner may open, never the working directory.
+ */
+function provisionDir(dataDir: string, deviceId: string): string {
+  const parent = join(dataDir, 'provision')
+  const dir = join(parent, deviceId)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  // modes of folders that existed already, and against a permissive umask
+  chmodSync(parent, 0o700)
+  chmodSync(dir, 0o700)
+  return dir
 }
 
 /** The embedded store's file, or a usage error under MONGO_URL (MongoDB has its own tools). */
@@ -259,7 +282,7 @@ function report(verification: Verification, intact: string): void {
 }
 
 async function backup(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { out: { type: 'string' } } })
+  const values = parseOptions(args, { out: { type: 'string' } })
   if (!values.out) throw new UsageError('backup needs --out FILE')
   const file = embeddedStoreFile('backup')
   const copy = await backupStoreFile(file, values.out)
@@ -267,13 +290,48 @@ async function backup(args: string[]): Promise<void> {
 }
 
 function verify(args: string[]): void {
-  const { values } = parseArgs({ args, options: { file: { type: 'string' } } })
+  const values = parseOptions(args, { file: { type: 'string' } })
   const file = values.file ?? embeddedStoreFile('verify')
   report(verifyStoreFile(file, 'full'), `${file} is an intact stagehub store`)
 }
 
 /** Wrong arguments: exit code 2, as for an unknown command. */
 class UsageError extends Error {}
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/
+
+type StringOptions = Record<string, { type: 'string'; default?: string }>
+
+/**
+ * parseArgs, where an option that takes a value takes the next argument whatever it starts with, as
+ * getopt does: ids may start with '-' (`--sub -abc`, as well as `--sub=-abc`). Mistakes are usage errors
+ * naming the option, not stack traces.
+ */
+function parseOptions<T extends StringOptions>(
+  args: string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T }>>['values'] {
+  const joined: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : undefined
+    if (name !== undefined && Object.hasOwn(options, name) && i + 1 < args.length) {
+      joined.push(`${arg}=${args[++i]!}`)
+    } else {
+      joined.push(arg)
+    }
+  }
+  try {
+    return parseArgs({ args: joined, options } satisfies ParseArgsConfig).values as never
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (!code?.startsWith('ERR_PARSE_ARGS')) throw err
+    const known = Object.keys(options)
+      .map((option) => `--${option}`)
+      .join(', ')
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (this command takes ${known})`)
+  }
+}
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof UsageError) {

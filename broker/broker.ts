@@ -8,6 +8,7 @@ import {
 import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
+import type { ExplainReply } from '../schemas/http.ts'
 import type { Acl } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
 import {
@@ -240,7 +241,7 @@ export class HubBroker {
     password: Readonly<Buffer> | undefined,
     done: (err: AuthenticateError | null, success: boolean | null) => void,
   ): void {
-    const { tokens, delegate, metrics, log } = this.#options
+    const { delegate, metrics, log } = this.#options
     // mqtt-packet keeps the CONNECT packet as long as the connection lives (parser.settings): the token
     // need not live there too (0.3 KB per connection, and credentials are better not kept)
     const connect = (client as unknown as { _parser?: { settings?: { password?: unknown } } })._parser
@@ -248,23 +249,11 @@ export class HubBroker {
     if (connect && connect.password === password) connect.password = undefined
     let verified: Omit<Identity, 'clientId'> | undefined
     try {
-      if (!password || password.length === 0) throw new TokenRefusal(4, 'no token in the password field')
-      verified = tokens.verify(password.toString('utf8'))
-      checkClientId(verified, this.#emptyClientIds.has(client) ? '' : client.id)
-      checkClientIdHolder(verified, client.id, this.#reservedFor(client.id), this.#holder(client.id))
-      if (verified.role !== 'admin') {
-        const generation = delegate.tokenGeneration(verified.role, verified.id)
-        if (generation === undefined)
-          throw new TokenRefusal(5, `${verified.role} ${verified.id} is not registered`)
-        if ((verified.ver ?? 0) < generation) {
-          throw new TokenRefusal(
-            5,
-            generation === Infinity
-              ? `user ${verified.id} was deleted`
-              : `${verified.role} token generation ${verified.ver ?? 0} was revoked (current: ${generation})`,
-          )
-        }
-      }
+      verified = this.#admit(
+        password?.toString('utf8'),
+        this.#emptyClientIds.has(client) ? '' : client.id,
+        (claims) => (verified = claims),
+      )
       // a literal of one fixed shape: a spread of the verified claims gave every identity its own hidden
       // class (about 0.6 KB per connection)
       const who: Identity = {
@@ -283,7 +272,8 @@ export class HubBroker {
       this.#armExpiry(client, who.exp)
       done(null, true)
     } catch (err) {
-      const refusal = err instanceof TokenRefusal ? err : new TokenRefusal(4, 'token could not be checked')
+      const refusal =
+        err instanceof TokenRefusal ? err : new TokenRefusal(4, 'token could not be checked', 'token')
       metrics.connectionRefusals.inc({ code: String(refusal.returnCode) })
       log.info(
         { clientId: client.id, code: refusal.returnCode, reason: refusal.message },
@@ -300,6 +290,83 @@ export class HubBroker {
         Object.assign(new Error(refusal.message), { returnCode: refusal.returnCode }) as AuthenticateError,
         null,
       )
+    }
+  }
+
+  /**
+   * The CONNECT checks of SPEC §2 in order: the token, the client id rules, the stored registration and
+   * token generation. Returns the verified claims or throws the refusal; `verified` hears of the claims
+   * as soon as the token verifies, so a refusal after that can name who was refused.
+   */
+  #admit(
+    token: string | undefined,
+    clientId: string,
+    verified?: (claims: Omit<Identity, 'clientId'>) => void,
+  ): Omit<Identity, 'clientId'> {
+    const { tokens, delegate } = this.#options
+    if (!token) throw new TokenRefusal(4, 'no token in the password field', 'token')
+    const claims = tokens.verify(token)
+    verified?.(claims)
+    checkClientId(claims, clientId)
+    checkClientIdHolder(claims, clientId, this.#reservedFor(clientId), this.#holder(clientId))
+    if (claims.role !== 'admin') {
+      const generation = delegate.tokenGeneration(claims.role, claims.id)
+      if (generation === undefined)
+        throw new TokenRefusal(5, `${claims.role} ${claims.id} is not registered`, 'registration')
+      if ((claims.ver ?? 0) < generation) {
+        throw new TokenRefusal(
+          5,
+          generation === Infinity
+            ? `user ${claims.id} was deleted`
+            : `${claims.role} token generation ${claims.ver ?? 0} was revoked (current: ${generation})`,
+          'registration',
+        )
+      }
+    }
+    return claims
+  }
+
+  /**
+   * What a CONNECT with this token and client id would get now, and why (POST /auth/explain): the very
+   * checks of #admit, nothing connected or recorded. Claims are shown only for a token whose
+   * signature verifies, so the answer is about its bearer's own token and never about anyone else's.
+   */
+  explainConnect(token: string, clientId: string): ExplainReply {
+    const { tokens } = this.#options
+    let claims: Omit<Identity, 'clientId'> | undefined
+    const shown = (expired: boolean): ExplainReply['token'] =>
+      claims && {
+        role: claims.role,
+        sub: claims.id,
+        ...(claims.owner !== undefined ? { owner: claims.owner } : {}),
+        ...(claims.ver !== undefined ? { ver: claims.ver } : {}),
+        expiresAt: new Date(claims.exp * 1000).toISOString(),
+        expired,
+      }
+    const refused = (refusal: TokenRefusal): ExplainReply => {
+      const explained = shown(refusal.check === 'expiry')
+      return {
+        accepted: false,
+        returnCode: refusal.returnCode,
+        check: refusal.check,
+        reason: refusal.message,
+        ...(explained ? { token: explained } : {}),
+      }
+    }
+    try {
+      this.#admit(token, clientId, (verified) => (claims = verified))
+      return { accepted: true, returnCode: 0, token: shown(false) }
+    } catch (err) {
+      if (!(err instanceof TokenRefusal)) throw err
+      if (err.check !== 'expiry') return refused(err)
+      // expired: with its claims when they are good, else what is wrong with them (a new token needs both)
+      try {
+        claims = tokens.verify(token, { ignoreExpiration: true })
+      } catch (claimsErr) {
+        if (claimsErr instanceof TokenRefusal) return refused(claimsErr)
+        throw claimsErr
+      }
+      return refused(err)
     }
   }
 

@@ -75,6 +75,13 @@ export interface HubConfig {
     /** The MQTT address a claimed box is told to use; unset: the HTTP request's host name and the MQTT port. */
     publicMqttUrl?: string | undefined
   }
+  /** When set, `/metrics` answers only requests with `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string | undefined
+  /** When set, `/metrics` is served only on this port of `metricsHost`, not on the public HTTP port. */
+  metricsPort?: number | undefined
+  metricsHost: string
+  /** Web origins (scheme://host[:port]) whose pages may call the HTTP API from a browser (CORS). */
+  corsOrigins: string[]
 }
 
 export interface Quotas {
@@ -109,6 +116,8 @@ const defaults = {
   httpPort: 8080,
   mqttsPort: 8883,
   dataDir: './data',
+  // metrics on their own port are for a scraper on this machine (or a sidecar) unless said otherwise
+  metricsHost: '127.0.0.1',
   storeIntegrityCheck: 'quick' as StoreIntegrityCheck,
   logLevel: 'info',
   maxPayloadBytes: 64 * 1024,
@@ -200,6 +209,37 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     }
     return entries
   }
+  const originList = (name: string): string[] => {
+    const entries = (env[name] ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean)
+    for (const entry of entries) {
+      // a browser sends its Origin as scheme://host[:port] and nothing else; anything longer never matches
+      let exact = false
+      try {
+        const url = new URL(entry)
+        exact = (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === entry
+      } catch {
+        // not a URL: reported below
+      }
+      if (!exact) {
+        throw new ConfigError(
+          `${name} must be a comma-separated list of origins like https://app.example.org (scheme, host and port only, no trailing slash), got "${entry}"`,
+        )
+      }
+    }
+    return entries
+  }
+  const address = (name: string, fallback: string): string => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    if (!isIP(raw))
+      throw new ConfigError(
+        `${name} must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0), got "${raw}"`,
+      )
+    return raw
+  }
   const nonNegative = (name: string, fallback: number): number => {
     const raw = env[name]
     if (raw === undefined || raw === '') return fallback
@@ -241,6 +281,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     )
   } else if (secret.length < 32) {
     throw new ConfigError('JWT_SECRET must be at least 32 characters long')
+  }
+
+  const metricsToken = env.METRICS_TOKEN || undefined
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new ConfigError('METRICS_TOKEN must be at least 16 characters long')
   }
 
   const cert = env.TLS_CERT
@@ -320,6 +365,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       failuresPerAddress: count('CLAIM_FAILURES_PER_ADDRESS', defaults.claims.failuresPerAddress),
       publicMqttUrl: mqttUrl('PUBLIC_MQTT_URL'),
     },
+    metricsToken,
+    metricsPort: env.METRICS_PORT ? port('METRICS_PORT', 0) : undefined,
+    metricsHost: address('METRICS_HOST', defaults.metricsHost),
+    corsOrigins: originList('CORS_ORIGINS'),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
       groupsPerStage: positive('QUOTA_GROUPS_PER_STAGE', defaults.quotas.groupsPerStage),

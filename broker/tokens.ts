@@ -22,12 +22,19 @@ export interface Identity {
 
 export type TokenClaims = Omit<Identity, 'clientId' | 'exp' | 'id'> & { sub: string }
 
+/**
+ * Which CONNECT check refused: the token itself (missing, malformed, badly signed), its expiry, its
+ * claims, the client id rules, or the stored registration and token generation.
+ */
+export type ConnectCheck = 'token' | 'expiry' | 'claims' | 'client-id' | 'registration'
+
 /** A token that must be refused; `returnCode` is the CONNACK code docs/protocol/README.md#authentication names. */
 export class TokenRefusal extends Error {
   override readonly name = 'TokenRefusal'
   constructor(
     readonly returnCode: 4 | 5,
     message: string,
+    readonly check: ConnectCheck,
   ) {
     super(message)
   }
@@ -38,8 +45,11 @@ const ROLES: ReadonlySet<string> = new Set(['user', 'device', 'router', 'admin']
 
 export interface TokenService {
   readonly algorithm: JwtAlgorithm
-  /** Verifies signature (pinned algorithm), `exp`, and the claim shape; throws TokenRefusal(4). */
-  verify(token: string): Omit<Identity, 'clientId'>
+  /**
+   * Verifies signature (pinned algorithm), `exp`, and the claim shape; throws TokenRefusal(4).
+   * `ignoreExpiration` only to explain a refusal (POST /auth/explain), never to admit anyone.
+   */
+  verify(token: string, options?: { ignoreExpiration?: boolean }): Omit<Identity, 'clientId'>
   /** Mints a token; needs JWT_SECRET or JWT_PRIVATE_KEY. */
   sign(claims: TokenClaims, ttlSeconds: number): { token: string; exp: number }
 }
@@ -56,30 +66,37 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
   return {
     algorithm: config.algorithm,
 
-    verify(token) {
+    verify(token, options = {}) {
       let payload: jwt.JwtPayload
       try {
-        const decoded = jwt.verify(token, verifyKey, { algorithms })
+        const decoded = jwt.verify(token, verifyKey, {
+          algorithms,
+          ignoreExpiration: options.ignoreExpiration === true,
+        })
         if (typeof decoded === 'string') throw new Error('token payload is not a JSON object')
         payload = decoded
       } catch (err) {
-        throw new TokenRefusal(4, `token refused: ${(err as Error).message}`)
+        if (err instanceof jwt.TokenExpiredError) {
+          throw new TokenRefusal(4, `token refused: expired at ${err.expiredAt.toISOString()}`, 'expiry')
+        }
+        throw new TokenRefusal(4, `token refused: ${(err as Error).message}`, 'token')
       }
-      if (typeof payload.exp !== 'number') throw new TokenRefusal(4, 'token refused: exp is required')
+      const claims = (message: string) => new TokenRefusal(4, `token refused: ${message}`, 'claims')
+      if (typeof payload.exp !== 'number') throw claims('exp is required')
       const role = payload.role
       if (typeof role !== 'string' || !ROLES.has(role))
-        throw new TokenRefusal(4, 'token refused: unknown role')
+        throw claims('role must be one of user, device, router, admin')
       if (typeof payload.sub !== 'string' || !ID.test(payload.sub)) {
-        throw new TokenRefusal(4, 'token refused: sub must be an id of [A-Za-z0-9_-]{1,64}')
+        throw claims('sub must be an id of [A-Za-z0-9_-]{1,64}')
       }
       if ((role === 'device' || role === 'router') && !Number.isInteger(payload.ver)) {
-        throw new TokenRefusal(4, `token refused: ${role} tokens need an integer ver`)
+        throw claims(`${role} tokens need an integer ver`)
       }
       if (role === 'user' && payload.ver !== undefined && !Number.isInteger(payload.ver)) {
-        throw new TokenRefusal(4, 'token refused: ver must be an integer')
+        throw claims('ver must be an integer')
       }
       if (role === 'device' && (typeof payload.owner !== 'string' || !ID.test(payload.owner))) {
-        throw new TokenRefusal(4, 'token refused: device tokens need an owner')
+        throw claims('device tokens need an owner')
       }
       return {
         role: role as Role,
@@ -122,10 +139,18 @@ function keyObject(
 /** Client-id rules (docs/protocol/README.md#client-ids): banned ids and role/client-id mismatch both answer CONNACK 5. */
 export function checkClientId(identity: Omit<Identity, 'clientId'>, clientId: string): void {
   if (!ID.test(clientId)) {
-    throw new TokenRefusal(5, `client id "${clientId}" is not allowed: use 1-64 characters of [A-Za-z0-9_-]`)
+    throw new TokenRefusal(
+      5,
+      `client id "${clientId}" is not allowed: use 1-64 characters of [A-Za-z0-9_-]`,
+      'client-id',
+    )
   }
   if ((identity.role === 'device' || identity.role === 'router') && clientId !== identity.id) {
-    throw new TokenRefusal(5, `${identity.role} ${identity.id} must connect with client id "${identity.id}"`)
+    throw new TokenRefusal(
+      5,
+      `${identity.role} ${identity.id} must connect with client id "${identity.id}"`,
+      'client-id',
+    )
   }
 }
 
@@ -155,12 +180,14 @@ export function checkClientIdHolder(
     throw new TokenRefusal(
       5,
       `client id "${clientId}" is a registered ${reservedFor}'s id: only that ${reservedFor}'s token may use it`,
+      'client-id',
     )
   }
   if (holder !== undefined && holder !== holderKey(identity)) {
     throw new TokenRefusal(
       5,
       `client id "${clientId}" is held by another identity (connected, or keeping a persistent session): choose another`,
+      'client-id',
     )
   }
 }

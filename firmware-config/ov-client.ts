@@ -4,8 +4,8 @@
  * out, so it can be compared and only republished when it changes.
  */
 import type { DeviceSettings, SoundCard, Track } from '../schemas/actions/device.ts'
-import type { OvChannel, OvClientConfig } from '../schemas/firmware.ts'
-import type { Position } from '../schemas/actions/stage.ts'
+import type { OvAudio, OvChannel, OvClientConfig } from '../schemas/firmware.ts'
+import type { Position, StageState } from '../schemas/actions/stage.ts'
 
 /** Everything the rendering needs, as plain data. */
 export interface OvRenderInput {
@@ -151,5 +151,50 @@ export function renderOvClientConfig(input: OvRenderInput): OvClientConfig {
           mute: mix?.muted ?? peer.muted,
         }
       }),
+  }
+}
+
+/** What decides whether an ov-box has audio. */
+export interface OvAudioInput {
+  /** The stage the box's owner is in now. */
+  stage?: {
+    name: string
+    audioType: StageState['audioType']
+    ovServer?: { ipv4?: string; ipv6?: string; port?: number } | undefined
+  }
+  /** Whether the owner has a seat in it. */
+  seated: boolean
+}
+
+/**
+ * Why an ov-box has no audio, or that it has: an empty `room.host` alone gives its owner no hint.
+ * Checked in the order a person fixes them: be on a stage, an ov stage, seated, and served.
+ */
+export function ovAudio({ stage, seated }: OvAudioInput): OvAudio {
+  if (!stage) {
+    return { state: 'no-stage', message: "the box's owner is not on a stage: join one to hear it here" }
+  }
+  if (stage.audioType !== 'ov') {
+    return {
+      state: 'stage-not-ov',
+      message: `stage "${stage.name}" has audioType "${stage.audioType}", which ov-boxes do not play: a stage admin can set it to "ov" (stage.update)`,
+    }
+  }
+  if (!seated) {
+    return {
+      state: 'not-seated',
+      message: `the box's owner has no seat in stage "${stage.name}": join it again (stage.join)`,
+    }
+  }
+  const host = stage.ovServer?.ipv4 ?? stage.ovServer?.ipv6
+  if (!host || !stage.ovServer?.port) {
+    return {
+      state: 'no-router',
+      message: `no ov router serves stage "${stage.name}" yet: it gets one as soon as an ov router is online (operators register routers with router.create)`,
+    }
+  }
+  return {
+    state: 'ready',
+    message: `stage "${stage.name}" through the ov relay ${host}:${stage.ovServer.port}`,
   }
 }

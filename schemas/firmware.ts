@@ -154,6 +154,28 @@ export const FirmwareTarget = Type.Object(
 )
 export type FirmwareTarget = Static<typeof FirmwareTarget>
 
+/** Whether an ov-box has audio now, and if not, why (the first thing missing, in this order). */
+export const OvAudio = Type.Object(
+  {
+    state: Type.Union(
+      [
+        Type.Literal('no-stage'),
+        Type.Literal('stage-not-ov'),
+        Type.Literal('not-seated'),
+        Type.Literal('no-router'),
+        Type.Literal('ready'),
+      ],
+      {
+        description:
+          "no-stage: the owner is in no stage; stage-not-ov: the stage's audioType is not ov; not-seated: the owner has no seat; no-router: no ov router serves the stage yet; ready: the relay is in room",
+      },
+    ),
+    message: Type.String({ description: 'the same for a person, with what to do' }),
+  },
+  { additionalProperties: false, $id: 'OvAudio' },
+)
+export type OvAudio = Static<typeof OvAudio>
+
 /**
  * `devices/{d}/config` (retained, published by the hub): everything the device should be. `revision`
  * is a digest of the rest, so a device can say exactly which configuration it applied.
@@ -167,6 +189,7 @@ export const DeviceConfig = Type.Object(
     soundCards: Type.Array(SoundCard),
     tracks: Type.Array(Track),
     ov: Type.Optional(OvClientConfig),
+    audio: Type.Optional(OvAudio),
     firmware: Type.Optional(FirmwareTarget),
     revision: Type.String({ pattern: '^[0-9a-f]{16}$', description: 'digest of this configuration' }),
   },

@@ -47,3 +47,54 @@ export const ClaimReply = Type.Object(
   { $id: 'ClaimReply' },
 )
 export type ClaimReply = Static<typeof ClaimReply>
+
+/** POST /auth/explain: the token goes in `Authorization: Bearer …`, never in the body or the URL. */
+export const ExplainBody = Type.Object(
+  {
+    clientId: Type.String({
+      maxLength: 256,
+      description: 'the MQTT client id the token would connect with ("" for an empty one)',
+    }),
+  },
+  { additionalProperties: false, $id: 'ExplainBody' },
+)
+export type ExplainBody = Static<typeof ExplainBody>
+
+export const ExplainReply = Type.Object(
+  {
+    accepted: Type.Boolean({
+      description: 'whether a CONNECT with this token and client id is accepted now',
+    }),
+    returnCode: Type.Union([Type.Literal(0), Type.Literal(4), Type.Literal(5)], {
+      description: 'the CONNACK return code that CONNECT gets',
+    }),
+    check: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('token'),
+          Type.Literal('expiry'),
+          Type.Literal('claims'),
+          Type.Literal('client-id'),
+          Type.Literal('registration'),
+        ],
+        { description: 'the check that refuses it' },
+      ),
+    ),
+    reason: Type.Optional(Type.String({ description: 'why, as the hub logs the refusal' })),
+    token: Type.Optional(
+      Type.Object(
+        {
+          role: Type.String(),
+          sub: Type.String(),
+          owner: Type.Optional(Type.String()),
+          ver: Type.Optional(Type.Integer()),
+          expiresAt: Type.String(),
+          expired: Type.Boolean(),
+        },
+        { description: 'the claims, only for a token whose signature the hub verifies' },
+      ),
+    ),
+  },
+  { $id: 'ExplainReply' },
+)
+export type ExplainReply = Static<typeof ExplainReply>

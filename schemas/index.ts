@@ -8,7 +8,15 @@ import * as router from './actions/router.ts'
 import * as stage from './actions/stage.ts'
 import { AgentConfig, DeviceConfig, FirmwareRelease } from './firmware.ts'
 import { userChangePassword, userDelete, userSignOut, userUpdate } from './actions/user.ts'
-import { ClaimBody, ClaimReply, LoginBody, SignupBody, TokenReply } from './http.ts'
+import {
+  ClaimBody,
+  ClaimReply,
+  ExplainBody,
+  ExplainReply,
+  LoginBody,
+  SignupBody,
+  TokenReply,
+} from './http.ts'
 import { RequestEnvelope, ResponseEnvelope } from './protocol.ts'
 import { HubStatus, UserProfile } from './state.ts'
 
@@ -88,7 +96,7 @@ export const clientTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
 export const fileFormats = { FirmwareRelease, AgentConfig, RouterAgentConfig: media.RouterAgentConfig }
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }
-export const http = { SignupBody, LoginBody, TokenReply, ClaimBody, ClaimReply }
+export const http = { SignupBody, LoginBody, TokenReply, ClaimBody, ClaimReply, ExplainBody, ExplainReply }
 
 /** `schemas/json/` as file name → content: what `npm run schemas` writes. */
 export function jsonSchemaFiles(): Map<string, string> {

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { Acl } from '../broker/acl.ts'
 import { HubBroker } from '../broker/broker.ts'
@@ -11,7 +13,8 @@ import type { HubStatus } from '../schemas/state.ts'
 import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
-import { errorReplies, healthRoutes, schemaValidation } from './http/routes.ts'
+import { corsHeaders } from './http/cors.ts'
+import { errorReplies, explainRoute, healthRoutes, metricsRoute, schemaValidation } from './http/routes.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
@@ -36,7 +39,8 @@ export const HUB_STATUS_TOPIC = 'hub/status'
 
 export interface Hub {
   config: HubConfig
-  ports: Listeners['ports']
+  /** `metrics`: METRICS_PORT's listener, when metrics have their own. */
+  ports: Listeners['ports'] & { metrics?: number }
   store: Store
   broker: HubBroker
   tokens: TokenService
@@ -308,16 +312,33 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const http = await createHttpServer(broker, config, log)
   schemaValidation(http)
   errorReplies(http, metrics)
+  corsHeaders(http, config.corsOrigins)
   healthRoutes(http, {
-    metrics,
     // HTTP answers only once every listener is open, so a reachable store is what is left to check
     ready: () => store.ping(),
   })
+  explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))
   await http.register(users.routes)
   await http.register(claims.routes)
+  // with METRICS_PORT, metrics are served there alone (e.g. on 127.0.0.1), not on the public port
+  let metricsHttp: FastifyInstance | undefined
+  if (config.metricsPort === undefined) {
+    metricsRoute(http, { metrics, metricsToken: config.metricsToken })
+  } else {
+    // scrapes are not worth a log line each; failures are
+    const metricsLog = log.child({ component: 'metrics' }, { level: log.levelVal > 40 ? log.level : 'warn' })
+    metricsHttp = Fastify({ loggerInstance: metricsLog as FastifyBaseLogger })
+    errorReplies(metricsHttp, metrics)
+    metricsRoute(metricsHttp, { metrics, metricsToken: config.metricsToken })
+    await metricsHttp.listen({ port: config.metricsPort, host: config.metricsHost })
+  }
   const listeners = await startListeners(broker, http, config)
   listening.ports = listeners.ports
-  log.info({ ports: listeners.ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
+  const ports = {
+    ...listeners.ports,
+    ...(metricsHttp ? { metrics: (metricsHttp.server.address() as AddressInfo).port } : {}),
+  }
+  log.info({ ports, store: store.kind, version: HUB_VERSION }, 'stagehub is listening')
 
   let closing: Promise<void> | undefined
   const close = () =>
@@ -331,6 +352,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       const listenersClosed = listeners.close()
       await broker.close()
       await listenersClosed
+      await metricsHttp?.close()
       await persistence.flush()
       await audit.stop()
       await store.close()
@@ -339,7 +361,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
   return {
     config,
-    ports: listeners.ports,
+    ports,
     store,
     broker,
     tokens,

@@ -88,6 +88,8 @@ export class OvBoxAgent {
   /** The revision the apply loop handled last (applied or failed): not tried again in this process. */
   #attempted: string | undefined
   #syncing = false
+  /** The audio state last logged (state and message), so each change is said once. */
+  #audio: string | undefined
   /** The connection (by its number) the configsSinceConnect count belongs to. */
   #configConnection = 0
   /** Sound cards sent on this connection (name → JSON): not sent twice while the config lags behind. */
@@ -220,10 +222,20 @@ export class OvBoxAgent {
       return
     }
     this.#stats.lastConfig = config
+    this.#logAudio(config.audio)
     this.#pending = config
     if (!this.#applying) void this.#applyLoop()
     void this.#syncSoundCards()
     this.#firmware?.consider(config.firmware)
+  }
+
+  /** Whether the box has audio and, if not, why: an empty relay in config.ov tells its owner nothing. */
+  #logAudio(audio: DeviceConfig['audio']): void {
+    const said = audio && `${audio.state}: ${audio.message}`
+    if (!audio || said === this.#audio) return
+    this.#audio = said
+    if (audio.state === 'ready') this.#log.info({ audio: audio.state }, `audio: ${audio.message}`)
+    else this.#log.warn({ audio: audio.state }, `no audio: ${audio.message}`)
   }
 
   /** Applies the newest configuration, one at a time; configurations that arrive meanwhile coalesce. */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { targetRelease } from '../../firmware-config/rollout.ts'
 import type { DeviceConfig, ReleaseState } from '../../schemas/firmware.ts'
 import { type ReleaseDoc, releaseCollection, releaseState } from '../firmware/service.ts'
-import { type OvSeat, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
+import { type OvSeat, ovAudio, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
 import { collections, type UserDoc } from '../collections.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import type { StatePublisher } from '../state-publisher.ts'
@@ -51,7 +51,8 @@ export class DeviceConfigProjector {
     const base = deviceConfig(device)
     if (device.kind !== 'ovbox') return withRevision(base)
     const firmware = targetRelease(await this.#releases(), device.id)
-    return withRevision({ ...base, ov: await this.#renderOv(device), ...(firmware ? { firmware } : {}) })
+    const { ov, audio } = await this.#renderOv(device)
+    return withRevision({ ...base, ov, audio, ...(firmware ? { firmware } : {}) })
   }
 
   /** The published releases, read once and again after a commit that changes one. */
@@ -174,13 +175,15 @@ export class DeviceConfigProjector {
           kind: 'member',
         })
       : []
-    return renderOvClientConfig({
+    const seated = self !== undefined && self.seat !== null
+    const ov = renderOvClientConfig({
       device: { ...device, soundCards: device.soundCards ?? [], tracks: device.tracks ?? [] },
       ...(stage ? { stage } : {}),
-      ...(self && self.seat !== null ? { self: { ...seat(self), tracks: [] } } : {}),
+      ...(seated ? { self: { ...seat(self), tracks: [] } } : {}),
       peers,
       memberMixes: new Map(mixes.map((m) => [m.targetId, m])),
     })
+    return { ov, audio: ovAudio({ ...(stage ? { stage } : {}), seated }) }
   }
 
   async *#allConfigs(): AsyncIterable<{ topic: string; value: unknown }> {

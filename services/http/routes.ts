@@ -1,5 +1,7 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import type { HubMetrics } from '../../broker/metrics.ts'
+import { ExplainBody, ExplainReply } from '../../schemas/http.ts'
 import { ajv } from '../../schemas/validate.ts'
 import { HubError } from '../errors.ts'
 
@@ -50,11 +52,8 @@ export function errorReplies(http: FastifyInstance, metrics: HubMetrics): void {
   )
 }
 
-/** Liveness, readiness (store reachable, broker listening) and Prometheus metrics (docs/protocol/README.md#http). */
-export function healthRoutes(
-  http: FastifyInstance,
-  deps: { metrics: HubMetrics; ready: () => Promise<void> },
-): void {
+/** Liveness and readiness (store reachable, broker listening): docs/protocol/README.md#http. */
+export function healthRoutes(http: FastifyInstance, deps: { ready: () => Promise<void> }): void {
   http.get('/healthz', async () => ({ status: 'ok' }))
   http.get('/readyz', async (_request, reply) => {
     try {
@@ -64,8 +63,56 @@ export function healthRoutes(
       return reply.code(503).send({ status: 'not ready', reason: (err as Error).message })
     }
   })
-  http.get('/metrics', async (_request, reply) => {
+}
+
+/**
+ * Prometheus metrics (SPEC §9), on the public HTTP port or on METRICS_PORT; with METRICS_TOKEN set,
+ * only for `Authorization: Bearer <token>`.
+ */
+export function metricsRoute(
+  http: FastifyInstance,
+  deps: { metrics: HubMetrics; metricsToken?: string | undefined },
+): void {
+  const expected = deps.metricsToken === undefined ? undefined : digest(deps.metricsToken)
+  http.get('/metrics', async (request, reply) => {
+    if (expected && !bearerMatches(request.headers.authorization, expected)) {
+      reply.header('www-authenticate', 'Bearer realm="metrics"')
+      throw new HubError('unauthorized', 'metrics need the header Authorization: Bearer <METRICS_TOKEN>')
+    }
     reply.header('content-type', deps.metrics.registry.contentType)
     return deps.metrics.registry.metrics()
   })
+}
+
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
+
+/** Compares digests, which have one length, in constant time: the answer's timing tells nothing of the token. */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  const match = /^Bearer (.+)$/i.exec(header ?? '')
+  return match !== null && timingSafeEqual(digest(match[1]!), expected)
+}
+
+/**
+ * POST /auth/explain: why a CONNECT with the bearer token and `clientId` would be refused (CONNACK only
+ * says "not authorized"). The token comes in the Authorization header, never in a URL, where proxies
+ * and logs would keep it.
+ */
+export function explainRoute(
+  http: FastifyInstance,
+  explain: (token: string, clientId: string) => ExplainReply,
+): void {
+  http.post<{ Body: ExplainBody }>(
+    '/auth/explain',
+    { schema: { body: ExplainBody, response: { 200: ExplainReply } } },
+    async (request) => {
+      const match = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')
+      if (!match) {
+        throw new HubError(
+          'unauthorized',
+          'send the token to explain in the header Authorization: Bearer <token>, and {"clientId": "..."} as the body',
+        )
+      }
+      return explain(match[1]!, request.body.clientId)
+    },
+  )
 }

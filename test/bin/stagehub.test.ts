@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -7,6 +7,7 @@ import { promisify } from 'node:util'
 import mqtt from 'mqtt'
 import t from 'tap'
 import { createTokenService } from '../../broker/tokens.ts'
+import { actor, ok } from '../helpers/actors.ts'
 import { TEST_SECRET, connackCode, connectionClosed, startTestHub } from '../helpers/hub.ts'
 
 const run = promisify(execFile)
@@ -191,3 +192,94 @@ t.test('user reset-password refuses an unknown user or a short password, and cha
   const both = await fail(['--id', 'u1', '--email', 'a@example.org', '--password', 'long enough pw'])
   t.match(both?.stderr, /either --id ID or --email E/)
 })
+
+/** A CLI run that is expected to fail: its exit code and standard error. */
+async function fails(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stderr: string }> {
+  return run('node', [...nodeArgs, ...args], { env }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  )
+}
+
+t.test('ids that start with "-" are values, after a space or an equals sign', async (t) => {
+  const env = { ...process.env, JWT_SECRET: TEST_SECRET }
+  const tokens = createTokenService({ algorithm: 'HS256', secret: TEST_SECRET })
+  for (const args of [
+    ['--sub', '-abc', '--role', 'device', '--owner', '-own', '--ver', '1'],
+    ['--sub=-abc', '--role=device', '--owner=-own', '--ver=1'],
+    ['--role', 'device', '--sub', '--abc', '--owner', '-own', '--ver', '1'],
+  ]) {
+    const { stdout } = await run('node', [...nodeArgs, 'token', ...args], { env })
+    const identity = tokens.verify(stdout.trim())
+    t.match(
+      identity,
+      { role: 'device', id: args.includes('--abc') ? '--abc' : '-abc', owner: '-own' },
+      args.join(' '),
+    )
+  }
+})
+
+t.test('wrong options get a usage message naming the options (exit 2), never a stack trace', async (t) => {
+  const env = { ...process.env, JWT_SECRET: TEST_SECRET }
+  for (const [args, message] of [
+    [['token', '--role', 'user', '--sub'], /--sub <value>' argument missing.*takes --role, --sub/],
+    [['token', '--role', 'user', '--sub', 'a', '--colour', 'red'], /Unknown option '--colour'.*takes --role/],
+    [['token', '--role', 'user', '--sub', 'a', '-x'], /Unknown option '-x'/],
+    [
+      ['token', '--role', 'user', '--sub', 'a/b'],
+      /--sub must be an id of 1-64 characters \[A-Za-z0-9_-\], got "a\/b"/,
+    ],
+    [['token', '--role', 'user', '--sub', 'a', '--ttl', '1h'], /--ttl must be a whole number of seconds/],
+    [
+      ['provision', '--device', '-box', '--hub-url', 'mqtt://127.0.0.1:1883', '--bogus'],
+      /Unknown option '--bogus'/,
+    ],
+  ] as const) {
+    const failed = await fails([...args], env)
+    t.equal(failed.code, 2, args.join(' '))
+    t.match(failed.stderr, message, args.join(' '))
+    t.notMatch(failed.stderr, /\n\s+at /, 'no stack trace')
+  }
+})
+
+t.test(
+  'provision without --out writes into DATA_DIR/provision/ID (mode 700), not the working directory, and says where',
+  async (t) => {
+    const th = await startTestHub(t)
+    const alice = await actor(th, 'Alice')
+    const { device } = await ok<{ device: { id: string } }>(alice, 'device.create', {
+      name: 'Box',
+      kind: 'ovbox',
+    })
+    const cwd = mkdtempSync(join(tmpdir(), 'stagehub-cwd-'))
+    t.teardown(() => rmSync(cwd, { recursive: true, force: true }))
+    const env = { ...process.env, JWT_SECRET: TEST_SECRET, DATA_DIR: th.dataDir }
+    const { stdout } = await run(
+      'node',
+      // tsx by its path: from another directory node cannot find it by name
+      [
+        `--import=${import.meta.resolve('tsx')}`,
+        CLI,
+        'provision',
+        '--device',
+        device.id,
+        '--hub-url',
+        th.mqttUrl,
+      ],
+      { env, cwd },
+    )
+    t.same(readdirSync(cwd), [], 'nothing written to the working directory')
+    const dir = join(th.dataDir, 'provision', device.id)
+    t.ok(stdout.includes(join(dir, 'agent.json')), 'it prints the full path of the token file')
+    t.equal(statSync(join(th.dataDir, 'provision')).mode & 0o777, 0o700)
+    t.equal(statSync(dir).mode & 0o777, 0o700, 'only the operator may open the folder')
+    t.equal(statSync(join(dir, 'agent.json')).mode & 0o777, 0o600)
+    const { token } = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as { token: string }
+    t.equal(await connackCode(th.mqttUrl, { clientId: device.id, username: 'box', password: token }), 0)
+    t.notOk(existsSync(join(cwd, `provision-${device.id}`)))
+
+    const unknown = await fails(['provision', '--device', '-box', '--hub-url', th.mqttUrl], env)
+    t.equal(unknown.code, 1)
+    t.match(unknown.stderr, /device -box is not registered/)
+  },
+)

@@ -108,3 +108,41 @@ t.test(
     }
   },
 )
+
+t.test('CORS_ORIGINS takes exact origins; paths, wildcards and other schemes are refused', async (t) => {
+  t.same(configFromEnv({ JWT_SECRET: SECRET }).corsOrigins, [], 'no origin by default')
+  t.same(
+    configFromEnv({ JWT_SECRET: SECRET, CORS_ORIGINS: 'https://app.example.org, http://localhost:5173' })
+      .corsOrigins,
+    ['https://app.example.org', 'http://localhost:5173'],
+  )
+  for (const bad of [
+    'https://app.example.org/',
+    '*',
+    'app.example.org',
+    'ftp://x.org',
+    'https://a.org/path',
+  ]) {
+    t.throws(() => configFromEnv({ JWT_SECRET: SECRET, CORS_ORIGINS: bad }), /CORS_ORIGINS/, bad)
+  }
+})
+
+t.test('METRICS_TOKEN is optional and must be long enough to guess', async (t) => {
+  t.equal(configFromEnv({ JWT_SECRET: SECRET }).metricsToken, undefined)
+  t.equal(
+    configFromEnv({ JWT_SECRET: SECRET, METRICS_TOKEN: 'scrape-token-0123456789' }).metricsToken,
+    'scrape-token-0123456789',
+  )
+  t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_TOKEN: 'short' }), /METRICS_TOKEN/)
+})
+
+t.test('METRICS_PORT is a port and METRICS_HOST an address, 127.0.0.1 by default', async (t) => {
+  const plain = configFromEnv({ JWT_SECRET: SECRET })
+  t.equal(plain.metricsPort, undefined, 'metrics on the public port by default')
+  t.equal(plain.metricsHost, '127.0.0.1')
+  const own = configFromEnv({ JWT_SECRET: SECRET, METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0' })
+  t.equal(own.metricsPort, 9464)
+  t.equal(own.metricsHost, '0.0.0.0')
+  t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_PORT: '70000' }), /METRICS_PORT/)
+  t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_HOST: 'example.org' }), /METRICS_HOST/)
+})

@@ -1,5 +1,10 @@
 import t from 'tap'
-import { OV_DEFAULTS, renderOvClientConfig, type OvRenderInput } from '../../firmware-config/ov-client.ts'
+import {
+  OV_DEFAULTS,
+  ovAudio,
+  renderOvClientConfig,
+  type OvRenderInput,
+} from '../../firmware-config/ov-client.ts'
 
 const at = (x: number, y = 0, z = 0, rZ = 0) => ({ x, y, z, rX: 0, rY: 0, rZ })
 const card = (name: string, inputs: number, isDefault = false) => ({
@@ -153,3 +158,44 @@ t.test('a device not on a stage gets no relay and no peers', async (t) => {
 t.test('rendering is deterministic: the same state gives the same configuration', async (t) => {
   t.same(JSON.stringify(renderOvClientConfig(input())), JSON.stringify(renderOvClientConfig(input())))
 })
+
+t.test(
+  'ovAudio says why a box has no audio, in the order a person fixes it, or where it comes from',
+  async (t) => {
+    const relay = { ipv4: '198.51.100.7', port: 5000, pin: 4242 }
+    const ovStage = { name: 'Choir', audioType: 'ov' as const, ovServer: relay }
+    t.match(ovAudio({ seated: false }), { state: 'no-stage', message: /not on a stage/ })
+    t.match(ovAudio({ stage: { ...ovStage, audioType: 'mediasoup' }, seated: true }), {
+      state: 'stage-not-ov',
+      message: /stage "Choir" has audioType "mediasoup".*set it to "ov" \(stage.update\)/,
+    })
+    t.match(ovAudio({ stage: { name: 'Quiet', audioType: 'none' }, seated: false }), {
+      state: 'stage-not-ov',
+      message: /"none"/,
+    })
+    t.match(ovAudio({ stage: ovStage, seated: false }), {
+      state: 'not-seated',
+      message: /no seat in stage "Choir"/,
+    })
+    t.match(ovAudio({ stage: { name: 'Choir', audioType: 'ov' }, seated: true }), {
+      state: 'no-router',
+      message: /no ov router serves stage "Choir"/,
+    })
+    t.match(ovAudio({ stage: { ...ovStage, ovServer: { ipv4: '198.51.100.7' } }, seated: true }), {
+      state: 'no-router',
+    })
+    t.same(ovAudio({ stage: ovStage, seated: true }), {
+      state: 'ready',
+      message: 'stage "Choir" through the ov relay 198.51.100.7:5000',
+    })
+    t.match(ovAudio({ stage: { ...ovStage, ovServer: { ipv6: '2001:db8::7', port: 5000 } }, seated: true }), {
+      state: 'ready',
+      message: /2001:db8::7/,
+    })
+    t.notMatch(
+      JSON.stringify(ovAudio({ stage: ovStage, seated: true })),
+      /4242/,
+      'the relay PIN stays in room.pin',
+    )
+  },
+)

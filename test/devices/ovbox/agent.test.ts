@@ -1,6 +1,8 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { AGENT_VERSION } from '../../../devices/ovbox/version.ts'
 import { actor, connectAs, ok, roomy } from '../../helpers/actors.ts'
 import { selfSignedCert, sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
@@ -311,4 +313,38 @@ t.test('over TLS with a private CA (caPath)', async (t) => {
   await view.until((d) => d.online && d.soundCards.length === 2, 'online over TLS with its sound cards')
   await untilSettled(view, agent)
   t.pass('the agent trusts the hub through caPath')
+})
+
+t.test('the agent logs why its box has no audio, once per change of the reason', async (t) => {
+  const th = await startTestHub(t, roomy)
+  const owner = await actor(th, 'Owner')
+  const box = await registerBox(t, th, owner)
+  const lines: { level: number; msg: string; audio?: string }[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()))
+      done()
+    },
+  })
+  startAgent(t, box, { log: pino({ level: 'info' }, sink) })
+  const said = () => lines.filter((line) => line.audio !== undefined)
+  await waitUntil(() => said().some((l) => l.audio === 'no-stage'), 'the box says it is on no stage')
+  t.match(said()[0], { level: 40, msg: /^no audio: the box's owner is not on a stage/ })
+
+  const stage = await ok<{ id: string }>(owner, 'stage.create', { name: 'Web stage' })
+  const group = await ok<{ id: string }>(owner, 'group.create', {
+    stageId: stage.id,
+    name: 'G',
+    color: '#123456',
+  })
+  await ok(owner, 'stage.join', { stageId: stage.id, groupId: group.id })
+  await waitUntil(() => said().some((l) => l.audio === 'stage-not-ov'), 'the box says the stage is not ov')
+  t.match(said().at(-1), { level: 40, msg: /^no audio: stage "Web stage" has audioType "mediasoup"/ })
+  await ok(owner, 'device.update', { deviceId: box.deviceId, settings: { receiverJitter: 20 } })
+  await sleep(300)
+  t.same(
+    said().map((l) => l.audio),
+    ['no-stage', 'stage-not-ov'],
+    'a new configuration with the same reason is not logged again',
+  )
 })

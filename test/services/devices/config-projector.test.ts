@@ -1,6 +1,6 @@
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
-import type { OvClientConfig } from '../../../schemas/firmware.ts'
+import type { OvAudio, OvClientConfig } from '../../../schemas/firmware.ts'
 import type { StageDoc } from '../../../services/stages/model.ts'
 import { Requester, type TestHub, startTestHub, waitUntil } from '../../helpers/hub.ts'
 
@@ -9,7 +9,7 @@ import { Requester, type TestHub, startTestHub, waitUntil } from '../../helpers/
 interface Box {
   id: string
   client: MqttClient
-  configs: { revision: string; ov?: OvClientConfig }[]
+  configs: { revision: string; ov?: OvClientConfig; audio?: OvAudio }[]
 }
 
 async function user(th: TestHub, name: string) {
@@ -192,5 +192,42 @@ t.test(
       { qos: 1, retain: true },
     )
     await until(annBox, 'and leaves it when it goes offline', (ov) => ov.roomdev.length === 0)
+  },
+)
+
+t.test(
+  "an ov-box's configuration says why it has no audio: no stage, a stage that is not ov, no router, then ready",
+  async (t) => {
+    const th = await startTestHub(t, { RATE_LIMIT_BURST: '200', RATE_LIMIT_ACCOUNT_BURST: '200' })
+    const ann = await user(th, 'Ann')
+    const box = await ovBox(th, ann.app, 2, [0])
+    const audio = () => box.configs.at(-1)?.audio
+    const untilAudio = (state: OvAudio['state']) =>
+      waitUntil(() => audio()?.state === state, `audio ${state} (now ${JSON.stringify(audio())})`)
+
+    await untilAudio('no-stage')
+    // a stage with the default audioType (mediasoup): the box used to get an empty relay and no hint
+    const stage = (await ann.app.request('stage.create', { name: 'Web stage' })).result as { id: string }
+    const group = (await ann.app.request('group.create', { stageId: stage.id, name: 'G', color: '#00aa00' }))
+      .result as { id: string }
+    await ann.app.request('stage.join', { stageId: stage.id, groupId: group.id })
+    await untilAudio('stage-not-ov')
+    t.match(audio()!.message, /stage "Web stage" has audioType "mediasoup"/)
+    t.equal(box.configs.at(-1)!.ov!.room.host, '', 'the relay is empty, and now the box knows why')
+    const notOv = box.configs.at(-1)!.revision
+
+    await ann.app.request('stage.update', { stageId: stage.id, patch: { audioType: 'ov' } })
+    await untilAudio('no-router')
+    t.not(box.configs.at(-1)!.revision, notOv, 'the reason is part of the revision')
+
+    await th.hub.store.transaction(async (tx) => {
+      const doc = (await tx.get<StageDoc>('stages', stage.id))!
+      tx.replace('stages', { ...doc, ovServer: { ipv4: '198.51.100.9', port: 5555, pin: 1234 } })
+    })
+    await untilAudio('ready')
+    t.match(audio()!.message, /198\.51\.100\.9:5555/)
+
+    await ann.app.request('stage.leave')
+    await untilAudio('no-stage')
   },
 )
