@@ -269,6 +269,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
+    isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
     tellDevice: (clientId, code, message) =>
       broker
         .publish(`clients/${clientId}/res`, JSON.stringify({ id: '', ok: false, error: { code, message } }))
