@@ -153,7 +153,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   })
   await audit.start()
 
-  // the delegate closes over `pipeline` and `presence`, declared below: clients arrive once the listeners are open
+  // the delegate closes over `pipeline`, `users` and `presence`, declared below: clients arrive once the listeners are open
   const broker = await HubBroker.create(
     {
       tokens,
@@ -164,6 +164,8 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       delegate: {
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
+        admit: (who) =>
+          who.role === 'user' && !access.hasUser(who.id) ? users.admitNewUser(who) : undefined,
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
         onPublish: (who, topic, payload) =>
           topic.startsWith('routers/')
