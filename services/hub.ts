@@ -253,6 +253,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     tokens,
     routerTokenTtlSeconds: config.routerTokenTtlSeconds,
+    routerReturnGraceSeconds: config.routerReturnGraceSeconds,
     log: log.child({ component: 'routers' }),
     isCurrent: (who) => broker.isCurrent(who),
   })
@@ -311,6 +312,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       log.info('shutting down')
       pipeline.stop()
       media.stop()
+      routers.stop()
       stopFollowing()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
       const listenersClosed = listeners.close()

@@ -66,3 +66,12 @@ t.test('TRUST_PROXY is a list of addresses or CIDR ranges; anything else is refu
     )
   }
 })
+
+t.test('ROUTER_RETURN_GRACE_SECONDS: 30 by default, 0 allowed, negative refused', async (t) => {
+  t.equal(configFromEnv({ JWT_SECRET: SECRET }).routerReturnGraceSeconds, 30)
+  t.equal(configFromEnv({ JWT_SECRET: SECRET, ROUTER_RETURN_GRACE_SECONDS: '0' }).routerReturnGraceSeconds, 0)
+  t.throws(
+    () => configFromEnv({ JWT_SECRET: SECRET, ROUTER_RETURN_GRACE_SECONDS: '-1' }),
+    /ROUTER_RETURN_GRACE_SECONDS/,
+  )
+})
