@@ -243,7 +243,7 @@ t.test(
   async (t) => {
     const th = await startTestHub(t, roomy)
     const owner = await newOwner(th)
-    const boxes = await Promise.all(Array.from({ length: 12 }, (_, i) => createDevice(t, owner, `Box ${i}`)))
+    const boxes = await Promise.all(Array.from({ length: 40 }, (_, i) => createDevice(t, owner, `Box ${i}`)))
     const devices = await Promise.all(boxes.map((box) => connectDevice(th, box, 1)))
     await Promise.all(devices.map((device, i) => publishPresence(device, boxes[i]!.device.id, 'online', 1)))
     await waitUntil(
@@ -251,15 +251,16 @@ t.test(
       'every device is online',
     )
 
-    // like the simulator: each box says offline (or not) and disconnects, and the owner removes it at once
+    // like the simulator: each box says offline (or not) and disconnects, and the owner removes it
+    // right after, a little later for each box, so that some removals land while the hub is still
+    // applying the box's last presence
     await Promise.all(
       devices.map(async (device, i) => {
         const d = boxes[i]!.device.id
-        if (i % 2 === 0) await publishPresence(device, d, 'offline', 1)
-        const ended = device.endAsync()
-        const removed = owner.req.request('device.remove', { deviceId: d })
-        await ended
-        t.ok((await removed).ok, `device.remove ${d} succeeds`)
+        if (i % 2 === 0) void publishPresence(device, d, 'offline', 1)
+        else void device.endAsync()
+        await sleep(i % 10)
+        t.ok((await owner.req.request('device.remove', { deviceId: d })).ok, `device.remove ${d} succeeds`)
       }),
     )
     // long enough for every late presence update, the hub's own offline and any last will
