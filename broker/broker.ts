@@ -55,6 +55,11 @@ export interface BrokerDelegate {
    * reason refuses the message without closing the connection: it is routed nowhere and not retained.
    */
   onPublish?(who: Identity, topic: string, payload: Buffer): string | undefined
+  /**
+   * Called for an accepted token before CONNACK: a promise holds the CONNACK until it settles, and a
+   * rejection (a TokenRefusal, or any error: CONNACK 3) refuses the connection. Undefined: admitted.
+   */
+  admit?(who: Identity): Promise<void> | undefined
   /** Connection life cycle, for presence. */
   onConnected?(who: Identity): void
   /** `superseded`: a newer connection with the same client id took over (it is the client now). */
@@ -265,15 +270,24 @@ export class HubBroker {
         ver: verified.ver,
         exp: verified.exp,
       }
-      this.#identities.set(client, who)
-      this.#newest.set(who.clientId, who)
-      if (client.clean) this.#sessions.delete(who.clientId)
-      else this.#sessions.set(who.clientId, holderKey(who))
-      this.#armExpiry(client, who.exp)
-      done(null, true)
+      const admitting = delegate.admit?.(who)
+      if (!admitting) return this.#accept(client, who, done)
+      admitting.then(
+        () => this.#accept(client, who, done),
+        (err: unknown) => {
+          if (err instanceof TokenRefusal) return refuse(err)
+          // the store failed, not the token: "server unavailable", and no refusal of a permission to audit
+          log.error({ err, clientId: client.id }, 'could not admit a connection')
+          metrics.connectionRefusals.inc({ code: '3' })
+          const unavailable = new Error('the hub could not admit the connection: try again')
+          done(Object.assign(unavailable, { returnCode: 3 }) as AuthenticateError, null)
+        },
+      )
     } catch (err) {
-      const refusal =
-        err instanceof TokenRefusal ? err : new TokenRefusal(4, 'token could not be checked', 'token')
+      refuse(err instanceof TokenRefusal ? err : new TokenRefusal(4, 'token could not be checked', 'token'))
+    }
+
+    function refuse(refusal: TokenRefusal) {
       metrics.connectionRefusals.inc({ code: String(refusal.returnCode) })
       log.info(
         { clientId: client.id, code: refusal.returnCode, reason: refusal.message },
@@ -368,6 +382,22 @@ export class HubBroker {
       }
       return refused(err)
     }
+  }
+
+  /** Registers an accepted connection; one that closed during an asynchronous admission is left alone. */
+  #accept(
+    client: Client,
+    who: Identity,
+    done: (err: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    if (!client.closed) {
+      this.#identities.set(client, who)
+      this.#newest.set(who.clientId, who)
+      if (client.clean) this.#sessions.delete(who.clientId)
+      else this.#sessions.set(who.clientId, holderKey(who))
+      this.#armExpiry(client, who.exp)
+    }
+    done(null, true)
   }
 
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {

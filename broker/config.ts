@@ -60,6 +60,8 @@ export interface HubConfig {
   /** Lifetime of device tokens from device.create / device.token (revocable at any time by rotation). */
   deviceTokenTtlSeconds: number
   routerTokenTtlSeconds: number
+  /** How long after a hub start routers keep their stages while they reconnect, before failover. */
+  routerReturnGraceSeconds: number
   /** scrypt cost for stored passwords (N = 2^cost). */
   passwordHashCost: number
   quotas: Quotas
@@ -142,6 +144,7 @@ const defaults = {
   userTokenTtlSeconds: 7 * 24 * 3600,
   deviceTokenTtlSeconds: 365 * 24 * 3600,
   routerTokenTtlSeconds: 365 * 24 * 3600,
+  routerReturnGraceSeconds: 30,
   passwordHashCost: 15,
   auditRetentionDays: 90,
   claims: { codeTtlSeconds: 600, codesPerUserPerHour: 20, failuresPerAddress: 10 },
@@ -357,6 +360,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     userTokenTtlSeconds: positive('USER_TOKEN_TTL_SECONDS', defaults.userTokenTtlSeconds),
     deviceTokenTtlSeconds: positive('DEVICE_TOKEN_TTL_SECONDS', defaults.deviceTokenTtlSeconds),
     routerTokenTtlSeconds: positive('ROUTER_TOKEN_TTL_SECONDS', defaults.routerTokenTtlSeconds),
+    routerReturnGraceSeconds: nonNegative('ROUTER_RETURN_GRACE_SECONDS', defaults.routerReturnGraceSeconds),
     passwordHashCost: positive('PASSWORD_HASH_COST', defaults.passwordHashCost),
     auditRetentionDays: nonNegative('AUDIT_RETENTION_DAYS', defaults.auditRetentionDays),
     claims: {

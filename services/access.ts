@@ -20,6 +20,8 @@ export class AccessIndex implements AccessState {
   readonly #stageMembers = new Map<string, Set<string>>()
   readonly #deviceOwners = new Map<string, string>()
   readonly #tokenVersions = { device: new Map<string, number>(), router: new Map<string, number>() }
+  /** Every user the store has a profile of. */
+  readonly #users = new Set<string>()
   /** Users whose generation is above 0 (most never sign out), and deleted accounts as Infinity. */
   readonly #userGenerations = new Map<string, number>()
 
@@ -64,6 +66,10 @@ export class AccessIndex implements AccessState {
       this.#stageAdmins.get(stageId)?.has(userId) === true ||
       this.#stageMembers.get(stageId)?.has(userId) === true
     )
+  }
+
+  hasUser(userId: string): boolean {
+    return this.#users.has(userId)
   }
 
   deviceOwner(deviceId: string): string | undefined {
@@ -112,6 +118,8 @@ export class AccessIndex implements AccessState {
       }
       case collections.users.name: {
         const generation = (change.after as UserDoc | null)?.tokenVersion ?? 0
+        if (change.after) this.#users.add(change.id)
+        else this.#users.delete(change.id)
         // a deleted account's generation is the tombstone's (same commit, see below)
         if (change.after && generation > 0) this.#userGenerations.set(change.id, generation)
         else if (change.after) this.#userGenerations.delete(change.id)

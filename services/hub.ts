@@ -159,7 +159,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   })
   await audit.start()
 
-  // the delegate closes over `pipeline` and `presence`, declared below: clients arrive once the listeners are open
+  // the delegate closes over `pipeline`, `users` and `presence`, declared below: clients arrive once the listeners are open
   const broker = await HubBroker.create(
     {
       tokens,
@@ -170,6 +170,8 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       delegate: {
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
+        admit: (who) =>
+          who.role === 'user' && !access.hasUser(who.id) ? users.admitNewUser(who) : undefined,
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
         onPublish: (who, topic, payload) =>
           topic.startsWith('routers/')
@@ -270,6 +272,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     tokens,
     routerTokenTtlSeconds: config.routerTokenTtlSeconds,
+    routerReturnGraceSeconds: config.routerReturnGraceSeconds,
     log: log.child({ component: 'routers' }),
     isCurrent: (who) => broker.isCurrent(who),
   })
@@ -288,6 +291,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     publisher,
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
+    isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
     tellDevice: (clientId, code, message) =>
       broker
         .publish(`clients/${clientId}/res`, JSON.stringify({ id: '', ok: false, error: { code, message } }))
@@ -347,6 +351,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       pipeline.stop()
       claims.stop()
       media.stop()
+      routers.stop()
       stopFollowing()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
       const listenersClosed = listeners.close()

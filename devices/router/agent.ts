@@ -76,6 +76,12 @@ export class RouterAgent {
   readonly #log: Logger
   readonly #connection: RouterConnection
   readonly #stages = new Map<string, StageSlot>()
+  /**
+   * The ov relay handed out per stage, kept while the stage is this router's, across lost connections
+   * and hub restarts: a new PIN would give every ov-box of the stage a new configuration (and restart
+   * its ov-client). Dropped when the hub takes the stage away.
+   */
+  readonly #relays = new Map<string, Static<typeof OvRelay>>()
   #workers: types.Worker[] = []
   #loadTimer: NodeJS.Timeout | undefined
   #stopped = false
@@ -214,10 +220,7 @@ export class RouterAgent {
       slot.room = await StageRoom.open(this.#leastBusyWorker(), stageId, { listenInfos: this.#listenInfos() })
       served.media = { url: this.config.url }
     }
-    if (kinds.includes('ov') && this.config.ov) {
-      const { pin, ...relay } = this.config.ov
-      served.ov = { ...relay, pin: pin ?? randomInt(1, 2 ** 31 - 1) }
-    }
+    if (kinds.includes('ov') && this.config.ov) served.ov = this.#relay(stageId, this.config.ov)
     if (!served.media && !served.ov) {
       this.#log.warn({ stageId, kinds }, 'assigned a stage this router cannot serve')
       return
@@ -230,8 +233,19 @@ export class RouterAgent {
     }
   }
 
+  #relay(stageId: string, ov: NonNullable<ResolvedRouterConfig['ov']>): Static<typeof OvRelay> {
+    let relay = this.#relays.get(stageId)
+    if (!relay) {
+      const { pin, ...address } = ov
+      relay = { ...address, pin: pin ?? randomInt(1, 2 ** 31 - 1) }
+      this.#relays.set(stageId, relay)
+    }
+    return relay
+  }
+
   async #unserve(stageId: string): Promise<void> {
     const slot = this.#stages.get(stageId)!
+    this.#relays.delete(stageId)
     const wasServing = slot.assignedAt !== undefined
     slot.room?.close()
     delete slot.room

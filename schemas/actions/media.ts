@@ -495,7 +495,7 @@ export const RouterAgentConfig = Type.Object(
           ipv4: OvRelay.properties.ipv4,
           ipv6: OvRelay.properties.ipv6,
           port: OvRelay.properties.port,
-          /** A fixed PIN; without it every stage gets a new random one. */
+          /** A fixed PIN; without it each stage gets a random one, kept while this router serves it. */
           pin: Type.Optional(OvRelay.properties.pin),
         },
         { additionalProperties: false },

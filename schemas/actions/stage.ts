@@ -322,7 +322,12 @@ export const groupCreate = defineAction({
     {
       ...StageRef,
       name: groupFields.name,
-      color: Color,
+      color: Type.Optional(
+        Type.String({
+          ...Color,
+          description: 'CSS hex colour, unique in the stage; without it the hub picks a free one',
+        }),
+      ),
       volume: Type.Optional(Volume),
       muted: Type.Optional(Type.Boolean()),
       position: Type.Optional(Position),

@@ -41,6 +41,8 @@ export interface DevicePresenceOptions {
   log: Logger
   /** Whether this identity is the newest connection of its client id (not superseded by a takeover). */
   isCurrent(who: Identity): boolean
+  /** Whether the device is registered now, as of the last commit (the access index, updated in it). */
+  isRegistered(deviceId: string): boolean
   /** Answers a device on its response topic when its message was refused. */
   tellDevice(clientId: string, code: 'invalid_request' | 'too_large', message: string): void
 }
@@ -133,7 +135,7 @@ export class DevicePresence {
       // will, and a lost connection may have had none, or had it refused (revoked credentials). Say it
       // for the device, so the retained presence does not claim online forever. (A will that did go
       // out was applied first: it was queued when the connection closed, before this.)
-      if (ended) {
+      if (ended && this.#options.isRegistered(ended.id)) {
         await this.#options.publisher.publish(deviceTopics.presence(ended.id), {
           state: reason === 'clean' ? 'offline' : 'lost',
           session: ended.session ?? 0,
@@ -161,7 +163,11 @@ export class DevicePresence {
       const next = device ? change(device) : null
       return next ? tx.replace(collections.devices.name, next) : null
     })
-    if (value) await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
+    // a removal that committed after this update clears the device's topics once its listeners ran,
+    // which may be before this update's own listeners finished: asked in the same turn as the publish,
+    // the index says whether that clear is still to come (and comes after this) or has gone out already
+    if (value && this.#options.isRegistered(value.id))
+      await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
     return value
   }
 

@@ -120,13 +120,16 @@ export interface DistributionPlan {
 /**
  * From the current stages, routers and assignments to the assignments there should be: an assignment
  * stays while its stage still needs exactly those kinds and its router is online and capable (a stage
- * is never moved only because a nearer router appeared: moving interrupts the performance); everything
- * else is released, and each stage without a router gets one, in the order given (oldest first).
+ * is never moved only because a nearer router appeared: moving interrupts the performance), or is
+ * offline but `returning` (after a hub restart, given time to reconnect before its stages move);
+ * everything else is released, and each stage without a router gets one, in the order given (oldest
+ * first). A returning router takes no new stage until it is online.
  */
 export function planDistribution(
   stages: readonly StageNeed[],
   routers: readonly RouterOffer[],
   assignments: readonly Assignment[],
+  returning: ReadonlySet<string> = new Set(),
 ): DistributionPlan {
   const stageById = new Map(stages.map((s) => [s.id, s]))
   const routerById = new Map(routers.map((r) => [r.id, r]))
@@ -138,7 +141,10 @@ export function planDistribution(
     const needs = stage ? stageNeeds(stage) : []
     const same =
       needs.length === assignment.kinds.length && needs.every((kind) => assignment.kinds.includes(kind))
-    const fits = router?.online === true && needs.every((kind) => router.capabilities.includes(kind))
+    const fits =
+      router !== undefined &&
+      (router.online || returning.has(router.id)) &&
+      needs.every((kind) => router.capabilities.includes(kind))
     if (stage && same && fits) kept.push(assignment)
     else release.push(assignment)
   }

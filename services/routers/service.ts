@@ -36,6 +36,8 @@ export interface RoutersServiceOptions {
   publisher: StatePublisher
   tokens: TokenService
   routerTokenTtlSeconds: number
+  /** See markAllOffline. */
+  routerReturnGraceSeconds: number
   log: Logger
   /** Whether this identity is the newest connection of its client id (not superseded by a takeover). */
   isCurrent(who: Identity): boolean
@@ -53,6 +55,10 @@ export class RoutersService {
   readonly #queue: KeyedQueue
   #distribution: Promise<void> = Promise.resolve()
   #distributionPending = false
+  /** Routers that were serving stages when the hub started and have not said anything since. */
+  readonly #returning = new Set<string>()
+  #returnTimer: NodeJS.Timeout | undefined
+  #stopped = false
 
   constructor(options: RoutersServiceOptions) {
     this.#options = options
@@ -69,17 +75,40 @@ export class RoutersService {
     store.onChange((changes) => (changesDistribution(changes) ? this.distribute() : undefined))
   }
 
-  /** At start no router is connected: every router is offline until it says online again. */
+  /**
+   * At start no router is connected: every router is offline until it says online again. Its stages
+   * stay assigned to it for the grace period: a router that reconnects in time keeps them with the
+   * same relay, so no ov-box gets a new configuration because the hub restarted; after it, the stages
+   * of routers still away move on.
+   */
   async markAllOffline(): Promise<void> {
+    const grace = this.#options.routerReturnGraceSeconds
     for await (const router of this.#options.store.scan<RouterDoc>(routerCollections.routers.name)) {
+      if (grace > 0) this.#returning.add(router.id)
       if (router.online) await this.#update(router.id, (r) => ({ ...r, online: false }))
+    }
+    if (this.#returning.size > 0) {
+      this.#returnTimer = setTimeout(() => {
+        this.#returning.clear()
+        void this.distribute()
+      }, grace * 1000)
+      this.#returnTimer.unref()
     }
     await this.distribute()
   }
 
+  /**
+   * Before the hub closes its connections: their ends must not move stages away (the routers are
+   * not lost, the hub is going; after the next start they get the grace period above).
+   */
+  stop(): void {
+    this.#stopped = true
+    clearTimeout(this.#returnTimer)
+  }
+
   /** Plans and applies the distribution once more; concurrent calls share the next run. */
   distribute(): Promise<void> {
-    if (this.#distributionPending) return this.#distribution
+    if (this.#distributionPending || this.#stopped) return this.#distribution
     this.#distributionPending = true
     this.#distribution = this.#distribution.then(async () => {
       this.#distributionPending = false
@@ -108,6 +137,8 @@ export class RoutersService {
     if (!validPresence(message)) return `presence: ${validPresence.describe()}`
     if (message.state !== 'online' && !this.#options.isCurrent(who))
       return 'presence of a superseded connection'
+    // back (or gone again): from now on its presence decides, as for any router
+    this.#returning.delete(routerId)
     this.#queue.run(routerId, () =>
       this.#update(routerId, (router) => {
         const next = nextPresence({ online: router.online, session: router.session ?? -1 }, message)
@@ -230,7 +261,7 @@ export class RoutersService {
       )
       const routers = await tx.find<RouterDoc>(routerCollections.routers.name)
       const assignments = await tx.find<AssignmentDoc>(routerCollections.assignments.name)
-      const plan = planDistribution(stages, routers, assignments)
+      const plan = planDistribution(stages, routers, assignments, this.#returning)
       if (plan.release.length === 0 && plan.assign.length === 0) return []
 
       const out: Publication[] = []

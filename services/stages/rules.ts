@@ -37,6 +37,45 @@ export const stageDefaults = {
 
 export const origin = { x: 0, y: 0, z: 0, rX: 0, rY: 0, rZ: 0 }
 
+/** Well-separated colours (Trubetskoy's list) handed to groups created without one, in this order. */
+export const GROUP_PALETTE = [
+  '#e6194b',
+  '#3cb44b',
+  '#ffe119',
+  '#4363d8',
+  '#f58231',
+  '#911eb4',
+  '#42d4f4',
+  '#f032e6',
+  '#bfef45',
+  '#fabed4',
+  '#469990',
+  '#dcbeff',
+  '#9a6324',
+  '#800000',
+  '#aaffc3',
+  '#808000',
+  '#000075',
+  '#a9a9a9',
+] as const
+
+/**
+ * The colour for a group created without one: the first palette colour no group of the stage uses,
+ * then colours stepping through all 2^24 with an odd stride (so every one is visited once and the
+ * search ends whenever any colour is free).
+ */
+export function freeGroupColor(taken: Iterable<string>): string {
+  const used = new Set([...taken].map((c) => c.toLowerCase()))
+  const fromPalette = GROUP_PALETTE.find((c) => !used.has(c))
+  if (fromPalette) return fromPalette
+  const space = 0x1000000
+  for (let k = 0, rgb = 0x2a7fd4; k < space; k++, rgb = (rgb + 0x9e3779) % space) {
+    const color = `#${rgb.toString(16).padStart(6, '0')}`
+    if (!used.has(color)) return color
+  }
+  throw new Error('every colour is taken')
+}
+
 export const isAdmin = (stage: Pick<StageDoc, 'admins'>, userId: string): boolean =>
   stage.admins.includes(userId)
 

@@ -49,6 +49,7 @@ import {
 import {
   SEATS_PER_STAGE,
   applyPatch,
+  freeGroupColor,
   groupState,
   isAdmin,
   lowestFreeSeat,
@@ -513,12 +514,12 @@ export class StagesService {
     if (groups.length >= this.#options.quotas.groupsPerStage) {
       throw forbidden(`this stage has ${groups.length} groups, the most a stage may have`)
     }
-    assertColorFree(groups, params.color)
+    if (params.color !== undefined) assertColorFree(groups, params.color)
     const group = ctx.tx.insert<GroupDoc>(c.groups.name, {
       id: newId(),
       stageId: stage.id,
       name: params.name,
-      color: params.color.toLowerCase(),
+      color: params.color?.toLowerCase() ?? freeGroupColor(groups.map((g) => g.color)),
       volume: params.volume ?? 1,
       muted: params.muted ?? false,
       position: params.position ?? origin,

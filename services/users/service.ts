@@ -2,10 +2,18 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { Static } from '@sinclair/typebox'
-import type { Identity, TokenService } from '../../broker/tokens.ts'
-import { userChangePassword, userDelete, userSignOut, userUpdate } from '../../schemas/actions/user.ts'
+import { type Identity, type TokenService, TokenRefusal } from '../../broker/tokens.ts'
+import { Type } from '@sinclair/typebox'
+import {
+  UserName,
+  userChangePassword,
+  userDelete,
+  userSignOut,
+  userUpdate,
+} from '../../schemas/actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
 import type { UserProfile } from '../../schemas/state.ts'
+import { validator } from '../../schemas/validate.ts'
 import { type DeletedUserDoc, collections, type UserDoc } from '../collections.ts'
 import { HubError, checkVersion, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
@@ -30,6 +38,14 @@ export function userProfile(user: UserDoc): UserProfile {
 
 export function newId(): string {
   return randomBytes(12).toString('base64url')
+}
+
+const validTokenName = validator(Type.Object({ name: UserName }))
+
+/** The profile name a token's `name` claim gives (normalised as user.update would), else the id. */
+export function nameFromClaims(who: Pick<Identity, 'id' | 'name'>): string {
+  const claims = { name: who.name }
+  return validTokenName(claims) ? claims.name : who.id
 }
 
 export interface NewUser {
@@ -276,6 +292,27 @@ export class UsersService {
   /** Other services keep copies of profile fields (a member's name) current through these hooks. */
   onProfileChange(hook: ProfileHook): void {
     this.#profileHooks.push(hook)
+  }
+
+  /**
+   * A user token names its account (SPEC §2): one minted by the operator's CLI or by an external
+   * identity provider for a user the store does not know yet gets a profile from its claims, before
+   * its CONNACK. Concurrent first connections create it once (the losing transaction re-runs and
+   * finds it); a deleted account's tombstone refuses the token instead, recreating nothing.
+   */
+  async admitNewUser(who: Identity): Promise<void> {
+    const { store, publisher } = this.#options
+    const { value: created } = await store.transaction(async (tx) => {
+      if (await tx.get<UserDoc>(collections.users.name, who.id)) return null
+      if (await tx.get<DeletedUserDoc>(collections.deletedUsers.name, who.id))
+        throw new TokenRefusal(5, `user ${who.id} was deleted`, 'registration')
+      return tx.insert<UserDoc>(collections.users.name, {
+        id: who.id,
+        name: nameFromClaims(who),
+        createdAt: new Date().toISOString(),
+      })
+    })
+    if (created) await publisher.publish(userTopic(created.id), userProfile(created))
   }
 
   /** Sign-up: creates the account and publishes its profile. */

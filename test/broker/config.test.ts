@@ -146,3 +146,12 @@ t.test('METRICS_PORT is a port and METRICS_HOST an address, 127.0.0.1 by default
   t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_PORT: '70000' }), /METRICS_PORT/)
   t.throws(() => configFromEnv({ JWT_SECRET: SECRET, METRICS_HOST: 'example.org' }), /METRICS_HOST/)
 })
+
+t.test('ROUTER_RETURN_GRACE_SECONDS: 30 by default, 0 allowed, negative refused', async (t) => {
+  t.equal(configFromEnv({ JWT_SECRET: SECRET }).routerReturnGraceSeconds, 30)
+  t.equal(configFromEnv({ JWT_SECRET: SECRET, ROUTER_RETURN_GRACE_SECONDS: '0' }).routerReturnGraceSeconds, 0)
+  t.throws(
+    () => configFromEnv({ JWT_SECRET: SECRET, ROUTER_RETURN_GRACE_SECONDS: '-1' }),
+    /ROUTER_RETURN_GRACE_SECONDS/,
+  )
+})

@@ -15,6 +15,7 @@ import {
   subackCodes,
   waitUntil,
 } from '../../helpers/hub.ts'
+import { operatorSees, roomy } from '../../helpers/actors.ts'
 
 /**
  * End-to-end tests of device presence and reported state (docs/protocol/topics.md, docs/protocol/README.md#presence): real MQTT.js clients (and
@@ -234,6 +235,48 @@ t.test(
       { state: 'offline', session: 1 },
       'and it is retained, so nobody is told the device is online',
     )
+  },
+)
+
+t.test(
+  'devices removed by their owner while their connections end (the simulator’s stop --remove) leave nothing retained, even after late presence',
+  async (t) => {
+    const th = await startTestHub(t, roomy)
+    const owner = await newOwner(th)
+    const boxes = await Promise.all(Array.from({ length: 40 }, (_, i) => createDevice(t, owner, `Box ${i}`)))
+    const devices = await Promise.all(boxes.map((box) => connectDevice(th, box, 1)))
+    await Promise.all(devices.map((device, i) => publishPresence(device, boxes[i]!.device.id, 'online', 1)))
+    await waitUntil(
+      async () => (await Promise.all(boxes.map((b) => stored(th, b.device.id)))).every((d) => d?.online),
+      'every device is online',
+    )
+
+    // like the simulator: each box says offline (or not) and disconnects, and the owner removes it
+    // right after, a little later for each box, so that some removals land while the hub is still
+    // applying the box's last presence
+    await Promise.all(
+      devices.map(async (device, i) => {
+        const d = boxes[i]!.device.id
+        if (i % 2 === 0) void publishPresence(device, d, 'offline', 1)
+        else void device.endAsync()
+        await sleep(i % 10)
+        t.ok((await owner.req.request('device.remove', { deviceId: d })).ok, `device.remove ${d} succeeds`)
+      }),
+    )
+    // long enough for every late presence update, the hub's own offline and any last will
+    await sleep(1500)
+
+    const retained = await operatorSees(th, [
+      `users/${owner.id}/devices/+`,
+      ...boxes.map((b) => presenceTopic(b.device.id)),
+    ])
+    t.same(
+      retained.map((m) => `${m.topic} ${m.payload.toString()}`),
+      [],
+      'no device document and no presence of a removed device is retained',
+    )
+    for (const box of boxes)
+      t.equal(await stored(th, box.device.id), null, `${box.device.id} is gone from the store`)
   },
 )
 

@@ -173,3 +173,28 @@ t.test('a plan keeps healthy assignments, releases lost ones and assigns waiting
     'a served stage is never moved for a nearer router',
   )
 })
+
+t.test(
+  'a returning router (offline since a hub restart) keeps its stages but takes no new ones',
+  async (t) => {
+    const away = router('r1', { online: false, position: berlin })
+    const other = router('r2', { position: paris })
+    const stages = [stage('s1', { preferredPosition: berlin }), stage('s2', { preferredPosition: berlin })]
+    const assignments = [{ stageId: 's1', routerId: 'r1', kinds: ['mediasoup'] as const }]
+
+    const held = planDistribution(stages, [away, other], assignments, new Set(['r1']))
+    t.same(held.release, [], 'its stage stays assigned to it')
+    t.same(
+      held.assign.map((a) => [a.stageId, a.routerId]),
+      [['s2', 'r2']],
+      'a new stage goes to an online router, not to the returning one',
+    )
+
+    const gone = planDistribution(stages, [away, other], assignments)
+    t.same(
+      gone.release.map((a) => a.stageId),
+      ['s1'],
+      'once it is no longer returning, an offline router loses its stage',
+    )
+  },
+)

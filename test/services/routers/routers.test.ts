@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { AssignmentDoc } from '../../../services/routers/model.ts'
 import type { StageState } from '../../../schemas/actions/stage.ts'
 import type { RouterState } from '../../../schemas/actions/router.ts'
 import {
@@ -237,6 +238,34 @@ t.test(
     })
     await waitUntil(() => back.assigned().includes(fourth.id), 'a router that comes back takes new stages')
     t.same(usRouter.assigned(), [stage.id], 'a served stage is not moved back')
+  },
+)
+
+t.test(
+  'after a hub restart a router keeps its stages while it reconnects within ROUTER_RETURN_GRACE_SECONDS; one that does not come back loses them after it',
+  async (t) => {
+    const th = await startTestHub(t, { ...roomy, ROUTER_RETURN_GRACE_SECONDS: '2' })
+    const ops = await operator(th)
+    const alice = await actor(th, 'Alice')
+    const eu = await createRouter(ops, 'eu')
+    await startRouter(th, eu.id, eu.token, 1)
+    const stage = await ok<StageState>(alice, 'stage.create', { name: 'Jam', audioType: 'mediasoup' })
+    const assignedTo = async () =>
+      (await th.hub.store.get<AssignmentDoc>('router_assignments', stage.id))?.routerId
+    await waitUntil(async () => (await assignedTo()) === eu.id, 'the stage goes to the router')
+
+    await th.restart()
+    const started = Date.now()
+    t.equal(await assignedTo(), eu.id, 'right after the restart the stage is still the router’s')
+    await waitUntil(async () => (await assignedTo()) === undefined, 'the router did not return', 5000)
+    const waited = Date.now() - started
+    t.ok(waited >= 1500, `the stage was released only after the grace period (${waited} ms)`)
+
+    await startRouter(th, eu.id, eu.token, 2)
+    await waitUntil(
+      async () => (await assignedTo()) === eu.id,
+      'a router that comes back later gets it again',
+    )
   },
 )
 

@@ -1,8 +1,10 @@
 import t from 'tap'
 import type { GroupDoc, MemberDoc, MixDoc, StageDoc, StageTrackDoc } from '../../../services/stages/model.ts'
 import {
+  GROUP_PALETTE,
   SEATS_PER_STAGE,
   applyPatch,
+  freeGroupColor,
   lowestFreeSeat,
   memberOvTracks,
   membershipDependents,
@@ -462,3 +464,21 @@ t.test(
     t.equal(successorAdmin([member('leaving')], 'leaving'), undefined, 'nobody else: no heir')
   },
 )
+
+t.test('freeGroupColor: the first unused palette colour, then distinct generated ones', async (t) => {
+  t.equal(freeGroupColor([]), GROUP_PALETTE[0], 'an empty stage gets the first palette colour')
+  t.equal(
+    freeGroupColor([GROUP_PALETTE[0].toUpperCase(), GROUP_PALETTE[2]]),
+    GROUP_PALETTE[1],
+    'taken colours are skipped, ignoring case',
+  )
+  t.equal(new Set(GROUP_PALETTE).size, GROUP_PALETTE.length, 'the palette has no duplicates')
+
+  const taken: string[] = [...GROUP_PALETTE]
+  for (let i = 0; i < 500; i++) taken.push(freeGroupColor(taken))
+  t.equal(new Set(taken).size, taken.length, 'beyond the palette every generated colour is new')
+  t.ok(
+    taken.every((c) => /^#[0-9a-f]{6}$/.test(c)),
+    'every colour is a lower-case #rrggbb',
+  )
+})

@@ -9,6 +9,7 @@ import type {
 import type { UserProfile } from '../../../schemas/state.ts'
 import type { UserDoc } from '../../../services/collections.ts'
 import type { GroupDoc, MemberDoc, MixDoc, StageDoc } from '../../../services/stages/model.ts'
+import { GROUP_PALETTE } from '../../../services/stages/rules.ts'
 import {
   type ReceivedMessage,
   type TestHub,
@@ -532,6 +533,44 @@ t.test(
       await retainedOn(other.client, `stages/${otherStage.id}/groups/${otherGroup.id}`),
       { id: otherGroup.id, color: '#010101' },
       'another stage with the same group colour is untouched',
+    )
+  },
+)
+
+t.test(
+  'group.create without a colour picks a free one: distinct per stage, an explicit colour still wins or conflicts',
+  async (t) => {
+    const th = await startTestHub(t, roomy)
+    const alice = await actor(th, 'Alice')
+    const stage = await createStage(alice)
+
+    const first = await createGroup(alice, stage.id, GROUP_PALETTE[1], 'Explicit')
+    t.equal(first.color, GROUP_PALETTE[1], 'an explicit colour is kept')
+    const picked: GroupState[] = []
+    for (let i = 0; i < GROUP_PALETTE.length + 3; i++) {
+      picked.push(await ok<GroupState>(alice, 'group.create', { stageId: stage.id, name: `Auto ${i}` }))
+    }
+    const colors = [first, ...picked].map((g) => g.color)
+    t.equal(new Set(colors).size, colors.length, 'every group of the stage has its own colour')
+    t.equal(picked[0]!.color, GROUP_PALETTE[0], 'the first free palette colour comes first')
+    t.notOk(
+      picked.some((g) => g.color === GROUP_PALETTE[1]),
+      'the explicitly used colour is not handed out again',
+    )
+    t.ok(
+      colors.every((c) => /^#[0-9a-f]{6}$/.test(c)),
+      'picked colours are #rrggbb like explicit ones',
+    )
+    t.same(
+      await retainedOn(alice.client, `stages/${stage.id}/groups/${picked[0]!.id}`),
+      picked[0],
+      'the picked colour is what is retained',
+    )
+    t.equal(
+      (await refused(alice, 'group.create', { stageId: stage.id, name: 'Clash', color: picked[3]!.color }))
+        .code,
+      'conflict',
+      'an explicit colour that a picked one took still conflicts',
     )
   },
 )
