@@ -1,8 +1,10 @@
 import type { Logger } from 'pino'
 
 /**
- * SIGTERM/SIGINT stop a device program cleanly (its offline presence goes out before DISCONNECT);
- * a shutdown that hangs ends the process after 8 s, within systemd's TimeoutStopSec of 10 s.
+ * SIGTERM/SIGINT stop a device program or the hub cleanly (offline presence or hub/status goes out
+ * before the connections close); a shutdown that hangs ends the process after 8 s, within systemd's
+ * TimeoutStopSec of 10 s. Later signals are absorbed: Ctrl-C under `npm start` delivers SIGINT twice
+ * (from the terminal and forwarded by npm), and the second must not kill the process mid-shutdown.
  */
 export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): void {
   let stopping = false
@@ -19,6 +21,6 @@ export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): vo
       },
     )
   }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
 }
