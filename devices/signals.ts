@@ -3,8 +3,7 @@ import type { Logger } from 'pino'
 /**
  * SIGTERM/SIGINT stop a device program or the hub cleanly (offline presence or hub/status goes out
  * before the connections close); a shutdown that hangs ends the process after 8 s, within systemd's
- * TimeoutStopSec of 10 s. Later signals are absorbed: Ctrl-C under `npm start` delivers SIGINT twice
- * (from the terminal and forwarded by npm), and the second must not kill the process mid-shutdown.
+ * TimeoutStopSec of 10 s.
  */
 export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): void {
   let stopping = false
@@ -21,6 +20,6 @@ export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): vo
       },
     )
   }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
 }

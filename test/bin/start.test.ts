@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import mqtt from 'mqtt'
-import t from 'tap'
+import t, { type Test } from 'tap'
 
 const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -53,41 +53,72 @@ function portFree(port: number): Promise<boolean> {
   })
 }
 
+interface RunningHub {
+  npm: ChildProcess
+  exited: Promise<number | null>
+  /** The hub's log lines so far. */
+  log: string[]
+  ports: { mqtt: number; http: number }
+  /** From the log line that says where the generated secret is. */
+  secretFile: string
+  dataDir: string
+  env: NodeJS.ProcessEnv
+}
+
+/** `npm start` in the checkout with nothing configured but a fresh DATA_DIR and free ports; killed at teardown. */
+async function npmStart(t: Test, options: { detached?: boolean } = {}): Promise<RunningHub> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'stagehub-start-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const env = freshEnv(dataDir)
+  const npm = spawn('npm', ['start', '--silent'], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  })
+  const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)))
+  let stderr = ''
+  const log: string[] = []
+  npm.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  t.teardown(async () => {
+    for (const pid of await descendants(npm.pid!)) process.kill(pid, 'SIGKILL')
+    npm.kill('SIGKILL')
+  })
+  const seen = await new Promise<{ ports: { mqtt: number; http: number }; secretFile: string }>(
+    (resolve, reject) => {
+      let ports: { mqtt: number; http: number } | undefined
+      createInterface({ input: npm.stdout! }).on('line', (line) => {
+        log.push(line)
+        const entry = JSON.parse(line) as { msg: string; ports?: typeof ports; file?: string }
+        if (entry.msg === 'stagehub is listening') ports = entry.ports
+        if (ports && entry.file && /generated a signing secret/.test(entry.msg))
+          resolve({ ports, secretFile: entry.file })
+      })
+      npm.once('exit', () => reject(new Error(`npm start exited before it was ready: ${stderr}`)))
+    },
+  )
+  return { npm, exited, log, dataDir, env, ...seen }
+}
+
+/** After a stop: exit code 0, none of the processes npm ran is left, both ports can be listened on again. */
+async function assertStoppedCleanly(t: Test, hub: RunningHub, processes: number[]): Promise<void> {
+  t.equal(await hub.exited, 0, 'npm start exits 0')
+  t.same(processes.filter(alive), [], 'no process of the hub is left (before: the tsx child kept running)')
+  t.ok(await portFree(hub.ports.mqtt), `MQTT port ${hub.ports.mqtt} is free again`)
+  t.ok(await portFree(hub.ports.http), `HTTP port ${hub.ports.http} is free again`)
+}
+
 t.test(
   'npm start without JWT_SECRET: a generated secret (mode 600, logged) that the CLI in another process signs with; SIGTERM to npm exits 0, frees the ports and leaves no process',
   async (t) => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'stagehub-start-'))
-    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-    const env = freshEnv(dataDir)
-    const npm = spawn('npm', ['start', '--silent'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)))
-    let stderr = ''
-    const log: string[] = []
-    npm.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    t.teardown(async () => {
-      for (const pid of await descendants(npm.pid!)) process.kill(pid, 'SIGKILL')
-      npm.kill('SIGKILL')
-    })
-    const seen = await new Promise<{ ports: { mqtt: number; http: number }; secretFile: string }>(
-      (resolve, reject) => {
-        let ports: { mqtt: number; http: number } | undefined
-        createInterface({ input: npm.stdout }).on('line', (line) => {
-          log.push(line)
-          const entry = JSON.parse(line) as { msg: string; ports?: typeof ports; file?: string }
-          if (entry.msg === 'stagehub is listening') ports = entry.ports
-          if (ports && entry.file && /generated a signing secret/.test(entry.msg))
-            resolve({ ports, secretFile: entry.file })
-        })
-        npm.once('exit', () => reject(new Error(`npm start exited before it was ready: ${stderr}`)))
-      },
-    )
-    t.equal(seen.secretFile, join(dataDir, 'jwt-secret'), 'the log says where the secret is')
-    t.equal(statSync(seen.secretFile).mode & 0o777, 0o600)
-    const secret = readFileSync(seen.secretFile, 'utf8').trim()
+    const hub = await npmStart(t)
+    t.equal(hub.secretFile, join(hub.dataDir, 'jwt-secret'), 'the log says where the secret is')
+    t.equal(statSync(hub.secretFile).mode & 0o777, 0o600)
+    const secret = readFileSync(hub.secretFile, 'utf8').trim()
     t.ok(secret.length >= 43, 'the file holds 32 random bytes')
 
-    const minted = await run('node', [CLI, 'token', '--role', 'user', '--sub', 'u-cli'], { env })
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${seen.ports.mqtt}`, {
+    const minted = await run('node', [CLI, 'token', '--role', 'user', '--sub', 'u-cli'], { env: hub.env })
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${hub.ports.mqtt}`, {
       clientId: 'cli-token',
       username: 'token',
       password: minted.stdout.trim(),
@@ -97,19 +128,23 @@ t.test(
     t.ok(client.connected, 'the hub accepts a token the CLI signed with no JWT_SECRET set')
     client.end(true)
 
-    const processes = await descendants(npm.pid!)
+    const processes = await descendants(hub.npm.pid!)
     t.ok(processes.length >= 1, `npm runs the hub as ${processes.length} process(es)`)
-    npm.kill('SIGTERM')
-    t.equal(await exited, 0, 'npm start exits 0 after SIGTERM')
-    t.same(processes.filter(alive), [], 'no process of the hub is left (before: the tsx child kept running)')
-    t.ok(await portFree(seen.ports.mqtt), `MQTT port ${seen.ports.mqtt} is free again`)
-    t.ok(await portFree(seen.ports.http), `HTTP port ${seen.ports.http} is free again`)
+    hub.npm.kill('SIGTERM')
+    await assertStoppedCleanly(t, hub, processes)
     t.notOk(
-      log.some((line) => line.includes(secret)),
-      `the secret is in none of the ${log.length} log lines`,
+      hub.log.some((line) => line.includes(secret)),
+      `the secret is in none of the ${hub.log.length} log lines`,
     )
   },
 )
+
+t.test('Ctrl-C (SIGINT to the whole process group of npm start) stops the hub cleanly', async (t) => {
+  const hub = await npmStart(t, { detached: true })
+  const processes = await descendants(hub.npm.pid!)
+  process.kill(-hub.npm.pid!, 'SIGINT')
+  await assertStoppedCleanly(t, hub, processes)
+})
 
 t.test(
   'a port already in use ends start-up with exit 1 and a message naming the port and its variable (before: a hang)',
