@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -28,11 +28,21 @@ function freshEnv(dataDir: string, ports: { mqtt?: string; http?: string } = {})
   return env
 }
 
-/** Every process below `pid` (ps is procps, present wherever the hub runs). */
-async function descendants(pid: number): Promise<number[]> {
-  const { stdout } = await run('ps', ['-o', 'pid=', '--ppid', String(pid)]).catch(() => ({ stdout: '' }))
-  const children = stdout.split('\n').filter(Boolean).map(Number)
-  return [...children, ...(await Promise.all(children.map(descendants))).flat()]
+/** Every process below `pid`, read from /proc (no procps needed). */
+function descendants(pid: number): number[] {
+  const children = readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+        // "pid (comm) state ppid …": comm may hold spaces, so count from its closing parenthesis
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid
+      } catch {
+        return false // gone meanwhile
+      }
+    })
+    .map(Number)
+  return [...children, ...children.flatMap(descendants)]
 }
 
 function alive(pid: number): boolean {
@@ -80,8 +90,9 @@ async function npmStart(t: Test, options: { detached?: boolean } = {}): Promise<
   let stderr = ''
   const log: string[] = []
   npm.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  t.teardown(async () => {
-    for (const pid of await descendants(npm.pid!)) process.kill(pid, 'SIGKILL')
+  // a failed test must not leave a hub holding ports; the ones stopped cleanly have no descendants left
+  t.teardown(() => {
+    for (const pid of descendants(npm.pid!).filter(alive)) process.kill(pid, 'SIGKILL')
     npm.kill('SIGKILL')
   })
   const seen = await new Promise<{ ports: { mqtt: number; http: number }; secretFile: string }>(
@@ -128,7 +139,7 @@ t.test(
     t.ok(client.connected, 'the hub accepts a token the CLI signed with no JWT_SECRET set')
     client.end(true)
 
-    const processes = await descendants(hub.npm.pid!)
+    const processes = descendants(hub.npm.pid!)
     t.ok(processes.length >= 1, `npm runs the hub as ${processes.length} process(es)`)
     hub.npm.kill('SIGTERM')
     await assertStoppedCleanly(t, hub, processes)
@@ -141,7 +152,7 @@ t.test(
 
 t.test('Ctrl-C (SIGINT to the whole process group of npm start) stops the hub cleanly', async (t) => {
   const hub = await npmStart(t, { detached: true })
-  const processes = await descendants(hub.npm.pid!)
+  const processes = descendants(hub.npm.pid!)
   process.kill(-hub.npm.pid!, 'SIGINT')
   await assertStoppedCleanly(t, hub, processes)
 })
