@@ -10,13 +10,14 @@ import { UserName } from '../schemas/actions/user.ts'
 import { Password } from '../schemas/common.ts'
 import { Email } from '../schemas/http.ts'
 import { validator } from '../schemas/validate.ts'
-import { ConfigError, configFromEnv, storeSettingsFromEnv } from '../broker/config.ts'
+import { ConfigError, configFromEnv, ensureJwtSecretFile, storeSettingsFromEnv } from '../broker/config.ts'
 import { createTokenService, type Role } from '../broker/tokens.ts'
 import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../firmware-config/provisioning.ts'
 import { collections } from '../services/collections.ts'
 import { HubError } from '../services/errors.ts'
 import { type DeviceDoc, signDeviceToken } from '../services/devices/service.ts'
 import { startHub } from '../services/hub.ts'
+import { stopOnSignals } from '../devices/signals.ts'
 import {
   STORE_FILE,
   StoreRefusedError,
@@ -84,19 +85,16 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function start(): Promise<void> {
+  const generated = ensureJwtSecretFile()
   const hub = await startHub(configFromEnv())
-  const stop = (signal: string) => {
-    hub.log.info({ signal }, 'signal received')
-    hub.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        hub.log.error({ err }, 'shutdown failed')
-        process.exit(1)
-      },
+  if (generated)
+    hub.log.info(
+      { file: generated.file },
+      generated.created
+        ? 'JWT_SECRET is not set: generated a signing secret (the CLI reads it from there too)'
+        : 'JWT_SECRET is not set: signing with the secret kept in the data directory',
     )
-  }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  stopOnSignals({ stop: () => hub.close() }, hub.log)
 }
 
 function mintToken(args: string[]): void {

@@ -1,7 +1,8 @@
-import { createPublicKey } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { createPublicKey, randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { join, resolve } from 'node:path'
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256'
 
@@ -13,6 +14,8 @@ export interface HubConfig {
   jwt: {
     algorithm: JwtAlgorithm
     secret?: string | undefined
+    /** Where the HS256 secret was read from when JWT_SECRET is not set (see `ensureJwtSecretFile`). */
+    secretFile?: string | undefined
     publicKey?: string | undefined
     privateKey?: string | undefined
   }
@@ -170,6 +173,49 @@ export function storeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Stor
   }
 }
 
+/** The signing secret `stagehub start` keeps in DATA_DIR when neither JWT_SECRET nor JWT_PUBLIC_KEY is set. */
+export function jwtSecretFile(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(storeSettingsFromEnv(env).dataDir, 'jwt-secret')
+}
+
+/**
+ * For `stagehub start`: without JWT_SECRET and JWT_PUBLIC_KEY, makes sure DATA_DIR holds a signing
+ * secret (32 random bytes, readable by the owner only), so a first start needs no configuration and
+ * the CLI in another terminal signs with the same key. Returns the file, and whether it was just made.
+ */
+export function ensureJwtSecretFile(
+  env: NodeJS.ProcessEnv = process.env,
+): { file: string; created: boolean } | undefined {
+  if (env.JWT_SECRET || env.JWT_PUBLIC_KEY) return undefined
+  const file = jwtSecretFile(env)
+  mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 })
+  try {
+    // 'wx': two hubs starting at once on one directory keep the first one's secret
+    writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' })
+    return { file, created: true }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { file, created: false }
+    throw new ConfigError(`cannot write the JWT secret to ${file}: ${(err as Error).message}`)
+  }
+}
+
+/** The secret in DATA_DIR/jwt-secret, or undefined when there is none; refused if others may read it. */
+function readJwtSecretFile(env: NodeJS.ProcessEnv): { secret: string; file: string } | undefined {
+  const file = jwtSecretFile(env)
+  let mode: number
+  try {
+    mode = statSync(file).mode
+  } catch {
+    return undefined
+  }
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new ConfigError(
+      `${file} may be read by other users (mode ${(mode & 0o777).toString(8)}): anyone who reads it can sign tokens; chmod 600 ${file}`,
+    )
+  }
+  return { secret: readFileSync(file, 'utf8').trim(), file }
+}
+
 /** Reads the configuration (README.md, Configuration) from the environment; every problem is reported with its variable. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
   const port = (name: string, fallback: number): number => {
@@ -265,7 +311,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
   }
 
   const publicKey = fileOrPem('JWT_PUBLIC_KEY')
-  const secret = env.JWT_SECRET
+  const stored = env.JWT_SECRET || publicKey ? undefined : readJwtSecretFile(env)
+  const secret = env.JWT_SECRET || stored?.secret
   let algorithm: JwtAlgorithm = 'HS256'
   if (publicKey) {
     let keyType: string | undefined
@@ -280,10 +327,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     }
   } else if (!secret) {
     throw new ConfigError(
-      'set JWT_SECRET (HS256 key, at least 32 characters) or JWT_PUBLIC_KEY (PEM for RS256/ES256)',
+      `set JWT_SECRET (HS256 key, at least 32 characters) or JWT_PUBLIC_KEY (PEM for RS256/ES256), or start the hub once (npm start) with this DATA_DIR: it then keeps a generated secret in ${jwtSecretFile(env)}`,
     )
   } else if (secret.length < 32) {
-    throw new ConfigError('JWT_SECRET must be at least 32 characters long')
+    throw new ConfigError(`${stored ? stored.file : 'JWT_SECRET'} must be at least 32 characters long`)
   }
 
   const metricsToken = env.METRICS_TOKEN || undefined
@@ -310,6 +357,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     jwt: {
       algorithm,
       secret: publicKey ? undefined : secret,
+      secretFile: stored?.file,
       publicKey,
       privateKey: fileOrPem('JWT_PRIVATE_KEY'),
     },

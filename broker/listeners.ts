@@ -6,7 +6,7 @@ import websocket from '@fastify/websocket'
 import { createWebSocketStream } from 'ws'
 import type { Logger } from 'pino'
 import type { HubBroker } from './broker.ts'
-import type { HubConfig } from './config.ts'
+import { ConfigError, type HubConfig } from './config.ts'
 
 export interface Listeners {
   http: FastifyInstance
@@ -42,23 +42,33 @@ export async function createHttpServer(
   return http
 }
 
-/** Opens TCP (noDelay: no Nagle stall between SUBACK and retained PUBLISH), optional TLS, and HTTP. */
+/**
+ * Opens TCP (noDelay: no Nagle stall between SUBACK and retained PUBLISH), optional TLS, and HTTP. If
+ * one cannot open, those already open are closed again and the error names the port and its variable.
+ */
 export async function startListeners(
   broker: HubBroker,
   http: FastifyInstance,
   config: HubConfig,
 ): Promise<Listeners> {
   const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket))
-  await listen(tcp, config.mqttPort, config.host)
   let secure: tls.Server | undefined
-  if (config.tls) {
-    secure = tls.createServer({ cert: config.tls.cert, key: config.tls.key }, (socket) => {
-      socket.setNoDelay(true)
-      broker.handle(socket)
+  try {
+    await listen(tcp, config.mqttPort, config.host, 'MQTT_PORT')
+    if (config.tls) {
+      secure = tls.createServer({ cert: config.tls.cert, key: config.tls.key }, (socket) => {
+        socket.setNoDelay(true)
+        broker.handle(socket)
+      })
+      await listen(secure, config.tls.port, config.host, 'MQTTS_PORT')
+    }
+    await http.listen({ port: config.httpPort, host: config.host }).catch((err: unknown) => {
+      throw listenError(err, config.httpPort, config.host, 'HTTP_PORT')
     })
-    await listen(secure, config.tls.port, config.host)
+  } catch (err) {
+    await Promise.all([closeServer(tcp), secure && closeServer(secure)])
+    throw err
   }
-  await http.listen({ port: config.httpPort, host: config.host })
 
   const ports = {
     mqtt: (tcp.address() as AddressInfo).port,
@@ -78,16 +88,36 @@ export async function startListeners(
   }
 }
 
-function listen(server: net.Server, port: number, host: string): Promise<void> {
+function listen(server: net.Server, port: number, host: string, variable: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject)
+    const fail = (err: Error) => reject(listenError(err, port, host, variable))
+    server.once('error', fail)
     server.listen(port, host, () => {
-      server.off('error', reject)
+      server.off('error', fail)
       resolve()
     })
   })
 }
 
+/** The operator's question is which setting to change: a bare EADDRINUSE does not say. */
+function listenError(err: unknown, port: number, host: string, variable: string): unknown {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new ConfigError(
+        `${variable}: port ${port} on ${host} is already in use (another hub?): stop what listens there, or set ${variable} to a free port (0 picks one)`,
+      )
+    case 'EACCES':
+      return new ConfigError(
+        `${variable}: no permission to listen on port ${port} (ports below 1024 need privileges): set ${variable} to a higher port`,
+      )
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(`HOST: ${host} is not an address of this machine (listening for ${variable})`)
+    default:
+      return err
+  }
+}
+
 function closeServer(server: net.Server): Promise<void> {
+  // close() on a server that is not listening reports ERR_SERVER_NOT_RUNNING: it is closed either way
   return new Promise((resolve) => server.close(() => resolve()))
 }

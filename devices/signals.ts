@@ -1,8 +1,9 @@
 import type { Logger } from 'pino'
 
 /**
- * SIGTERM/SIGINT stop a device program cleanly (its offline presence goes out before DISCONNECT);
- * a shutdown that hangs ends the process after 8 s, within systemd's TimeoutStopSec of 10 s.
+ * SIGTERM/SIGINT stop a device program or the hub cleanly (offline presence or hub/status goes out
+ * before the connections close); a shutdown that hangs ends the process after 8 s, within systemd's
+ * TimeoutStopSec of 10 s.
  */
 export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): void {
   let stopping = false

@@ -137,10 +137,28 @@ const PRESENCE = /^(devices|routers)\/([^/]+)\/presence$/
 /**
  * The composition root: opens the store, builds the access index, broker, publisher and request
  * pipeline, lets each service register itself, republishes state, and only then opens the listeners,
- * so the first client already sees current state.
+ * so the first client already sees current state. A start that fails on the way (a port in use, a
+ * store that cannot be read) closes what it had opened before it rejects, so the process can end.
  */
 export async function startHub(config: HubConfig, options: { log?: Logger } = {}): Promise<Hub> {
   const log = options.log ?? pino({ level: config.logLevel, base: { service: 'stagehub' } })
+  const undo: (() => unknown)[] = []
+  try {
+    return await assembleHub(config, log, undo)
+  } catch (err) {
+    for (const step of undo.reverse()) {
+      await Promise.resolve()
+        .then(step)
+        .catch((cleanupErr: unknown) =>
+          log.warn({ err: cleanupErr }, 'could not close a part of a hub that failed to start'),
+        )
+    }
+    throw err
+  }
+}
+
+/** `startHub`'s work; `undo` collects how to close each part opened so far. */
+async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)[]): Promise<Hub> {
   if (config.redisUrl)
     log.warn(
       'REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone',
@@ -148,6 +166,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
   const store = await openStore(config)
+  undo.push(() => store.close())
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
@@ -157,6 +176,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     log: log.child({ component: 'audit' }),
     retentionDays: config.auditRetentionDays,
   })
+  undo.push(() => audit.stop())
   await audit.start()
 
   // the delegate closes over `pipeline`, `users` and `presence`, declared below: clients arrive once the listeners are open
@@ -190,6 +210,10 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     },
     persistence,
   )
+  undo.push(
+    () => persistence.flush(),
+    () => broker.close(),
+  )
   const publisher = new StatePublisher(broker, log.child({ component: 'state' }))
   publisher.register({
     name: 'presence',
@@ -217,6 +241,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     requestIdTtlMs: config.requestIdTtlMs,
     onOutcome: (outcome) => audit.request(outcome),
   })
+  undo.push(() => pipeline.stop())
   await pipeline.start()
   audit.registerQuery(pipeline)
 
@@ -284,6 +309,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     log: log.child({ component: 'media' }),
     sendSignal: (topic, payload) => broker.publish(topic, payload, { qos: 1 }),
   })
+  undo.push(() => media.stop())
   await media.start()
   new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
   const presence = new DevicePresence({
@@ -304,6 +330,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await routers.markAllOffline()
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
+  undo.push(stopFollowing)
 
   await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
   const status = (state: HubStatus['state']): HubStatus => ({
@@ -314,6 +341,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   await publisher.publish(HUB_STATUS_TOPIC, status('online'))
 
   const http = await createHttpServer(broker, config, log)
+  undo.push(() => http.close())
   schemaValidation(http)
   errorReplies(http, metrics)
   corsHeaders(http, config.corsOrigins)

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { createWorker, workerBin } from 'mediasoup'
 import type { types } from 'mediasoup'
 
 export type Worker = types.Worker
@@ -15,11 +14,12 @@ export async function createWorkers(
   count = availableParallelism(),
   settings: WorkerSettings = {},
 ): Promise<Worker[]> {
+  const { createWorker, workerBin } = await loadMediasoup()
   // Without a worker binary mediasoup fails with a bare spawn ENOENT; say how to get one instead.
   if (!existsSync(workerBin)) {
     throw new Error(
       `mediasoup-worker not found at ${workerBin}: offline machines build it with ` +
-        'scripts/build-mediasoup-worker.sh --install (see README, "mediasoup worker on offline machines")',
+        'scripts/build-mediasoup-worker.sh --install (see README, "mediasoup worker on router hosts")',
     )
   }
   const workers: Worker[] = []
@@ -30,4 +30,22 @@ export async function createWorkers(
     throw err
   }
   return workers
+}
+
+/**
+ * mediasoup is an optional dependency (the hub installs without it), loaded only when a router starts
+ * workers, so that a missing package is explained rather than a bare ERR_MODULE_NOT_FOUND.
+ */
+async function loadMediasoup(): Promise<typeof import('mediasoup')> {
+  try {
+    return await import('mediasoup')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err
+    throw new Error(
+      'mediasoup is not installed: it is an optional dependency, left out when its install script fails ' +
+        '(it cannot download its worker offline); on a router host build the worker and reinstall: ' +
+        'MEDIASOUP_WORKER_BIN=$(scripts/build-mediasoup-worker.sh) npm ci (see README, "mediasoup worker on router hosts")',
+      { cause: err },
+    )
+  }
 }

@@ -1,5 +1,8 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
-import { configFromEnv } from '../../broker/config.ts'
+import { configFromEnv, ensureJwtSecretFile } from '../../broker/config.ts'
 
 const SECRET = 'a-secret-of-at-least-32-characters!!'
 
@@ -154,4 +157,39 @@ t.test('ROUTER_RETURN_GRACE_SECONDS: 30 by default, 0 allowed, negative refused'
     () => configFromEnv({ JWT_SECRET: SECRET, ROUTER_RETURN_GRACE_SECONDS: '-1' }),
     /ROUTER_RETURN_GRACE_SECONDS/,
   )
+})
+
+t.test(
+  'without JWT_SECRET a start keeps one generated secret (mode 600) in DATA_DIR, and the configuration reads it from there',
+  async (t) => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'stagehub-secret-')), 'not-yet-made')
+    t.teardown(() => rmSync(join(dataDir, '..'), { recursive: true, force: true }))
+    const env = { DATA_DIR: dataDir }
+    t.throws(() => configFromEnv(env), /set JWT_SECRET .* start the hub once .*not-yet-made\/jwt-secret/)
+
+    const first = ensureJwtSecretFile(env)
+    t.same(first, { file: join(dataDir, 'jwt-secret'), created: true })
+    t.equal(statSync(first!.file).mode & 0o777, 0o600, 'readable and writable by the owner only')
+    const secret = readFileSync(first!.file, 'utf8').trim()
+    t.ok(secret.length >= 43, `${secret.length} characters of 32 random bytes`)
+
+    t.same(ensureJwtSecretFile(env), { file: first!.file, created: false }, 'a second start keeps it')
+    t.equal(readFileSync(first!.file, 'utf8').trim(), secret)
+    t.match(configFromEnv(env).jwt, { algorithm: 'HS256', secret, secretFile: first!.file })
+
+    t.equal(ensureJwtSecretFile({ ...env, JWT_SECRET: SECRET }), undefined, 'nothing is made with JWT_SECRET')
+    t.match(configFromEnv({ ...env, JWT_SECRET: SECRET }).jwt, { secret: SECRET, secretFile: undefined })
+  },
+)
+
+t.test('a secret file that others may read, or that is too short, is refused with its path', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'stagehub-secret-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const file = join(dataDir, 'jwt-secret')
+  writeFileSync(file, 'x'.repeat(40), { mode: 0o600 })
+  chmodSync(file, 0o644)
+  t.throws(() => configFromEnv({ DATA_DIR: dataDir }), /may be read by other users \(mode 644\).*chmod 600/)
+  writeFileSync(file, 'short\n')
+  chmodSync(file, 0o600)
+  t.throws(() => configFromEnv({ DATA_DIR: dataDir }), /jwt-secret must be at least 32 characters long/)
 })

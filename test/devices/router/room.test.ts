@@ -11,6 +11,10 @@ import { validator } from '../../../schemas/validate.ts'
 import { SignalError, StageRoom } from '../../../devices/router/room.ts'
 import { createWorkers } from '../../../devices/router/worker.ts'
 import { waitUntil } from '../../helpers/hub.ts'
+import { mediasoupTest } from '../../helpers/mediasoup.ts'
+
+/** These tests start mediasoup workers: skipped where mediasoup is not installed. */
+const msTest = mediasoupTest(t)
 
 /** One stage on a real mediasoup worker: the router side of signalling, without MQTT. */
 
@@ -37,7 +41,7 @@ function matches(schema: TSchema, value: unknown): string | true {
   return check(value) ? true : check.describe()
 }
 
-t.test('a stage room: transports, producers and consumers per participant, checked by owner', async (t) => {
+msTest('a stage room: transports, producers and consumers per participant, checked by owner', async (t) => {
   const [worker] = await createWorkers(1, { logLevel: 'warn' })
   if (!worker) throw new Error('no worker')
   t.teardown(() => worker.close())

@@ -29,6 +29,10 @@ import {
   rtpCapabilitiesFromSdp,
 } from '../../../devices/router/sdp-bridge.ts'
 import { createWorkers } from '../../../devices/router/worker.ts'
+import { mediasoupMissing, mediasoupTest } from '../../helpers/mediasoup.ts'
+
+/** These tests start mediasoup workers: skipped where mediasoup is not installed. */
+const msTest = mediasoupTest(t)
 
 const MEDIA_CODECS: types.RouterRtpCodecCapability[] = [
   { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 },
@@ -107,6 +111,7 @@ let worker: types.Worker
 let router: types.Router
 
 t.before(async () => {
+  if (mediasoupMissing) return
   const [w] = await createWorkers(1, { logLevel: 'warn' })
   if (!w) throw new Error('createWorkers(1) returned no worker')
   worker = w
@@ -114,7 +119,7 @@ t.before(async () => {
 })
 t.teardown(() => worker?.close())
 
-t.test(
+msTest(
   'werift sends opus + VP8 through the send bridge; a second werift receives them through the recv bridge',
   async (t) => {
     // --- send side: the device's offer -> producers -> answer
@@ -274,7 +279,7 @@ t.test(
   },
 )
 
-t.test('an offer without a=ssrc works through the mid header extension', async (t) => {
+msTest('an offer without a=ssrc works through the mid header extension', async (t) => {
   const sender = weriftPeer()
   t.teardown(() => sender.close())
   const track = new MediaStreamTrack({ kind: 'audio' })
@@ -393,7 +398,7 @@ function nativeOffer({
   return lines.join('\r\n') + '\r\n'
 }
 
-t.test('a libwebrtc-style offer: codec choice, RTX, extensions, simulcast', async (t) => {
+msTest('a libwebrtc-style offer: codec choice, RTX, extensions, simulcast', async (t) => {
   const caps = router.rtpCapabilities
   const offer = parseSendOffer(
     nativeOffer({
@@ -549,7 +554,7 @@ t.test('a libwebrtc-style offer: codec choice, RTX, extensions, simulcast', asyn
   t.match(passiveAnswer, /a=setup:active/)
 })
 
-t.test('refusals name the problem', async (t) => {
+msTest('refusals name the problem', async (t) => {
   const caps = router.rtpCapabilities
   t.throws(
     () =>
@@ -613,7 +618,7 @@ t.test('refusals name the problem', async (t) => {
   t.throws(() => parsePlainRtpSdp(ffmpegSdp, caps), { message: /no a=ssrc; pass the sender's ssrc/ })
 })
 
-t.test('recv offer: renegotiation keeps closed m-lines; answers are parsed', async (t) => {
+msTest('recv offer: renegotiation keeps closed m-lines; answers are parsed', async (t) => {
   const transport = await router.createWebRtcTransport(LISTEN)
   t.teardown(() => transport.close())
   const consumer = (id: string, kind: types.MediaKind, mid: string | undefined, ssrc: number) => ({
@@ -715,7 +720,7 @@ t.test('recv offer: renegotiation keeps closed m-lines; answers are parsed', asy
   t.throws(() => parseRecvAnswer(answer('active', false)), { message: /no a=fingerprint/ })
 })
 
-t.test("ffmpeg's own SDP (-sdp_file) gives PlainTransport producers that receive its RTP", async (t) => {
+msTest("ffmpeg's own SDP (-sdp_file) gives PlainTransport producers that receive its RTP", async (t) => {
   const plain = { protocol: 'udp', ip: '127.0.0.1' } as const
   const audioIn = await router.createPlainTransport({ listenInfo: plain, rtcpMux: false, comedia: true })
   const videoIn = await router.createPlainTransport({ listenInfo: plain, rtcpMux: false, comedia: true })

@@ -3,6 +3,10 @@ import t from 'tap'
 import type { types } from 'mediasoup'
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift'
 import { createWorkers } from '../../../devices/router/worker.ts'
+import { mediasoupTest } from '../../helpers/mediasoup.ts'
+
+/** These tests start mediasoup workers: skipped where mediasoup is not installed. */
+const msTest = mediasoupTest(t)
 
 const OPUS = { mimeType: 'audio/opus', clockRate: 48000, channels: 2 } as const
 const PAYLOAD_TYPE = 111
@@ -70,7 +74,7 @@ function offerField(sdp: string, pattern: RegExp, what: string): string {
   return value
 }
 
-t.test('a WebRTC peer (werift) sends opus over ICE + DTLS + SRTP to a mediasoup producer', async (t) => {
+msTest('a WebRTC peer (werift) sends opus over ICE + DTLS + SRTP to a mediasoup producer', async (t) => {
   const [worker] = await createWorkers(1, { logLevel: 'warn', logTags: ['ice', 'dtls', 'srtp'] })
   if (!worker) throw new Error('createWorkers(1) returned no worker')
   t.teardown(() => worker.close())

@@ -6,6 +6,10 @@ import type { StageDoc } from '../../../services/stages/model.ts'
 import { ok, operatorSees, parse, refused } from '../../helpers/actors.ts'
 import { recordMessages, waitUntil } from '../../helpers/hub.ts'
 import { berlin, createRouter, mediaStage, watchTracks } from './fixture.ts'
+import { mediasoupTest } from '../../helpers/mediasoup.ts'
+
+/** These tests start mediasoup workers: skipped where mediasoup is not installed. */
+const msTest = mediasoupTest(t)
 
 /** Routers coming and going under a stage: unassignment, loss, failover to a router run from the command line. */
 
@@ -17,7 +21,7 @@ const rtpParameters = (ssrc: number) => ({
   encodings: [{ ssrc }],
 })
 
-t.test(
+msTest(
   'unassignment closes the stage on the router; a lost router leaves media unavailable until another serves',
   async (t) => {
     const { th, ops, agent, alice, bob, stage, watch } = await mediaStage(t)

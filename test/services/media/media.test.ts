@@ -9,6 +9,10 @@ import {
   opusReceiver,
   opusSender,
 } from './webrtc.ts'
+import { mediasoupTest } from '../../helpers/mediasoup.ts'
+
+/** These tests start mediasoup workers: skipped where mediasoup is not installed. */
+const msTest = mediasoupTest(t)
 
 /** Media end to end: real hub, real router agent with a real mediasoup worker, real WebRTC peers (werift). */
 
@@ -16,7 +20,7 @@ interface Capabilities {
   rtpCapabilities: { codecs: { mimeType: string }[] }
 }
 
-t.test('a member sends opus through hub signalling and another member receives it', async (t) => {
+msTest('a member sends opus through hub signalling and another member receives it', async (t) => {
   const { th, agent, alice, bob, stage } = await mediaStage(t)
   const bobSees = await watchTracks(bob, stage.id)
 
@@ -174,7 +178,7 @@ t.test('a member sends opus through hub signalling and another member receives i
   t.pass('the router closed the transport of a client that disconnected')
 })
 
-t.test(
+msTest(
   'media.* from outside the stage is refused and reaches no router; routers take signals only from the hub',
   async (t) => {
     const { th, ops, router, alice, bob, stage, group } = await mediaStage(t)

@@ -4,6 +4,10 @@ import { actor, connectDevice, ok, refused } from '../../helpers/actors.ts'
 import { waitUntil } from '../../helpers/hub.ts'
 import { mediaStage, watchTracks } from './fixture.ts'
 import { OPUS } from './webrtc.ts'
+import { mediasoupTest } from '../../helpers/mediasoup.ts'
+
+/** These tests start mediasoup workers: skipped where mediasoup is not installed. */
+const msTest = mediasoupTest(t)
 
 /**
  * Native devices: SDP offer/answer through the hub (media.offer, media.receive, media.answer), with
@@ -66,7 +70,7 @@ async function nativeSender() {
   }
 }
 
-t.test('a native device sends by SDP offer, a member receives by SDP offer from the router', async (t) => {
+msTest('a native device sends by SDP offer, a member receives by SDP offer from the router', async (t) => {
   const { th, agent, alice, bob, stage } = await mediaStage(t)
   const bobSees = await watchTracks(bob, stage.id)
 
