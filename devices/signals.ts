@@ -20,6 +20,8 @@ export function stopOnSignals(agent: { stop(): Promise<void> }, log: Logger): vo
       },
     )
   }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  // `on`, not `once`: a second signal during the shutdown (Ctrl-C reaches npm and the hub, and npm
+  // passes it on; an impatient second Ctrl-C) must not kill the process before it has stopped cleanly
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
 }

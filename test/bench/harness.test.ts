@@ -32,6 +32,9 @@ interface Report {
   errors: { benchmark: string; error: string }[]
 }
 
+// every benchmark once: about 100 s on 2 busy cores, so more than tap's default of 120 s per file
+t.setTimeout(300_000)
+
 t.test('npm run bench -- --tiny writes well-formed results with baselines from the same run', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'stagehub-bench-test-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -40,7 +43,7 @@ t.test('npm run bench -- --tiny writes well-formed results with baselines from t
     execFile(
       process.execPath,
       ['--import', 'tsx', 'bench/run.ts', '--tiny', '--out', out],
-      { cwd: root, timeout: 110_000, maxBuffer: 16 * 2 ** 20 },
+      { cwd: root, timeout: 280_000, maxBuffer: 16 * 2 ** 20 },
       (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
     )

@@ -53,7 +53,7 @@ t.test(
 
     const ovbox = await command('stagehub-ovbox', ['--config', 'missing.json'])
     t.equal(ovbox.code, 2)
-    t.match(ovbox.stderr, /ovbox-agent: cannot read the configuration missing\.json/)
+    t.match(ovbox.stderr, /stagehub-ovbox: cannot read the configuration missing\.json/)
 
     const router = await command('stagehub-router', ['--help'])
     t.equal(router.code, 0, router.stderr)

@@ -9,7 +9,9 @@ import { RawClient } from '../helpers/raw-client.ts'
 // socket buffers are full and messages wait in the hub.
 
 const USER = 'u-slow'
-const TOPIC = `users/${USER}`
+// a topic of the user's that holds no retained message (its profile, users/u-slow, is created when the
+// user first connects): what arrives on it is exactly what the test publishes
+const TOPIC = `users/${USER}/stages/outbound-test`
 
 async function stuckReader(th: TestHub, qos: 0 | 1, clientId = 'stuck'): Promise<RawClient> {
   const stuck = await RawClient.connect(th.hub.ports.mqtt, clientId, th.token({ sub: USER }))
