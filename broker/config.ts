@@ -312,7 +312,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     },
     passwordChecks: {
       stagePerUserAndStage: count(
-        'STAGE_PASSWORD_FAILURES_PER_USER_AND_STAGE',
+        'STAGE_PASSWORD_FAILURES_PER_USER_STAGE',
         defaults.passwordChecks.stagePerUserAndStage,
       ),
       stagePerUser: count('STAGE_PASSWORD_FAILURES_PER_USER', defaults.passwordChecks.stagePerUser),
