@@ -408,3 +408,50 @@ t.test(
     t.equal(await connack(th, signup.token), 4, 'the account’s token has expired by then anyway (CONNACK 4)')
   },
 )
+
+t.test(
+  'two connections changing the password at once: one wins, and the other connection ends closed even when its request failed after losing the race (its generation moves only when its own change is stored)',
+  async (t) => {
+    const th = await startTestHub(t, { ...roomy, PASSWORD_HASH_CONCURRENCY: '2' })
+    let raced = 0
+    for (let round = 0; round < 8; round++) {
+      const person = { email: `racer${round}@example.org`, password: 'first long passphrase', name: 'Racer' }
+      const signup = (await post(th, '/auth/signup', person)).body as TokenReply
+      const pair = [
+        await connectWith(th, signup.userId, signup.token),
+        await connectWith(th, signup.userId, signup.token),
+      ]
+      const answers = await Promise.all(
+        pair.map((a, i) =>
+          a.req
+            .send(
+              'user.changePassword',
+              JSON.stringify({
+                id: `race-${i}`,
+                params: { currentPassword: person.password, newPassword: `new passphrase ${i}` },
+              }),
+              `race-${i}`,
+              1000,
+            )
+            .then(
+              (r) => (r.ok ? 'ok' : r.error!.code),
+              () => 'closed before its answer',
+            ),
+        ),
+      )
+      const winner = answers.indexOf('ok')
+      t.ok(winner >= 0, `round ${round}: one change wins (${answers.join(', ')})`)
+      const loser = pair[1 - winner]!
+      if (answers[1 - winner] === 'forbidden') raced++
+      await connectionClosed(loser.client).catch(() => undefined)
+      t.notOk(
+        loser.client.connected,
+        `round ${round}: the other connection (${answers[1 - winner]}) is closed`,
+      )
+      t.ok(pair[winner]!.client.connected, `round ${round}: the winner stays`)
+    }
+    t.comment(
+      `${raced} of 8 rounds had the losing request fail after its first attempt reached the new generation`,
+    )
+  },
+)
