@@ -198,7 +198,7 @@ export class UsersService {
     // as often as a tombstone can expire, at most hourly: few accounts are deleted
     const sweepMs = Math.min(3600, this.#options.userTokenTtlSeconds) * 1000
     this.#tombstoneSweeper = setInterval(() => {
-      this.purgeTombstones().catch((err: unknown) =>
+      this.#purgeTombstones().catch((err: unknown) =>
         this.#options.log.warn({ err }, 'could not purge the tombstones of deleted accounts'),
       )
     }, sweepMs)
@@ -270,11 +270,11 @@ export class UsersService {
   /**
    * Deletes the tombstones of accounts deleted longer ago than a user token lives: every token of
    * such an account has expired, so nothing is left for the tombstone to refuse (and the access index
-   * need not hold it). Returns how many went.
+   * need not hold it).
    */
-  async purgeTombstones(now = Date.now()): Promise<number> {
+  async #purgeTombstones(): Promise<void> {
     const { store, userTokenTtlSeconds } = this.#options
-    const cutoff = now - userTokenTtlSeconds * 1000
+    const cutoff = Date.now() - userTokenTtlSeconds * 1000
     const expired: DeletedUserDoc[] = []
     for await (const tombstone of store.scan<DeletedUserDoc>(collections.deletedUsers.name))
       if (Date.parse(tombstone.deletedAt) < cutoff) expired.push(tombstone)
@@ -286,7 +286,6 @@ export class UsersService {
         }
       })
     }
-    return expired.length
   }
 
   /** Whether this connection waits for the answer to the deletion of its own account. */
