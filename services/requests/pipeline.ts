@@ -31,7 +31,7 @@ export interface RequestContext {
   /**
    * Runs `effect` once the request is settled, before its response: `committed` says whether this
    * request's changes are durable. For state outside the store that must follow it (a connection's
-   * token generation); called once per registration, so it must not mind being called twice.
+   * token generation). Each registration is called once; every re-run of the transaction may add one.
    */
   settled(effect: (committed: boolean) => void): void
 }
@@ -190,7 +190,12 @@ export class RequestPipeline {
     const memo = new Map<string, Promise<unknown>>()
     // kept over re-runs of the transaction: each run may have started something that needs ending
     const settlers: ((committed: boolean) => void)[] = []
-    const settle = (committed: boolean) => settlers.forEach((effect) => effect(committed))
+    let isSettled = false
+    const settle = (committed: boolean) => {
+      if (isSettled) return // a failure after the commit (publishing) does not undo it
+      isSettled = true
+      settlers.forEach((effect) => effect(committed))
+    }
     const once = <T>(key: string, compute: () => Promise<T>): Promise<T> => {
       if (!memo.has(key)) memo.set(key, compute())
       return memo.get(key) as Promise<T>
