@@ -47,6 +47,23 @@ export interface HubConfig {
     slowdownMs: number
   }
   /**
+   * Wrong passwords tolerated from signed-in users (stage passwords of stage.join, the current
+   * password of user.changePassword and user.delete); see GuessThrottle in services/users/auth-limits.ts.
+   */
+  passwordChecks: {
+    /** Wrong passwords of one user for one stage, then refused. */
+    stagePerUserAndStage: number
+    /** Wrong stage passwords of one user over all stages, then refused. */
+    stagePerUser: number
+    /** Wrong passwords for one stage from anyone, then each check waits `loginThrottle.slowdownMs`. */
+    stagePerStage: number
+    /** Wrong current passwords from one client id of a user, then refused. */
+    accountPerClient: number
+    /** Wrong current passwords of one user from any client id, then each check waits. */
+    accountPerUser: number
+    forgiveSeconds: number
+  }
+  /**
    * Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client for HTTP's
    * per-address limits; from anyone else the header is ignored, so clients cannot pick their address.
    */
@@ -116,6 +133,14 @@ const defaults = {
     perEmail: 10,
     forgiveSeconds: 30,
     slowdownMs: 2000,
+  },
+  passwordChecks: {
+    stagePerUserAndStage: 5,
+    stagePerUser: 20,
+    stagePerStage: 50,
+    accountPerClient: 5,
+    accountPerUser: 20,
+    forgiveSeconds: 30,
   },
   // one core is left to the event loop; libuv runs four threads by default, more would queue there
   passwordHashing: { concurrency: Math.min(4, Math.max(1, availableParallelism() - 1)), queueLimit: 32 },
@@ -284,6 +309,20 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       perEmail: count('LOGIN_FAILURES_PER_EMAIL', defaults.loginThrottle.perEmail),
       forgiveSeconds: positive('LOGIN_FAILURE_FORGIVEN_SECONDS', defaults.loginThrottle.forgiveSeconds),
       slowdownMs: positive('LOGIN_SLOWDOWN_MS', defaults.loginThrottle.slowdownMs),
+    },
+    passwordChecks: {
+      stagePerUserAndStage: count(
+        'STAGE_PASSWORD_FAILURES_PER_USER_STAGE',
+        defaults.passwordChecks.stagePerUserAndStage,
+      ),
+      stagePerUser: count('STAGE_PASSWORD_FAILURES_PER_USER', defaults.passwordChecks.stagePerUser),
+      stagePerStage: count('STAGE_PASSWORD_FAILURES_PER_STAGE', defaults.passwordChecks.stagePerStage),
+      accountPerClient: count(
+        'ACCOUNT_PASSWORD_FAILURES_PER_CLIENT',
+        defaults.passwordChecks.accountPerClient,
+      ),
+      accountPerUser: count('ACCOUNT_PASSWORD_FAILURES_PER_USER', defaults.passwordChecks.accountPerUser),
+      forgiveSeconds: positive('PASSWORD_FAILURE_FORGIVEN_SECONDS', defaults.passwordChecks.forgiveSeconds),
     },
     trustedProxies: addressList('TRUST_PROXY'),
     passwordHashing: {

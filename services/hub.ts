@@ -71,6 +71,7 @@ function closeRevokedConnections(
             who.role === 'user' &&
             who.id === id &&
             (who.ver ?? 0) < generation &&
+            !users.renewing(who) &&
             !(generation === Infinity && users.answersDeletion(who)),
         )
         continue
@@ -221,7 +222,14 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     passwords,
     signupLimits: config.signupLimits,
     loginThrottle: config.loginThrottle,
+    passwordChecks: {
+      perClient: config.passwordChecks.accountPerClient,
+      perUser: config.passwordChecks.accountPerUser,
+      forgiveSeconds: config.passwordChecks.forgiveSeconds,
+      slowdownMs: config.loginThrottle.slowdownMs,
+    },
     userTokenTtlSeconds: config.userTokenTtlSeconds,
+    log: log.child({ component: 'users' }),
   })
   await users.start()
   const stages = new StagesService({
@@ -231,6 +239,13 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     users,
     quotas: config.quotas,
     passwords,
+    passwordChecks: {
+      perUserAndStage: config.passwordChecks.stagePerUserAndStage,
+      perUser: config.passwordChecks.stagePerUser,
+      perStage: config.passwordChecks.stagePerStage,
+      forgiveSeconds: config.passwordChecks.forgiveSeconds,
+      slowdownMs: config.loginThrottle.slowdownMs,
+    },
     log: log.child({ component: 'stages' }),
   })
   await stages.start()
@@ -307,6 +322,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
     (closing ??= (async () => {
       log.info('shutting down')
       pipeline.stop()
+      users.stop()
       media.stop()
       stopFollowing()
       await publisher.publish(HUB_STATUS_TOPIC, status('offline'))

@@ -66,3 +66,38 @@ t.test('TRUST_PROXY is a list of addresses or CIDR ranges; anything else is refu
     )
   }
 })
+
+t.test(
+  'the wrong-password limits of signed-in users come from the environment, with defaults; a bad value is refused naming its variable',
+  async (t) => {
+    t.same(configFromEnv({ JWT_SECRET: SECRET }).passwordChecks, {
+      stagePerUserAndStage: 5,
+      stagePerUser: 20,
+      stagePerStage: 50,
+      accountPerClient: 5,
+      accountPerUser: 20,
+      forgiveSeconds: 30,
+    })
+    const config = configFromEnv({
+      JWT_SECRET: SECRET,
+      STAGE_PASSWORD_FAILURES_PER_USER_STAGE: '3',
+      STAGE_PASSWORD_FAILURES_PER_USER: '9',
+      STAGE_PASSWORD_FAILURES_PER_STAGE: '40',
+      ACCOUNT_PASSWORD_FAILURES_PER_CLIENT: '4',
+      ACCOUNT_PASSWORD_FAILURES_PER_USER: '12',
+      PASSWORD_FAILURE_FORGIVEN_SECONDS: '90',
+    })
+    t.same(config.passwordChecks, {
+      stagePerUserAndStage: 3,
+      stagePerUser: 9,
+      stagePerStage: 40,
+      accountPerClient: 4,
+      accountPerUser: 12,
+      forgiveSeconds: 90,
+    })
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, ACCOUNT_PASSWORD_FAILURES_PER_CLIENT: '2.5' }),
+      /ACCOUNT_PASSWORD_FAILURES_PER_CLIENT must be a whole number/,
+    )
+  },
+)
