@@ -171,7 +171,9 @@ export class HubBroker {
     })
     const broker: HubBroker = new HubBroker(aedes, options, persistence)
     persistence.sessionEvents = {
-      overflow: (clientId, dropped) => broker.#sessionOverflow(clientId, dropped),
+      connected: (clientId) => broker.#client(clientId) !== undefined,
+      overflow: (clientId, dropped, unacknowledged) =>
+        broker.#sessionOverflow(clientId, dropped, unacknowledged),
     }
     broker.#watchConnections()
     return broker
@@ -237,9 +239,7 @@ export class HubBroker {
    * (a deleted account's own user.delete): called once that answer is on its way.
    */
   closeIfRevoked(clientId: string): void {
-    const client = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[
-      clientId
-    ]
+    const client = this.#client(clientId)
     const who = client && this.#identities.get(client)
     if (!who || this.#credentialsCurrent(who)) return
     this.#options.log.info({ clientId }, 'credentials revoked: closing the connection after its answer')
@@ -314,9 +314,11 @@ export class HubBroker {
       this.#identities.set(client, who)
       this.#newest.set(who.clientId, who)
       if (client.clean) this.#sessions.end(who.clientId)
-      else
+      else {
+        this.#persistence.sessionConnected(who.clientId)
         for (const ending of this.#sessions.connected(who.clientId, holderKey(who)))
           this.#endSession(ending, 'identity_cap')
+      }
       this.#armExpiry(client, who.exp)
       done(null, true)
     } catch (err) {
@@ -447,15 +449,20 @@ export class HubBroker {
   }
 
   /**
-   * A persistent session's queue overflowed and lost its oldest messages. Connected, its client reads
-   * without acknowledging (PUBACK): it is closed as a slow consumer, as the outbound queue does.
+   * A persistent session's queue overflowed and lost messages. When everything in it was sent to its
+   * connected client and not acknowledged (PUBACK), the client reads without acknowledging: it is
+   * closed as a slow consumer, as the outbound queue does.
    */
-  #sessionOverflow(clientId: string, dropped: number): void {
+  #sessionOverflow(clientId: string, dropped: number, unacknowledged: boolean): void {
     this.#options.metrics.sessionDropped.inc(dropped)
-    const client = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[
-      clientId
-    ]
-    if (client) this.#closeSlowConsumer(client, 'unacknowledged', this.#persistence.queued(clientId))
+    const client = this.#client(clientId)
+    if (client && unacknowledged)
+      this.#closeSlowConsumer(client, 'unacknowledged', this.#persistence.queued(clientId))
+  }
+
+  /** The connected client of a client id. */
+  #client(clientId: string): Client | undefined {
+    return (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId]
   }
 
   /** Users, devices and routers keep a stored token generation no newer than their token's. */

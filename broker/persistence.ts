@@ -71,11 +71,13 @@ export interface SessionQueueLimits {
 
 /** What the broker hears of the session queues. */
 export interface SessionQueueEvents {
+  /** Whether the session's client is connected. */
+  connected(clientId: string): boolean
   /**
-   * A session's queue was full: its oldest message was dropped. When the session is connected, its
-   * client is not acknowledging what it reads, and the broker closes it.
+   * A session's queue was full and lost `dropped` messages. `unacknowledged`: it is connected and
+   * every message in it was sent and not acknowledged, so its client reads without PUBACK.
    */
-  overflow(clientId: string, dropped: number): void
+  overflow(clientId: string, dropped: number, unacknowledged: boolean): void
 }
 
 interface SessionQueue {
@@ -112,6 +114,8 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   readonly #sessionLimits: SessionQueueLimits
   /** Replaces the base class's unbounded queues (its own stay empty: every queue method is here). */
   readonly #outgoing = new Map<string, SessionQueue>()
+  /** Queued messages sent on their session's current connection and not yet acknowledged. */
+  #sent = new WeakSet<QueuedPacket>()
   /** Set by the broker that uses this persistence. */
   sessionEvents: SessionQueueEvents | undefined
 
@@ -157,7 +161,11 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     for (const sub of subs) this.#enqueue(sub.clientId, packet)
   }
 
-  /** A queued message is being sent: it gets its packet id (the same lookup as Aedes' own). */
+  /**
+   * A queued message is being sent: it gets its packet id (the same lookup as Aedes' own). One the
+   * full queue dropped meanwhile is sent all the same, once, and no longer kept for redelivery: Aedes'
+   * own `no such packet` here would close the connection of a client resuming a full session.
+   */
   async outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void> {
     const packets = this.#outgoing.get(client.id)?.packets ?? []
     for (let i = 0; i < packets.length; i++) {
@@ -165,14 +173,15 @@ export class DurableRetainedPersistence extends MemoryPersistence {
       if (queued.brokerId === packet.brokerId) {
         if (queued.brokerCounter === packet.brokerCounter) {
           queued.messageId = packet.messageId
+          this.#sent.add(queued)
           return
         }
       } else if (queued.messageId === packet.messageId) {
         packets[i] = packet
+        this.#sent.add(packet)
         return
       }
     }
-    throw new Error('no such packet')
   }
 
   /** PUBACK (or a message the ACL no longer lets through): it leaves the queue. */
@@ -207,6 +216,11 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     await this.cleanIncoming({ id: clientId })
   }
 
+  /** A session's new connection: nothing in its queue has been sent on it yet. */
+  sessionConnected(clientId: string): void {
+    for (const packet of this.#outgoing.get(clientId)?.packets ?? []) this.#sent.delete(packet)
+  }
+
   /** Messages and bytes queued for a session now. */
   queued(clientId: string): { messages: number; bytes: number } {
     const queue = this.#outgoing.get(clientId)
@@ -220,12 +234,23 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     queue.packets.push(copy)
     queue.bytes += queuedBytes(copy)
     const { maxMessages, maxBytes } = this.#sessionLimits
+    const packets = queue.packets
+    if (packets.length <= maxMessages && queue.bytes <= maxBytes) return
+    // offline, the oldest message goes; connected, the oldest not yet sent (a backlog being resumed),
+    // unless every message before the new one was sent and is still unacknowledged
+    const connected = this.sessionEvents?.connected(clientId) ?? false
     let dropped = 0
-    while (queue.packets.length > 1 && (queue.packets.length > maxMessages || queue.bytes > maxBytes)) {
-      queue.bytes -= queuedBytes(queue.packets.shift()!)
+    let unacknowledged = false
+    while (packets.length > 1 && (packets.length > maxMessages || queue.bytes > maxBytes)) {
+      let i = connected ? packets.findIndex((p) => !this.#sent.has(p)) : 0
+      if (i === packets.length - 1) {
+        unacknowledged = true
+        i = 0
+      }
+      queue.bytes -= queuedBytes(packets.splice(i, 1)[0]!)
       dropped++
     }
-    if (dropped > 0) this.sessionEvents?.overflow(clientId, dropped)
+    this.sessionEvents?.overflow(clientId, dropped, unacknowledged)
   }
 
   /** Every retained topic held now. */

@@ -70,6 +70,32 @@ t.test(
 )
 
 t.test(
+  'a full session resumed while new messages arrive stays connected and gets the new messages',
+  async (t) => {
+    const zoe = await th.hub.users.createUser({ name: 'Zoe' })
+    const token = th.token({ sub: zoe.id })
+    const clientId = `${zoe.id}-tablet`
+    await offlineSession(th, token, clientId, `users/${zoe.id}`)
+    for (let i = 0; i < QUEUE; i++) await th.hub.broker.publish(`users/${zoe.id}`, `old ${i}`, { qos: 1 })
+
+    const client = await th.connect({ clientId, clean: false, token })
+    const received: string[] = []
+    client.on('message', (_topic, payload) => received.push(payload.toString()))
+    // while its queue is being sent: each new message drops the oldest queued one
+    for (let i = 0; i < 20; i++) await th.hub.broker.publish(`users/${zoe.id}`, `new ${i}`, { qos: 1 })
+    await waitUntil(() => received.includes('new 19'), 'the newest message arrives')
+    await sleep(200)
+    t.ok(client.connected, 'the client stays connected')
+    t.same(
+      Array.from({ length: 20 }, (_, i) => `new ${i}`).filter((m) => !received.includes(m)),
+      [],
+      'and receives every new message (at least once, as QoS 1 promises)',
+    )
+    t.ok(received.includes(`old ${QUEUE - 1}`), 'and the newest of its backlog')
+  },
+)
+
+t.test(
   'a connected persistent session that reads but never acknowledges (PUBACK) is closed beyond the limit',
   async (t) => {
     const bob = await th.hub.users.createUser({ name: 'Bob' })
