@@ -280,6 +280,8 @@ export class HubBroker {
       checkClientId(verified, this.#emptyClientIds.has(client) ? '' : client.id)
       // looked up first: everything after it runs without a pause, so no other CONNECT comes between
       const prefixOwners = await this.#prefixOwners(client.id, verified)
+      // closed meanwhile: Aedes drops this CONNECT, and no disconnect would undo what is recorded below
+      if ((client as unknown as { closed: boolean }).closed) return done(null, null)
       checkClientIdHolder(
         verified,
         client.id,

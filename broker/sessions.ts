@@ -15,10 +15,6 @@ export class SessionTable {
 
   constructor(private readonly limits: { expiryMs: number; maxPerIdentity: number }) {}
 
-  get size(): number {
-    return this.#holders.size
-  }
-
   holder(clientId: string): string | undefined {
     return this.#holders.get(clientId)
   }
