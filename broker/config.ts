@@ -29,6 +29,12 @@ export interface HubConfig {
    * QoS 0 is dropped and QoS 1 closes the connection, as does a socket that stays full `drainTimeoutMs`.
    */
   outbound: { maxMessages: number; maxBytes: number; drainTimeoutMs: number }
+  /**
+   * Persistent sessions (CONNECT with clean session 0): each ends after `expiryMs` offline, and an
+   * identity keeps at most `maxPerIdentity` (beyond, its longest-unused offline session ends). Their
+   * queued QoS 1 messages are bounded by the `outbound` message and byte limits.
+   */
+  sessions: { expiryMs: number; maxPerIdentity: number }
   /** Requests per client: a bucket of `burst` refilled at `perSecond`. */
   rateLimit: { perSecond: number; burst: number }
   /** Requests per account (role and id) across all its connections, on top of the per-client limit. */
@@ -121,6 +127,9 @@ const defaults = {
   maxPayloadBytes: 64 * 1024,
   // Mosquitto's max_queued_messages and EMQX's max_mqueue_len are 1000 too
   outbound: { maxMessages: 1000, maxBytes: 4 * 1024 * 1024, drainTimeoutSeconds: 30 },
+  // Mosquitto's persistent_client_expiration has no default (never); two hours outlasts a dropped
+  // phone connection or a router reboot without keeping abandoned sessions for ever
+  sessions: { expirySeconds: 2 * 60 * 60, maxPerIdentity: 10 },
   rateLimit: { perSecond: 20, burst: 40 },
   accountRateLimit: { perSecond: 20, burst: 40 },
   signupLimits: {
@@ -281,6 +290,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       maxBytes: count('OUTBOUND_QUEUE_BYTES', defaults.outbound.maxBytes),
       drainTimeoutMs:
         1000 * positive('OUTBOUND_DRAIN_TIMEOUT_SECONDS', defaults.outbound.drainTimeoutSeconds),
+    },
+    sessions: {
+      expiryMs: 1000 * positive('SESSION_EXPIRY_SECONDS', defaults.sessions.expirySeconds),
+      maxPerIdentity: count('SESSION_MAX_PER_IDENTITY', defaults.sessions.maxPerIdentity),
     },
     rateLimit: {
       perSecond: positive('RATE_LIMIT_PER_SECOND', defaults.rateLimit.perSecond),

@@ -74,6 +74,7 @@ function closeRevokedConnections(
             !users.renewing(who) &&
             !(generation === Infinity && users.answersDeletion(who)),
         )
+        if (generation === Infinity) broker.endSessionsOf({ role: 'user', id })
         continue
       }
       const role =
@@ -89,6 +90,7 @@ function closeRevokedConnections(
         (who) =>
           who.role === role && who.id === id && (generation === undefined || (who.ver ?? 0) < generation),
       )
+      if (!after) broker.endSessionsOf({ role, id })
     }
   })
 }
@@ -145,7 +147,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
   const store = await openStore(config)
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
-  const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
+  const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log, config.outbound)
   const audit = new AuditTrail({
     store,
     metrics,
@@ -162,9 +164,11 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
       log: log.child({ component: 'broker' }),
       maxPacketBytes: Math.max(256 * 1024, 4 * config.maxPayloadBytes),
       outbound: config.outbound,
+      sessions: config.sessions,
       delegate: {
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
+        userExists: async (id) => (await store.get(collections.users.name, id)) !== null,
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
         onPublish: (who, topic, payload) =>
           topic.startsWith('routers/')

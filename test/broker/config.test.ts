@@ -101,3 +101,26 @@ t.test(
     )
   },
 )
+
+t.test(
+  'SESSION_* variables have their defaults, and a bad value is refused naming its variable',
+  async (t) => {
+    t.same(configFromEnv({ JWT_SECRET: SECRET }).sessions, {
+      expiryMs: 2 * 60 * 60 * 1000,
+      maxPerIdentity: 10,
+    })
+    t.same(
+      configFromEnv({ JWT_SECRET: SECRET, SESSION_EXPIRY_SECONDS: '90', SESSION_MAX_PER_IDENTITY: '3' })
+        .sessions,
+      { expiryMs: 90_000, maxPerIdentity: 3 },
+    )
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, SESSION_EXPIRY_SECONDS: '0' }),
+      /SESSION_EXPIRY_SECONDS must be a positive number/,
+    )
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, SESSION_MAX_PER_IDENTITY: '2.5' }),
+      /SESSION_MAX_PER_IDENTITY must be a whole number/,
+    )
+  },
+)
