@@ -17,7 +17,9 @@ import {
   type OutboundLimits,
   boundOutbound,
 } from './outbound-queue.ts'
+import type { DurableRetainedPersistence } from './persistence.ts'
 import { ProtocolGuard } from './protocol.ts'
+import { SessionTable } from './sessions.ts'
 import {
   type Identity,
   type TokenService,
@@ -48,6 +50,8 @@ export interface BrokerDelegate {
    * Undefined for a device or router that is not registered; Infinity for a deleted user account.
    */
   tokenGeneration(role: 'user' | 'device' | 'router', id: string): number | undefined
+  /** Whether a user account with this id exists (user tokens of unknown users are not refused). */
+  userExists(id: string): boolean
   /** A client published to its own `clients/{c}/req/{action}`; called after the ACL allowed it. */
   onRequest(who: Identity, action: string, payload: Buffer): void
   /**
@@ -77,7 +81,12 @@ export interface BrokerOptions {
   maxPacketBytes: number
   /** Per-connection outbound queue, and how long a connection's socket may stay full. */
   outbound: OutboundLimits & { drainTimeoutMs: number }
+  /** Persistent sessions: how long one is kept offline, and how many one identity keeps. */
+  sessions: { expiryMs: number; maxPerIdentity: number }
 }
+
+/** Why a persistent session ended without its holder ending it (stagehub_sessions_ended_total). */
+type SessionEnd = 'expired' | 'identity_cap' | 'revoked'
 
 const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
 /** Where refused messages go: no client can subscribe to it, so they reach nobody. */
@@ -98,9 +107,12 @@ export class HubBroker {
   /**
    * Who holds each persistent session (CONNECT with clean=false) by client id: the session, its
    * subscriptions and its queued messages outlive the connection, and only its holder may resume it.
-   * Ended when the holder connects with a clean session (Aedes then discards the session).
+   * Ended when the holder connects with a clean session (Aedes then discards the session), when it
+   * expires offline, when its holder has too many, or when its holder's credentials are revoked.
    */
-  readonly #sessions = new Map<string, string>()
+  readonly #sessions: SessionTable
+  readonly #persistence: DurableRetainedPersistence
+  #sessionTimer: NodeJS.Timeout | undefined
   /** When each connection's token expires (ms since the epoch): one timer for all, not one each. */
   readonly #expiries = new Map<Client, number>()
   #expiryTimer: NodeJS.Timeout | undefined
@@ -114,9 +126,11 @@ export class HubBroker {
   /** Connections already being closed as slow consumers (Aedes reports a drain timeout many times). */
   readonly #slowClosed = new WeakSet<Client>()
 
-  private constructor(aedes: Aedes, options: BrokerOptions) {
+  private constructor(aedes: Aedes, options: BrokerOptions, persistence: DurableRetainedPersistence) {
     this.aedes = aedes
     this.#options = options
+    this.#persistence = persistence
+    this.#sessions = new SessionTable(options.sessions)
     this.#protocol = new ProtocolGuard({
       maxPacketBytes: options.maxPacketBytes,
       log: options.log,
@@ -128,10 +142,10 @@ export class HubBroker {
     }
   }
 
-  static async create(options: BrokerOptions, persistence?: unknown): Promise<HubBroker> {
+  static async create(options: BrokerOptions, persistence: DurableRetainedPersistence): Promise<HubBroker> {
     // the hooks close over `broker`, declared below: they only run once connections arrive, after it exists
     const aedes = await Aedes.createBroker({
-      ...(persistence ? { persistence: persistence as never } : {}),
+      persistence: persistence as never,
       maxClientsIdLength: 64,
       // Aedes closes a connection whose socket stays full this long; #watchConnections counts it
       drainTimeout: options.outbound.drainTimeoutMs,
@@ -139,7 +153,7 @@ export class HubBroker {
         if (!packet.clientId) broker.#emptyClientIds.add(client)
         done(null, true)
       },
-      authenticate: (client, _username, password, done) => broker.#authenticate(client, password, done),
+      authenticate: (client, _username, password, done) => void broker.#authenticate(client, password, done),
       authorizePublish: (client, packet, done) => broker.#authorizePublish(client, packet, done),
       authorizeSubscribe: (client, subscription, done) => {
         const who = client ? broker.#identities.get(client) : undefined
@@ -161,7 +175,12 @@ export class HubBroker {
         return packet
       },
     })
-    const broker: HubBroker = new HubBroker(aedes, options)
+    const broker: HubBroker = new HubBroker(aedes, options, persistence)
+    persistence.sessionEvents = {
+      connected: (clientId) => broker.#client(clientId) !== undefined,
+      overflow: (clientId, dropped, unacknowledged) =>
+        broker.#sessionOverflow(clientId, dropped, unacknowledged),
+    }
     broker.#watchConnections()
     return broker
   }
@@ -226,17 +245,25 @@ export class HubBroker {
    * (a deleted account's own user.delete): called once that answer is on its way.
    */
   closeIfRevoked(clientId: string): void {
-    const client = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[
-      clientId
-    ]
+    const client = this.#client(clientId)
     const who = client && this.#identities.get(client)
     if (!who || this.#credentialsCurrent(who)) return
     this.#options.log.info({ clientId }, 'credentials revoked: closing the connection after its answer')
     client.close()
   }
 
+  /**
+   * Ends the persistent sessions of an identity whose credentials were revoked (a deleted account, a
+   * removed device): those offline at once, those connected when their connection closes.
+   */
+  endSessionsOf(who: Pick<Identity, 'role' | 'id'>): void {
+    for (const clientId of this.#sessions.of(holderKey(who)))
+      if (!this.#newest.has(clientId)) this.#endSession(clientId, 'revoked')
+  }
+
   close(): Promise<void> {
     clearTimeout(this.#expiryTimer)
+    clearTimeout(this.#sessionTimer)
     this.#expiries.clear()
     return new Promise((resolve) => this.aedes.close(() => resolve()))
   }
@@ -322,7 +349,13 @@ export class HubBroker {
     const claims = tokens.verify(token)
     verified?.(claims)
     checkClientId(claims, clientId)
-    checkClientIdHolder(claims, clientId, this.#reservedFor(clientId), this.#holder(clientId))
+    checkClientIdHolder(
+      claims,
+      clientId,
+      this.#reservedFor(clientId),
+      this.#prefixOwners(clientId, claims),
+      this.#holder(clientId),
+    )
     if (claims.role !== 'admin') {
       const generation = delegate.tokenGeneration(claims.role, claims.id)
       if (generation === undefined)
@@ -393,8 +426,12 @@ export class HubBroker {
     if (!client.closed) {
       this.#identities.set(client, who)
       this.#newest.set(who.clientId, who)
-      if (client.clean) this.#sessions.delete(who.clientId)
-      else this.#sessions.set(who.clientId, holderKey(who))
+      if (client.clean) this.#sessions.end(who.clientId)
+      else {
+        this.#persistence.sessionConnected(who.clientId)
+        for (const ending of this.#sessions.connected(who.clientId, holderKey(who)))
+          this.#endSession(ending, 'identity_cap')
+      }
       this.#armExpiry(client, who.exp)
     }
     done(null, true)
@@ -448,10 +485,79 @@ export class HubBroker {
     return undefined
   }
 
+  /**
+   * The registered identities whose id followed by '-' begins this client id: ids of the form
+   * `{id}-…` are reserved for that identity (ids may contain '-' themselves, so every '-' counts).
+   */
+  #prefixOwners(clientId: string, caller: Pick<Identity, 'id'>): string[] {
+    if (clientId.startsWith(`${caller.id}-`)) return []
+    const { delegate } = this.#options
+    const owners: string[] = []
+    for (let dash = clientId.indexOf('-', 1); dash > 0; dash = clientId.indexOf('-', dash + 1)) {
+      const id = clientId.slice(0, dash)
+      for (const role of ['device', 'router'] as const)
+        if (delegate.tokenGeneration(role, id) !== undefined) owners.push(holderKey({ role, id }))
+      if (delegate.userExists(id)) owners.push(holderKey({ role: 'user', id }))
+    }
+    return owners
+  }
+
   /** Who holds a client id now: its connected identity, else the holder of its persistent session. */
   #holder(clientId: string): string | undefined {
     const connected = this.#newest.get(clientId)
-    return connected ? holderKey(connected) : this.#sessions.get(clientId)
+    return connected ? holderKey(connected) : this.#sessions.holder(clientId)
+  }
+
+  /** A persistent session's connection closed: its session is kept offline, within the limits. */
+  #sessionOffline(client: Client, who: Identity): void {
+    if (client.clean || this.#sessions.holder(who.clientId) !== holderKey(who)) return
+    if (!this.#credentialsCurrent(who)) return void this.#endSession(who.clientId, 'revoked')
+    for (const ending of this.#sessions.disconnected(who.clientId, Date.now()))
+      this.#endSession(ending, 'identity_cap')
+    this.#scheduleSessionExpiry()
+  }
+
+  #scheduleSessionExpiry(): void {
+    if (this.#sessionTimer) return
+    const at = this.#sessions.nextExpiry()
+    if (at === Infinity) return
+    this.#sessionTimer = setTimeout(
+      () => {
+        this.#sessionTimer = undefined
+        for (const clientId of this.#sessions.due(Date.now())) this.#endSession(clientId, 'expired')
+        this.#scheduleSessionExpiry()
+      },
+      Math.max(0, Math.min(at - Date.now(), MAX_TIMER_MS)),
+    )
+    this.#sessionTimer.unref()
+  }
+
+  /** Ends a persistent session that is not connected: the id is free again, its messages are gone. */
+  #endSession(clientId: string, reason: SessionEnd): void {
+    if (!this.#sessions.end(clientId)) return
+    const { metrics, log } = this.#options
+    metrics.sessionsEnded.inc({ reason })
+    log.info({ clientId, reason, ...this.#persistence.queued(clientId) }, 'persistent session ended')
+    this.#persistence
+      .endSession(clientId)
+      .catch((err: unknown) => log.error({ err, clientId }, 'could not end a persistent session'))
+  }
+
+  /**
+   * A persistent session's queue overflowed and lost messages. When everything in it was sent to its
+   * connected client and not acknowledged (PUBACK), the client reads without acknowledging: it is
+   * closed as a slow consumer, as the outbound queue does.
+   */
+  #sessionOverflow(clientId: string, dropped: number, unacknowledged: boolean): void {
+    this.#options.metrics.sessionDropped.inc(dropped)
+    const client = this.#client(clientId)
+    if (client && unacknowledged)
+      this.#closeSlowConsumer(client, 'unacknowledged', this.#persistence.queued(clientId))
+  }
+
+  /** The connected client of a client id. */
+  #client(clientId: string): Client | undefined {
+    return (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId]
   }
 
   /** Users, devices and routers keep a stored token generation no newer than their token's. */
@@ -506,7 +612,10 @@ export class HubBroker {
       if (!who) return
       metrics.connections.dec({ role: who.role })
       const superseded = this.#newest.get(who.clientId) !== who
-      if (!superseded) this.#newest.delete(who.clientId)
+      if (!superseded) {
+        this.#newest.delete(who.clientId)
+        this.#sessionOffline(client, who)
+      }
       const reason = (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost'
       delegate.onDisconnected?.(who, reason, superseded)
     })
@@ -522,7 +631,7 @@ export class HubBroker {
    */
   #closeSlowConsumer(
     client: Client,
-    reason: 'queue_full' | 'drain_timeout',
+    reason: 'queue_full' | 'drain_timeout' | 'unacknowledged',
     queued?: { messages: number; bytes: number },
   ): void {
     if (this.#slowClosed.has(client)) return
@@ -530,9 +639,11 @@ export class HubBroker {
     this.#options.metrics.slowConsumerDisconnects.inc({ reason })
     this.#options.log.warn(
       { clientId: client.id, reason, ...queued },
-      reason === 'queue_full'
-        ? 'slow consumer: outbound queue full, closing the connection'
-        : 'slow consumer: socket did not drain in time, closing the connection',
+      {
+        queue_full: 'slow consumer: outbound queue full, closing the connection',
+        drain_timeout: 'slow consumer: socket did not drain in time, closing the connection',
+        unacknowledged: 'slow consumer: too many QoS 1 messages unacknowledged, closing the connection',
+      }[reason],
     )
     client.close()
   }

@@ -32,6 +32,12 @@ export interface HubConfig {
    * QoS 0 is dropped and QoS 1 closes the connection, as does a socket that stays full `drainTimeoutMs`.
    */
   outbound: { maxMessages: number; maxBytes: number; drainTimeoutMs: number }
+  /**
+   * Persistent sessions (CONNECT with clean session 0): each ends after `expiryMs` offline, and an
+   * identity keeps at most `maxPerIdentity` (beyond, its longest-unused offline session ends). Their
+   * queued QoS 1 messages are bounded by the `outbound` message and byte limits.
+   */
+  sessions: { expiryMs: number; maxPerIdentity: number }
   /** Requests per client: a bucket of `burst` refilled at `perSecond`. */
   rateLimit: { perSecond: number; burst: number }
   /** Requests per account (role and id) across all its connections, on top of the per-client limit. */
@@ -48,6 +54,23 @@ export interface HubConfig {
     perEmail: number
     forgiveSeconds: number
     slowdownMs: number
+  }
+  /**
+   * Wrong passwords tolerated from signed-in users (stage passwords of stage.join, the current
+   * password of user.changePassword and user.delete); see GuessThrottle in services/users/auth-limits.ts.
+   */
+  passwordChecks: {
+    /** Wrong passwords of one user for one stage, then refused. */
+    stagePerUserAndStage: number
+    /** Wrong stage passwords of one user over all stages, then refused. */
+    stagePerUser: number
+    /** Wrong passwords for one stage from anyone, then each check waits `loginThrottle.slowdownMs`. */
+    stagePerStage: number
+    /** Wrong current passwords from one client id of a user, then refused. */
+    accountPerClient: number
+    /** Wrong current passwords of one user from any client id, then each check waits. */
+    accountPerUser: number
+    forgiveSeconds: number
   }
   /**
    * Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client for HTTP's
@@ -128,6 +151,9 @@ const defaults = {
   maxPayloadBytes: 64 * 1024,
   // Mosquitto's max_queued_messages and EMQX's max_mqueue_len are 1000 too
   outbound: { maxMessages: 1000, maxBytes: 4 * 1024 * 1024, drainTimeoutSeconds: 30 },
+  // Mosquitto's persistent_client_expiration has no default (never); two hours outlasts a dropped
+  // phone connection or a router reboot without keeping abandoned sessions for ever
+  sessions: { expirySeconds: 2 * 60 * 60, maxPerIdentity: 10 },
   rateLimit: { perSecond: 20, burst: 40 },
   accountRateLimit: { perSecond: 20, burst: 40 },
   signupLimits: {
@@ -140,6 +166,14 @@ const defaults = {
     perEmail: 10,
     forgiveSeconds: 30,
     slowdownMs: 2000,
+  },
+  passwordChecks: {
+    stagePerUserAndStage: 5,
+    stagePerUser: 20,
+    stagePerStage: 50,
+    accountPerClient: 5,
+    accountPerUser: 20,
+    forgiveSeconds: 30,
   },
   // one core is left to the event loop; libuv runs four threads by default, more would queue there
   passwordHashing: { concurrency: Math.min(4, Math.max(1, availableParallelism() - 1)), queueLimit: 32 },
@@ -371,6 +405,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       drainTimeoutMs:
         1000 * positive('OUTBOUND_DRAIN_TIMEOUT_SECONDS', defaults.outbound.drainTimeoutSeconds),
     },
+    sessions: {
+      expiryMs: 1000 * positive('SESSION_EXPIRY_SECONDS', defaults.sessions.expirySeconds),
+      maxPerIdentity: count('SESSION_MAX_PER_IDENTITY', defaults.sessions.maxPerIdentity),
+    },
     rateLimit: {
       perSecond: positive('RATE_LIMIT_PER_SECOND', defaults.rateLimit.perSecond),
       burst: positive('RATE_LIMIT_BURST', defaults.rateLimit.burst),
@@ -398,6 +436,20 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       perEmail: count('LOGIN_FAILURES_PER_EMAIL', defaults.loginThrottle.perEmail),
       forgiveSeconds: positive('LOGIN_FAILURE_FORGIVEN_SECONDS', defaults.loginThrottle.forgiveSeconds),
       slowdownMs: positive('LOGIN_SLOWDOWN_MS', defaults.loginThrottle.slowdownMs),
+    },
+    passwordChecks: {
+      stagePerUserAndStage: count(
+        'STAGE_PASSWORD_FAILURES_PER_USER_STAGE',
+        defaults.passwordChecks.stagePerUserAndStage,
+      ),
+      stagePerUser: count('STAGE_PASSWORD_FAILURES_PER_USER', defaults.passwordChecks.stagePerUser),
+      stagePerStage: count('STAGE_PASSWORD_FAILURES_PER_STAGE', defaults.passwordChecks.stagePerStage),
+      accountPerClient: count(
+        'ACCOUNT_PASSWORD_FAILURES_PER_CLIENT',
+        defaults.passwordChecks.accountPerClient,
+      ),
+      accountPerUser: count('ACCOUNT_PASSWORD_FAILURES_PER_USER', defaults.passwordChecks.accountPerUser),
+      forgiveSeconds: positive('PASSWORD_FAILURE_FORGIVEN_SECONDS', defaults.passwordChecks.forgiveSeconds),
     },
     trustedProxies: addressList('TRUST_PROXY'),
     passwordHashing: {

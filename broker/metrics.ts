@@ -32,7 +32,18 @@ export class HubMetrics {
   })
   readonly slowConsumerDisconnects = new Counter({
     name: 'stagehub_slow_consumer_disconnects_total',
-    help: 'Connections closed because they did not take what they were sent (queue_full, drain_timeout)',
+    help: 'Connections closed because they did not take what they were sent (queue_full, drain_timeout, unacknowledged)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  })
+  readonly sessionDropped = new Counter({
+    name: 'stagehub_session_dropped_total',
+    help: "QoS 1 messages dropped (oldest first) because a persistent session's queue was full",
+    registers: [this.registry],
+  })
+  readonly sessionsEnded = new Counter({
+    name: 'stagehub_sessions_ended_total',
+    help: 'Persistent sessions ended by the hub (expired offline, identity_cap, revoked credentials)',
     labelNames: ['reason'],
     registers: [this.registry],
   })

@@ -20,8 +20,19 @@ interface StoredRetained extends RetainedPacket {
   cmd: 'publish'
 }
 
+/** A QoS 1 message queued for a persistent session: Aedes' Packet (aedes-packet) and its ids. */
+interface QueuedPacket {
+  topic: string
+  payload: Buffer
+  brokerId?: string
+  brokerCounter?: number
+  messageId?: number
+}
+
 interface AsyncPersistence {
   setup(broker: Aedes): Promise<void>
+  cleanSubscriptions(client: { id: string }): Promise<void>
+  cleanIncoming(client: { id: string }): Promise<void>
   storeRetained(packet: RetainedPacket): Promise<void>
   createRetainedStream(pattern: string): Readable
   createRetainedStreamCombi(patterns: string[]): Readable
@@ -48,6 +59,34 @@ const ARCHIVE_DELAY_MS = 100
 /** Topics archived per store transaction. */
 const ARCHIVE_CHUNK = 1000
 
+const Packet = (
+  require('aedes-persistence/asyncPersistence.js') as { Packet: new (p: object) => QueuedPacket }
+).Packet
+
+/** Per persistent session: QoS 1 messages queued or sent and not yet acknowledged (PUBACK). */
+export interface SessionQueueLimits {
+  maxMessages: number
+  maxBytes: number
+}
+
+/** What the broker hears of the session queues. */
+export interface SessionQueueEvents {
+  /** Whether the session's client is connected. */
+  connected(clientId: string): boolean
+  /**
+   * A session's queue was full and lost `dropped` messages. `unacknowledged`: it is connected and
+   * every message in it was sent and not acknowledged, so its client reads without PUBACK.
+   */
+  overflow(clientId: string, dropped: number, unacknowledged: boolean): void
+}
+
+interface SessionQueue {
+  packets: QueuedPacket[]
+  bytes: number
+}
+
+const queuedBytes = (packet: QueuedPacket): number => packet.topic.length + packet.payload.length
+
 const stored = (r: RetainedRecord): StoredRetained => ({
   cmd: 'publish',
   topic: r.topic,
@@ -57,8 +96,11 @@ const stored = (r: RetainedRecord): StoredRetained => ({
 })
 
 /**
- * Aedes' memory persistence (sessions, QoS, wills) with the hub's own retained-message store: a topic
- * trie (RetainedIndex), so a SUBSCRIBE costs what its filters match rather than a scan of every
+ * Aedes' memory persistence (subscriptions, wills) with bounded session queues and the hub's own
+ * retained-message store. Aedes keeps every QoS 1 message for a persistent session in the
+ * persistence's queue until the client acknowledges it, offline or connected, with no limit: here
+ * each session's queue holds at most `SessionQueueLimits` (oldest dropped first, as Mosquitto's
+ * max_queued_messages), and an emptied queue is forgotten. Retained messages live in a topic trie (RetainedIndex), so a SUBSCRIBE costs what its filters match rather than a scan of every
  * retained topic, and a write-behind archive in the hub's store, so retained topics (device presence,
  * state) outlive a restart and orphans can be found and cleared. Archive writes are coalesced per
  * topic over ARCHIVE_DELAY_MS and written behind in order; `flush` writes and waits for them.
@@ -69,11 +111,19 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   readonly #retained = new RetainedIndex<StoredRetained>()
   #pending = new Map<string, RetainedRecord | null>()
   #writing: Promise<void> = Promise.resolve()
+  readonly #sessionLimits: SessionQueueLimits
+  /** Replaces the base class's unbounded queues (its own stay empty: every queue method is here). */
+  readonly #outgoing = new Map<string, SessionQueue>()
+  /** Queued messages sent on their session's current connection and not yet acknowledged. */
+  #sent = new WeakSet<QueuedPacket>()
+  /** Set by the broker that uses this persistence. */
+  sessionEvents: SessionQueueEvents | undefined
 
-  constructor(archive: RetainedArchive, log: Logger) {
+  constructor(archive: RetainedArchive, log: Logger, sessionLimits: SessionQueueLimits) {
     super()
     this.#archive = archive
     this.#log = log
+    this.#sessionLimits = sessionLimits
   }
 
   override async setup(broker: Aedes): Promise<void> {
@@ -101,6 +151,106 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     const out: StoredRetained[] = []
     for (const pattern of patterns) this.#retained.match(pattern, out)
     return Readable.from(out)
+  }
+
+  async outgoingEnqueue(sub: { clientId: string }, packet: QueuedPacket): Promise<void> {
+    this.#enqueue(sub.clientId, packet)
+  }
+
+  async outgoingEnqueueCombi(subs: { clientId: string }[], packet: QueuedPacket): Promise<void> {
+    for (const sub of subs) this.#enqueue(sub.clientId, packet)
+  }
+
+  /**
+   * A queued message is being sent: it gets its packet id (the same lookup as Aedes' own). One the
+   * full queue dropped meanwhile is sent all the same, once, and no longer kept for redelivery: Aedes'
+   * own `no such packet` here would close the connection of a client resuming a full session.
+   */
+  async outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void> {
+    const packets = this.#outgoing.get(client.id)?.packets ?? []
+    for (let i = 0; i < packets.length; i++) {
+      const queued = packets[i]!
+      if (queued.brokerId === packet.brokerId) {
+        if (queued.brokerCounter === packet.brokerCounter) {
+          queued.messageId = packet.messageId
+          this.#sent.add(queued)
+          return
+        }
+      } else if (queued.messageId === packet.messageId) {
+        packets[i] = packet
+        this.#sent.add(packet)
+        return
+      }
+    }
+  }
+
+  /** PUBACK (or a message the ACL no longer lets through): it leaves the queue. */
+  async outgoingClearMessageId(
+    client: { id: string },
+    packet: QueuedPacket,
+  ): Promise<QueuedPacket | undefined> {
+    const queue = this.#outgoing.get(client.id)
+    if (!queue) return undefined
+    const i = queue.packets.findIndex((queued) => queued.messageId === packet.messageId)
+    if (i < 0) return undefined
+    const [cleared] = queue.packets.splice(i, 1)
+    queue.bytes -= queuedBytes(cleared!)
+    if (queue.packets.length === 0) this.#outgoing.delete(client.id)
+    return cleared
+  }
+
+  outgoingStream(client: { id: string }): Readable {
+    // a copy: the queue changes while Aedes sends it
+    return Readable.from([...(this.#outgoing.get(client.id)?.packets ?? [])])
+  }
+
+  /** A clean session: Aedes discards the subscriptions; its queue goes with them. */
+  override async cleanSubscriptions(client: { id: string }): Promise<void> {
+    this.#outgoing.delete(client.id)
+    await super.cleanSubscriptions(client)
+  }
+
+  /** Ends a persistent session that is not connected: its subscriptions, queue and QoS state go. */
+  async endSession(clientId: string): Promise<void> {
+    await this.cleanSubscriptions({ id: clientId })
+    await this.cleanIncoming({ id: clientId })
+  }
+
+  /** A session's new connection: nothing in its queue has been sent on it yet. */
+  sessionConnected(clientId: string): void {
+    for (const packet of this.#outgoing.get(clientId)?.packets ?? []) this.#sent.delete(packet)
+  }
+
+  /** Messages and bytes queued for a session now. */
+  queued(clientId: string): { messages: number; bytes: number } {
+    const queue = this.#outgoing.get(clientId)
+    return { messages: queue?.packets.length ?? 0, bytes: queue?.bytes ?? 0 }
+  }
+
+  #enqueue(clientId: string, packet: QueuedPacket): void {
+    let queue = this.#outgoing.get(clientId)
+    if (!queue) this.#outgoing.set(clientId, (queue = { packets: [], bytes: 0 }))
+    const copy = new Packet(packet)
+    queue.packets.push(copy)
+    queue.bytes += queuedBytes(copy)
+    const { maxMessages, maxBytes } = this.#sessionLimits
+    const packets = queue.packets
+    if (packets.length <= maxMessages && queue.bytes <= maxBytes) return
+    // offline, the oldest message goes; connected, the oldest not yet sent (a backlog being resumed),
+    // unless every message before the new one was sent and is still unacknowledged
+    const connected = this.sessionEvents?.connected(clientId) ?? false
+    let dropped = 0
+    let unacknowledged = false
+    while (packets.length > 1 && (packets.length > maxMessages || queue.bytes > maxBytes)) {
+      let i = connected ? packets.findIndex((p) => !this.#sent.has(p)) : 0
+      if (i === packets.length - 1) {
+        unacknowledged = true
+        i = 0
+      }
+      queue.bytes -= queuedBytes(packets.splice(i, 1)[0]!)
+      dropped++
+    }
+    this.sessionEvents?.overflow(clientId, dropped, unacknowledged)
   }
 
   /** Every retained topic held now. */

@@ -163,15 +163,18 @@ export const holderKey = (identity: Pick<Identity, 'role' | 'id'>): string =>
 
 /**
  * Client ids belong to identities (README, Protocol overview): a registered device's or router's id is
- * reserved for that device's or router's own tokens, and any other id is bound to the identity that
- * holds it (connected, or with a persistent session in the broker), so only that identity may take it
- * over. Refusals answer CONNACK 5.
+ * reserved for that device's or router's own tokens, as is every id of the form `{id}-…` for the
+ * registered identity `{id}`; any other id is bound to the identity that holds it (connected, or with
+ * a persistent session in the broker), so only that identity may take it over. Refusals answer
+ * CONNACK 5.
  */
 export function checkClientIdHolder(
   identity: Omit<Identity, 'clientId'>,
   clientId: string,
   /** The role whose registered id this client id is, if any. */
   reservedFor: 'device' | 'router' | undefined,
+  /** Holder keys of the registered identities whose id followed by '-' begins this client id. */
+  prefixOwners: readonly string[],
   /** The holder key of the connection or persistent session that has this client id now, if any. */
   holder: string | undefined,
 ): void {
@@ -180,6 +183,15 @@ export function checkClientIdHolder(
     throw new TokenRefusal(
       5,
       `client id "${clientId}" is a registered ${reservedFor}'s id: only that ${reservedFor}'s token may use it`,
+      'client-id',
+    )
+  }
+  // the prefix is the caller's own: nobody else can hold this id, so it may always take it
+  if (clientId.startsWith(`${identity.id}-`)) return
+  if (prefixOwners.length > 0) {
+    throw new TokenRefusal(
+      5,
+      `client id "${clientId}" begins with the id of ${prefixOwners[0]!.replace(':', ' ')} and is reserved for it: choose an id of the form {yourId}-{random}`,
       'client-id',
     )
   }

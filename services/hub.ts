@@ -77,8 +77,10 @@ function closeRevokedConnections(
             who.role === 'user' &&
             who.id === id &&
             (who.ver ?? 0) < generation &&
+            !users.renewing(who) &&
             !(generation === Infinity && users.answersDeletion(who)),
         )
+        if (generation === Infinity) broker.endSessionsOf({ role: 'user', id })
         continue
       }
       const role =
@@ -94,6 +96,7 @@ function closeRevokedConnections(
         (who) =>
           who.role === role && who.id === id && (generation === undefined || (who.ver ?? 0) < generation),
       )
+      if (!after) broker.endSessionsOf({ role, id })
     }
   })
 }
@@ -169,7 +172,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   undo.push(() => store.close())
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
-  const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log)
+  const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log, config.outbound)
   const audit = new AuditTrail({
     store,
     metrics,
@@ -187,11 +190,13 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       log: log.child({ component: 'broker' }),
       maxPacketBytes: Math.max(256 * 1024, 4 * config.maxPayloadBytes),
       outbound: config.outbound,
+      sessions: config.sessions,
       delegate: {
         acl,
         tokenGeneration: (role, id) => access.tokenGeneration(role, id),
         admit: (who) =>
           who.role === 'user' && !access.hasUser(who.id) ? users.admitNewUser(who) : undefined,
+        userExists: (id) => access.hasUser(id),
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
         onPublish: (who, topic, payload) =>
           topic.startsWith('routers/')
@@ -254,7 +259,14 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     passwords,
     signupLimits: config.signupLimits,
     loginThrottle: config.loginThrottle,
+    passwordChecks: {
+      perClient: config.passwordChecks.accountPerClient,
+      perUser: config.passwordChecks.accountPerUser,
+      forgiveSeconds: config.passwordChecks.forgiveSeconds,
+      slowdownMs: config.loginThrottle.slowdownMs,
+    },
     userTokenTtlSeconds: config.userTokenTtlSeconds,
+    log: log.child({ component: 'users' }),
   })
   await users.start()
   const stages = new StagesService({
@@ -264,6 +276,13 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     users,
     quotas: config.quotas,
     passwords,
+    passwordChecks: {
+      perUserAndStage: config.passwordChecks.stagePerUserAndStage,
+      perUser: config.passwordChecks.stagePerUser,
+      perStage: config.passwordChecks.stagePerStage,
+      forgiveSeconds: config.passwordChecks.forgiveSeconds,
+      slowdownMs: config.loginThrottle.slowdownMs,
+    },
     log: log.child({ component: 'stages' }),
   })
   await stages.start()
@@ -378,6 +397,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       log.info('shutting down')
       pipeline.stop()
       claims.stop()
+      users.stop()
       media.stop()
       routers.stop()
       stopFollowing()

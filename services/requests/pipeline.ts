@@ -28,6 +28,12 @@ export interface RequestContext {
    * transaction is re-run after losing a race.
    */
   once<T>(key: string, compute: () => Promise<T>): Promise<T>
+  /**
+   * Runs `effect` once the request is settled, before its response: `committed` says whether this
+   * request's changes are durable. For state outside the store that must follow it (a connection's
+   * token generation). Each registration is called once; every re-run of the transaction may add one.
+   */
+  settled(effect: (committed: boolean) => void): void
 }
 
 export type ActionHandler<A extends ActionSchema> = (
@@ -182,6 +188,14 @@ export class RequestPipeline {
     let publications: Publication[] = []
     let retry = false
     const memo = new Map<string, Promise<unknown>>()
+    // kept over re-runs of the transaction: each run may have started something that needs ending
+    const settlers: ((committed: boolean) => void)[] = []
+    let isSettled = false
+    const settle = (committed: boolean) => {
+      if (isSettled) return // a failure after the commit (publishing) does not undo it
+      isSettled = true
+      settlers.forEach((effect) => effect(committed))
+    }
     const once = <T>(key: string, compute: () => Promise<T>): Promise<T> => {
       if (!memo.has(key)) memo.set(key, compute())
       return memo.get(key) as Promise<T>
@@ -205,6 +219,7 @@ export class RequestPipeline {
           clear: (topic) => publications.push({ topic, value: null }),
           notify: (topic, value) => publications.push({ topic, value, retain: false }),
           once,
+          settled: (effect) => settlers.push(effect),
         }
         const result = await registered.handle(ctx, params)
         const success: ResponseEnvelope = { id: request.id, ok: true, result: result ?? {} }
@@ -212,10 +227,12 @@ export class RequestPipeline {
         return success
       })
       this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
+      settle(!retry)
       await publisher.apply(publications)
       if (!retry) this.#options.onOutcome?.({ who, action: registered.schema, params, response: value })
       return value
     } catch (err) {
+      settle(false)
       const response = this.#refusal(request.id, err, who, action)
       this.#options.onOutcome?.({ who, action: registered.schema, params, response })
       if (!response.ok && !TRANSIENT.has(response.error.code) && !(err instanceof RequestIdReused)) {

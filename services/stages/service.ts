@@ -29,6 +29,7 @@ import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
+import { GuessThrottle, throttledCheck } from '../users/auth-limits.ts'
 import type { PasswordPool } from '../users/password-pool.ts'
 import {
   type AccountRemoval,
@@ -75,6 +76,14 @@ export interface StagesServiceOptions {
   users: UsersService
   quotas: Quotas
   passwords: PasswordPool
+  /** Wrong stage passwords: per (user, stage) and per user refused, per stage from anyone slowed. */
+  passwordChecks: {
+    perUserAndStage: number
+    perUser: number
+    perStage: number
+    forgiveSeconds: number
+    slowdownMs: number
+  }
   log: Logger
 }
 
@@ -93,9 +102,12 @@ function requireUser(who: Identity): string {
 export class StagesService {
   readonly #options: StagesServiceOptions
   readonly #chatLimiter: RateLimiter
+  readonly #wrongPasswords: GuessThrottle
 
   constructor(options: StagesServiceOptions) {
     this.#options = options
+    const { perUserAndStage, perUser, perStage, ...pace } = options.passwordChecks
+    this.#wrongPasswords = new GuessThrottle({ refuse: [perUserAndStage, perUser], slow: perStage, ...pace })
     this.#chatLimiter = new RateLimiter({
       perSecond: options.quotas.chatPerSecond,
       burst: options.quotas.chatBurst,
@@ -384,6 +396,14 @@ export class StagesService {
 
   // ── joining and leaving ───────────────────────────────────────────────────────────────────
 
+  #checkPassword(userId: string, stageId: string, password: string, hash: string): Promise<boolean> {
+    return throttledCheck(
+      this.#wrongPasswords.admit([`${userId}|${stageId}`, userId], stageId),
+      'too many wrong stage passwords',
+      () => this.#options.passwords.verify(password, hash, 'signedIn'),
+    )
+  }
+
   async #join(ctx: RequestContext, params: typeof stageJoin.params.static): Promise<MemberState> {
     const userId = requireUser(ctx.who)
     const { tx } = ctx
@@ -392,10 +412,11 @@ export class StagesService {
       if (params.password === undefined) throw forbidden('this stage needs a password to join')
       const { password } = params
       const hash = stage.passwordHash
-      // checked once per request, not on every re-run of a transaction that lost a seat race
-      if (!(await ctx.once(`verify:${hash}`, () => this.#options.passwords.verify(password, hash)))) {
-        throw forbidden('wrong password for this stage')
-      }
+      // checked (and counted) once per request, not on every re-run of a transaction that lost a seat race
+      const right = await ctx.once(`verify:${hash}`, () =>
+        this.#checkPassword(userId, stage.id, password, hash),
+      )
+      if (!right) throw forbidden('wrong password for this stage')
     }
     const group = await tx.get<GroupDoc>(c.groups.name, params.groupId)
     if (!group || group.stageId !== stage.id) throw notFound(`group ${params.groupId} in stage ${stage.id}`)

@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { HubError } from '../errors.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
 
 /** A token bucket: `burst` at once, refilled at `perSecond`. */
@@ -69,6 +71,94 @@ export class SignupLimit {
   }
 }
 
+/** An admitted password check: counted as a failure unless `forgive()` is called. */
+export interface GuessAttempt {
+  refused: false
+  /** Wait this long before checking the password (its target is being guessed from many places). */
+  delayMs: number
+  /** The password was right (or could not be checked): the attempt does not count as a failure. */
+  forgive(now?: number): void
+}
+
+export type GuessAdmission = GuessAttempt | { refused: true; retryAfterSeconds: number }
+
+/**
+ * Failed password checks counted under several keys, so a guesser is slowed, never the one it
+ * guesses: each `refuse` key (the guesser, narrowing to the guesser and its target) is refused once
+ * over its count; the `slow` key (the target, from anywhere) only delays attempts beyond its count.
+ * Every attempt is counted before its password is checked and forgiven when it succeeds, so
+ * concurrent guesses cannot all pass the check before the first fails.
+ */
+export class GuessThrottle {
+  readonly #refuse: RateLimiter[]
+  readonly #slow: RateLimiter
+  readonly #slowdownMs: number
+  #sweptAt = 0
+
+  constructor(options: { refuse: number[]; slow: number; forgiveSeconds: number; slowdownMs: number }) {
+    const bucket = (burst: number) => new RateLimiter({ burst, perSecond: 1 / options.forgiveSeconds })
+    this.#refuse = options.refuse.map(bucket)
+    this.#slow = bucket(options.slow)
+    this.#slowdownMs = options.slowdownMs
+  }
+
+  /** `refuseKeys` pair up with the `refuse` counts of the constructor. */
+  admit(refuseKeys: string[], slowKey: string, now = performance.now()): GuessAdmission {
+    if (now - this.#sweptAt > SWEEP_INTERVAL_MS) {
+      for (const limiter of [...this.#refuse, this.#slow]) limiter.sweep(now)
+      this.#sweptAt = now
+    }
+    const limits = this.#refuse.map((limiter, i) => ({ limiter, key: refuseKeys[i]! }))
+    if (!limits.every(({ limiter, key }) => limiter.allows(key, now))) {
+      return {
+        refused: true,
+        retryAfterSeconds: Math.max(...limits.map(({ limiter, key }) => limiter.retryAfterSeconds(key, now))),
+      }
+    }
+    for (const { limiter, key } of limits) limiter.take(key, now)
+    const slowCounted = this.#slow.take(slowKey, now)
+    return {
+      refused: false,
+      delayMs: slowCounted ? 0 : this.#slowdownMs,
+      forgive: (at = performance.now()) => {
+        for (const { limiter, key } of limits) limiter.refund(key, at)
+        if (slowCounted) this.#slow.refund(slowKey, at)
+      },
+    }
+  }
+
+  /** Keys tracked now (they are swept once refilled). */
+  get size(): number {
+    return [...this.#refuse, this.#slow].reduce((sum, limiter) => sum + limiter.size, 0)
+  }
+}
+
+/**
+ * Checks a password under a throttle's admission: a refused attempt is `rate_limited` (`refusal`
+ * says what there was too much of), an admitted one waits its delay, and it is forgiven unless the
+ * password was wrong.
+ */
+export async function throttledCheck(
+  admission: GuessAdmission,
+  refusal: string,
+  check: () => Promise<boolean>,
+): Promise<boolean> {
+  if (admission.refused) {
+    const seconds = admission.retryAfterSeconds
+    throw new HubError('rate_limited', `${refusal}: retry in ${seconds} s`, seconds)
+  }
+  if (admission.delayMs > 0) await sleep(admission.delayMs)
+  let right: boolean
+  try {
+    right = await check()
+  } catch (err) {
+    admission.forgive() // nothing was checked
+    throw err
+  }
+  if (right) admission.forgive()
+  return right
+}
+
 export interface LoginThrottleOptions {
   /** Failed log-ins one address may have before its attempts are refused (429). */
   perAddress: number
@@ -82,68 +172,26 @@ export interface LoginThrottleOptions {
   slowdownMs: number
 }
 
-/** An admitted log-in attempt: counted as a failure unless `forgive()` is called. */
-export interface LoginAttempt {
-  refused: false
-  /** Wait this long before checking the password (the e-mail is being guessed from many addresses). */
-  delayMs: number
-  /** The attempt succeeded (or could not be checked): it does not count as a failure. */
-  forgive(now?: number): void
-}
-
 /**
  * Log-in throttling that slows the guesser, never the account: failures are counted per address and
  * per (address, e-mail), and only those addresses are refused, so guessing someone's password from
  * elsewhere cannot lock them out. Failures on one e-mail from anywhere (guessing spread over many
- * addresses) only delay attempts on it. Every attempt is counted before its password is checked and
- * forgiven when it succeeds, so concurrent guesses cannot all pass the check before the first fails.
+ * addresses) only delay attempts on it.
  */
 export class LoginThrottle {
-  readonly #options: LoginThrottleOptions
-  readonly #perAddress: RateLimiter
-  readonly #perAddressAndEmail: RateLimiter
-  readonly #perEmail: RateLimiter
-  #sweptAt = 0
+  readonly #guesses: GuessThrottle
 
   constructor(options: LoginThrottleOptions) {
-    this.#options = options
-    const bucket = (burst: number) => new RateLimiter({ burst, perSecond: 1 / options.forgiveSeconds })
-    this.#perAddress = bucket(options.perAddress)
-    this.#perAddressAndEmail = bucket(options.perAddressAndEmail)
-    this.#perEmail = bucket(options.perEmail)
+    this.#guesses = new GuessThrottle({
+      refuse: [options.perAddress, options.perAddressAndEmail],
+      slow: options.perEmail,
+      forgiveSeconds: options.forgiveSeconds,
+      slowdownMs: options.slowdownMs,
+    })
   }
 
-  admit(
-    ip: string,
-    email: string,
-    now = performance.now(),
-  ): LoginAttempt | { refused: true; retryAfterSeconds: number } {
-    if (now - this.#sweptAt > SWEEP_INTERVAL_MS) {
-      for (const limiter of [this.#perAddress, this.#perAddressAndEmail, this.#perEmail]) limiter.sweep(now)
-      this.#sweptAt = now
-    }
+  admit(ip: string, email: string, now = performance.now()): GuessAdmission {
     const address = addressKey(ip)
-    const pair = `${address}|${email}`
-    if (!this.#perAddress.allows(address, now) || !this.#perAddressAndEmail.allows(pair, now)) {
-      return {
-        refused: true,
-        retryAfterSeconds: Math.max(
-          this.#perAddress.retryAfterSeconds(address, now),
-          this.#perAddressAndEmail.retryAfterSeconds(pair, now),
-        ),
-      }
-    }
-    this.#perAddress.take(address, now)
-    this.#perAddressAndEmail.take(pair, now)
-    const emailCounted = this.#perEmail.take(email, now)
-    return {
-      refused: false,
-      delayMs: emailCounted ? 0 : this.#options.slowdownMs,
-      forgive: (at = performance.now()) => {
-        this.#perAddress.refund(address, at)
-        this.#perAddressAndEmail.refund(pair, at)
-        if (emailCounted) this.#perEmail.refund(email, at)
-      },
-    }
+    return this.#guesses.admit([address, `${address}|${email}`], email, now)
   }
 }

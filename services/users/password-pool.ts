@@ -10,9 +10,13 @@ export interface PasswordPoolOptions {
   queueLimit: number
 }
 
+/** Log-ins or checks of signed-in users (stage passwords, the current password of an account action). */
+export type CheckLane = 'login' | 'signedIn'
+
 /**
- * Checks wait for nothing but other checks; a flood that somehow fills even this lane is refused rather
- * than held in memory (the log-in throttle keeps real traffic far below it).
+ * Checks are refused rather than held in memory beyond this many waiting per lane; the throttles of
+ * wrong passwords and the request limits keep real traffic far below it, and a crowd joining a
+ * stage at once must not be refused.
  */
 const CHECK_QUEUE_LIMIT = 1000
 
@@ -20,13 +24,15 @@ const CHECK_QUEUE_LIMIT = 1000
 type Job = () => Promise<void>
 
 /**
- * Every scrypt computation of the hub goes through this pool, in two lanes: password checks (log-ins,
- * stage passwords) are started before any waiting new hash, so a sign-up flood queues behind its
- * limit and gets `unavailable` with a retry time instead of starving log-ins of hashing threads.
+ * Every scrypt computation of the hub goes through this pool, in three lanes started in this order:
+ * log-in checks, checks by signed-in users, new hashes. A sign-up flood, or a signed-in user
+ * guessing stage passwords, queues behind its own limit and gets `unavailable` with a retry time
+ * instead of starving log-ins of hashing threads.
  */
 export class PasswordPool {
   readonly #options: PasswordPoolOptions
   readonly #checks: Job[] = []
+  readonly #signedInChecks: Job[] = []
   readonly #hashes: Job[] = []
   #running = 0
   /** Moving average of one computation, for the retry time of a refusal. */
@@ -43,14 +49,21 @@ export class PasswordPool {
     )
   }
 
-  /** Whether `password` matches `stored`; served before any new hash that waits. */
-  verify(password: string, stored: string): Promise<boolean> {
-    return this.#enqueue(this.#checks, CHECK_QUEUE_LIMIT, () => verifyPassword(password, stored))
+  /** Whether `password` matches `stored`; log-in checks are served before anything else that waits. */
+  verify(password: string, stored: string, lane: CheckLane = 'login'): Promise<boolean> {
+    return lane === 'login'
+      ? this.#enqueue(this.#checks, CHECK_QUEUE_LIMIT, () => verifyPassword(password, stored))
+      : this.#enqueue(this.#signedInChecks, CHECK_QUEUE_LIMIT, () => verifyPassword(password, stored))
   }
 
   /** What runs and waits now. */
-  get load(): { running: number; checks: number; hashes: number } {
-    return { running: this.#running, checks: this.#checks.length, hashes: this.#hashes.length }
+  get load(): { running: number; checks: number; signedInChecks: number; hashes: number } {
+    return {
+      running: this.#running,
+      checks: this.#checks.length,
+      signedInChecks: this.#signedInChecks.length,
+      hashes: this.#hashes.length,
+    }
   }
 
   #enqueue<T>(lane: Job[], limit: number, compute: () => Promise<T>): Promise<T> {
@@ -82,7 +95,7 @@ export class PasswordPool {
 
   #next(): void {
     while (this.#running < this.#options.concurrency) {
-      const job = this.#checks.shift() ?? this.#hashes.shift()
+      const job = this.#checks.shift() ?? this.#signedInChecks.shift() ?? this.#hashes.shift()
       if (!job) return
       this.#running++
       void job()
@@ -91,7 +104,7 @@ export class PasswordPool {
 
   /** Whole seconds until everything queued now has run, at the recent speed. */
   #retryAfterSeconds(): number {
-    const queued = this.#running + this.#checks.length + this.#hashes.length
+    const queued = this.#running + this.#checks.length + this.#signedInChecks.length + this.#hashes.length
     return Math.max(1, Math.ceil((queued * this.#averageMs) / this.#options.concurrency / 1000))
   }
 }

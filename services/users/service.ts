@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
 import type { Static } from '@sinclair/typebox'
 import { type Identity, type TokenService, TokenRefusal } from '../../broker/tokens.ts'
 import { Type } from '@sinclair/typebox'
@@ -17,11 +17,17 @@ import { validator } from '../../schemas/validate.ts'
 import { type DeletedUserDoc, collections, type UserDoc } from '../collections.ts'
 import { HubError, checkVersion, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import { RateLimiter } from '../requests/rate-limit.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
-import { LoginThrottle, type LoginThrottleOptions, SignupLimit, type Bucket } from './auth-limits.ts'
+import {
+  type Bucket,
+  GuessThrottle,
+  LoginThrottle,
+  type LoginThrottleOptions,
+  SignupLimit,
+  throttledCheck,
+} from './auth-limits.ts'
 import type { PasswordPool } from './password-pool.ts'
 
 export const userTopic = (userId: string) => `users/${userId}`
@@ -87,6 +93,8 @@ export function userToken(
   user: Pick<UserDoc, 'id' | 'name' | 'tokenVersion'>,
   ttlSeconds: number,
 ): TokenReply {
+  // a lifetime below a second would be refused by the signer; such a token is as good as expired
+  ttlSeconds = Math.max(1, ttlSeconds)
   const { token, exp } = tokens.sign(
     { sub: user.id, role: 'user', name: user.name, ver: user.tokenVersion ?? 0 },
     ttlSeconds,
@@ -158,8 +166,14 @@ export interface UsersServiceOptions {
   passwords: PasswordPool
   signupLimits: { perAddress: Bucket; global: Bucket }
   loginThrottle: LoginThrottleOptions
+  /** Wrong current passwords of signed-in actions: per (user, client id) refused, per user slowed. */
+  passwordChecks: { perClient: number; perUser: number; forgiveSeconds: number; slowdownMs: number }
   userTokenTtlSeconds: number
+  log: Logger
 }
+
+/** Tombstones deleted in one transaction: a short write, whatever the backlog. */
+const TOMBSTONE_BATCH = 200
 
 /** Users: profiles (`users/{u}`), the `user.update` action, and sign-up/log-in over HTTP (docs/protocol/README.md#http). */
 export class UsersService {
@@ -173,8 +187,15 @@ export class UsersService {
    * commits (see hub.ts), so that the answer reaches them; the hub closes them right after it.
    */
   readonly #answeringDeletion = new WeakSet<Identity>()
-  /** Guards the password checks of signed-in actions: a stolen token must not become a password oracle. */
-  readonly #passwordChecks = new RateLimiter({ perSecond: 1 / 30, burst: 10 })
+  /**
+   * Guards the password checks of signed-in actions: a stolen token must not become a password
+   * oracle, nor a way to keep the owner from changing the password (it is refused per client id, and
+   * only slowed across the account).
+   */
+  readonly #passwordChecks: GuessThrottle
+  /** Connections whose own sign-out or password change is being committed: see `renewing`. */
+  readonly #renewing = new WeakSet<Identity>()
+  #tombstoneSweeper: NodeJS.Timeout | undefined
   /** Checked against when the e-mail is unknown, at the configured cost, so timing reveals nothing. */
   #dummyHash = ''
 
@@ -182,12 +203,22 @@ export class UsersService {
     this.#options = options
     this.#signups = new SignupLimit(options.signupLimits)
     this.#logins = new LoginThrottle(options.loginThrottle)
+    const { perClient, perUser, ...pace } = options.passwordChecks
+    this.#passwordChecks = new GuessThrottle({ refuse: [perClient], slow: perUser, ...pace })
   }
 
   async start(): Promise<void> {
     const { store, pipeline, publisher } = this.#options
     await store.ensureCollection(collections.users)
     this.#dummyHash = await this.#options.passwords.hash(randomBytes(16).toString('hex'))
+    // as often as a tombstone can expire, at most hourly: few accounts are deleted
+    const sweepMs = Math.min(3600, this.#options.userTokenTtlSeconds) * 1000
+    this.#tombstoneSweeper = setInterval(() => {
+      this.#purgeTombstones().catch((err: unknown) =>
+        this.#options.log.warn({ err }, 'could not purge the tombstones of deleted accounts'),
+      )
+    }, sweepMs)
+    this.#tombstoneSweeper.unref()
     publisher.register({
       name: 'users',
       topics: async function* () {
@@ -216,14 +247,17 @@ export class UsersService {
 
     pipeline.register(userSignOut, async (ctx) => {
       const user = await this.#caller(ctx)
-      return this.#renew(ctx, { ...user, tokenVersion: (user.tokenVersion ?? 0) + 1 })
+      // no password was proven: the new token ends when the presented one does, so a stolen token
+      // cannot be kept alive by signing out over and over
+      const remaining = ctx.who.exp - Math.ceil(Date.now() / 1000)
+      return this.#renew(ctx, { ...user, tokenVersion: (user.tokenVersion ?? 0) + 1 }, remaining)
     })
 
     pipeline.register(userChangePassword, async (ctx, params) => {
       const user = await this.#caller(ctx)
       await this.#checkPassword(ctx, user, params.currentPassword)
       const hash = await ctx.once('hash', () => this.#options.passwords.hash(params.newPassword))
-      return this.#renew(ctx, withNewPassword(user, hash))
+      return this.#renew(ctx, withNewPassword(user, hash), this.#options.userTokenTtlSeconds)
     })
 
     pipeline.register(userDelete, async (ctx, params) => {
@@ -243,6 +277,31 @@ export class UsersService {
       this.#answeringDeletion.add(ctx.who)
       return removal
     })
+  }
+
+  stop(): void {
+    clearInterval(this.#tombstoneSweeper)
+  }
+
+  /**
+   * Deletes the tombstones of accounts deleted longer ago than a user token lives: every token of
+   * such an account has expired, so nothing is left for the tombstone to refuse (and the access index
+   * need not hold it).
+   */
+  async #purgeTombstones(): Promise<void> {
+    const { store, userTokenTtlSeconds } = this.#options
+    const cutoff = Date.now() - userTokenTtlSeconds * 1000
+    const expired: DeletedUserDoc[] = []
+    for await (const tombstone of store.scan<DeletedUserDoc>(collections.deletedUsers.name))
+      if (Date.parse(tombstone.deletedAt) < cutoff) expired.push(tombstone)
+    for (let i = 0; i < expired.length; i += TOMBSTONE_BATCH) {
+      await store.transaction(async (tx) => {
+        for (const { id } of expired.slice(i, i + TOMBSTONE_BATCH)) {
+          const current = await tx.get<DeletedUserDoc>(collections.deletedUsers.name, id)
+          if (current) tx.delete(collections.deletedUsers.name, current)
+        }
+      })
+    }
   }
 
   /** Whether this connection waits for the answer to the deletion of its own account. */
@@ -267,26 +326,43 @@ export class UsersService {
     const hash = user.passwordHash
     if (!hash) return
     if (password === undefined) throw forbidden('this needs your current password')
-    if (!this.#passwordChecks.allows(user.id)) {
-      throw new HubError('rate_limited', 'too many wrong passwords: wait a few minutes and try again')
-    }
-    if (!(await ctx.once(`verify:${hash}`, () => this.#options.passwords.verify(password, hash)))) {
-      this.#passwordChecks.take(user.id)
-      throw forbidden('wrong password')
-    }
+    // once per request: a transaction re-run neither counts nor checks again
+    const right = await ctx.once(`verify:${hash}`, () =>
+      throttledCheck(
+        this.#passwordChecks.admit([`${user.id}|${ctx.who.clientId}`], user.id),
+        'too many wrong passwords from this client',
+        () => this.#options.passwords.verify(password, hash, 'signedIn'),
+      ),
+    )
+    if (!right) throw forbidden('wrong password')
   }
 
   /**
-   * Saves the user at a new token generation and hands the caller a token of it. Every connection of
-   * an older generation is closed when this commits (see hub.ts), except the caller's: its identity
-   * is the broker's own object, moved to the new generation here, so the answer reaches it.
+   * Saves the user at a new token generation and hands the caller a token of it, valid for
+   * `ttlSeconds`. Every connection of an older generation is closed when this commits (see hub.ts),
+   * except the caller's, so that the answer reaches it: its identity (the broker's own object) moves
+   * to the new generation once the commit is durable; if the commit fails it stays where it was, and
+   * is closed after its answer if someone else raised the generation meanwhile.
    */
-  #renew(ctx: RequestContext, next: UserDoc): Static<typeof userSignOut.result> {
+  #renew(ctx: RequestContext, next: UserDoc, ttlSeconds: number): Static<typeof userSignOut.result> {
     const saved = ctx.tx.replace(collections.users.name, next)
     const generation = saved.tokenVersion ?? 0
-    ctx.who.ver = generation
-    const { token, expiresAt } = this.userToken(saved)
+    const { who } = ctx
+    this.#renewing.add(who)
+    ctx.settled((committed) => {
+      this.#renewing.delete(who)
+      if (committed) who.ver = generation
+    })
+    const { token, expiresAt } = userToken(this.#options.tokens, saved, ttlSeconds)
     return { token, expiresAt, generation }
+  }
+
+  /**
+   * Whether this connection's own sign-out or password change is being committed: spared from the
+   * close of older generations at that commit (see hub.ts); the pipeline answers it right after.
+   */
+  renewing(who: Identity): boolean {
+    return this.#renewing.has(who)
   }
 
   /** Other services keep copies of profile fields (a member's name) current through these hooks. */
@@ -353,34 +429,23 @@ export class UsersService {
       { schema: { body: LoginBody, response: { 200: TokenReply } } },
       async (request) => {
         const email = request.body.email.trim().toLowerCase()
-        const attempt = this.#logins.admit(request.ip, email)
-        if (attempt.refused) {
-          const seconds = attempt.retryAfterSeconds
-          throw new HubError(
-            'rate_limited',
-            `too many failed log-ins from your address: retry in ${seconds} s`,
-            seconds,
-          )
-        }
-        // before the check, so a guesser cannot tell a failure early by the missing delay
-        if (attempt.delayMs > 0) await sleep(attempt.delayMs)
-        const [user] = await this.#options.store.find<UserDoc>(collections.users.name, { email })
-        let valid: boolean
-        try {
-          // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
-          valid = await this.#options.passwords.verify(
-            request.body.password,
-            user?.passwordHash ?? this.#dummyHash,
-          )
-        } catch (err) {
-          attempt.forgive() // nothing was checked
-          throw err
-        }
-        if (!user || !user.passwordHash || !valid) {
+        let user: UserDoc | undefined
+        // only failures count, so people sharing one address (a venue, a school) can all log in
+        const valid = await throttledCheck(
+          this.#logins.admit(request.ip, email),
+          'too many failed log-ins from your address',
+          async () => {
+            ;[user] = await this.#options.store.find<UserDoc>(collections.users.name, { email })
+            // hash even when the user does not exist, so response time does not reveal which e-mails have accounts
+            return this.#options.passwords.verify(
+              request.body.password,
+              user?.passwordHash ?? this.#dummyHash,
+            )
+          },
+        )
+        if (!user?.passwordHash || !valid) {
           throw new HubError('unauthorized', 'wrong e-mail address or password')
         }
-        // only failures count, so people sharing one address (a venue, a school) can all log in
-        attempt.forgive()
         return this.userToken(user)
       },
     )

@@ -193,3 +193,61 @@ t.test('a secret file that others may read, or that is too short, is refused wit
   chmodSync(file, 0o600)
   t.throws(() => configFromEnv({ DATA_DIR: dataDir }), /jwt-secret must be at least 32 characters long/)
 })
+
+t.test(
+  'the wrong-password limits of signed-in users come from the environment, with defaults; a bad value is refused naming its variable',
+  async (t) => {
+    t.same(configFromEnv({ JWT_SECRET: SECRET }).passwordChecks, {
+      stagePerUserAndStage: 5,
+      stagePerUser: 20,
+      stagePerStage: 50,
+      accountPerClient: 5,
+      accountPerUser: 20,
+      forgiveSeconds: 30,
+    })
+    const config = configFromEnv({
+      JWT_SECRET: SECRET,
+      STAGE_PASSWORD_FAILURES_PER_USER_STAGE: '3',
+      STAGE_PASSWORD_FAILURES_PER_USER: '9',
+      STAGE_PASSWORD_FAILURES_PER_STAGE: '40',
+      ACCOUNT_PASSWORD_FAILURES_PER_CLIENT: '4',
+      ACCOUNT_PASSWORD_FAILURES_PER_USER: '12',
+      PASSWORD_FAILURE_FORGIVEN_SECONDS: '90',
+    })
+    t.same(config.passwordChecks, {
+      stagePerUserAndStage: 3,
+      stagePerUser: 9,
+      stagePerStage: 40,
+      accountPerClient: 4,
+      accountPerUser: 12,
+      forgiveSeconds: 90,
+    })
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, ACCOUNT_PASSWORD_FAILURES_PER_CLIENT: '2.5' }),
+      /ACCOUNT_PASSWORD_FAILURES_PER_CLIENT must be a whole number/,
+    )
+  },
+)
+
+t.test(
+  'SESSION_* variables have their defaults, and a bad value is refused naming its variable',
+  async (t) => {
+    t.same(configFromEnv({ JWT_SECRET: SECRET }).sessions, {
+      expiryMs: 2 * 60 * 60 * 1000,
+      maxPerIdentity: 10,
+    })
+    t.same(
+      configFromEnv({ JWT_SECRET: SECRET, SESSION_EXPIRY_SECONDS: '90', SESSION_MAX_PER_IDENTITY: '3' })
+        .sessions,
+      { expiryMs: 90_000, maxPerIdentity: 3 },
+    )
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, SESSION_EXPIRY_SECONDS: '0' }),
+      /SESSION_EXPIRY_SECONDS must be a positive number/,
+    )
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, SESSION_MAX_PER_IDENTITY: '2.5' }),
+      /SESSION_MAX_PER_IDENTITY must be a whole number/,
+    )
+  },
+)

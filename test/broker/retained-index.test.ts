@@ -226,7 +226,10 @@ t.test('DurableRetainedPersistence keeps retained messages in the index and the 
   const archive = new MemoryArchive([
     { topic: 'devices/d1/presence', payload: Buffer.from('online'), qos: 1 },
   ])
-  const persistence = new DurableRetainedPersistence(archive, pino({ level: 'silent' }))
+  const persistence = new DurableRetainedPersistence(archive, pino({ level: 'silent' }), {
+    maxMessages: 1000,
+    maxBytes: 4 * 1024 * 1024,
+  })
   await persistence.setup({ id: 'broker' } as never)
   t.same(await read(persistence.createRetainedStream('devices/+/presence')), [
     { topic: 'devices/d1/presence', payload: 'online', cmd: 'publish' },
@@ -268,7 +271,10 @@ t.test('DurableRetainedPersistence keeps retained messages in the index and the 
 
 t.test('a large archive write is split into transactions of at most 1000 topics', async (t) => {
   const archive = new MemoryArchive()
-  const persistence = new DurableRetainedPersistence(archive, pino({ level: 'silent' }))
+  const persistence = new DurableRetainedPersistence(archive, pino({ level: 'silent' }), {
+    maxMessages: 1000,
+    maxBytes: 4 * 1024 * 1024,
+  })
   await persistence.setup({ id: 'broker' } as never)
   for (let i = 0; i < 2500; i++) await persistence.storeRetained(packet(`users/u${i}`, `profile ${i}`))
   await persistence.storeRetained(packet('users/u7', ''))

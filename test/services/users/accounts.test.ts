@@ -142,21 +142,70 @@ t.test('an account without a password sets one without giving a current one', as
 })
 
 t.test(
-  'wrong passwords for signed-in actions are limited per account (rate_limited after ten)',
+  'wrong passwords for signed-in actions are refused per client id, so a thief guessing with a stolen token cannot keep the owner from changing the password; across the account they only slow the checks',
   async (t) => {
-    const th = await startTestHub(t, roomy)
+    const th = await startTestHub(t, {
+      ...roomy,
+      ACCOUNT_PASSWORD_FAILURES_PER_USER: '3',
+      LOGIN_SLOWDOWN_MS: '400',
+    })
     const signup = (await post(th, '/auth/signup', ann)).body as TokenReply
-    const a = await connectWith(th, signup.userId, signup.token)
+    const thief = await connectWith(th, signup.userId, signup.token)
+    const owner = await connectWith(th, signup.userId, signup.token)
     const codes: string[] = []
-    for (let i = 0; i < 11; i++)
-      codes.push((await refused(a, 'user.delete', { password: `guess ${i}` })).code)
-    t.same(codes, [...Array<string>(10).fill('forbidden'), 'rate_limited'])
-    t.equal(
-      (await refused(a, 'user.delete', { password: ann.password })).code,
-      'rate_limited',
-      'even the right password waits until the budget refills',
+    for (let i = 0; i < 12; i++)
+      codes.push((await refused(thief, 'user.delete', { password: `guess ${i}` })).code)
+    t.same(
+      codes,
+      [...Array<string>(5).fill('forbidden'), ...Array<string>(7).fill('rate_limited')],
+      'five wrong passwords from one client id, then that client is refused without a check',
+    )
+    t.match(
+      await refused(thief, 'user.delete', { password: ann.password }),
+      { code: 'rate_limited', message: /too many wrong passwords from this client: retry in \d+ s/ },
+      'even the right password waits on that client, and it is told how long',
     )
     t.ok(await th.hub.store.get('users', signup.userId), 'the account is still there')
+
+    const started = performance.now()
+    const fresh = await ok<FreshToken>(owner, 'user.changePassword', {
+      currentPassword: ann.password,
+      newPassword: 'owner changed it',
+    })
+    const waited = performance.now() - started
+    t.equal(fresh.generation, 1, 'the owner’s own client changes the password')
+    t.ok(waited >= 400, `after the slowdown for an account being guessed (${waited.toFixed(0)} ms)`)
+  },
+)
+
+t.test(
+  'user.signOut cannot extend a session: its new token expires when the presented one does; user.changePassword issues a full lifetime',
+  async (t) => {
+    const th = await startTestHub(t)
+    const signup = (await post(th, '/auth/signup', ann)).body as TokenReply
+    const user = await th.hub.store.get<UserDoc>('users', signup.userId)
+    const shortLived = th.token({ sub: signup.userId, name: 'Ann', ver: user?.tokenVersion ?? 0 }, 120)
+    const expiry = (token: string) =>
+      (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp
+    const presented = expiry(shortLived)
+
+    let a = await connectWith(th, signup.userId, shortLived)
+    for (let round = 1; round <= 3; round++) {
+      const fresh = await ok<FreshToken>(a, 'user.signOut')
+      t.ok(expiry(fresh.token) <= presented, `sign-out ${round}: the new token ends no later than the first`)
+      t.equal(Date.parse(fresh.expiresAt) / 1000, expiry(fresh.token), 'and says so')
+      a = await connectWith(th, signup.userId, fresh.token)
+    }
+
+    const changed = await ok<FreshToken>(a, 'user.changePassword', {
+      currentPassword: ann.password,
+      newPassword: 'second long passphrase',
+    })
+    const lifetime = expiry(changed.token) - Date.now() / 1000
+    t.ok(
+      lifetime > th.config.userTokenTtlSeconds - 60,
+      `proving the password gives a full lifetime (${Math.round(lifetime)} s)`,
+    )
   },
 )
 
@@ -328,3 +377,81 @@ t.test('user.delete with remove: the only-admin stage goes even when others are 
     'Bob is out of the stage',
   )
 })
+
+t.test(
+  'tombstones of deleted accounts are purged once every token of the account has expired (USER_TOKEN_TTL_SECONDS), also from the access index',
+  async (t) => {
+    const th = await startTestHub(t, { USER_TOKEN_TTL_SECONDS: '1' })
+    const signup = (await post(th, '/auth/signup', ann)).body as TokenReply
+    // the hub's own tokens live a second here: connect with one minted for the test
+    const a = await connectWith(th, signup.userId, th.token({ sub: signup.userId, name: 'Ann' }))
+    await ok(a, 'user.delete', { password: ann.password })
+    t.ok(await th.hub.store.get('deleted_users', signup.userId), 'the deletion leaves a tombstone')
+    t.equal(
+      th.hub.access.tokenGeneration('user', signup.userId),
+      Infinity,
+      'which refuses the account’s tokens',
+    )
+
+    // the sweeper runs as often as a tombstone can expire: every second here
+    await waitUntil(
+      async () => (await th.hub.store.get('deleted_users', signup.userId)) === null,
+      'the tombstone is purged',
+      5000,
+    )
+    t.pass('the tombstone is gone after the token lifetime')
+    t.equal(
+      th.hub.access.tokenGeneration('user', signup.userId),
+      0,
+      'and the access index forgot the account',
+    )
+    t.equal(await connack(th, signup.token), 4, 'the account’s token has expired by then anyway (CONNACK 4)')
+  },
+)
+
+t.test(
+  'two connections changing the password at once: one wins, and the other connection ends closed even when its request failed after losing the race (its generation moves only when its own change is stored)',
+  async (t) => {
+    const th = await startTestHub(t, { ...roomy, PASSWORD_HASH_CONCURRENCY: '2' })
+    let raced = 0
+    for (let round = 0; round < 8; round++) {
+      const person = { email: `racer${round}@example.org`, password: 'first long passphrase', name: 'Racer' }
+      const signup = (await post(th, '/auth/signup', person)).body as TokenReply
+      const pair = [
+        await connectWith(th, signup.userId, signup.token),
+        await connectWith(th, signup.userId, signup.token),
+      ]
+      const answers = await Promise.all(
+        pair.map((a, i) =>
+          a.req
+            .send(
+              'user.changePassword',
+              JSON.stringify({
+                id: `race-${i}`,
+                params: { currentPassword: person.password, newPassword: `new passphrase ${i}` },
+              }),
+              `race-${i}`,
+              1000,
+            )
+            .then(
+              (r) => (r.ok ? 'ok' : r.error!.code),
+              () => 'closed before its answer',
+            ),
+        ),
+      )
+      const winner = answers.indexOf('ok')
+      t.ok(winner >= 0, `round ${round}: one change wins (${answers.join(', ')})`)
+      const loser = pair[1 - winner]!
+      if (answers[1 - winner] === 'forbidden') raced++
+      await connectionClosed(loser.client).catch(() => undefined)
+      t.notOk(
+        loser.client.connected,
+        `round ${round}: the other connection (${answers[1 - winner]}) is closed`,
+      )
+      t.ok(pair[winner]!.client.connected, `round ${round}: the winner stays`)
+    }
+    t.comment(
+      `${raced} of 8 rounds had the losing request fail after its first attempt reached the new generation`,
+    )
+  },
+)

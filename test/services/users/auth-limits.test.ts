@@ -1,5 +1,6 @@
 import t from 'tap'
 import {
+  GuessThrottle,
   LoginThrottle,
   type LoginThrottleOptions,
   SignupLimit,
@@ -131,3 +132,12 @@ t.test(
     t.match(throttle.admit('10.0.1.10', 'owner@example.org', 10_000), { delayMs: 0 }, 'forgiven after 10 s')
   },
 )
+
+t.test('wrong-password counts that refilled are swept, so the throttle does not grow for ever', async (t) => {
+  const throttle = new GuessThrottle({ refuse: [2], slow: 3, forgiveSeconds: 30, slowdownMs: 0 })
+  throttle.admit(['user|client-1'], 'user', 0)
+  throttle.admit(['user|client-2'], 'user', 1)
+  t.equal(throttle.size, 3, 'two clients and their account are tracked')
+  throttle.admit(['other|client'], 'other', 61_000)
+  t.equal(throttle.size, 2, 'a minute later only the newest attempt is left')
+})

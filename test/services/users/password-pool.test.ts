@@ -8,7 +8,7 @@ t.test('hash and verify round-trip through the pool', async (t) => {
   t.match(stored, /^scrypt\$10\$/)
   t.equal(await pool.verify('a long passphrase', stored), true)
   t.equal(await pool.verify('another passphrase', stored), false)
-  t.same(pool.load, { running: 0, checks: 0, hashes: 0 }, 'nothing left behind')
+  t.same(pool.load, { running: 0, checks: 0, signedInChecks: 0, hashes: 0 }, 'nothing left behind')
 })
 
 t.test('checks that arrive while new hashes wait are computed before them', async (t) => {
@@ -19,7 +19,7 @@ t.test('checks that arrive while new hashes wait are computed before them', asyn
     pool.hash(`bot ${i}`).then(() => order.push(`hash ${i}`)),
   )
   const check = pool.verify('the owner passphrase', stored).then((ok) => order.push(`check ${ok}`))
-  t.same(pool.load, { running: 1, checks: 1, hashes: 3 })
+  t.same(pool.load, { running: 1, checks: 1, signedInChecks: 0, hashes: 3 })
   await Promise.all([...hashes, check])
   t.same(order, ['hash 0', 'check true', 'hash 1', 'hash 2', 'hash 3'], 'only the running hash went first')
 })
@@ -37,4 +37,21 @@ t.test('new hashes beyond the queue limit are refused with unavailable and a ret
   const stored = await accepted[0]!
   t.equal(await pool.verify('one 12345', stored), true, 'checks still get in while the hash lane is full')
   await Promise.all(accepted)
+})
+
+t.test('log-in checks go before waiting checks of signed-in users (stage passwords)', async (t) => {
+  const pool = new PasswordPool({ cost: 12, concurrency: 1, queueLimit: 3 })
+  const stored = await pool.hash('the owner passphrase')
+  const order: string[] = []
+  const guesses = Array.from({ length: 4 }, (_, i) =>
+    pool.verify(`guess ${i}`, stored, 'signedIn').then(() => order.push(`guess ${i}`)),
+  )
+  const login = pool.verify('the owner passphrase', stored).then((ok) => order.push(`login ${ok}`))
+  t.same(pool.load, { running: 1, checks: 1, signedInChecks: 3, hashes: 0 })
+  await Promise.all([...guesses, login])
+  t.same(
+    order,
+    ['guess 0', 'login true', 'guess 1', 'guess 2', 'guess 3'],
+    'only the running guess went first',
+  )
 })
