@@ -15,7 +15,7 @@ import {
   waitUntil,
 } from '../helpers/hub.ts'
 import { metricValue } from '../helpers/metrics.ts'
-import { rawMqtt } from '../helpers/raw-mqtt.ts'
+import { connectPacket, rawMqtt } from '../helpers/raw-mqtt.ts'
 
 // Client ids belong to identities (README, "Client ids"): one hub, real clients over TCP.
 
@@ -60,16 +60,7 @@ t.test(
     // before acknowledging the response (QoS 1): the response with the device token stays queued
     const phone = await rawMqtt(t, th.hub.ports.mqtt)
     const send = (packet: Packet) => phone.send(packet)
-    send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: false,
-      clientId: 'alice-phone',
-      keepalive: 60,
-      username: 'token',
-      password: Buffer.from(aliceToken),
-    })
+    send(connectPacket('alice-phone', aliceToken, { clean: false }))
     t.ok(await phone.next('connack'), 'the phone is connected')
     send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'clients/alice-phone/res', qos: 1 }] })
     t.ok(await phone.next('suback'), 'and subscribed to its responses')

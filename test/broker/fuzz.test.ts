@@ -1,5 +1,6 @@
 import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
+import { connectPacket } from '../helpers/raw-mqtt.ts'
 import { type Packet, generate } from 'mqtt-packet'
 import { actor, ok, roomy } from '../helpers/actors.ts'
 import { startTestHub, waitUntil } from '../helpers/hub.ts'
@@ -203,16 +204,7 @@ function fuzzConnection(index: number): Promise<Outcome> {
 }
 
 function connectOf(clientId: string): Packet {
-  return {
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId,
-    keepalive: 30,
-    username: 'token',
-    password: Buffer.from(token),
-  }
+  return connectPacket(clientId, token, { keepalive: 30 })
 }
 
 t.test(

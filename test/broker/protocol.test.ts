@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Packet } from 'mqtt-packet'
 import { startTestHub } from '../helpers/hub.ts'
 import { metricValue } from '../helpers/metrics.ts'
-import { connectBytes, rawMqtt } from '../helpers/raw-mqtt.ts'
+import { connectBytes, connectPacket, rawMqtt } from '../helpers/raw-mqtt.ts'
 
 // MQTT 3.1.1 as written: the protocol violations Aedes and mqtt-packet let through are refused, each
 // on a raw socket that sends exactly the bytes under test.
@@ -20,16 +20,7 @@ let seq = 0
 async function accepted() {
   const clientId = `raw-${++seq}`
   const raw = await rawMqtt(t, th.hub.ports.mqtt)
-  raw.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId,
-    keepalive: 60,
-    username: 'token',
-    password: Buffer.from(token),
-  })
+  raw.send(connectPacket(clientId, token))
   const connack = await raw.next('connack')
   if (connack?.cmd !== 'connack' || connack.returnCode !== 0)
     throw new Error('the control CONNECT was refused')

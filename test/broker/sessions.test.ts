@@ -3,7 +3,7 @@ import mqtt from 'mqtt'
 import { connectAs, ok } from '../helpers/actors.ts'
 import { type TestHub, connackCode, sleep, startTestHub, waitUntil } from '../helpers/hub.ts'
 import { metricValue } from '../helpers/metrics.ts'
-import { rawMqtt } from '../helpers/raw-mqtt.ts'
+import { connectPacket, rawMqtt } from '../helpers/raw-mqtt.ts'
 
 // Persistent sessions (CONNECT with clean session 0) stay bounded: queued messages, unacknowledged
 // messages, sessions per identity, time offline; and client ids of the form {id}-… are reserved.
@@ -101,16 +101,7 @@ t.test(
     const bob = await th.hub.users.createUser({ name: 'Bob' })
     const clientId = `${bob.id}-reader`
     const raw = await rawMqtt(t, th.hub.ports.mqtt)
-    raw.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: false,
-      clientId,
-      keepalive: 60,
-      username: 'token',
-      password: Buffer.from(th.token({ sub: bob.id })),
-    })
+    raw.send(connectPacket(clientId, th.token({ sub: bob.id }), { clean: false }))
     t.ok(await raw.next('connack'), 'the reader is connected')
     raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `users/${bob.id}`, qos: 1 }] })
     t.ok(await raw.next('suback'), 'and subscribed')

@@ -3,7 +3,7 @@ import jwt from 'jsonwebtoken'
 import t from 'tap'
 import { configFromEnv, ConfigError } from '../../broker/config.ts'
 import { createTokenService, TokenRefusal } from '../../broker/tokens.ts'
-import { connackCode, startTestHub } from '../helpers/hub.ts'
+import { connackCode, startTestHub, rs256Env } from '../helpers/hub.ts'
 
 const SECRET = 'a-secret-that-is-at-least-32-characters'
 
@@ -51,12 +51,7 @@ t.test('ES256 with an EC public key is detected and verified', async (t) => {
 t.test(
   'a hub configured for RS256 accepts RS256 tokens over MQTT and refuses HS256 ones with CONNACK 4',
   async (t) => {
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-    const th = await startTestHub(t, {
-      JWT_SECRET: '',
-      JWT_PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    })
+    const th = await startTestHub(t, rs256Env())
     t.equal(
       await connackCode(th.mqttUrl, { clientId: 'rs', username: 't', password: th.token({ sub: 'u1' }) }),
       0,

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -327,4 +328,14 @@ export async function selfSignedCert(t: Teardown): Promise<{ cert: string; key: 
     cert,
   ])
   return { cert, key }
+}
+
+/** Hub settings for RS256 tokens (an external identity provider's key pair, made for the test). */
+export function rs256Env(): Record<string, string> {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return {
+    JWT_SECRET: '',
+    JWT_PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  }
 }

@@ -75,6 +75,24 @@ export async function rawMqtt(t: Teardown, port: number): Promise<RawMqtt> {
   }
 }
 
+/** A well-formed MQTT 3.1.1 CONNECT with a token in the password field (clean session, keepalive 60 s). */
+export function connectPacket(
+  clientId: string,
+  token: string,
+  options: { clean?: boolean; keepalive?: number } = {},
+): Packet {
+  return {
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: options.clean ?? true,
+    clientId,
+    keepalive: options.keepalive ?? 60,
+    username: 'token',
+    password: Buffer.from(token),
+  }
+}
+
 /** A CONNECT of MQTT 3.1.1 (level 4) as bytes, for the flag and level combinations mqtt-packet refuses to generate. */
 export function connectBytes(options: {
   level?: number

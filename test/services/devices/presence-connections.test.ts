@@ -3,7 +3,7 @@ import type { MqttClient } from 'mqtt'
 import type { DeviceDoc } from '../../../services/devices/service.ts'
 import { type Actor, actor, ok, retainedOn } from '../../helpers/actors.ts'
 import { type TestHub, connectionClosed, sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
-import { rawMqtt } from '../../helpers/raw-mqtt.ts'
+import { connectPacket, rawMqtt } from '../../helpers/raw-mqtt.ts'
 
 // A device's presence follows its connection (docs/protocol/README.md#presence): a takeover by the device itself keeps it
 // online, and every way the hub closes its connection without a newer one leaves it offline, in the
@@ -105,16 +105,7 @@ t.test('every path that closes a device connection without a successor leaves it
     const { owner, created } = await newDevice()
     const d = created.device.id
     const raw = await rawMqtt(t, th.hub.ports.mqtt)
-    raw.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: d,
-      keepalive: 60,
-      username: 'token',
-      password: Buffer.from(created.token),
-    })
+    raw.send(connectPacket(d, created.token))
     t.ok(await raw.next('connack'))
     raw.send({
       cmd: 'publish',

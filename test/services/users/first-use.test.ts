@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process'
-import { generateKeyPairSync } from 'node:crypto'
 import { promisify } from 'node:util'
 import t from 'tap'
 import type { StageState } from '../../../schemas/actions/stage.ts'
 import type { UserProfile } from '../../../schemas/state.ts'
 import type { UserDoc } from '../../../services/collections.ts'
-import { TEST_SECRET, type TestHub, connackCode, startTestHub } from '../../helpers/hub.ts'
+import { TEST_SECRET, type TestHub, connackCode, startTestHub, rs256Env } from '../../helpers/hub.ts'
 import { type Actor, ok, operatorSees, retainedOn } from '../../helpers/actors.ts'
 import { Requester } from '../../helpers/hub.ts'
 
@@ -67,12 +66,7 @@ t.test(
 t.test(
   'an RS256 token of an external identity provider: profile on first use, eight connections at once create it once, a name the rules refuse falls back to the id',
   async (t) => {
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-    const th = await startTestHub(t, {
-      JWT_SECRET: '',
-      JWT_PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    })
+    const th = await startTestHub(t, rs256Env())
     t.equal(th.config.jwt.algorithm, 'RS256', 'the hub verifies RS256 tokens')
 
     const token = th.token({ sub: 'idp-user-1', name: '  Ida P. ' })
