@@ -1,8 +1,13 @@
+import { join } from 'node:path'
 import type { ClientSpec, OpenResult } from '../load/tasks.ts'
 import { type Context, measured, onTarget, sleep } from '../lib/context.ts'
 import { split } from '../lib/pool.ts'
 import { type LoadSample, type Measured, round } from '../lib/results.ts'
 import type { Target, TargetName } from '../lib/targets.ts'
+import { EmbeddedBackend } from '../../services/store/embedded.ts'
+import { Store } from '../../services/store/index.ts'
+import { PasswordPool } from '../../services/users/password-pool.ts'
+import { createUser } from '../../services/users/service.ts'
 
 /**
  * `connect_storm` and `memory_per_connection`, measured on one process per target:
@@ -18,19 +23,36 @@ import type { Target, TargetName } from '../lib/targets.ts'
  *    `connectWindow` handshakes in flight together, so no accept backlog overflows and no SYN is
  *    retried a second later), connections/s = accepted / (last CONNACK − first socket opened).
  *
- * The hub's clients each carry their own HS256 user JWT (verified on CONNECT); the baselines' clients
- * connect without credentials.
+ * The hub's clients carry HS256 user JWTs of users that exist in its store (verified on CONNECT); the
+ * baselines' clients connect without credentials.
  */
 interface Outcome {
   rate: Measured
   memory: Measured
 }
 
-function clients(ctx: Context, target: TargetName, prefix: string, n: number): ClientSpec[] {
+/**
+ * The hub's clients sign in as users that exist (created in the store before the hub starts), as
+ * signed-up users do: a token of an unknown user would make each first CONNECT create a profile.
+ */
+const USERS = 16
+
+async function stormUsers(dir: string): Promise<string[]> {
+  const store = new Store(EmbeddedBackend.open(dir))
+  const users: string[] = []
+  // the users have no password: nothing is hashed
+  const passwords = new PasswordPool({ cost: 10, concurrency: 1, queueLimit: 1 })
+  for (let i = 0; i < USERS; i++) users.push((await createUser(store, { name: `Storm ${i}` }, passwords)).id)
+  await store.close()
+  return users
+}
+
+function clients(ctx: Context, users: string[], prefix: string, n: number): ClientSpec[] {
   return Array.from({ length: n }, (_, i) => {
     const clientId = `${prefix}${i}`
-    if (target !== 'hub') return { clientId }
-    const { token } = ctx.tokens.sign({ sub: `bench-user-${prefix}${i}`, role: 'user' }, 3600)
+    const sub = users[i % users.length]
+    if (sub === undefined) return { clientId }
+    const { token } = ctx.tokens.sign({ sub, role: 'user' }, 3600)
     return { clientId, username: 'token', password: token }
   })
 }
@@ -71,65 +93,75 @@ function theilSen(points: readonly [number, number][]): number {
 const MEMORY_STEPS = 5
 
 async function measure(ctx: Context, name: TargetName): Promise<Outcome | string> {
+  const dataDir = join(ctx.dir, 'connections-data')
+  // the baselines' clients connect without credentials
+  const users = name === 'hub' ? await stormUsers(dataDir) : []
   const n = ctx.profile.connections
-  const warm = clients(ctx, name, 'warm', Math.max(20, Math.round(n / 4)))
+  const warm = clients(ctx, users, 'warm', Math.max(20, Math.round(n / 4)))
   const m = ctx.profile.memoryConnections
-  const idle = clients(ctx, name, 'idle', m)
-  const specs = clients(ctx, name, 'c', n)
-  return onTarget(ctx, name, async (target) => {
-    await storm(ctx, target, warm, 'warm')
-    await ctx.pool.all('close', () => ({ group: 'warm' }))
-    await sleep(200)
+  const idle = clients(ctx, users, 'idle', m)
+  const specs = clients(ctx, users, 'c', n)
+  return onTarget(
+    ctx,
+    name,
+    async (target) => {
+      await storm(ctx, target, warm, 'warm')
+      await ctx.pool.all('close', () => ({ group: 'warm' }))
+      await sleep(200)
 
-    // memory: idle connections added in steps, GC and RSS after each; the slope is the cost of one
-    const points: [number, number][] = []
-    const heap: [number, number][] = []
-    const sample = async (count: number) => {
-      const mem = await target.settledMemory()
-      points.push([count, mem.rss])
-      if (mem.heapUsed !== undefined) heap.push([count, mem.heapUsed + (mem.external ?? 0)])
-    }
-    await sample(0)
-    let opened = 0
-    for (let step = 1; step <= MEMORY_STEPS; step++) {
-      const batch = idle.slice(
-        Math.floor(((step - 1) * m) / MEMORY_STEPS),
-        Math.floor((step * m) / MEMORY_STEPS),
-      )
-      const { results } = await storm(ctx, target, batch, 'idle')
-      opened += results.reduce((a, r) => a + r.accepted, 0)
-      await sleep(ctx.profile.settleMs / MEMORY_STEPS)
-      await sample(opened)
-    }
-    await ctx.pool.all('close', () => ({ group: 'idle' }))
-    await sleep(200)
+      // memory: idle connections added in steps, GC and RSS after each; the slope is the cost of one
+      const points: [number, number][] = []
+      const heap: [number, number][] = []
+      const sample = async (count: number) => {
+        const mem = await target.settledMemory()
+        points.push([count, mem.rss])
+        if (mem.heapUsed !== undefined) heap.push([count, mem.heapUsed + (mem.external ?? 0)])
+      }
+      await sample(0)
+      let opened = 0
+      for (let step = 1; step <= MEMORY_STEPS; step++) {
+        const batch = idle.slice(
+          Math.floor(((step - 1) * m) / MEMORY_STEPS),
+          Math.floor((step * m) / MEMORY_STEPS),
+        )
+        const { results } = await storm(ctx, target, batch, 'idle')
+        opened += results.reduce((a, r) => a + r.accepted, 0)
+        await sleep(ctx.profile.settleMs / MEMORY_STEPS)
+        await sample(opened)
+      }
+      await ctx.pool.all('close', () => ({ group: 'idle' }))
+      await sleep(200)
 
-    const { results, load } = await storm(ctx, target, specs, 'storm')
-    const accepted = results.reduce((a, r) => a + r.accepted, 0)
-    const refused = results.reduce((a, r) => a + r.refused + r.failed, 0)
-    const errors = results.flatMap((r) => r.errors)
-    const started = Math.min(...results.map((r) => r.startedAt))
-    const done = Math.max(...results.map((r) => r.connectedAt))
-    await ctx.pool.all('close', () => ({ group: 'storm' }))
-    if (accepted === 0 || opened === 0) return `no connection accepted: ${errors.join('; ')}`
-    const detail = { clients: n, accepted, refused, errors, seconds: (done - started) / 1000 }
-    ctx.log(`  ${name}: ${accepted}/${n} connected in ${(done - started).toFixed(0)} ms`)
-    const first = points[0]![1]
-    const last = points[points.length - 1]![1]
-    return {
-      rate: { value: (accepted * 1000) / (done - started), load, detail },
-      memory: {
-        value: theilSen(points) / 1024,
-        detail: {
-          connections: opened,
-          method: `RSS after GC at ${MEMORY_STEPS + 1} connection counts; median of the pairwise slopes`,
-          rss_mib: points.map(([count, rss]) => [count, round(rss / 2 ** 20)]),
-          rss_first_to_last_kib_per_connection: round((last - first) / opened / 1024),
-          ...(heap.length > 1 ? { heap_and_external_kib_per_connection: round(theilSen(heap) / 1024) } : {}),
+      const { results, load } = await storm(ctx, target, specs, 'storm')
+      const accepted = results.reduce((a, r) => a + r.accepted, 0)
+      const refused = results.reduce((a, r) => a + r.refused + r.failed, 0)
+      const errors = results.flatMap((r) => r.errors)
+      const started = Math.min(...results.map((r) => r.startedAt))
+      const done = Math.max(...results.map((r) => r.connectedAt))
+      await ctx.pool.all('close', () => ({ group: 'storm' }))
+      if (accepted === 0 || opened === 0) return `no connection accepted: ${errors.join('; ')}`
+      const detail = { clients: n, accepted, refused, errors, seconds: (done - started) / 1000 }
+      ctx.log(`  ${name}: ${accepted}/${n} connected in ${(done - started).toFixed(0)} ms`)
+      const first = points[0]![1]
+      const last = points[points.length - 1]![1]
+      return {
+        rate: { value: (accepted * 1000) / (done - started), load, detail },
+        memory: {
+          value: theilSen(points) / 1024,
+          detail: {
+            connections: opened,
+            method: `RSS after GC at ${MEMORY_STEPS + 1} connection counts; median of the pairwise slopes`,
+            rss_mib: points.map(([count, rss]) => [count, round(rss / 2 ** 20)]),
+            rss_first_to_last_kib_per_connection: round((last - first) / opened / 1024),
+            ...(heap.length > 1
+              ? { heap_and_external_kib_per_connection: round(theilSen(heap) / 1024) }
+              : {}),
+          },
         },
-      },
-    }
-  })
+      }
+    },
+    name === 'hub' ? { hub: { dataDir } } : {},
+  )
 }
 
 export async function connections(ctx: Context): Promise<void> {
