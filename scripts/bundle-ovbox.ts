@@ -21,7 +21,7 @@ export async function bundleOvbox(outDir = OVBOX_BUNDLE_DIR): Promise<string> {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node22',
     minify: true,
     legalComments: 'eof',
     logLevel: 'warning',
