@@ -17,9 +17,8 @@
 # Environment: JOBS (parallel compile jobs, default nproc), TMPDIR (where the throw-away build tree goes).
 set -euo pipefail
 
-# The source patches below are written against this exact release; 3.19.3 is also the last mediasoup
-# that supports Node 20 (package.json pins the same version).
-MS_VERSION=3.19.3
+# The source patches below are written against this exact release (package.json pins the same version).
+MS_VERSION=3.27.1
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache_bin="$root/.cache/mediasoup-worker/$MS_VERSION/mediasoup-worker"
@@ -96,7 +95,6 @@ if command -v pkg-config >/dev/null 2>&1; then
   need_pc libuv1-dev libuv
   need_pc libssl-dev openssl
   need_pc libsrtp2-dev libsrtp2
-  need_pc libusrsctp-dev usrsctp
   need_pc libabsl-dev absl_flat_hash_map absl_flat_hash_set absl_btree absl_inlined_vector absl_memory \
     absl_strings absl_optional
   need_pc libflatbuffers-dev flatbuffers
@@ -153,8 +151,6 @@ libsrtp3_dep = declare_dependency(dependencies: _srtp,
 libsrtp3 = static_library('srtp_empty', empty_c)" "option('crypto-library', type: 'string', value: '')
 option('crypto-library-kdf', type: 'string', value: '')
 option('tests', type: 'string', value: '')"
-local_subproject usrsctp "usrsctp_dep = dependency('usrsctp')
-usrsctp = static_library('usrsctp_empty', empty_c)" "option('sctp_build_programs', type: 'boolean', value: false)"
 local_subproject abseil-cpp "absl_container_dep = declare_dependency(dependencies: [
   dependency('absl_flat_hash_map'), dependency('absl_flat_hash_set'),
   dependency('absl_btree'), dependency('absl_inlined_vector'), dependency('absl_memory')])
@@ -165,7 +161,30 @@ absl_container_lib = static_library('absl_empty', empty_c)"
 local_subproject catch2 "catch2_dep = dependency('catch2-with-main', required: false)"
 local_subproject flatbuffers "flatbuffers_dep = dependency('flatbuffers')
 flatbuffers_lib = static_library('flatbuffers_empty', empty_c)"
-# liburing needs no local subproject: -Dms_disable_liburing=true below keeps meson from reaching it.
+# ankerl::unordered_dense (a header-only hash map) is in no Debian release. Its interface, as mediasoup
+# uses it (map, set, hash), is that of the standard unordered containers, so a stand-in header maps it
+# onto them: the same behaviour, somewhat slower lookups in maps that hold a router's few producers,
+# consumers and transports.
+local_subproject unordered-dense "ankerl_unordered_dense_dep = declare_dependency(include_directories: include_directories('include'))"
+ud_dir="$W/subprojects/$(wrap_dir unordered-dense)"
+mkdir -p "$ud_dir/include/ankerl"
+cat >"$ud_dir/include/ankerl/unordered_dense.h" <<'HEADER'
+// stagehub's stand-in for ankerl/unordered_dense.h (scripts/build-mediasoup-worker.sh): std containers.
+#pragma once
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+namespace ankerl::unordered_dense {
+template <class T> struct hash : std::hash<T> {};
+template <class Key, class T, class Hash = hash<Key>, class KeyEqual = std::equal_to<Key>,
+          class Allocator = std::allocator<std::pair<const Key, T>>>
+using map = std::unordered_map<Key, T, Hash, KeyEqual, Allocator>;
+template <class Key, class Hash = hash<Key>, class KeyEqual = std::equal_to<Key>, class Allocator = std::allocator<Key>>
+using set = std::unordered_set<Key, Hash, KeyEqual, Allocator>;
+} // namespace ankerl::unordered_dense
+HEADER
 
 # --- source patches ------------------------------------------------------------------------------------
 # Each patch asserts that it matched, so a changed tarball fails here instead of building something else.
@@ -180,7 +199,7 @@ def patch(rel, fn):
     f.write_text(fn(f.read_text()))
 
 def sub(pattern, repl, s, count, what):
-    s, n = re.subn(pattern, repl, s)
+    s, n = re.subn(pattern, repl, s, flags=re.S)
     assert n == count, f'{what}: expected {count} match(es), found {n}'
     return s
 
@@ -203,10 +222,60 @@ def srtp_session(s):
                       f'\t\tconst srtp_err_status_t err = {m.group(1)}(this->session, data, &srtp2Len);\n'
                       '\t\tdecryptLen = static_cast<size_t>(srtp2Len);',
             s, 2, 'SrtpSession.cpp srtp_unprotect[_rtcp]')
-    assert '#include <cstring>' in s, 'SrtpSession.cpp no longer includes <cstring> (needed for memcpy)'
-    # libsrtp2's cipher_key_len is an int: compare without a signed/unsigned warning.
-    return sub(r'keyLen == policy\.rtp\.cipher_key_len',
-               'keyLen == static_cast<size_t>(policy.rtp.cipher_key_len)', s, 1, 'SrtpSession.cpp keyLen')
+    s = sub(r'#include "MediaSoupErrors\.hpp"\n', '#include "MediaSoupErrors.hpp"\n#include <cstring>\n', s, 1,
+            'SrtpSession.cpp includes')
+    # libsrtp 3 builds a session from an opaque policy object (srtp_policy_create/_set_profile/_add_key);
+    # libsrtp2 takes a policy struct filled by srtp_crypto_policy_set_*: the same session, older API.
+    return sub(r'(SrtpSession::SrtpSession\(Type type, CryptoSuite cryptoSuite, uint8_t\* key, size_t keyLen\)\n\t\{\n)'
+               r'.*?(\n\t\}\n\n\tSrtpSession::~SrtpSession\(\))',
+               lambda m: m.group(1) + SRTP2_CONSTRUCTOR + m.group(2), s, 1, 'SrtpSession.cpp constructor')
+
+SRTP2_CONSTRUCTOR = '''\t\tMS_TRACE();
+
+\t\tsrtp_policy_t policy; // NOLINT(cppcoreguidelines-pro-type-member-init)
+\t\tstd::memset(&policy, 0, sizeof(srtp_policy_t));
+
+\t\tswitch (cryptoSuite)
+\t\t{
+\t\t\tcase CryptoSuite::AEAD_AES_256_GCM:
+\t\t\t\tsrtp_crypto_policy_set_aes_gcm_256_16_auth(&policy.rtp);
+\t\t\t\tsrtp_crypto_policy_set_aes_gcm_256_16_auth(&policy.rtcp);
+\t\t\t\tbreak;
+\t\t\tcase CryptoSuite::AEAD_AES_128_GCM:
+\t\t\t\tsrtp_crypto_policy_set_aes_gcm_128_16_auth(&policy.rtp);
+\t\t\t\tsrtp_crypto_policy_set_aes_gcm_128_16_auth(&policy.rtcp);
+\t\t\t\tbreak;
+\t\t\tcase CryptoSuite::AES_CM_128_HMAC_SHA1_80:
+\t\t\t\tsrtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&policy.rtp);
+\t\t\t\tsrtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&policy.rtcp);
+\t\t\t\tbreak;
+\t\t\tcase CryptoSuite::AES_CM_128_HMAC_SHA1_32:
+\t\t\t\tsrtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&policy.rtp);
+\t\t\t\t// RTCP always uses the 80-bit tag.
+\t\t\t\tsrtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&policy.rtcp);
+\t\t\t\tbreak;
+\t\t\tdefault:
+\t\t\t\tMS_ABORT("unknown SRTP crypto suite");
+\t\t}
+
+\t\tMS_ASSERT(
+\t\t  keyLen == static_cast<size_t>(policy.rtp.cipher_key_len),
+\t\t  "given keyLen does not match policy.rtp.cipher_key_len");
+
+\t\tpolicy.ssrc.type  = type == Type::INBOUND ? ssrc_any_inbound : ssrc_any_outbound;
+\t\tpolicy.ssrc.value = 0;
+\t\tpolicy.key        = key;
+\t\t// Required for sending RTP retransmission without RTX.
+\t\tpolicy.allow_repeat_tx = 1;
+\t\tpolicy.window_size     = 1024;
+\t\tpolicy.next            = nullptr;
+
+\t\tconst srtp_err_status_t err = srtp_create(&this->session, &policy);
+
+\t\tif (DepLibSRTP::IsError(err))
+\t\t{
+\t\t\tMS_THROW_ERROR("srtp_create() failed: %s", DepLibSRTP::GetErrorString(err).c_str());
+\t\t}'''
 
 patch('src/RTC/SrtpSession.cpp', srtp_session)
 patch('include/RTC/SrtpSession.hpp',
@@ -240,13 +309,9 @@ run_logged() { # <log file> <command...>: quiet on success, the log's tail on fa
   fi
 }
 log "meson setup"
-# liburing: bookworm's 2.3 lacks io_uring_prep_sendto; it is only a faster send path on Linux >= 6.
-run_logged "$work/meson-setup.log" meson setup --buildtype=release -Db_ndebug=true -Dms_disable_liburing=true \
-  --wrap-mode=nodownload "$W/build" "$W"
+run_logged "$work/meson-setup.log" meson setup --buildtype=release -Db_ndebug=true --wrap-mode=nodownload \
+  "$W/build" "$W"
 log "compiling with ${JOBS:-$(nproc)} jobs (several minutes)"
-# The sources include the headers flatc generates, but mediasoup's meson.build only adds their include
-# directory, not an ordering dependency on the generator: generate them before compiling anything.
-run_logged "$work/flatc.log" ninja -C "$W/build" fbs/FBS
 run_logged "$work/ninja.log" ninja -C "$W/build" -j"${JOBS:-$(nproc)}" mediasoup-worker
 
 # Strip (symbols are of no use to the hub) and move into place last, so an interrupted run never leaves a
