@@ -195,7 +195,10 @@ export class HubBroker {
     boundOutbound(client, this.#options.outbound, this.#outboundEvents)
   }
 
-  /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
+  /**
+   * Hub-originated publish (retained state, responses, chat): no publish rule applies, but delivery
+   * does (Acl.canReceive): a response on `clients/{c}/res` reaches client c alone.
+   */
   publish(
     topic: string,
     payload: Buffer | string,
