@@ -34,7 +34,10 @@ const PARTY_WORDS: Readonly<Record<Party, string>> = {
  * this table tells the truth, and fails on a pattern added there without a line here.
  */
 export const aclParties: Readonly<
-  Record<string, { publishers: readonly Party[]; subscribers: readonly Party[]; note?: string }>
+  Record<
+    string,
+    { publishers: readonly Party[]; subscribers: readonly Party[]; note?: string; receivers?: string }
+  >
 > = {
   'hub/status': { publishers: ['the hub'], subscribers: ['everyone'] },
   'users/{u}': { publishers: ['the hub'], subscribers: ['user u'] },
@@ -63,18 +66,24 @@ export const aclParties: Readonly<
   'routers/{r}/load': { publishers: ['router r'], subscribers: [], note: 'not retained' },
   'routers/{r}/signal': { publishers: ['the hub'], subscribers: ['router r'], note: 'not retained' },
   'routers/{r}/signal/answers': { publishers: ['router r'], subscribers: [], note: 'not retained' },
-  'clients/{c}/req/{action}': { publishers: ['client c'], subscribers: [], note: 'not retained' },
+  'clients/{c}/req/{action}': {
+    publishers: ['client c'],
+    subscribers: [],
+    note: 'not retained',
+    receivers: 'nobody: the hub consumes every request',
+  },
   'clients/{c}/res': { publishers: ['the hub'], subscribers: ['client c'], note: 'not retained' },
   '$SYS/#': { publishers: ['the hub'], subscribers: [], note: "the broker's statistics" },
 }
 
 /** The words of aclParties for one pattern. */
 export function aclWords(pattern: string): { publish: string; subscribe: string } {
-  const { publishers, subscribers, note } = aclParties[pattern]!
+  const { publishers, subscribers, note, receivers } = aclParties[pattern]!
   const publish = publishers.map((p) => PARTY_WORDS[p]).join(', ')
   return {
     publish: note ? `${publish} (${note})` : publish,
-    subscribe: subscribers.length ? subscribers.map((p) => PARTY_WORDS[p]).join(', ') : 'admins only',
+    subscribe:
+      receivers ?? (subscribers.length ? subscribers.map((p) => PARTY_WORDS[p]).join(', ') : 'admins only'),
   }
 }
 
@@ -199,7 +208,8 @@ function topicsMarkdown(): string {
     '',
     'Every topic the hub knows, with who publishes on it and who may subscribe (the ACL in',
     '[`broker/acl.ts`](../../broker/acl.ts); anything not listed is refused). `{x}` is one topic level.',
-    'Admin tokens may subscribe to everything. State topics are retained and published with QoS 1.',
+    'Admin tokens may subscribe to everything, yet a request reaches nobody and a response only the client',
+    'that asked ([requests](README.md#requests-and-responses)). State topics are retained and published with QoS 1.',
     '',
     '| topic | published by | who may subscribe | payload |',
     '| --- | --- | --- | --- |',
@@ -259,7 +269,7 @@ function asyncApi(version: string): object {
     channels[channelId] = {
       address: `clients/{clientId}/req/${action.name}`,
       title: `${action.name} request`,
-      description: `${action.description} Published (QoS 1) only by the client whose client id is {clientId}.`,
+      description: `${action.description} Published (QoS 1) only by the client whose client id is {clientId}; the hub consumes it, no subscriber receives it.`,
       parameters: parametersOf('clients/{clientId}/req/x'),
       messages: {
         request: {
@@ -312,7 +322,7 @@ function asyncApi(version: string): object {
     address: 'clients/{clientId}/res',
     title: 'responses',
     description:
-      'Exactly one response per request, not retained. Only the client whose client id is {clientId} may subscribe: subscribe before publishing a request.',
+      'Exactly one response per request, not retained, delivered to the client whose client id is {clientId} and to nobody else (admins included). Only that client may subscribe: subscribe before publishing a request.',
     parameters: parametersOf('clients/{clientId}/res'),
     messages: responseMessages,
   }

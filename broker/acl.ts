@@ -161,6 +161,25 @@ export interface PublishDecision {
   retain: boolean
 }
 
+/**
+ * Where the broker puts a client publish it consumed (a request) or refused: `soleRecipient` gives
+ * it to nobody, so Aedes acknowledges the message and routes it nowhere.
+ */
+export const CONSUMED_TOPIC = '$stagehub/consumed'
+
+/**
+ * The only client id a topic's messages may reach, whatever anyone subscribed to (admins included):
+ * `clients/{c}/…` is c's own (its responses carry tokens), CONSUMED_TOPIC is nobody's (null).
+ * Undefined for every other topic: the ACL decides.
+ */
+export function soleRecipient(topic: string): string | null | undefined {
+  if (topic.startsWith('clients/')) {
+    const end = topic.indexOf('/', 8)
+    return topic.slice(8, end === -1 ? undefined : end)
+  }
+  return topic === CONSUMED_TOPIC ? null : undefined
+}
+
 /** Topics whose stateful rule binding canReceive keeps (cleared when full: recent topics are hot). */
 const RECEIVE_BINDINGS = 10_000
 
@@ -198,10 +217,13 @@ export class Acl {
   }
 
   /**
-   * Delivery of one message on a concrete topic to a subscriber. Re-checks state-dependent rules so
-   * that access revoked in the store ends at once, including subscriptions already held.
+   * Delivery of one message on a concrete topic to a subscriber. A client's own topics reach that
+   * client alone; state-dependent rules are re-checked so that access revoked in the store ends at
+   * once, including subscriptions already held.
    */
   canReceive(who: Identity, topic: string): boolean {
+    const sole = soleRecipient(topic)
+    if (sole !== undefined) return sole === who.clientId
     if (who.role === 'admin') return true
     const slash = topic.indexOf('/')
     const first = slash === -1 ? topic : topic.slice(0, slash)

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { ExplainReply } from '../schemas/http.ts'
-import type { Acl } from './acl.ts'
+import { type Acl, CONSUMED_TOPIC } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
 import {
   DRAIN_TIMEOUT_MESSAGE,
@@ -52,11 +52,15 @@ export interface BrokerDelegate {
   tokenGeneration(role: 'user' | 'device' | 'router', id: string): number | undefined
   /** Whether a user account with this id exists (user tokens of unknown users are not refused). */
   userExists(id: string): boolean
-  /** A client published to its own `clients/{c}/req/{action}`; called after the ACL allowed it. */
+  /**
+   * A client published to its own `clients/{c}/req/{action}`; called after the ACL allowed it. The
+   * request is consumed: it reaches no subscriber, whatever they subscribed to.
+   */
   onRequest(who: Identity, action: string, payload: Buffer): void
   /**
    * Any other authorized client publish (presence, reported state, wills included). Returning a
-   * reason refuses the message without closing the connection: it is routed nowhere and not retained.
+   * reason refuses the message without closing the connection: it is consumed (routed nowhere, not
+   * retained).
    */
   onPublish?(who: Identity, topic: string, payload: Buffer): string | undefined
   /**
@@ -89,8 +93,7 @@ export interface BrokerOptions {
 type SessionEnd = 'expired' | 'identity_cap' | 'revoked'
 
 const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
-/** Where refused messages go: no client can subscribe to it, so they reach nobody. */
-const DROPPED_TOPIC = '$stagehub/dropped'
+const NOTHING = Buffer.alloc(0)
 /** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -192,7 +195,10 @@ export class HubBroker {
     boundOutbound(client, this.#options.outbound, this.#outboundEvents)
   }
 
-  /** Hub-originated publish (retained state, responses, chat). Never subject to the client ACL. */
+  /**
+   * Hub-originated publish (retained state, responses, chat): no publish rule applies, but delivery
+   * does (Acl.canReceive): a response on `clients/{c}/res` reaches client c alone.
+   */
   publish(
     topic: string,
     payload: Buffer | string,
@@ -462,12 +468,12 @@ export class HubBroker {
     const request = REQUEST_TOPIC.exec(packet.topic)
     if (request) {
       delegate.onRequest(who, request[2]!, packet.payload as Buffer)
+      consume(packet)
     } else {
       const refusal = delegate.onPublish?.(who, packet.topic, packet.payload as Buffer)
       if (refusal) {
         log.info({ clientId: who.clientId, topic: packet.topic, reason: refusal }, 'message refused')
-        packet.topic = DROPPED_TOPIC
-        packet.retain = false
+        consume(packet)
       }
     }
     done(null)
@@ -647,4 +653,14 @@ export class HubBroker {
     )
     client.close()
   }
+}
+
+/**
+ * A client publish the hub has taken (a request) or refused: Aedes still acknowledges it, as the
+ * client expects, but it goes, empty, to a topic delivered to nobody (see soleRecipient).
+ */
+function consume(packet: PublishPacket): void {
+  packet.topic = CONSUMED_TOPIC
+  packet.payload = NOTHING
+  packet.retain = false
 }

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { Aedes } from 'aedes'
 import type { Logger } from 'pino'
+import { soleRecipient } from './acl.ts'
 import { RetainedIndex } from './retained-index.ts'
 
 const require = createRequire(import.meta.url)
@@ -157,8 +158,11 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     this.#enqueue(sub.clientId, packet)
   }
 
+  /** A client's own topics are queued for that client alone, as they are delivered (Acl.canReceive). */
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: QueuedPacket): Promise<void> {
-    for (const sub of subs) this.#enqueue(sub.clientId, packet)
+    const sole = soleRecipient(packet.topic)
+    for (const sub of subs)
+      if (sole === undefined || sole === sub.clientId) this.#enqueue(sub.clientId, packet)
   }
 
   /**

@@ -50,8 +50,11 @@ export interface TokenService {
    * `ignoreExpiration` only to explain a refusal (POST /auth/explain), never to admit anyone.
    */
   verify(token: string, options?: { ignoreExpiration?: boolean }): Omit<Identity, 'clientId'>
-  /** Mints a token; needs JWT_SECRET or JWT_PRIVATE_KEY. */
-  sign(claims: TokenClaims, ttlSeconds: number): { token: string; exp: number }
+  /**
+   * Mints a token; needs JWT_SECRET or JWT_PRIVATE_KEY. `issuedAt` (seconds since the epoch, default
+   * now) signs a token again: the same claims and issue time give the same token (ES256: an equivalent one).
+   */
+  sign(claims: TokenClaims, ttlSeconds: number, issuedAt?: number): { token: string; exp: number }
 }
 
 export function createTokenService(config: HubConfig['jwt']): TokenService {
@@ -108,10 +111,12 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       }
     },
 
-    sign(claims, ttlSeconds) {
+    sign(claims, ttlSeconds, issuedAt) {
       if (!signKey) throw new Error(`cannot mint ${config.algorithm} tokens without JWT_PRIVATE_KEY`)
       const { sub, ...rest } = claims
-      const body = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined))
+      const body = Object.fromEntries(
+        Object.entries({ ...rest, iat: issuedAt }).filter(([, v]) => v !== undefined),
+      )
       const token = jwt.sign(body, signKey, {
         algorithm: config.algorithm,
         subject: sub,

@@ -1,3 +1,4 @@
+import type { TokenClaims } from '../broker/tokens.ts'
 import type { AuditEntry } from '../schemas/actions/audit.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
@@ -55,7 +56,21 @@ export interface RequestRecordDoc extends StoredDoc {
   /** The action the id was used for: the same id with another action is not a retry. */
   action: string
   expiresAt: number
+  /** The response as sent, except that a token it handed out is left empty (see `issued`). */
   response: string
+  /**
+   * What signs the response's `result.token` again for a retry: the record keeps no usable token,
+   * and a retry gets one of the same generation, issue time and expiry.
+   */
+  issued?: IssuedToken
+}
+
+/** A token a request handed out, as what signs it again. */
+export interface IssuedToken {
+  claims: TokenClaims
+  ttlSeconds: number
+  /** Seconds since the epoch. */
+  issuedAt: number
 }
 
 /** A retained message the hub must keep across restarts (client-published retained topics, state topics). */

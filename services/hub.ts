@@ -234,6 +234,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const pipeline = new RequestPipeline({
     store,
     publisher,
+    tokens,
     metrics,
     log: log.child({ component: 'requests' }),
     respond: (clientId, payload) =>
@@ -290,7 +291,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     store,
     pipeline,
     publisher,
-    tokens,
     users,
     quotas: config.quotas,
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
@@ -314,7 +314,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     store,
     pipeline,
     publisher,
-    tokens,
     routerTokenTtlSeconds: config.routerTokenTtlSeconds,
     routerReturnGraceSeconds: config.routerReturnGraceSeconds,
     log: log.child({ component: 'routers' }),

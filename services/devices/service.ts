@@ -80,7 +80,6 @@ export interface DevicesServiceOptions {
   store: Store
   pipeline: RequestPipeline
   publisher: StatePublisher
-  tokens: TokenService
   users: UsersService
   quotas: Quotas
   deviceTokenTtlSeconds: number
@@ -130,7 +129,7 @@ export class DevicesService {
         createdAt: new Date().toISOString(),
       })
       this.#publish(ctx, device)
-      return { device: deviceState(device), ...this.#token(device) }
+      return { device: deviceState(device), ...this.#token(ctx, device) }
     })
 
     pipeline.register(deviceToken, async (ctx, params) => {
@@ -141,7 +140,7 @@ export class DevicesService {
         tokenVersion: device.tokenVersion + 1,
       })
       this.#publish(ctx, rotated)
-      return { ...this.#token(rotated), generation: rotated.tokenVersion }
+      return { ...this.#token(ctx, rotated), generation: rotated.tokenVersion }
     })
 
     pipeline.register(deviceRemove, async (ctx, params) => {
@@ -272,14 +271,14 @@ export class DevicesService {
     ctx.publish(deviceTopics.document(device.owner, device.id), deviceState(device))
   }
 
-  #token(device: DeviceDoc): { token: string; expiresAt: string } {
-    return signDeviceToken(this.#options.tokens, device, this.#options.deviceTokenTtlSeconds)
+  #token(ctx: RequestContext, device: DeviceDoc): { token: string; expiresAt: string } {
+    return signDeviceToken(ctx, device, this.#options.deviceTokenTtlSeconds)
   }
 }
 
 /** A token of the device's current generation (older generations are refused at CONNECT). */
 export function signDeviceToken(
-  tokens: TokenService,
+  tokens: Pick<TokenService, 'sign'>,
   device: Pick<DeviceDoc, 'id' | 'owner' | 'tokenVersion'>,
   ttlSeconds: number,
 ): { token: string; expiresAt: string } {

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino'
 import type { Static, TSchema } from '@sinclair/typebox'
-import type { Identity } from '../../broker/tokens.ts'
+import type { Identity, TokenClaims, TokenService } from '../../broker/tokens.ts'
 import type { HubMetrics } from '../../broker/metrics.ts'
 import type { ActionSchema } from '../../schemas/action.ts'
 import type { RequestOutcome } from '../audit/rules.ts'
 import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../schemas/protocol.ts'
 import { type Validator, validator } from '../../schemas/validate.ts'
-import { collections, type RequestRecordDoc } from '../collections.ts'
+import { type IssuedToken, collections, type RequestRecordDoc } from '../collections.ts'
 import { HubError } from '../errors.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
@@ -23,6 +23,11 @@ export interface RequestContext {
   clear(topic: string): void
   /** A non-retained event (chat) to publish once the transaction is durable, before the response. */
   notify(topic: string, value: unknown): void
+  /**
+   * Mints the token the response hands out in `result.token` (one per request). The retry record
+   * keeps what signs it, never the token: a retry gets it signed again, of the same generation.
+   */
+  sign(claims: TokenClaims, ttlSeconds: number): { token: string; exp: number }
   /**
    * Computes an expensive value (a password hash or check) once per request, however often the
    * transaction is re-run after losing a race.
@@ -50,6 +55,7 @@ interface RegisteredAction {
 export interface PipelineOptions {
   store: Store
   publisher: StatePublisher
+  tokens: TokenService
   /** Publishes a response on `clients/{c}/res` (QoS 1, not retained). */
   respond(clientId: string, payload: string): Promise<void>
   metrics: HubMetrics
@@ -165,7 +171,7 @@ export class RequestPipeline {
     action: string,
     request: RequestEnvelope,
   ): Promise<ResponseEnvelope> {
-    const { store, publisher, log, requestIdTtlMs } = this.#options
+    const { store, publisher, tokens, log, requestIdTtlMs } = this.#options
     const registered = this.#actions.get(action)
     if (!registered) {
       return failure(
@@ -187,6 +193,7 @@ export class RequestPipeline {
 
     let publications: Publication[] = []
     let retry = false
+    let issued: (IssuedToken & { token: string }) | undefined
     const memo = new Map<string, Promise<unknown>>()
     // kept over re-runs of the transaction: each run may have started something that needs ending
     const settlers: ((committed: boolean) => void)[] = []
@@ -205,12 +212,13 @@ export class RequestPipeline {
       const { value } = await store.transaction(async (tx) => {
         publications = []
         retry = false
+        issued = undefined
         // inside the transaction: a retry racing its original (on any hub process) conflicts here
         const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
         if (earlier && earlier.expiresAt > Date.now()) {
           if (earlier.action !== action) throw new RequestIdReused(earlier.action)
           retry = true
-          return JSON.parse(earlier.response) as ResponseEnvelope
+          return answerAgain(earlier, tokens)
         }
         const ctx: RequestContext = {
           who,
@@ -218,12 +226,18 @@ export class RequestPipeline {
           publish: (topic, value) => publications.push({ topic, value }),
           clear: (topic) => publications.push({ topic, value: null }),
           notify: (topic, value) => publications.push({ topic, value, retain: false }),
+          sign: (claims, ttlSeconds) => {
+            const issuedAt = Math.floor(Date.now() / 1000)
+            const signed = tokens.sign(claims, ttlSeconds, issuedAt)
+            issued = { claims, ttlSeconds, issuedAt, token: signed.token }
+            return signed
+          },
           once,
           settled: (effect) => settlers.push(effect),
         }
         const result = await registered.handle(ctx, params)
         const success: ResponseEnvelope = { id: request.id, ok: true, result: result ?? {} }
-        writeRecord(tx, key, who, action, success, requestIdTtlMs, earlier)
+        writeRecord(tx, key, who, action, success, requestIdTtlMs, earlier, issued)
         return success
       })
       this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
@@ -289,17 +303,36 @@ function writeRecord(
   response: ResponseEnvelope,
   ttlMs: number,
   expired: RequestRecordDoc | null,
+  issued?: IssuedToken & { token: string },
 ): void {
-  const record = {
+  const record: Omit<RequestRecordDoc, 'version'> = {
     id: key,
     clientId: who.clientId,
     action,
     expiresAt: Date.now() + ttlMs,
     response: JSON.stringify(response),
   }
+  if (issued) {
+    const result = response.ok ? (response.result as { token?: unknown }) : undefined
+    if (result?.token !== issued.token) throw new Error(`${action} signed a token it does not answer with`)
+    const { token: _token, ...reissue } = issued
+    record.response = JSON.stringify({ ...response, result: { ...result, token: '' } })
+    record.issued = reissue
+  }
   if (expired)
     tx.replace<RequestRecordDoc>(collections.requests.name, { ...record, version: expired.version })
   else tx.insert<RequestRecordDoc>(collections.requests.name, record)
+}
+
+/** The recorded answer to a retry, with the token it handed out signed again. */
+function answerAgain(record: RequestRecordDoc, tokens: TokenService): ResponseEnvelope {
+  const response = JSON.parse(record.response) as ResponseEnvelope
+  if (!record.issued || !response.ok) return response
+  const { claims, ttlSeconds, issuedAt } = record.issued
+  return {
+    ...response,
+    result: { ...(response.result as object), token: tokens.sign(claims, ttlSeconds, issuedAt).token },
+  }
 }
 
 /** Refusals a retry of the same request may not get again: they are not remembered for its id. */

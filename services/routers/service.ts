@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Identity, TokenService } from '../../broker/tokens.ts'
+import type { Identity } from '../../broker/tokens.ts'
 import {
   RouterLoad,
   RouterPresencePayload,
@@ -15,7 +15,7 @@ import { nextPresence } from '../devices/presence.ts'
 import { HubError, conflict, forbidden, notFound } from '../errors.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
-import type { RequestPipeline } from '../requests/pipeline.ts'
+import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
@@ -34,7 +34,6 @@ export interface RoutersServiceOptions {
   store: Store
   pipeline: RequestPipeline
   publisher: StatePublisher
-  tokens: TokenService
   routerTokenTtlSeconds: number
   /** See markAllOffline. */
   routerReturnGraceSeconds: number
@@ -169,9 +168,9 @@ export class RoutersService {
   }
 
   #registerActions(): void {
-    const { pipeline, tokens, routerTokenTtlSeconds } = this.#options
-    const sign = (router: RouterDoc) => {
-      const { token, exp } = tokens.sign(
+    const { pipeline, routerTokenTtlSeconds } = this.#options
+    const sign = (ctx: RequestContext, router: RouterDoc) => {
+      const { token, exp } = ctx.sign(
         { sub: router.id, role: 'router', ver: router.tokenVersion },
         routerTokenTtlSeconds,
       )
@@ -190,7 +189,7 @@ export class RoutersService {
         createdAt: now(),
       })
       ctx.publish(routerTopics.document(router.id), routerState(router, []))
-      return { router: routerState(router, []), ...sign(router) }
+      return { router: routerState(router, []), ...sign(ctx, router) }
     })
 
     pipeline.register(routerToken, async (ctx, { routerId }) => {
@@ -204,7 +203,7 @@ export class RoutersService {
         routerTopics.document(router.id),
         routerState(rotated, await this.#assignmentsOf(ctx.tx, router.id)),
       )
-      return { ...sign(rotated), generation: rotated.tokenVersion }
+      return { ...sign(ctx, rotated), generation: rotated.tokenVersion }
     })
 
     pipeline.register(routerRemove, async (ctx, { routerId }) => {

@@ -87,9 +87,9 @@ export async function createUser(store: Store, input: NewUser, passwords: Passwo
   }
 }
 
-/** A user token of the account's current generation, as the HTTP auth routes and the CLI hand it out. */
+/** A user token of the account's current generation, as the HTTP auth routes, the CLI and the requests (ctx.sign) hand it out. */
 export function userToken(
-  tokens: TokenService,
+  tokens: Pick<TokenService, 'sign'>,
   user: Pick<UserDoc, 'id' | 'name' | 'tokenVersion'>,
   ttlSeconds: number,
 ): TokenReply {
@@ -353,7 +353,7 @@ export class UsersService {
       this.#renewing.delete(who)
       if (committed) who.ver = generation
     })
-    const { token, expiresAt } = userToken(this.#options.tokens, saved, ttlSeconds)
+    const { token, expiresAt } = userToken(ctx, saved, ttlSeconds)
     return { token, expiresAt, generation }
   }
 

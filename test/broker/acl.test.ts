@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Acl, type AccessState } from '../../broker/acl.ts'
+import { Acl, type AccessState, CONSUMED_TOPIC } from '../../broker/acl.ts'
 import type { Identity, Role } from '../../broker/tokens.ts'
 import type { DeviceDoc, MemberDoc, StageDoc } from '../../services/collections.ts'
 import {
@@ -301,6 +301,19 @@ t.test('Acl unit', async (t) => {
     t.ok(acl.canReceive(user('u1'), 'users/u1'), 'state-free topics are decided at subscribe time')
     t.ok(acl.canReceive(user('u1', 'c1'), 'clients/c1/res'))
   })
+
+  t.test(
+    'canReceive: a client id’s own topics reach that client alone, admins included; consumed messages reach nobody',
+    async (t) => {
+      t.ok(acl.canReceive(user('u1', 'c1'), 'clients/c1/res'), 'the client that asked receives its response')
+      t.notOk(acl.canReceive(user('u1', 'c2'), 'clients/c1/res'), 'another client of the same user does not')
+      t.notOk(acl.canReceive(admin('op'), 'clients/c1/res'), 'nor does an operator')
+      t.notOk(acl.canReceive(admin('op'), 'clients/c1/req/user.update'), 'nor a request')
+      t.ok(acl.canReceive(admin('op'), 'clients'), 'a topic that only begins alike is not a client’s')
+      for (const w of [admin('op'), user('u1'), device('d1', 'u1'), router('r1')])
+        t.notOk(acl.canReceive(w, CONSUMED_TOPIC), `${describe(w)} receives no consumed message`)
+    },
+  )
 })
 
 t.test('through a real hub', async (t) => {

@@ -115,3 +115,18 @@ t.test('configuration errors name the variable to fix', async (t) => {
     /JWT_PUBLIC_KEY/,
   )
 })
+
+t.test(
+  'signing again with the same issue time gives the same HS256 token, and its iat and exp follow that time',
+  async (t) => {
+    const tokens = createTokenService(configFromEnv({ JWT_SECRET: SECRET }).jwt)
+    const claims = { sub: 'd1', role: 'device', owner: 'u1', ver: 3 } as const
+    const issuedAt = Math.floor(Date.now() / 1000) - 120
+    const first = tokens.sign(claims, 600, issuedAt)
+    t.same(tokens.sign(claims, 600, issuedAt), first, 'the same token and expiry')
+    t.equal(first.exp, issuedAt + 600, 'the expiry counts from the issue time given')
+    t.match(jwt.decode(first.token), { iat: issuedAt, exp: issuedAt + 600, sub: 'd1', ver: 3 })
+    t.match(tokens.verify(first.token), { id: 'd1', role: 'device', owner: 'u1', ver: 3 })
+    t.not(tokens.sign(claims, 600).token, first.token, 'without one, the token is issued now')
+  },
+)
