@@ -78,26 +78,25 @@ export class RequestClient {
     return true
   }
 
-  /** Sends `action` and resolves with its result; rejects with a RequestError. */
+  /**
+   * Sends `action` and resolves with its result; rejects with a RequestError: the hub's refusal at
+   * once, `timeout` or `not_connected` (the last attempt could not be sent) after two waits.
+   */
   async request<N extends ActionName>(action: N, params: ActionParams<N>): Promise<ActionResult<N>> {
     const id = requestId()
     const payload = JSON.stringify({ id, params })
     const timeoutMs = this.#options.timeoutMs ?? 10_000
-    let lastError: RequestError | undefined
+    let unsent: Error | undefined
     for (let attempt = 0; attempt < 2; attempt++) {
       const response = this.#wait(id, timeoutMs)
-      try {
-        await this.#options.publish(topics.request(this.#options.clientId, action), payload)
-      } catch (err) {
-        response.cancel()
-        lastError = new RequestError(action, 'not_connected', `${action} not sent: ${(err as Error).message}`)
-        continue
-      }
-      const answer = await response.promise
-      if (answer === undefined) {
-        lastError = new RequestError(action, 'timeout', `no response to ${action} within ${timeoutMs} ms`)
-        continue
-      }
+      // not awaited: a connection lost before the PUBACK fails the publish, yet the request may have
+      // been applied, and the retry on the next connection is what finds out
+      unsent = undefined
+      this.#options.publish(topics.request(this.#options.clientId, action), payload).catch((err: unknown) => {
+        unsent = err as Error
+      })
+      const answer = await response
+      if (answer === undefined) continue
       if (answer.ok) return answer.result as ActionResult<N>
       throw new RequestError(
         action,
@@ -105,12 +104,14 @@ export class RequestClient {
         `${action} refused (${answer.error.code}): ${answer.error.message}`,
       )
     }
-    throw lastError!
+    const failed = unsent as Error | undefined
+    if (failed) throw new RequestError(action, 'not_connected', `${action} not sent: ${failed.message}`)
+    throw new RequestError(action, 'timeout', `no response to ${action} within ${timeoutMs} ms (sent twice)`)
   }
 
-  #wait(id: string, timeoutMs: number) {
-    let cancel = () => {}
-    const promise = new Promise<ResponseEnvelope | undefined>((resolve) => {
+  /** The response with `id`, or undefined after `timeoutMs`. */
+  #wait(id: string, timeoutMs: number): Promise<ResponseEnvelope | undefined> {
+    return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(id)
         resolve(undefined)
@@ -119,12 +120,6 @@ export class RequestClient {
         clearTimeout(timer)
         resolve(response)
       })
-      cancel = () => {
-        clearTimeout(timer)
-        this.#waiting.delete(id)
-        resolve(undefined)
-      }
     })
-    return { promise, cancel: () => cancel() }
   }
 }

@@ -1,0 +1,178 @@
+import { createServer, type Socket, connect as tcpConnect } from 'node:net'
+import t from 'tap'
+import type { PresencePayload } from '../../../schemas/actions/device.ts'
+import { HubClient, type HubClientOptions } from '../../../devices/hub-client/hub-client.ts'
+import { RequestError } from '../../../devices/hub-client/requests.ts'
+import { collections } from '../../../services/collections.ts'
+import { type TestHub, type Teardown, startTestHub, waitUntil } from '../../helpers/hub.ts'
+import { startProxy } from '../ovbox/fixture.ts'
+
+/** A started hub client, stopped at teardown. */
+function startClient(t: Teardown, options: HubClientOptions): HubClient {
+  const client = new HubClient({ backoff: { initialMs: 50, maxMs: 200 }, ...options })
+  client.start()
+  t.teardown(() => client.stop())
+  return client
+}
+
+/** A user of the hub and a client of theirs, online. */
+async function userClient(t: Teardown, th: TestHub, url = th.mqttUrl, extra: Partial<HubClientOptions> = {}) {
+  const user = await th.hub.users.createUser({ name: 'Ann' })
+  const client = startClient(t, {
+    url,
+    clientId: `${user.id}-app`,
+    token: th.token({ sub: user.id, name: 'Ann' }),
+    ...extra,
+  })
+  await client.untilOnline()
+  return { user, client }
+}
+
+/** Resolves with the first watched value on `filter` that satisfies `test`. */
+function until<T>(
+  client: HubClient,
+  filter: string,
+  test: (value: T | undefined) => boolean,
+): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const stop = client.watch<T>(filter, ({ value }) => {
+      if (!test(value)) return
+      queueMicrotask(() => stop())
+      resolve(value)
+    })
+  })
+}
+
+t.test(
+  'a retried request keeps its id: the hub answers the retry and applies the request once',
+  async (t) => {
+    const th = await startTestHub(t)
+    // forwards everything, except that the first connection to carry stage.create loses its response:
+    // it is cut once the request is through, as a network drop would
+    const sentIds: string[] = []
+    const sockets = new Set<Socket>()
+    let dropped = false
+    const proxy = createServer((client) => {
+      const upstream = tcpConnect(Number(new URL(th.mqttUrl).port), '127.0.0.1')
+      let silenced = false
+      sockets.add(client).add(upstream)
+      client.on('data', (chunk: Buffer) => {
+        const request = /req\/stage\.create[^{]{0,2}\{"id":"([0-9a-f]+)"/.exec(chunk.toString('latin1'))
+        if (request) sentIds.push(request[1]!)
+        upstream.write(chunk)
+        if (request && !dropped) {
+          dropped = silenced = true
+          setTimeout(() => {
+            client.destroy()
+            upstream.destroy()
+          }, 300)
+        }
+      })
+      upstream.on('data', (chunk: Buffer) => {
+        if (!silenced) client.write(chunk)
+      })
+      for (const s of [client, upstream]) {
+        s.on('error', () => undefined)
+        s.on('close', () => (s === client ? upstream : client).destroy())
+      }
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => {
+      for (const s of sockets) s.destroy()
+      proxy.close()
+    })
+    const { user, client } = await userClient(
+      t,
+      th,
+      `mqtt://127.0.0.1:${(proxy.address() as { port: number }).port}`,
+      {
+        requestTimeoutMs: 1500,
+      },
+    )
+
+    const summaries = `users/${user.id}/stages/+`
+    client.watch(summaries, () => undefined)
+    const stage = await client.request('stage.create', { name: 'Retried' })
+    t.equal(stage.name, 'Retried', 'the retry got the result')
+    t.equal(client.connects, 2, 'the retry went over the new connection')
+    t.equal(sentIds.length, 2, 'sent twice')
+    t.equal(sentIds[0], sentIds[1], 'with the same id')
+    const stored = await th.hub.store.find(collections.stages.name, { createdBy: user.id })
+    t.equal(stored.length, 1, 'the hub created one stage')
+    await waitUntil(() => client.state.entries(summaries).size > 0, 'the stage summary is cached')
+    t.same([...client.state.entries(summaries).keys()], [`users/${user.id}/stages/${stage.id}`], 'one stage')
+  },
+)
+
+t.test('a request without any response ends in a typed timeout error after its retry', async (t) => {
+  const th = await startTestHub(t)
+  const proxy = await startProxy(t, () => ({ host: '127.0.0.1', port: Number(new URL(th.mqttUrl).port) }))
+  const { client } = await userClient(t, th, proxy.url, { requestTimeoutMs: 200 })
+  proxy.silence()
+  const started = Date.now()
+  const err = await client.request('user.update', { name: 'Nobody hears' }).catch((e: unknown) => e)
+  t.ok(err instanceof RequestError, 'a RequestError')
+  t.match(err, {
+    code: 'timeout',
+    action: 'user.update',
+    message: /no response to user.update within 200 ms \(sent twice\)/,
+  })
+  t.ok(Date.now() - started >= 400, 'it waited for the retry too')
+})
+
+t.test('after a hub restart the client reconnects with a renewed token and its watches', async (t) => {
+  const th = await startTestHub(t)
+  const proxy = await startProxy(t, () => ({ host: '127.0.0.1', port: Number(new URL(th.mqttUrl).port) }))
+  const user = await th.hub.users.createUser({ name: 'Ann' })
+  let tokens = 0
+  const client = startClient(t, {
+    url: proxy.url,
+    clientId: `${user.id}-app`,
+    token: () => {
+      tokens++
+      return th.token({ sub: user.id, name: 'Ann' })
+    },
+  })
+  await client.untilOnline()
+  await until(client, `users/${user.id}`, (profile) => profile !== undefined)
+
+  await th.restart()
+  await waitUntil(() => client.online && client.connects === 2, 'the client is back online', 10_000)
+  t.equal(tokens, client.attempts, 'a token asked for every attempt')
+  const renamed = until<{ name: string }>(client, `users/${user.id}`, (p) => p?.name === 'Anna')
+  await client.request('user.update', { name: 'Anna' })
+  t.match(await renamed, { name: 'Anna' }, 'requests and state flow again')
+})
+
+t.test('presence: online of each session, offline at stop, the last will lost after a crash', async (t) => {
+  const th = await startTestHub(t)
+  const { client: owner } = await userClient(t, th)
+  const created = await owner.request('device.create', { name: 'Box', kind: 'ovbox' })
+  const deviceId = created.device.id
+  const presences: (PresencePayload | undefined)[] = []
+  owner.watch<PresencePayload>(`devices/${deviceId}/presence`, ({ value }) => presences.push(value))
+  let session = 100
+  const device = (): HubClient =>
+    startClient(t, {
+      url: th.mqttUrl,
+      clientId: deviceId,
+      username: 'device',
+      token: created.token,
+      presence: { topic: `devices/${deviceId}/presence`, sessions: { next: () => ++session } },
+    })
+
+  const first = device()
+  await first.untilOnline()
+  await waitUntil(() => presences.at(-1)?.state === 'online', 'the owner sees the device online')
+  t.same(presences.at(-1), { state: 'online', session: 101 })
+  await first.stop()
+  await waitUntil(() => presences.at(-1)?.state === 'offline', 'the owner sees it offline')
+  t.same(presences.at(-1), { state: 'offline', session: 101 })
+
+  const second = device()
+  await second.untilOnline()
+  await waitUntil(() => presences.at(-1)?.session === 102, 'the next session online')
+  second.abandon()
+  await waitUntil(() => presences.at(-1)?.state === 'lost', 'the owner sees the last will')
+  t.same(presences.at(-1), { state: 'lost', session: 102 }, 'the will of that session')
+})
