@@ -148,6 +148,7 @@ export class HubClient {
   start(): void {
     if (!this.#stopped) return
     this.#stopped = false
+    // #attempt catches its own failures and schedules the next attempt: it never rejects
     void this.#attempt()
   }
 
@@ -187,7 +188,10 @@ export class HubClient {
     return () => {
       unwatch()
       const left = (this.#watched.get(filter) ?? 1) - 1
-      if (left > 0) return void this.#watched.set(filter, left)
+      if (left > 0) {
+        this.#watched.set(filter, left)
+        return
+      }
       this.#watched.delete(filter)
       this.#client?.unsubscribe(filter)
     }
@@ -284,6 +288,7 @@ export class HubClient {
       this.#log.warn({ timeoutMs: connectTimeoutMs }, 'no CONNACK in time: giving up this attempt')
       this.#closed(client)
     }, connectTimeoutMs)
+    // #onConnect turns the connection's failures into a close; only a throwing handler of the owner rejects
     client.on('connect', () => void this.#onConnect(client, session))
     client.on('message', (topic, payload) => this.#onMessage(client, topic, payload))
     client.on('error', (err: Error & { code?: number | string }) => {
@@ -323,10 +328,10 @@ export class HubClient {
     if (client !== this.#client) return
     this.#online = true
     this.#connects++
+    this.#log.info({ session }, 'connected')
     const held = this.#held
     this.#held = []
     for (const [topic, payload] of held) this.#dispatch(topic, payload)
-    this.#log.info({ session }, 'connected')
     this.#stableTimer = setTimeout(() => this.#backoff.reset(), this.#options.stableAfterMs ?? 30_000)
     for (const resolve of this.#waitingOnline.splice(0)) resolve()
     this.#events.connected?.(session)
@@ -375,7 +380,7 @@ export class HubClient {
     if (this.#stopped || this.#reconnectTimer) return
     const delay = this.#backoff.next()
     this.#log.debug({ delay, attempt: this.#backoff.attempt }, 'reconnecting later')
-    this.#reconnectTimer = setTimeout(() => void this.#attempt(), delay)
+    this.#reconnectTimer = setTimeout(() => void this.#attempt(), delay) // never rejects, as above
   }
 
   #clearTimers(): void {

@@ -194,6 +194,7 @@ export class OvBoxAgent {
     void this.#tick()
     const undelivered = { ...this.#undelivered }
     for (const section of KEPT_SECTIONS) delete this.#undelivered[section]
+    // #report keeps what it could not send: it never rejects
     if (Object.keys(undelivered).length > 0) void this.#report(undelivered)
   }
 
