@@ -1,15 +1,19 @@
 import { createServer, type Socket, connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import type { PresencePayload } from '../../../schemas/actions/device.ts'
-import { HubClient, type HubClientOptions } from '../../../devices/hub-client/hub-client.ts'
+import {
+  HubClient,
+  type HubClientEvents,
+  type HubClientOptions,
+} from '../../../devices/hub-client/hub-client.ts'
 import { RequestError } from '../../../devices/hub-client/requests.ts'
 import { collections } from '../../../services/collections.ts'
 import { type TestHub, type Teardown, startTestHub, waitUntil } from '../../helpers/hub.ts'
 import { startProxy } from '../ovbox/fixture.ts'
 
 /** A started hub client, stopped at teardown. */
-function startClient(t: Teardown, options: HubClientOptions): HubClient {
-  const client = new HubClient({ backoff: { initialMs: 50, maxMs: 200 }, ...options })
+function startClient(t: Teardown, options: HubClientOptions, events: HubClientEvents = {}): HubClient {
+  const client = new HubClient({ backoff: { initialMs: 50, maxMs: 200 }, ...options }, events)
   client.start()
   t.teardown(() => client.stop())
   return client
@@ -144,35 +148,49 @@ t.test('after a hub restart the client reconnects with a renewed token and its w
   t.match(await renamed, { name: 'Anna' }, 'requests and state flow again')
 })
 
-t.test('presence: online of each session, offline at stop, the last will lost after a crash', async (t) => {
-  const th = await startTestHub(t)
-  const { client: owner } = await userClient(t, th)
-  const created = await owner.request('device.create', { name: 'Box', kind: 'ovbox' })
-  const deviceId = created.device.id
-  const presences: (PresencePayload | undefined)[] = []
-  owner.watch<PresencePayload>(`devices/${deviceId}/presence`, ({ value }) => presences.push(value))
-  let session = 100
-  const device = (): HubClient =>
-    startClient(t, {
-      url: th.mqttUrl,
-      clientId: deviceId,
-      username: 'device',
-      token: created.token,
-      presence: { topic: `devices/${deviceId}/presence`, sessions: { next: () => ++session } },
-    })
+t.test(
+  'presence: online of each session, offline at stop, the last will lost after a crash; messages only once online',
+  async (t) => {
+    const th = await startTestHub(t)
+    const { client: owner } = await userClient(t, th)
+    const created = await owner.request('device.create', { name: 'Box', kind: 'ovbox' })
+    const deviceId = created.device.id
+    const presences: (PresencePayload | undefined)[] = []
+    owner.watch<PresencePayload>(`devices/${deviceId}/presence`, ({ value }) => presences.push(value))
+    let session = 100
+    /** Whether the device client was online at each message it handed over (its retained configuration). */
+    const onlineAtMessage: boolean[] = []
+    const device = (): HubClient => {
+      const client: HubClient = startClient(
+        t,
+        {
+          url: th.mqttUrl,
+          clientId: deviceId,
+          username: 'device',
+          token: created.token,
+          presence: { topic: `devices/${deviceId}/presence`, sessions: { next: () => ++session } },
+          subscriptions: [`devices/${deviceId}/config`],
+        },
+        { message: () => onlineAtMessage.push(client.online) },
+      )
+      return client
+    }
 
-  const first = device()
-  await first.untilOnline()
-  await waitUntil(() => presences.at(-1)?.state === 'online', 'the owner sees the device online')
-  t.same(presences.at(-1), { state: 'online', session: 101 })
-  await first.stop()
-  await waitUntil(() => presences.at(-1)?.state === 'offline', 'the owner sees it offline')
-  t.same(presences.at(-1), { state: 'offline', session: 101 })
+    const first = device()
+    await first.untilOnline()
+    await waitUntil(() => presences.at(-1)?.state === 'online', 'the owner sees the device online')
+    t.same(presences.at(-1), { state: 'online', session: 101 })
+    await waitUntil(() => onlineAtMessage.length > 0, 'the retained configuration arrived')
+    t.same(onlineAtMessage, [true], 'the configuration was handed over once online, not before')
+    await first.stop()
+    await waitUntil(() => presences.at(-1)?.state === 'offline', 'the owner sees it offline')
+    t.same(presences.at(-1), { state: 'offline', session: 101 })
 
-  const second = device()
-  await second.untilOnline()
-  await waitUntil(() => presences.at(-1)?.session === 102, 'the next session online')
-  second.abandon()
-  await waitUntil(() => presences.at(-1)?.state === 'lost', 'the owner sees the last will')
-  t.same(presences.at(-1), { state: 'lost', session: 102 }, 'the will of that session')
-})
+    const second = device()
+    await second.untilOnline()
+    await waitUntil(() => presences.at(-1)?.session === 102, 'the next session online')
+    second.abandon()
+    await waitUntil(() => presences.at(-1)?.state === 'lost', 'the owner sees the last will')
+    t.same(presences.at(-1), { state: 'lost', session: 102 }, 'the will of that session')
+  },
+)
