@@ -9,7 +9,7 @@ import {
 import { RequestError } from '../../../devices/hub-client/requests.ts'
 import { collections } from '../../../services/collections.ts'
 import { type TestHub, type Teardown, startTestHub, waitUntil } from '../../helpers/hub.ts'
-import { startProxy } from '../ovbox/fixture.ts'
+import { startProxy } from '../../helpers/proxy.ts'
 
 /** A started hub client, stopped at teardown. */
 function startClient(t: Teardown, options: HubClientOptions, events: HubClientEvents = {}): HubClient {
