@@ -194,3 +194,39 @@ t.test(
     t.same(presences.at(-1), { state: 'lost', session: 102 }, 'the will of that session')
   },
 )
+
+t.test(
+  'the state cache: current values at once, then changes, and a cleared topic removed with an event',
+  async (t) => {
+    const th = await startTestHub(t)
+    const { user, client } = await userClient(t, th)
+    const first = await client.request('stage.create', { name: 'First' })
+    const filter = `users/${user.id}/stages/+`
+    const topic = (stageId: string) => `users/${user.id}/stages/${stageId}`
+    const early: { topic: string; value: unknown }[] = []
+    client.watch(filter, (change) => early.push(change))
+    await waitUntil(() => client.state.get(topic(first.id)) !== undefined, 'the retained summary arrived')
+
+    const late: { topic: string; value: unknown }[] = []
+    client.watch(filter, (change) => late.push(change))
+    t.match(
+      late,
+      [{ topic: topic(first.id), value: { name: 'First' } }],
+      'a new watcher gets the current value at once',
+    )
+
+    const second = await client.request('stage.create', { name: 'Second' })
+    await waitUntil(() => late.some((c) => c.topic === topic(second.id)), 'the new stage as a change')
+    t.match(
+      late.find((c) => c.topic === topic(second.id)),
+      { value: { name: 'Second' } },
+    )
+
+    await client.request('stage.remove', { stageId: first.id })
+    await waitUntil(() => late.at(-1)?.value === undefined, 'the removal as a change')
+    t.same(late.at(-1), { topic: topic(first.id), value: undefined }, 'cleared: the value is undefined')
+    t.equal(client.state.get(topic(first.id)), undefined, 'and the topic left the cache')
+    t.same([...client.state.entries(filter).keys()], [topic(second.id)])
+    t.same(early, late, 'both watchers saw the same')
+  },
+)
