@@ -81,7 +81,7 @@ export interface HubClientEvents {
  * will of the first session and the first token.
  */
 export class HubClient {
-  readonly requests: RequestClient
+  readonly #requests: RequestClient
   readonly state = new StateCache()
   readonly #options: HubClientOptions
   readonly #events: HubClientEvents
@@ -108,16 +108,12 @@ export class HubClient {
     this.#events = events
     this.#log = options.log ?? silent
     this.#backoff = new Backoff(options.backoff)
-    this.requests = new RequestClient({
+    this.#requests = new RequestClient({
       clientId: options.clientId,
       timeoutMs: options.requestTimeoutMs ?? 10_000,
       publish: (topic, payload) => this.publish(topic, payload),
       onUnmatched: (response) => this.#unmatched(response),
     })
-  }
-
-  get clientId(): string {
-    return this.#options.clientId
   }
 
   /** The hub accepted the current connection (CONNACK). */
@@ -160,7 +156,7 @@ export class HubClient {
 
   /** Sends a request as this client; see RequestClient. */
   request<N extends ActionName>(action: N, params: ActionParams<N>): Promise<ActionResult<N>> {
-    return this.requests.request(action, params)
+    return this.#requests.request(action, params)
   }
 
   /** Publishes on the current connection; rejects when the client is not online. */
@@ -311,7 +307,7 @@ export class HubClient {
     const { presence } = this.#options
     try {
       const filters = [
-        this.requests.responseTopic,
+        this.#requests.responseTopic,
         ...(this.#options.subscriptions ?? []),
         ...this.#watched.keys(),
       ]
@@ -338,7 +334,7 @@ export class HubClient {
   }
 
   #onMessage(client: MqttClient, topic: string, payload: Uint8Array): void {
-    if (client !== this.#client || this.requests.handle(topic, payload)) return
+    if (client !== this.#client || this.#requests.handle(topic, payload)) return
     if (this.#online) this.#dispatch(topic, payload)
     else this.#held.push([topic, payload])
   }
