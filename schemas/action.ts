@@ -24,8 +24,12 @@ export type AuditTargetKind =
 export type AuditTargets = Partial<Record<AuditTargetKind, `params.${string}` | `result.${string}`>>
 
 /** One request action: its topic name and the schemas that are its contract. */
-export interface ActionSchema<P extends TSchema = TSchema, R extends TSchema = TSchema> {
-  name: string
+export interface ActionSchema<
+  P extends TSchema = TSchema,
+  R extends TSchema = TSchema,
+  N extends string = string,
+> {
+  name: N
   description: string
   params: P
   result: R
@@ -41,9 +45,10 @@ export interface ActionSchema<P extends TSchema = TSchema, R extends TSchema = T
 export type ActionParams<A extends ActionSchema> = Static<A['params']>
 export type ActionResult<A extends ActionSchema> = Static<A['result']>
 
-export function defineAction<P extends TSchema, R extends TSchema>(
-  action: ActionSchema<P, R>,
-): ActionSchema<P, R> {
+// the name stays a literal type, so clients can map an action name to its params and result types
+export function defineAction<N extends string, P extends TSchema, R extends TSchema>(
+  action: ActionSchema<P, R, N>,
+): ActionSchema<P, R, N> {
   if (!/^[a-z]+\.[a-zA-Z]+$/.test(action.name)) throw new Error(`bad action name ${action.name}`)
   return action
 }

@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { SoundCard } from '../../schemas/actions/device.ts'
+import type { ReportedPayload, SoundCard } from '../../schemas/actions/device.ts'
 import { DeviceConfig, type AgentConfig } from '../../schemas/firmware.ts'
 import { validator } from '../../schemas/validate.ts'
-import type { BackoffOptions } from './backoff.ts'
+import type { BackoffOptions } from '../hub-client/backoff.ts'
+import { HubClient, type SessionSource } from '../hub-client/hub-client.ts'
+import { topics } from '../hub-client/topics.ts'
+import { noDelay } from '../tcp.ts'
 import { truncate } from './command.ts'
-import { DeviceConnection } from './connection.ts'
 import { FirmwareUpdater } from './firmware.ts'
 import { type ConfigSink, OvClientSink } from './ov-client.ts'
 import { AlsaSoundCards, type SoundCardSource, soundCardsToSet } from './sound-cards.ts'
@@ -16,6 +18,23 @@ import { AGENT_VERSION } from './version.ts'
 
 const validConfig = validator(DeviceConfig)
 const REVISION = /^[0-9a-f]{16}$/
+
+/** Publishes a report on `devices/{d}/reported`; never rejects (see OvBoxAgent's report). */
+export type Report = (report: ReportedPayload) => Promise<void>
+
+/** Report sections that matter until they are delivered; `status` is stale by the next interval. */
+const KEPT_SECTIONS = ['firmware', 'appliedConfig'] as const
+
+/** The presence sessions of a box: the remembered counter, increased and persisted before each attempt. */
+function storedSessions(state: StateStore): SessionSource {
+  return {
+    async next() {
+      const session = state.read().session + 1
+      await state.update({ session })
+      return session
+    },
+  }
+}
 
 /** What the agent has done so far, for tests, the simulator and diagnostics. */
 export interface AgentStats {
@@ -59,7 +78,7 @@ export interface OvBoxAgentOptions {
   soundCards: SoundCardSource
   probe: StatusProbe
   /** Absent: the box does not update firmware (the simulator). */
-  firmware?: (report: DeviceConnection['report']) => FirmwareUpdater
+  firmware?: (report: Report) => FirmwareUpdater
   log: Logger
   backoff?: Partial<BackoffOptions>
   stableAfterMs?: number
@@ -69,14 +88,15 @@ export interface OvBoxAgentOptions {
 }
 
 /**
- * The ov-box agent: keeps the device connected (DeviceConnection), applies every new configuration
+ * The ov-box agent: keeps the device connected (HubClient: client id = device id, device token,
+ * presence on `devices/{d}/presence`, subscribed to its configuration), applies every new configuration
  * from `devices/{d}/config` through its sink and reports `appliedConfig`, keeps the hub's list of its
  * sound cards in line with the hardware, reports its status every interval, and installs the firmware
  * release its configuration names. The pieces that touch the machine (state, sink, sound cards,
  * probe, firmware) are injected: files and commands on a box, memory in the simulator.
  */
 export class OvBoxAgent {
-  readonly connection: DeviceConnection
+  readonly connection: HubClient
   readonly #options: OvBoxAgentOptions
   readonly #log: Logger
   readonly #firmware: FirmwareUpdater | undefined
@@ -94,6 +114,8 @@ export class OvBoxAgent {
   #configConnection = 0
   /** Sound cards sent on this connection (name → JSON): not sent twice while the config lags behind. */
   readonly #sentCards = new Map<string, string>()
+  /** Report sections not delivered yet, sent after the next connect. */
+  readonly #undelivered: ReportedPayload = {}
   readonly #stats = {
     configsReceived: 0,
     configsSinceConnect: 0,
@@ -109,26 +131,29 @@ export class OvBoxAgent {
   constructor(options: OvBoxAgentOptions) {
     this.#options = options
     this.#log = options.log
-    this.connection = new DeviceConnection(
+    const { deviceId } = options
+    this.connection = new HubClient(
       {
-        hubUrl: options.hubUrl,
-        deviceId: options.deviceId,
+        url: options.hubUrl,
+        clientId: deviceId,
+        username: 'device',
         token: options.token,
         keepaliveSeconds: options.keepaliveSeconds,
-        state: options.state,
+        presence: { topic: topics.device.presence(deviceId), sessions: storedSessions(options.state) },
+        subscriptions: [topics.device.config(deviceId)],
         log: options.log,
-        ...(options.ca ? { ca: options.ca } : {}),
+        onConnection: noDelay,
+        ...(options.ca ? { transport: { ca: options.ca } } : {}),
         ...(options.backoff ? { backoff: options.backoff } : {}),
         ...(options.stableAfterMs !== undefined ? { stableAfterMs: options.stableAfterMs } : {}),
         ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
       },
       {
         connected: () => this.#connected(),
-        disconnected: () => undefined,
-        config: (payload) => this.#onConfig(payload),
+        message: (_topic, payload) => this.#onConfig(payload),
       },
     )
-    this.#firmware = options.firmware?.((report) => this.connection.report(report))
+    this.#firmware = options.firmware?.((report) => this.#report(report))
   }
 
   get deviceId(): string {
@@ -167,6 +192,28 @@ export class OvBoxAgent {
   #connected(): void {
     this.#sentCards.clear()
     void this.#tick()
+    const undelivered = { ...this.#undelivered }
+    for (const section of KEPT_SECTIONS) delete this.#undelivered[section]
+    // #report keeps what it could not send: it never rejects
+    if (Object.keys(undelivered).length > 0) void this.#report(undelivered)
+  }
+
+  /**
+   * Publishes a report on `devices/{d}/reported`. Without a connection, its firmware and appliedConfig
+   * sections wait for the next one (the newest of each); a status is dropped.
+   */
+  async #report(report: ReportedPayload): Promise<void> {
+    try {
+      await this.connection.publish(topics.device.reported(this.#options.deviceId), JSON.stringify(report))
+    } catch (err) {
+      let kept = false
+      for (const section of KEPT_SECTIONS) {
+        if (report[section] === undefined) continue
+        Object.assign(this.#undelivered, { [section]: report[section] })
+        kept = true
+      }
+      this.#log.debug({ err: (err as Error).message, kept }, 'report not delivered')
+    }
   }
 
   /** Status report and sound card check: right after connecting and every interval. */
@@ -174,7 +221,7 @@ export class OvBoxAgent {
     if (this.#stopped || !this.connection.online) return
     try {
       const status = await this.#options.probe.sample()
-      await this.connection.report({ status })
+      await this.#report({ status })
       this.#stats.statusReports++
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'status report failed')
@@ -182,7 +229,7 @@ export class OvBoxAgent {
     void this.#syncSoundCards()
   }
 
-  #onConfig(payload: Buffer): void {
+  #onConfig(payload: Uint8Array): void {
     if (this.#stopped) return
     this.#stats.configsReceived++
     if (this.#configConnection !== this.connection.connects) {
@@ -202,7 +249,7 @@ export class OvBoxAgent {
     }
     let config: unknown
     try {
-      config = JSON.parse(payload.toString('utf8'))
+      config = JSON.parse(new TextDecoder().decode(payload))
     } catch {
       this.#log.error('the configuration is not JSON: ignored')
       return
@@ -273,7 +320,7 @@ export class OvBoxAgent {
   }
 
   #reportApplied(revision: string, error?: string): Promise<void> {
-    return this.connection.report({
+    return this.#report({
       appliedConfig: { revision, appliedAt: new Date().toISOString(), ...(error ? { error } : {}) },
     })
   }

@@ -9,15 +9,23 @@ import {
   type OvRelay,
   type RouterKind,
   type RouterLoad,
+  type RouterPresencePayload,
 } from '../../schemas/actions/router.ts'
 import type { ErrorBody } from '../../schemas/protocol.ts'
 import { validator } from '../../schemas/validate.ts'
-import { RequestError, RouterConnection, SessionCounter, routerTopics } from './connection.ts'
+import { HubClient } from '../hub-client/hub-client.ts'
+import { RequestError } from '../hub-client/requests.ts'
+import { assignedStage, topics } from '../hub-client/topics.ts'
+import { noDelay } from '../tcp.ts'
 import { SignalError, StageRoom } from './room.ts'
+import { SessionCounter } from './sessions.ts'
 import { createWorkers } from './worker.ts'
 
 const validSignal = validator(SignalRequest)
 const validAssignment = validator(AssignmentState)
+const decoder = new TextDecoder()
+/** Routers come back sooner than boxes: their stages wait for them. */
+const ROUTER_BACKOFF = { initialMs: 500, maxMs: 30_000 }
 
 /** The configuration with every default filled in. */
 export type ResolvedRouterConfig = Required<
@@ -74,7 +82,7 @@ export class RouterAgent {
   readonly config: ResolvedRouterConfig
   readonly #options: RouterAgentOptions
   readonly #log: Logger
-  readonly #connection: RouterConnection
+  readonly #connection: HubClient
   readonly #stages = new Map<string, StageSlot>()
   /**
    * The ov relay handed out per stage, kept while the stage is this router's, across lost connections
@@ -94,29 +102,38 @@ export class RouterAgent {
     this.#log = options.log
     const { routerId, token, hubUrl, keepaliveSeconds, capacity, position, url, ov } = this.config
     const capabilities: RouterKind[] = ['mediasoup', ...(ov ? (['ov'] as const) : [])]
-    this.#connection = new RouterConnection(
+    const announcement: Omit<Extract<RouterPresencePayload, { state: 'online' }>, 'state' | 'session'> = {
+      capabilities,
+      capacity: {
+        mediasoup: capacity.mediasoup,
+        ...(ov ? { ov: capacity.ov ?? capacity.mediasoup } : {}),
+      },
+      position,
+      url,
+    }
+    this.#connection = new HubClient(
       {
-        hubUrl,
-        routerId,
+        url: hubUrl,
+        clientId: routerId,
+        username: 'router',
         token,
         keepaliveSeconds,
-        announcement: {
-          capabilities,
-          capacity: {
-            mediasoup: capacity.mediasoup,
-            ...(ov ? { ov: capacity.ov ?? capacity.mediasoup } : {}),
-          },
-          position,
-          url,
+        presence: {
+          topic: topics.router.presence(routerId),
+          sessions: new SessionCounter(this.config.stateFile),
+          announcement,
         },
-        sessions: new SessionCounter(this.config.stateFile),
+        subscriptions: [topics.router.assignments(routerId), topics.router.signal(routerId)],
+        backoff: ROUTER_BACKOFF,
+        // back online, the next loss starts from the shortest delay again
+        stableAfterMs: 0,
+        onConnection: noDelay,
         log: this.#log,
       },
       {
         connected: () => this.#reportLoad(),
         disconnected: () => this.#closeAll('the connection to the hub was lost'),
-        assignment: (stageId, payload) => this.#assignment(stageId, payload),
-        signal: (payload) => this.#signal(payload),
+        message: (topic, payload) => this.#message(topic, payload),
       },
     )
   }
@@ -184,20 +201,27 @@ export class RouterAgent {
   #reportLoad(): void {
     if (!this.#connection.online) return
     this.#connection
-      .publish(routerTopics.load(this.config.routerId), JSON.stringify(this.load()), 0)
+      .publish(topics.router.load(this.config.routerId), JSON.stringify(this.load()), { qos: 0 })
       .catch((err: unknown) => this.#log.debug({ err }, 'load report not sent'))
+  }
+
+  #message(topic: string, payload: Uint8Array): void {
+    const { routerId } = this.config
+    if (topic === topics.router.signal(routerId)) return this.#signal(payload)
+    const stageId = assignedStage(routerId, topic)
+    if (stageId !== undefined) this.#assignment(stageId, payload)
   }
 
   // ── assignments ─────────────────────────────────────────────────────────────────────────────
 
-  #assignment(stageId: string, payload: Buffer): void {
+  #assignment(stageId: string, payload: Uint8Array): void {
     if (payload.length === 0) {
       this.#enqueue(stageId, () => this.#unserve(stageId))
       return
     }
     let state: unknown
     try {
-      state = JSON.parse(payload.toString('utf8'))
+      state = JSON.parse(decoder.decode(payload))
     } catch {
       state = undefined
     }
@@ -274,10 +298,10 @@ export class RouterAgent {
 
   // ── signals ─────────────────────────────────────────────────────────────────────────────────
 
-  #signal(payload: Buffer): void {
+  #signal(payload: Uint8Array): void {
     let request: unknown
     try {
-      request = JSON.parse(payload.toString('utf8'))
+      request = JSON.parse(decoder.decode(payload))
     } catch {
       request = undefined
     }
@@ -317,7 +341,7 @@ export class RouterAgent {
   #answer(id: string, error: ErrorBody | undefined, result?: unknown): void {
     const answer = error ? { id, ok: false, error } : { id, ok: true, result: result ?? {} }
     this.#connection
-      .publish(routerTopics.answers(this.config.routerId), JSON.stringify(answer))
+      .publish(topics.router.answers(this.config.routerId), JSON.stringify(answer))
       .catch((err: unknown) => this.#log.warn({ err, id }, 'answer not delivered'))
   }
 

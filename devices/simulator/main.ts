@@ -8,9 +8,11 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import mqtt from 'mqtt'
 import { pino } from 'pino'
-import { RequestError, requestClientFor } from '../ovbox/requests.ts'
+import { HubClient } from '../hub-client/hub-client.ts'
+import type { ActionName, ActionParams } from '../hub-client/actions.ts'
+import { RequestError } from '../hub-client/requests.ts'
+import { noDelay } from '../tcp.ts'
 import { type SimulatedBox, startSimulator } from './simulator.ts'
 
 const USAGE = `usage: simulator --hub mqtt://host:1883 --user-token JWT --count N
@@ -30,6 +32,7 @@ function positive(name: string, value: string | undefined, fallback: number): nu
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const CONNECT_TIMEOUT_MS = 15_000
 
 async function main(): Promise<void> {
   let values: Record<string, string | boolean | undefined>
@@ -65,21 +68,26 @@ async function main(): Promise<void> {
   const print = (line: Record<string, unknown>) =>
     process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n')
 
-  const user = await mqtt.connectAsync(hub, {
-    protocolVersion: 4,
+  const user = new HubClient({
+    url: hub,
     clientId: `simulator-${randomBytes(6).toString('hex')}`,
-    username: 'token',
-    password: token,
-    reconnectPeriod: 0,
-    connectTimeout: 10_000,
-    ...(ca ? { ca } : {}),
+    token,
+    log,
+    onConnection: noDelay,
+    ...(ca ? { transport: { ca } } : {}),
   })
-  const requests = await requestClientFor(user)
+  user.start()
+  // the hub client would keep trying; a command line says at once that it cannot get in
+  const gaveUp = sleep(CONNECT_TIMEOUT_MS).then(() => 'gave up')
+  if ((await Promise.race([user.untilOnline(), gaveUp])) === 'gave up') {
+    await user.stop()
+    throw new Error(`no connection to ${hub} within ${CONNECT_TIMEOUT_MS / 1000} s (see the log above)`)
+  }
   /** A request of the user, waiting out the per-client rate limit instead of failing on it. */
-  const request = async <T>(action: string, params: unknown): Promise<T> => {
+  const request = async <N extends ActionName>(action: N, params: ActionParams<N>) => {
     for (let wait = 250; ; wait = Math.min(wait * 2, 5000)) {
       try {
-        return await requests.request<T>(action, params)
+        return await user.request(action, params)
       } catch (err) {
         if (!(err instanceof RequestError && err.code === 'rate_limited')) throw err
         await sleep(wait)
@@ -89,7 +97,7 @@ async function main(): Promise<void> {
 
   const boxes: SimulatedBox[] = []
   for (let i = 0; i < count; i++) {
-    const created = await request<{ device: { id: string }; token: string }>('device.create', {
+    const created = await request('device.create', {
       name: `${prefix}-${i + 1}`,
       kind: 'ovbox',
     })
@@ -124,7 +132,7 @@ async function main(): Promise<void> {
         )
       }
     }
-    await user.endAsync()
+    await user.stop()
     print({ event: 'stopped', signal, ...simulator.stats() })
     process.exit(0)
   }

@@ -450,7 +450,10 @@ export type SignalAnswer = Static<typeof SignalAnswer>
 
 /** The result schema of each signal action, for the hub's check of what the router answered. */
 export const signalResults: Readonly<Record<SignalAction, TSchema>> = {
-  ...(Object.fromEntries(mediaActions.map((a) => [a.name, a.result])) as Record<MediaActionName, TSchema>),
+  ...(Object.fromEntries(mediaActions.map((a): [string, TSchema] => [a.name, a.result])) as Record<
+    MediaActionName,
+    TSchema
+  >),
   [hubSignals.peerClose]: Type.Object({ closedProducers: ClosedProducers }, { additionalProperties: false }),
   [hubSignals.memberLeave]: Type.Object(
     { closedProducers: ClosedProducers },

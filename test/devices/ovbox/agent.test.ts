@@ -6,15 +6,8 @@ import { pino } from 'pino'
 import { AGENT_VERSION } from '../../../devices/ovbox/version.ts'
 import { actor, connectAs, ok, roomy } from '../../helpers/actors.ts'
 import { selfSignedCert, sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
-import {
-  freePort,
-  registerBox,
-  settled,
-  startAgent,
-  startProxy,
-  untilSettled,
-  watchDevice,
-} from './fixture.ts'
+import { freePort, startProxy } from '../../helpers/proxy.ts'
+import { registerBox, settled, startAgent, untilSettled, watchDevice } from './fixture.ts'
 
 /**
  * The ov-box agent against a real hub over TCP, with real files in a temp directory and ov-client

@@ -3,9 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { SoundCard } from '../../../schemas/actions/device.ts'
-import { Backoff } from '../../../devices/ovbox/backoff.ts'
 import { commandFailure, runCommand } from '../../../devices/ovbox/command.ts'
-import { RequestClient, RequestError } from '../../../devices/ovbox/requests.ts'
 import {
   SOUND_CARD_DEFAULTS,
   parseAsoundCards,
@@ -16,7 +14,7 @@ import { FileStateStore } from '../../../devices/ovbox/state.ts'
 import { LinuxProbe, type OsFacts, parseNetDev } from '../../../devices/ovbox/system-probe.ts'
 import { CARDS, USB_STREAM } from './fixture.ts'
 
-/** The agent's pure parts: parsers, backoff, request retry, commands, state file, probe. */
+/** The agent's pure parts: parsers, commands, state file, probe. */
 
 t.test('/proc/asound/cards and stream0 parse into sound cards', async (t) => {
   t.same(parseAsoundCards(CARDS), [
@@ -48,58 +46,6 @@ t.test(
     t.same(soundCardsToSet([], [usb]), [], 'a card that went away is not removed')
   },
 )
-
-t.test(
-  'backoff: 1 s doubling to 60 s, jittered into the upper half, reset after a stable connection',
-  async (t) => {
-    const low = new Backoff({ random: () => 0 })
-    const high = new Backoff({ random: () => 0.999999 })
-    const lows = Array.from({ length: 9 }, () => low.next())
-    const highs = Array.from({ length: 9 }, () => high.next())
-    t.same(lows, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000])
-    t.same(highs, [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000])
-    low.reset()
-    t.equal(low.next(), 500)
-  },
-)
-
-t.test('a request without a response in time is sent once more with the same id', async (t) => {
-  const sent: { topic: string; id: string }[] = []
-  const requests: RequestClient = new RequestClient({
-    clientId: 'box1',
-    timeoutMs: 50,
-    publish: async (topic, payload) => {
-      const { id } = JSON.parse(payload) as { id: string }
-      sent.push({ topic, id })
-      // the first response is lost; the retry is answered
-      if (sent.length === 2) {
-        setImmediate(() =>
-          requests.handle(
-            'clients/box1/res',
-            Buffer.from(JSON.stringify({ id, ok: true, result: { n: 1 } })),
-          ),
-        )
-      }
-    },
-  })
-  t.same(await requests.request('soundcard.set', {}), { n: 1 })
-  t.equal(sent.length, 2)
-  t.equal(sent[0]!.id, sent[1]!.id, 'the same id: the hub answers a repeat instead of applying it twice')
-  t.equal(sent[0]!.topic, 'clients/box1/req/soundcard.set')
-
-  const refusing = new RequestClient({
-    clientId: 'box1',
-    publish: async (_topic, payload) => {
-      const { id } = JSON.parse(payload) as { id: string }
-      const error = { code: 'forbidden', message: 'no' }
-      setImmediate(() =>
-        refusing.handle('clients/box1/res', Buffer.from(JSON.stringify({ id, ok: false, error }))),
-      )
-    },
-  })
-  const err = await refusing.request('soundcard.set', {}).catch((e: unknown) => e)
-  t.ok(err instanceof RequestError && err.code === 'forbidden', 'a refusal is not retried')
-})
 
 t.test('commands run without a shell, with a timeout and the tail of their error output', async (t) => {
   t.equal((await runCommand(['true'], { timeoutMs: 5000 })).code, 0)

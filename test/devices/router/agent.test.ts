@@ -1,4 +1,3 @@
-import { createServer } from 'node:net'
 import type { MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import t from 'tap'
@@ -9,6 +8,7 @@ import type { RouterDoc } from '../../../services/routers/model.ts'
 import type { StageDoc } from '../../../services/stages/model.ts'
 import { type Actor, actor, ok, roomy } from '../../helpers/actors.ts'
 import { type TestHub, startTestHub, waitUntil } from '../../helpers/hub.ts'
+import { freePort } from '../../helpers/proxy.ts'
 import { berlin, createRouter, operator } from '../../services/media/fixture.ts'
 
 /**
@@ -20,17 +20,6 @@ import { berlin, createRouter, operator } from '../../services/media/fixture.ts'
 interface DeviceConfig {
   revision: string
   ov?: OvClientConfig
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** An ov-box online and listening to its configuration; `configs` collects what it receives. */

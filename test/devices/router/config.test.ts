@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { withDefaults } from '../../../devices/router/agent.ts'
 import { ConfigError, loadRouterConfig } from '../../../devices/router/config.ts'
-import { SessionCounter } from '../../../devices/router/connection.ts'
+import { SessionCounter } from '../../../devices/router/sessions.ts'
 
 const base = {
   hubUrl: 'mqtts://hub.example.org:8883',

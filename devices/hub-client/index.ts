@@ -1,0 +1,14 @@
+/** The hub client's public face, for programs and the browser bundle (README.md). */
+export type { ActionName, ActionParams, ActionResult } from './actions.ts'
+export type { BackoffOptions } from './backoff.ts'
+export {
+  HubClient,
+  type HubClientEvents,
+  type HubClientLog,
+  type HubClientOptions,
+  type PresenceOptions,
+  type SessionSource,
+} from './hub-client.ts'
+export { RequestError, type RequestErrorCode } from './requests.ts'
+export type { StateChange, StateListener } from './state-cache.ts'
+export { topics } from './topics.ts'
