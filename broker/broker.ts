@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { ExplainReply } from '../schemas/http.ts'
+import { topics } from '../schemas/topics.ts'
 import type { Acl } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
 import {
@@ -88,9 +89,6 @@ export interface BrokerOptions {
 /** Why a persistent session ended without its holder ending it (stagehub_sessions_ended_total). */
 type SessionEnd = 'expired' | 'identity_cap' | 'revoked'
 
-const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
-/** Where refused messages go: no client can subscribe to it, so they reach nobody. */
-const DROPPED_TOPIC = '$stagehub/dropped'
 /** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -459,14 +457,15 @@ export class HubBroker {
     }
     metrics.messagesIn.inc()
     if (!decision.retain) packet.retain = false
-    const request = REQUEST_TOPIC.exec(packet.topic)
+    const request = topics.request.parse(packet.topic)
     if (request) {
-      delegate.onRequest(who, request[2]!, packet.payload as Buffer)
+      delegate.onRequest(who, request.action, packet.payload as Buffer)
     } else {
       const refusal = delegate.onPublish?.(who, packet.topic, packet.payload as Buffer)
       if (refusal) {
         log.info({ clientId: who.clientId, topic: packet.topic, reason: refusal }, 'message refused')
-        packet.topic = DROPPED_TOPIC
+        // no client can subscribe to this topic, so the message reaches nobody
+        packet.topic = topics.dropped.build()
         packet.retain = false
       }
     }
