@@ -46,6 +46,17 @@ t.test(
   },
 )
 
+// Never called: tsc checks that a builder takes exactly its pattern's variables and a parser names them.
+const _typed = (): string[] => [
+  // @ts-expect-error a member topic needs a stage and a user
+  topics.member.build('s1'),
+  // @ts-expect-error hub/status has no variables
+  topics.hubStatus.build('x'),
+  topics.member.parse('stages/s1/members/u1')?.u ?? '',
+  // @ts-expect-error a member topic binds no device
+  topics.member.parse('stages/s1/members/u1')?.d ?? '',
+]
+
 t.test('a filter binds the variables given and leaves the others to +', async (t) => {
   t.equal(topics.member.filter({ s: 's1' }), 'stages/s1/members/+')
   t.equal(topics.assignment.filter({ r: 'r1' }), 'routers/r1/assignments/+')
