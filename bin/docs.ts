@@ -25,7 +25,7 @@ const PARTY_WORDS: Readonly<Record<Party, string>> = {
 }
 
 /** Who publishes on a catalogue topic and who may subscribe, in words (retention is said with the publishers). */
-export function aclWords(topic: Topic): { publish: string; subscribe: string } {
+function aclWords(topic: Topic): { publish: string; subscribe: string } {
   const notes = [
     topic.kind === 'broker'
       ? undefined

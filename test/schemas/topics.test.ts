@@ -203,6 +203,7 @@ t.test(
       'firmware-config',
       'devices',
       'bench',
+      'scripts',
       'test/helpers',
     ]
     const found = findTopicSpellings(root, dirs)
