@@ -464,7 +464,7 @@ export class HubBroker {
       const refusal = delegate.onPublish?.(who, packet.topic, packet.payload as Buffer)
       if (refusal) {
         log.info({ clientId: who.clientId, topic: packet.topic, reason: refusal }, 'message refused')
-        // no client can subscribe to this topic, so the message reaches nobody
+        // only admins may subscribe to this topic, so the message reaches no other client
         packet.topic = topics.dropped.build()
         packet.retain = false
       }
