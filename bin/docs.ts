@@ -1,21 +1,17 @@
 /* eslint-disable no-console -- a build script */
 // Writes the generated protocol reference: docs/protocol/actions.md, docs/protocol/topics.md and
-// docs/asyncapi.json, all from schemas/ (payloads) and broker/acl.ts (topic patterns).
+// docs/asyncapi.json, all from schemas/ (actions) and its topic catalogue, schemas/topics.ts (topics).
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TSchema } from '@sinclair/typebox'
 import { format, resolveConfig } from 'prettier'
-import { aclRules } from '../broker/acl.ts'
 import type { ActionSchema } from '../schemas/action.ts'
-import { actions, clientTopics, envelopes, stateTopics } from '../schemas/index.ts'
+import { actions, envelopes, payloadTopics, topicSchemaFile } from '../schemas/index.ts'
 import { ErrorBody } from '../schemas/protocol.ts'
+import { type Party, type Topic, topicCatalogue, topics } from '../schemas/topics.ts'
 
 export const DOCS_DIR = fileURLToPath(new URL('../docs/', import.meta.url))
-
-/** The parties of the ACL's predicates, as a reader knows them (`the hub` publishes outside the ACL). */
-export type Party =
-  'the hub' | 'everyone' | 'user u' | 'stage insiders' | 'device d' | 'device owner' | 'router r' | 'client c'
 
 const PARTY_WORDS: Readonly<Record<Party, string>> = {
   'the hub': 'the hub',
@@ -28,62 +24,28 @@ const PARTY_WORDS: Readonly<Record<Party, string>> = {
   'client c': 'the client whose client id is c',
 }
 
-/**
- * Who publishes and who may subscribe, per ACL pattern. The predicates in broker/acl.ts are functions,
- * so they cannot describe themselves; test/bin/docs.test.ts asks the real Acl, party by party, whether
- * this table tells the truth, and fails on a pattern added there without a line here.
- */
-export const aclParties: Readonly<
-  Record<
-    string,
-    { publishers: readonly Party[]; subscribers: readonly Party[]; note?: string; receivers?: string }
-  >
-> = {
-  'hub/status': { publishers: ['the hub'], subscribers: ['everyone'] },
-  'users/{u}': { publishers: ['the hub'], subscribers: ['user u'] },
-  'users/{u}/devices/{d}': { publishers: ['the hub'], subscribers: ['user u'] },
-  'users/{u}/stages/{s}': { publishers: ['the hub'], subscribers: ['user u'] },
-  'users/{u}/mix/{kind}/{id}': { publishers: ['the hub'], subscribers: ['user u'] },
-  'stages/{s}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
-  'stages/{s}/groups/{g}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
-  'stages/{s}/members/{u}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
-  'stages/{s}/tracks/{t}': { publishers: ['the hub'], subscribers: ['stage insiders'] },
-  'stages/{s}/chat': { publishers: ['the hub'], subscribers: ['stage insiders'], note: 'not retained' },
-  'devices/{d}/config': { publishers: ['the hub'], subscribers: ['device d', 'device owner'] },
-  'devices/{d}/presence': {
-    publishers: ['device d'],
-    subscribers: ['device d', 'device owner'],
-    note: 'retained; also its last will',
-  },
-  'devices/{d}/reported': { publishers: ['device d'], subscribers: [], note: 'not retained' },
-  'routers/{r}': { publishers: ['the hub'], subscribers: [] },
-  'routers/{r}/assignments/{s}': { publishers: ['the hub'], subscribers: ['router r'] },
-  'routers/{r}/presence': {
-    publishers: ['router r'],
-    subscribers: ['router r'],
-    note: 'retained; also its last will',
-  },
-  'routers/{r}/load': { publishers: ['router r'], subscribers: [], note: 'not retained' },
-  'routers/{r}/signal': { publishers: ['the hub'], subscribers: ['router r'], note: 'not retained' },
-  'routers/{r}/signal/answers': { publishers: ['router r'], subscribers: [], note: 'not retained' },
-  'clients/{c}/req/{action}': {
-    publishers: ['client c'],
-    subscribers: [],
-    note: 'not retained',
-    receivers: 'nobody: the hub consumes every request',
-  },
-  'clients/{c}/res': { publishers: ['the hub'], subscribers: ['client c'], note: 'not retained' },
-  '$SYS/#': { publishers: ['the hub'], subscribers: [], note: "the broker's statistics" },
-}
-
-/** The words of aclParties for one pattern. */
-export function aclWords(pattern: string): { publish: string; subscribe: string } {
-  const { publishers, subscribers, note, receivers } = aclParties[pattern]!
-  const publish = publishers.map((p) => PARTY_WORDS[p]).join(', ')
+/** Who publishes on a catalogue topic and who may subscribe, in words (retention is said with the publishers). */
+function aclWords(topic: Topic): { publish: string; subscribe: string } {
+  const notes = [
+    topic.kind === 'broker'
+      ? undefined
+      : topic.retained
+        ? topic.kind === 'state'
+          ? undefined
+          : 'retained'
+        : 'not retained',
+    topic.note,
+  ].filter((n) => n !== undefined)
+  const publish = topic.publishers.map((p) => PARTY_WORDS[p]).join(', ')
   return {
-    publish: note ? `${publish} (${note})` : publish,
+    publish: notes.length ? `${publish} (${notes.join('; ')})` : publish,
     subscribe:
-      receivers ?? (subscribers.length ? subscribers.map((p) => PARTY_WORDS[p]).join(', ') : 'admins only'),
+      topic.receivers === 'nobody'
+        ? 'nobody receives it, not even admins'
+        : topic.subscribers.length
+          ? topic.subscribers.map((p) => PARTY_WORDS[p]).join(', ') +
+            (topic.receivers ? ' alone (not even admins receive it)' : '')
+          : 'admins only',
   }
 }
 
@@ -156,7 +118,15 @@ function fieldTable(schema: TSchema): string {
   return ['| field | type | required | meaning |', '| --- | --- | --- | --- |', ...rows, ''].join('\n')
 }
 
-const fileName = (topic: string): string => topic.replaceAll('/', '_').replace(/[{}]/g, '')
+/** The topics clients see in the docs, with their variables spelled as the docs spell them. */
+const requestAddress = (action: string): string => topics.request.build('{clientId}', action)
+const responseAddress = topics.response.build('{clientId}')
+/** A topic's anchor in topics.md: its JSON Schema file's name. */
+const anchor = (topic: Topic): string =>
+  topicSchemaFile(topic)
+    .replace(/^.*\//, '')
+    .replace(/\.json$/, '')
+    .toLowerCase()
 
 function actionsMarkdown(): string {
   const lines = [
@@ -164,8 +134,8 @@ function actionsMarkdown(): string {
     '',
     '<!-- generated by `npm run docs` from schemas/: do not edit -->',
     '',
-    'Every action is a request: publish `{"id", "params"}` to `clients/{clientId}/req/{action}` (QoS 1) and read',
-    'the one response `{"id", "ok", "result" | "error"}` on `clients/{clientId}/res`. See',
+    `Every action is a request: publish \`{"id", "params"}\` to \`${requestAddress('{action}')}\` (QoS 1) and read`,
+    `the one response \`{"id", "ok", "result" | "error"}\` on \`${responseAddress}\`. See`,
     '[requests and errors](README.md#requests-and-responses) for the envelope, retries and error codes. The',
     'full JSON Schema of each action is in [`schemas/json/actions/`](../../schemas/json/actions/).',
     '',
@@ -197,43 +167,40 @@ function actionsMarkdown(): string {
 }
 
 function topicsMarkdown(): string {
-  const schemaOf = new Map<string, { schema: TSchema; dir: string }>([
-    ...stateTopics.map(({ topic, schema }) => [topic, { schema, dir: 'state' }] as const),
-    ...clientTopics.map(({ topic, schema }) => [topic, { schema, dir: 'client' }] as const),
-  ])
   const lines = [
     '# Topics',
     '',
-    '<!-- generated by `npm run docs` from schemas/ and broker/acl.ts: do not edit -->',
+    '<!-- generated by `npm run docs` from the topic catalogue, schemas/topics.ts: do not edit -->',
     '',
-    'Every topic the hub knows, with who publishes on it and who may subscribe (the ACL in',
-    '[`broker/acl.ts`](../../broker/acl.ts); anything not listed is refused). `{x}` is one topic level.',
+    'Every topic the hub knows, with who publishes on it and who may subscribe (the catalogue in',
+    '[`schemas/topics.ts`](../../schemas/topics.ts), which the ACL in [`broker/acl.ts`](../../broker/acl.ts)',
+    'enforces; anything not listed is refused). `{x}` is one topic level.',
     'Admin tokens may subscribe to everything, yet a request reaches nobody and a response only the client',
     'that asked ([requests](README.md#requests-and-responses)). State topics are retained and published with QoS 1.',
     '',
     '| topic | published by | who may subscribe | payload |',
     '| --- | --- | --- | --- |',
   ]
-  for (const rule of aclRules) {
-    const words = aclWords(rule.pattern)
-    const payload = schemaOf.get(rule.pattern)
-    const link = payload
-      ? `[${payload.dir === 'state' ? 'state' : 'client message'}](#${fileName(rule.pattern).toLowerCase()})`
-      : rule.pattern.startsWith('clients/')
+  for (const topic of topicCatalogue) {
+    const words = aclWords(topic)
+    const link = payloadTopics.includes(topic)
+      ? `[${topic.kind === 'client' ? 'client message' : 'state'}](#${anchor(topic)})`
+      : topic.kind === 'request' || topic.kind === 'response'
         ? '[envelope](README.md#requests-and-responses)'
         : ''
-    lines.push(`| \`${rule.pattern}\` | ${cell(words.publish)} | ${cell(words.subscribe)} | ${link} |`)
+    lines.push(`| \`${topic.pattern}\` | ${cell(words.publish)} | ${cell(words.subscribe)} | ${link} |`)
   }
   lines.push('')
-  for (const [topic, { schema, dir }] of schemaOf) {
+  for (const topic of payloadTopics) {
+    const file = topicSchemaFile(topic)
     lines.push(
-      `<a id="${fileName(topic).toLowerCase()}"></a>`,
+      `<a id="${anchor(topic)}"></a>`,
       '',
-      `## ${topic}`,
+      `## ${topic.pattern}`,
       '',
-      ...(schema.description ? [String(schema.description), ''] : []),
-      fieldTable(schema),
-      `Schema: [\`schemas/json/${dir}/${fileName(topic)}.json\`](../../schemas/json/${dir}/${fileName(topic)}.json).`,
+      ...(topic.payload.description ? [String(topic.payload.description), ''] : []),
+      fieldTable(topic.payload),
+      `Schema: [\`schemas/json/${file}\`](../../schemas/json/${file}).`,
       '',
     )
   }
@@ -267,10 +234,10 @@ function asyncApi(version: string): object {
   const request = (action: ActionSchema): void => {
     const channelId = `req.${action.name}`
     channels[channelId] = {
-      address: `clients/{clientId}/req/${action.name}`,
+      address: requestAddress(action.name),
       title: `${action.name} request`,
       description: `${action.description} Published (QoS 1) only by the client whose client id is {clientId}; the hub consumes it, no subscriber receives it.`,
-      parameters: parametersOf('clients/{clientId}/req/x'),
+      parameters: parametersOf(requestAddress('x')),
       messages: {
         request: {
           name: `${action.name}.request`,
@@ -319,22 +286,24 @@ function asyncApi(version: string): object {
   }
   for (const action of actions) request(action)
   channels.res = {
-    address: 'clients/{clientId}/res',
+    address: responseAddress,
     title: 'responses',
     description:
       'Exactly one response per request, not retained, delivered to the client whose client id is {clientId} and to nobody else (admins included). Only that client may subscribe: subscribe before publishing a request.',
-    parameters: parametersOf('clients/{clientId}/res'),
+    parameters: parametersOf(responseAddress),
     messages: responseMessages,
   }
 
-  const topic = (address: string, schema: TSchema, action: 'send' | 'receive'): void => {
-    const words = aclWords(address)
+  for (const topic of payloadTopics) {
+    const address = topic.pattern
+    const action = topic.kind === 'client' ? 'send' : 'receive'
+    const words = aclWords(topic)
     const id = key(address.replace(/[{}]/g, ''))
     channels[id] = {
       address,
       description: `Published by ${words.publish}. Who may subscribe: ${words.subscribe}.`,
       parameters: parametersOf(address),
-      messages: { [key(address.replace(/[{}]/g, ''))]: { name: address, payload: plain(schema) } },
+      messages: { [key(address.replace(/[{}]/g, ''))]: { name: address, payload: plain(topic.payload) } },
       'x-publishers': words.publish,
       'x-subscribers': words.subscribe,
     }
@@ -347,8 +316,6 @@ function asyncApi(version: string): object {
           : `Sent by ${words.publish}.`,
     }
   }
-  for (const { topic: t, schema } of stateTopics) topic(t, schema, 'receive')
-  for (const { topic: t, schema } of clientTopics) topic(t, schema, 'send')
 
   return {
     asyncapi: '3.0.0',
@@ -356,7 +323,7 @@ function asyncApi(version: string): object {
       title: 'stagehub MQTT API',
       version,
       description:
-        'The MQTT API of the stagehub hub (MQTT 3.1.1 only). Clients authenticate with a JWT as the MQTT password (any user name). Generated by `npm run docs` from schemas/ and broker/acl.ts; prose in docs/protocol/README.md.',
+        'The MQTT API of the stagehub hub (MQTT 3.1.1 only). Clients authenticate with a JWT as the MQTT password (any user name). Generated by `npm run docs` from schemas/ and its topic catalogue, schemas/topics.ts; prose in docs/protocol/README.md.',
     },
     defaultContentType: 'application/json',
     servers: {

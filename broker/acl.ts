@@ -1,3 +1,4 @@
+import { PARTY_VARIABLE, type Party, type Topic, findTopic, topicCatalogue } from '../schemas/topics.ts'
 import type { Identity } from './tokens.ts'
 
 /**
@@ -16,13 +17,14 @@ type Params = Readonly<Record<string, string | undefined>>
 type Predicate = (who: Identity, params: Params, state: AccessState) => boolean
 
 interface AclRule {
-  pattern: string
+  /** The catalogue entry this rule enforces. */
+  topic: Topic
   subscribe?: Predicate
   publish?: Predicate
   /** Client publishes may be retained here (presence); anywhere else the retain flag is dropped. */
-  retain?: boolean
+  retain: boolean
   /** The subscribe predicate reads stored state, so it is re-checked for every delivered message. */
-  stateful?: boolean
+  stateful: boolean
 }
 
 // Predicates: small, named, composable.
@@ -56,88 +58,63 @@ const either =
   (who, p, state) =>
     predicates.some((pred) => pred(who, p, state))
 
-/** The topic ACL as one table (docs/protocol/topics.md is generated from it). Admins may additionally subscribe to everything, `$SYS` included. Default deny. */
-export const aclRules: readonly AclRule[] = [
-  { pattern: 'hub/status', subscribe: anyone },
-  { pattern: 'users/{u}', subscribe: userSelf('u') },
-  { pattern: 'users/{u}/devices/{d}', subscribe: userSelf('u') },
-  { pattern: 'users/{u}/stages/{s}', subscribe: userSelf('u') },
-  { pattern: 'users/{u}/mix/{kind}/{id}', subscribe: userSelf('u') },
-  { pattern: 'stages/{s}', subscribe: stageInsider('s'), stateful: true },
-  { pattern: 'stages/{s}/groups/{g}', subscribe: stageInsider('s'), stateful: true },
-  { pattern: 'stages/{s}/members/{u}', subscribe: stageInsider('s'), stateful: true },
-  { pattern: 'stages/{s}/tracks/{t}', subscribe: stageInsider('s'), stateful: true },
-  { pattern: 'stages/{s}/chat', subscribe: stageInsider('s'), stateful: true },
-  { pattern: 'devices/{d}/config', subscribe: either(deviceSelf('d'), deviceOwner('d')), stateful: true },
-  {
-    pattern: 'devices/{d}/presence',
-    subscribe: either(deviceSelf('d'), deviceOwner('d')),
-    publish: deviceSelf('d'),
-    retain: true,
-    stateful: true,
-  },
-  { pattern: 'devices/{d}/reported', publish: deviceSelf('d') },
-  { pattern: 'routers/{r}' },
-  { pattern: 'routers/{r}/assignments/{s}', subscribe: routerSelf('r') },
-  { pattern: 'routers/{r}/presence', subscribe: routerSelf('r'), publish: routerSelf('r'), retain: true },
-  { pattern: 'routers/{r}/load', publish: routerSelf('r') },
-  // media signalling: only the hub publishes signals (broker.publish, outside the ACL); only r answers
-  { pattern: 'routers/{r}/signal', subscribe: routerSelf('r') },
-  { pattern: 'routers/{r}/signal/answers', publish: routerSelf('r') },
-  { pattern: 'clients/{c}/req/{action}', publish: ownClient('c') },
-  { pattern: 'clients/{c}/res', subscribe: ownClient('c') },
-  { pattern: '$SYS/#' },
-]
-
-type Level = { literal: string } | { variable: string } | { rest: true }
-
-interface CompiledRule extends AclRule {
-  levels: Level[]
+/** Each catalogue party as a check against a client's identity and stored state. */
+const PARTIES: Readonly<Record<Exclude<Party, 'the hub'>, { predicate: Predicate; readsState: boolean }>> = {
+  everyone: { predicate: anyone, readsState: false },
+  'user u': { predicate: userSelf(PARTY_VARIABLE['user u']), readsState: false },
+  'stage insiders': { predicate: stageInsider(PARTY_VARIABLE['stage insiders']), readsState: true },
+  'device d': { predicate: deviceSelf(PARTY_VARIABLE['device d']), readsState: false },
+  'device owner': { predicate: deviceOwner(PARTY_VARIABLE['device owner']), readsState: true },
+  'router r': { predicate: routerSelf(PARTY_VARIABLE['router r']), readsState: false },
+  'client c': { predicate: ownClient(PARTY_VARIABLE['client c']), readsState: false },
 }
 
-const compiled: CompiledRule[] = aclRules.map((rule) => ({
-  ...rule,
-  levels: rule.pattern.split('/').map((level): Level => {
-    if (level === '#') return { rest: true }
-    const variable = /^\{(\w+)\}$/.exec(level)?.[1]
-    return variable ? { variable } : { literal: level }
-  }),
-}))
+/** The parties of a list as one predicate; the hub publishes outside the ACL, so it adds none. */
+function allowing(parties: readonly Party[]): Predicate | undefined {
+  const predicates = parties.flatMap((party) => (party === 'the hub' ? [] : [PARTIES[party].predicate]))
+  return predicates.length <= 1 ? predicates[0] : either(...predicates)
+}
 
-/** Binds a concrete topic's levels to a rule, or null when the rule does not describe this topic. */
-function bindTopic(rule: CompiledRule, levels: readonly string[]): Params | null {
-  const params: Record<string, string> = {}
-  for (let i = 0; i < rule.levels.length; i++) {
-    const level = rule.levels[i]!
-    if ('rest' in level) return params
-    const value = levels[i]
-    if (value === undefined) return null
-    if ('literal' in level) {
-      if (level.literal !== value) return null
-    } else {
-      if (value === '') return null
-      params[level.variable] = value
-    }
+/**
+ * The topic ACL as one table, one rule per entry of the topic catalogue (schemas/topics.ts) in its
+ * order. Admins may additionally subscribe to everything, `$SYS` included. Default deny.
+ */
+export const aclRules: readonly AclRule[] = topicCatalogue.map((topic) => {
+  const publish = allowing(topic.publishers)
+  return {
+    topic,
+    subscribe: allowing(topic.subscribers),
+    publish,
+    retain: publish !== undefined && topic.retained,
+    stateful: topic.subscribers.some((party) => party !== 'the hub' && PARTIES[party].readsState),
   }
-  return levels.length === rule.levels.length ? params : null
-}
+})
+
+/** First topic levels under which some rule reads stored state: deliveries elsewhere need no re-check. */
+const STATEFUL_ROOTS = new Set(
+  aclRules.flatMap((rule) => {
+    const first = rule.topic.levels[0]
+    return rule.stateful && first && 'literal' in first ? [first.literal] : []
+  }),
+)
 
 /**
  * Binds a subscription filter to a rule when some topic could match both. Variables under `+` or
  * `#` stay unbound, so identity predicates refuse them: that is what stops wildcards widening access.
  */
-function bindFilter(rule: CompiledRule, filter: readonly string[]): Params | null {
-  if (rule.levels[0] && 'literal' in rule.levels[0] && rule.levels[0].literal.startsWith('$')) {
+function bindFilter(rule: AclRule, filter: readonly string[]): Params | null {
+  const levels = rule.topic.levels
+  if (levels[0] && 'literal' in levels[0] && levels[0].literal.startsWith('$')) {
     // MQTT: wildcards at the first level never match $-topics
-    if (filter[0] !== rule.levels[0].literal) return null
+    if (filter[0] !== levels[0].literal) return null
   }
   const params: Record<string, string | undefined> = {}
   for (let i = 0; ; i++) {
     const f = filter[i]
-    const level = rule.levels[i]
+    const level = levels[i]
     if (f === '#') {
       // matches the parent level too, so a rule with exactly i levels intersects
-      for (const rest of rule.levels.slice(i)) if ('variable' in rest) params[rest.variable] = undefined
+      for (const rest of levels.slice(i)) if ('variable' in rest) params[rest.variable] = undefined
       return params
     }
     if (level && 'rest' in level) return params
@@ -161,34 +138,33 @@ export interface PublishDecision {
   retain: boolean
 }
 
-/**
- * Where the broker puts a client publish it consumed (a request) or refused: `soleRecipient` gives
- * it to nobody, so Aedes acknowledges the message and routes it nowhere.
- */
-export const CONSUMED_TOPIC = '$stagehub/consumed'
+/** The first levels of the catalogue topics whose messages have fixed receivers (checked per delivery). */
+const FIXED_RECEIVER_ROOTS = new Set(
+  topicCatalogue.filter((t) => t.receivers !== undefined).map((t) => t.pattern.split('/')[0]!),
+)
 
 /**
- * The only client id a topic's messages may reach, whatever anyone subscribed to (admins included):
- * `clients/{c}/…` is c's own (its responses carry tokens), CONSUMED_TOPIC is nobody's (null).
+ * The only client id a topic's messages may reach, whatever anyone subscribed to (admins included),
+ * from the catalogue's `receivers`: c for `clients/{c}/res`, null (nobody) for a consumed message.
  * Undefined for every other topic: the ACL decides.
  */
 export function soleRecipient(topic: string): string | null | undefined {
-  if (topic.startsWith('clients/')) {
-    const end = topic.indexOf('/', 8)
-    return topic.slice(8, end === -1 ? undefined : end)
-  }
-  return topic === CONSUMED_TOPIC ? null : undefined
+  const slash = topic.indexOf('/')
+  if (!FIXED_RECEIVER_ROOTS.has(slash === -1 ? topic : topic.slice(0, slash))) return undefined
+  const found = findTopic(topic)
+  if (found?.entry.receivers === undefined) return undefined
+  return found.entry.receivers === 'nobody' ? null : found.params[PARTY_VARIABLE['client c']]!
 }
 
 /** Topics whose stateful rule binding canReceive keeps (cleared when full: recent topics are hot). */
 const RECEIVE_BINDINGS = 10_000
 
 /** The stateful rule that describes a concrete topic, with its variables; null when none does. */
-function bindStateful(topic: string): { rule: CompiledRule; params: Params } | null {
+function bindStateful(topic: string): { rule: AclRule; params: Params } | null {
   const levels = topic.split('/')
-  for (const rule of compiled) {
+  for (const rule of aclRules) {
     if (!rule.stateful) continue
-    const params = bindTopic(rule, levels)
+    const params = rule.topic.match(levels)
     if (params) return { rule, params }
   }
   return null
@@ -196,7 +172,7 @@ function bindStateful(topic: string): { rule: CompiledRule; params: Params } | n
 
 export class Acl {
   readonly #state: AccessState
-  readonly #receiveBindings = new Map<string, { rule: CompiledRule; params: Params } | null>()
+  readonly #receiveBindings = new Map<string, { rule: AclRule; params: Params } | null>()
 
   constructor(state: AccessState) {
     this.#state = state
@@ -207,7 +183,7 @@ export class Acl {
     if (who.role === 'admin') return true
     const levels = filter.split('/')
     let reachable = false
-    for (const rule of compiled) {
+    for (const rule of aclRules) {
       const params = bindFilter(rule, levels)
       if (!params) continue
       reachable = true
@@ -227,7 +203,7 @@ export class Acl {
     if (who.role === 'admin') return true
     const slash = topic.indexOf('/')
     const first = slash === -1 ? topic : topic.slice(0, slash)
-    if (first !== 'stages' && first !== 'devices') return true
+    if (!STATEFUL_ROOTS.has(first)) return true
     // one message goes to every subscriber: bind its topic once, not once per delivery
     let binding = this.#receiveBindings.get(topic)
     if (binding === undefined) {
@@ -241,11 +217,11 @@ export class Acl {
   /** PUBLISH: the one rule that describes the topic must allow it; anything else is refused. */
   canPublish(who: Identity, topic: string): PublishDecision {
     const levels = topic.split('/')
-    for (const rule of compiled) {
-      const params = bindTopic(rule, levels)
+    for (const rule of aclRules) {
+      const params = rule.topic.match(levels)
       if (!params) continue
       const allowed = rule.publish ? rule.publish(who, params, this.#state) : false
-      return { allowed, retain: allowed && rule.retain === true }
+      return { allowed, retain: allowed && rule.retain }
     }
     return { allowed: false, retain: false }
   }

@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { ExplainReply } from '../schemas/http.ts'
-import { type Acl, CONSUMED_TOPIC } from './acl.ts'
+import { topics } from '../schemas/topics.ts'
+import type { Acl } from './acl.ts'
 import type { HubMetrics } from './metrics.ts'
 import {
   DRAIN_TIMEOUT_MESSAGE,
@@ -92,7 +93,6 @@ export interface BrokerOptions {
 /** Why a persistent session ended without its holder ending it (stagehub_sessions_ended_total). */
 type SessionEnd = 'expired' | 'identity_cap' | 'revoked'
 
-const REQUEST_TOPIC = /^clients\/([^/]+)\/req\/([^/]+)$/
 const NOTHING = Buffer.alloc(0)
 /** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -465,9 +465,9 @@ export class HubBroker {
     }
     metrics.messagesIn.inc()
     if (!decision.retain) packet.retain = false
-    const request = REQUEST_TOPIC.exec(packet.topic)
+    const request = topics.request.parse(packet.topic)
     if (request) {
-      delegate.onRequest(who, request[2]!, packet.payload as Buffer)
+      delegate.onRequest(who, request.action, packet.payload as Buffer)
       consume(packet)
     } else {
       const refusal = delegate.onPublish?.(who, packet.topic, packet.payload as Buffer)
@@ -660,7 +660,7 @@ export class HubBroker {
  * client expects, but it goes, empty, to a topic delivered to nobody (see soleRecipient).
  */
 function consume(packet: PublishPacket): void {
-  packet.topic = CONSUMED_TOPIC
+  packet.topic = topics.consumed.build()
   packet.payload = NOTHING
   packet.retain = false
 }

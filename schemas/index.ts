@@ -1,4 +1,3 @@
-import type { TSchema } from '@sinclair/typebox'
 import type { ActionSchema } from './action.ts'
 import { auditQuery } from './actions/audit.ts'
 import * as device from './actions/device.ts'
@@ -6,7 +5,7 @@ import * as media from './actions/media.ts'
 import * as release from './actions/release.ts'
 import * as router from './actions/router.ts'
 import * as stage from './actions/stage.ts'
-import { AgentConfig, DeviceConfig, FirmwareRelease } from './firmware.ts'
+import { AgentConfig, FirmwareRelease } from './firmware.ts'
 import { userChangePassword, userDelete, userSignOut, userUpdate } from './actions/user.ts'
 import {
   ClaimBody,
@@ -18,7 +17,7 @@ import {
   TokenReply,
 } from './http.ts'
 import { RequestEnvelope, ResponseEnvelope } from './protocol.ts'
-import { HubStatus, UserProfile } from './state.ts'
+import { type Topic, topicCatalogue } from './topics.ts'
 
 /** Every action the hub serves, for docs and the JSON Schema export. */
 export const actions: readonly ActionSchema[] = [
@@ -64,33 +63,19 @@ export const actions: readonly ActionSchema[] = [
   auditQuery,
 ]
 
-/** Retained state topics and the schema of their payload. */
-export const stateTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
-  { topic: 'hub/status', schema: HubStatus },
-  { topic: 'users/{u}', schema: UserProfile },
-  { topic: 'users/{u}/stages/{s}', schema: stage.StageSummary },
-  { topic: 'users/{u}/mix/{kind}/{id}', schema: stage.MixState },
-  { topic: 'stages/{s}', schema: stage.StageState },
-  { topic: 'stages/{s}/groups/{g}', schema: stage.GroupState },
-  { topic: 'stages/{s}/members/{u}', schema: stage.MemberState },
-  { topic: 'stages/{s}/tracks/{t}', schema: stage.StageTrackState },
-  { topic: 'stages/{s}/chat', schema: stage.ChatMessage },
-  { topic: 'users/{u}/devices/{d}', schema: device.DeviceState },
-  { topic: 'devices/{d}/config', schema: DeviceConfig },
-  { topic: 'routers/{r}', schema: router.RouterState },
-  { topic: 'routers/{r}/assignments/{s}', schema: router.AssignmentState },
-  // not retained: media signals for router r, published by the hub only
-  { topic: 'routers/{r}/signal', schema: media.SignalRequest },
-]
+/**
+ * The JSON Schema file (under `schemas/json/`) of a topic's payload: `state/` for what the hub
+ * publishes, `client/` for what clients publish; the envelopes and the broker's topics have none.
+ */
+export function topicSchemaFile(topic: Topic): string {
+  const name = topic.pattern.replaceAll('/', '_').replace(/[{}]/g, '')
+  return `${topic.kind === 'client' ? 'client' : 'state'}/${name}.json`
+}
 
-/** Topics clients publish on (besides requests) and the schema the hub validates them against. */
-export const clientTopics: ReadonlyArray<{ topic: string; schema: TSchema }> = [
-  { topic: 'devices/{d}/presence', schema: device.PresencePayload },
-  { topic: 'devices/{d}/reported', schema: device.ReportedPayload },
-  { topic: 'routers/{r}/presence', schema: router.RouterPresencePayload },
-  { topic: 'routers/{r}/load', schema: router.RouterLoad },
-  { topic: 'routers/{r}/signal/answers', schema: media.SignalAnswer },
-]
+/** The topics whose payload `schemas/json/` and the docs describe: the envelopes and the broker's own have none. */
+export const payloadTopics: readonly Topic[] = topicCatalogue.filter(
+  (topic) => topic.kind === 'state' || topic.kind === 'notice' || topic.kind === 'client',
+)
 
 /** Files outside MQTT: a release manifest, and the ov-box agent's configuration. */
 export const fileFormats = { FirmwareRelease, AgentConfig, RouterAgentConfig: media.RouterAgentConfig }
@@ -110,10 +95,7 @@ export function jsonSchemaFiles(): Map<string, string> {
     })
     add(`actions/${action.name}.result.json`, { title: `${action.name} result`, ...action.result })
   }
-  for (const { topic, schema } of stateTopics)
-    add(`state/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
-  for (const { topic, schema } of clientTopics)
-    add(`client/${topic.replaceAll('/', '_').replace(/[{}]/g, '')}.json`, { title: topic, ...schema })
+  for (const topic of payloadTopics) add(topicSchemaFile(topic), { title: topic.pattern, ...topic.payload })
   for (const [name, schema] of Object.entries({ ...envelopes, ...http, ...fileFormats }))
     add(`${name}.json`, schema)
   return files

@@ -3,13 +3,14 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { Acl } from '../broker/acl.ts'
-import { HubBroker } from '../broker/broker.ts'
+import { type BrokerDelegate, HubBroker } from '../broker/broker.ts'
 import type { HubConfig } from '../broker/config.ts'
 import { createHttpServer, startListeners, type Listeners } from '../broker/listeners.ts'
 import { HubMetrics } from '../broker/metrics.ts'
 import { DurableRetainedPersistence } from '../broker/persistence.ts'
 import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
+import { type Consumer, findTopic, topics } from '../schemas/topics.ts'
 import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
@@ -25,7 +26,7 @@ import { DevicePresence } from './devices/presence.ts'
 import { DeviceClaims } from './devices/claims.ts'
 import { DevicesService } from './devices/service.ts'
 import { FirmwareService } from './firmware/service.ts'
-import { MediaService, SIGNAL_ANSWERS } from './media/service.ts'
+import { MediaService } from './media/service.ts'
 import { RoutersService } from './routers/service.ts'
 import { StagesService } from './stages/service.ts'
 import { PasswordPool } from './users/password-pool.ts'
@@ -34,8 +35,6 @@ import { UsersService } from './users/service.ts'
 export const HUB_VERSION: string = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version
-
-export const HUB_STATUS_TOPIC = 'hub/status'
 
 export interface Hub {
   config: HubConfig
@@ -134,8 +133,16 @@ function followOutsideCommits(store: Store, broker: HubBroker, access: AccessInd
   })
 }
 
-/** Client-published retained topics the hub keeps while their device or router is registered. */
-const PRESENCE = /^(devices|routers)\/([^/]+)\/presence$/
+/**
+ * Client-published retained topics the hub keeps while their device or router is registered: a
+ * presence of one removed meanwhile is cleared.
+ */
+function keepsPresence(access: AccessIndex, topic: string): boolean {
+  const device = topics.devicePresence.parse(topic)
+  if (device) return access.tokenGeneration('device', device.d) !== undefined
+  const router = topics.routerPresence.parse(topic)
+  return router !== null && access.tokenGeneration('router', router.r) !== undefined
+}
 
 /**
  * The composition root: opens the store, builds the access index, broker, publisher and request
@@ -182,7 +189,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   undo.push(() => audit.stop())
   await audit.start()
 
-  // the delegate closes over `pipeline`, `users` and `presence`, declared below: clients arrive once the listeners are open
+  // the delegate closes over `pipeline`, `users` and `inbound`, declared below: clients arrive once the listeners are open
   const broker = await HubBroker.create(
     {
       tokens,
@@ -198,12 +205,10 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
           who.role === 'user' && !access.hasUser(who.id) ? users.admitNewUser(who) : undefined,
         userExists: (id) => access.hasUser(id),
         onRequest: (who, action, payload) => pipeline.handle(who, action, payload),
-        onPublish: (who, topic, payload) =>
-          topic.startsWith('routers/')
-            ? SIGNAL_ANSWERS.test(topic)
-              ? media.inspect(who, topic, payload)
-              : routers.inspect(who, topic, payload)
-            : presence.inspect(who, topic, payload),
+        onPublish: (who, topic, payload) => {
+          const consumer = findTopic(topic)?.entry.consumer
+          return consumer && consumer !== 'requests' ? inbound[consumer](who, topic, payload) : undefined
+        },
         onConnected: (who) => media.connected(who),
         onDisconnected: (who, reason, superseded) => {
           presence.disconnected(who, reason, superseded)
@@ -223,13 +228,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   publisher.register({
     name: 'presence',
     topics: async function* () {},
-    keeps: (topic) => {
-      const match = PRESENCE.exec(topic)
-      return (
-        match !== null &&
-        access.tokenGeneration(match[1] === 'devices' ? 'device' : 'router', match[2]!) !== undefined
-      )
-    },
+    keeps: (topic) => keepsPresence(access, topic),
   })
   const pipeline = new RequestPipeline({
     store,
@@ -239,7 +238,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     log: log.child({ component: 'requests' }),
     respond: (clientId, payload) =>
       broker
-        .publish(`clients/${clientId}/res`, payload, { qos: 1 })
+        .publish(topics.response.build(clientId), payload, { qos: 1 })
         .then(() => broker.closeIfRevoked(clientId)),
     maxPayloadBytes: config.maxPayloadBytes,
     rateLimit: config.rateLimit,
@@ -338,25 +337,36 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
     tellDevice: (clientId, code, message) =>
       broker
-        .publish(`clients/${clientId}/res`, JSON.stringify({ id: '', ok: false, error: { code, message } }))
+        .publish(
+          topics.response.build(clientId),
+          JSON.stringify({ id: '', ok: false, error: { code, message } }),
+        )
         // a device that sends while the hub shuts down gets no answer; that must not end the process
         .catch((err: unknown) =>
           log.debug({ err, clientId }, 'could not tell a device why its message was refused'),
         ),
   })
+  // the catalogue names who consumes each client topic; requests go to the pipeline through the broker
+  const inbound: Record<Exclude<Consumer, 'requests'>, NonNullable<BrokerDelegate['onPublish']>> = {
+    presence: (who, topic, payload) => presence.inspect(who, topic, payload),
+    routers: (who, topic, payload) => routers.inspect(who, topic, payload),
+    media: (who, topic, payload) => media.inspect(who, topic, payload),
+  }
   await presence.markAllOffline()
   await routers.markAllOffline()
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
   undo.push(stopFollowing)
 
-  await publisher.republishAll([...persistence.retainedTopics()].filter((t) => t !== HUB_STATUS_TOPIC))
+  await publisher.republishAll(
+    [...persistence.retainedTopics()].filter((t) => t !== topics.hubStatus.build()),
+  )
   const status = (state: HubStatus['state']): HubStatus => ({
     state,
     version: HUB_VERSION,
     since: new Date().toISOString(),
   })
-  await publisher.publish(HUB_STATUS_TOPIC, status('online'))
+  await publisher.publish(topics.hubStatus.build(), status('online'))
 
   const http = await createHttpServer(broker, config, log)
   undo.push(() => http.close())
@@ -400,7 +410,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       media.stop()
       routers.stop()
       stopFollowing()
-      await publisher.publish(HUB_STATUS_TOPIC, status('offline'))
+      await publisher.publish(topics.hubStatus.build(), status('offline'))
       const listenersClosed = listeners.close()
       await broker.close()
       await listenersClosed

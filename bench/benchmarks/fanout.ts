@@ -9,6 +9,7 @@ import { PasswordPool } from '../../services/users/password-pool.ts'
 import { createUser } from '../../services/users/service.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
+import { topics } from '../../schemas/topics.ts'
 
 /**
  * `fanout`: one stage change delivered to M subscribed members.
@@ -79,10 +80,10 @@ async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Pr
       username: 'token',
       password: token(userId),
     })),
-    filter: `stages/${stage.id}/members/+`,
+    filter: topics.member.filter({ s: stage.id }),
     publisher: { clientId: 'fan-admin', username: 'token', password: token(users[0]!) },
     templates: members.map((userId) => ({
-      topic: 'clients/fan-admin/req/member.update',
+      topic: topics.request.build('fan-admin', 'member.update'),
       payload: JSON.stringify({
         id: 'b@SEQ@',
         params: {
@@ -250,7 +251,7 @@ async function measure(ctx: Context, name: TargetName): Promise<Outcome | string
         clients: [s.publisher],
         keepalive: 60,
         window: 1,
-        subscribe: s.replies ? [[`clients/${s.publisher.clientId}/res`]] : [],
+        subscribe: s.replies ? [[topics.response.build(s.publisher.clientId)]] : [],
         qos: 1,
       })
       if (publisher.accepted !== 1) throw new Error(`publisher not connected: ${publisher.errors.join('; ')}`)

@@ -9,6 +9,7 @@ import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
 import { PasswordPool } from '../../services/users/password-pool.ts'
 import { createUser } from '../../services/users/service.ts'
+import { topics } from '../../schemas/topics.ts'
 
 /**
  * `request_latency`: K clients send real actions at a fixed total rate: alternately `mix.set` (a
@@ -53,19 +54,19 @@ export async function hubScenario(ctx: Context, target: HubTarget, users: string
   )
   return {
     clients: setup.map((s, i) => ({ clientId: `req-${i}`, username: 'token', password: token(s.userId) })),
-    subscribe: setup.map((_, i) => [`clients/req-${i}/res`]),
+    subscribe: setup.map((_, i) => [topics.response.build(`req-${i}`)]),
     templates: setup.map((s, i) => {
       const other = setup[(i + 1) % setup.length]!
       return [
         {
-          topic: `clients/req-${i}/req/mix.set`,
+          topic: topics.request.build(`req-${i}`, 'mix.set'),
           payload: JSON.stringify({
             id: 'b@SEQ@',
             params: { kind: 'member', id: other.memberId, volume: 0.5 },
           }),
         },
         {
-          topic: `clients/req-${i}/req/device.update`,
+          topic: topics.request.build(`req-${i}`, 'device.update'),
           payload: JSON.stringify({
             id: 'b@SEQ@',
             params: { deviceId: s.deviceId, settings: { receiverJitter: 0.001 } },

@@ -5,6 +5,7 @@ import { type Context, onHub, onTarget } from '../lib/context.ts'
 import { type Measured, summarize } from '../lib/results.ts'
 import { GROUPS_PER_STAGE, MEMBERS_PER_STAGE, type SeedPlan, seedStore } from '../lib/seed.ts'
 import type { HubTarget, Target, TargetName } from '../lib/targets.ts'
+import { topics } from '../../schemas/topics.ts'
 
 /**
  * `retained_subscribe`: SUBSCRIBE latency with 10k and 100k retained state topics.
@@ -54,7 +55,7 @@ async function timeSubscriptions(
   const matching = await worker.call('subscribeTiming', {
     group: 'rs',
     index: 0,
-    filters: [`stages/${plan.sample.stageId}/#`],
+    filters: [`${topics.stage.build(plan.sample.stageId)}/#`],
     expect: 1 + GROUPS_PER_STAGE + MEMBERS_PER_STAGE,
     reps,
     timeoutMs,
@@ -62,7 +63,7 @@ async function timeSubscriptions(
   const nonMatching = await worker.call('subscribeTiming', {
     group: 'rs',
     index: 0,
-    filters: [`users/${plan.sample.userId}/devices/+`],
+    filters: [topics.userDevice.filter({ u: plan.sample.userId })],
     expect: 0,
     reps,
     timeoutMs,
@@ -132,7 +133,7 @@ async function retainedSize(ctx: Context, size: number): Promise<void> {
         value: total.p50,
         detail: {
           retained_topics: held,
-          filter: kind === 'matching' ? 'stages/{s}/#' : 'users/{u}/devices/+',
+          filter: kind === 'matching' ? `${topics.stage.pattern}/#` : topics.userDevice.filter({ u: '{u}' }),
           retained_received: t.received[0],
           total_ms: total,
           suback_ms: summarize(t.suback),

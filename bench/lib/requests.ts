@@ -1,4 +1,5 @@
 import { LiteClient } from './mqtt-lite.ts'
+import { topics } from '../../schemas/topics.ts'
 
 export interface Response {
   id: string
@@ -19,7 +20,7 @@ export class LiteRequester {
     this.client = client
     this.clientId = clientId
     client.onPublish = (topic, payload) => {
-      if (topic !== `clients/${clientId}/res`) return
+      if (topic !== topics.response.build(clientId)) return
       const response = JSON.parse(payload.toString()) as Response
       const resolve = this.#waiting.get(response.id)
       this.#waiting.delete(response.id)
@@ -47,7 +48,7 @@ export class LiteRequester {
     params: unknown = {},
     timeoutMs = 30_000,
   ): Promise<T> {
-    this.#subscribed ??= this.client.subscribe([`clients/${this.clientId}/res`], 1)
+    this.#subscribed ??= this.client.subscribe([topics.response.build(this.clientId)], 1)
     await this.#subscribed
     const id = `setup-${++this.#seq}`
     const response = new Promise<Response>((resolve, reject) => {
@@ -60,7 +61,7 @@ export class LiteRequester {
         resolve(r)
       })
     })
-    await this.client.publish(`clients/${this.clientId}/req/${action}`, JSON.stringify({ id, params }), 1)
+    await this.client.publish(topics.request.build(this.clientId, action), JSON.stringify({ id, params }), 1)
     const r = await response
     if (!r.ok) throw new Error(`${this.clientId}: ${action} refused: ${JSON.stringify(r.error)}`)
     return r.result as T

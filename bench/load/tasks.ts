@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { LiteClient, now } from '../lib/mqtt-lite.ts'
+import { topics } from '../../schemas/topics.ts'
 
 /**
  * What a load-generator process does, one task per IPC call. State (open connections, recordings)
@@ -474,7 +475,7 @@ export async function churn(p: ChurnParams): Promise<ChurnResult> {
     try {
       const code = await client.connected
       if (code !== 0) throw new Error(`CONNACK ${code}`)
-      await client.subscribe([`users/${user.id}`], 1)
+      await client.subscribe([topics.user.build(user.id)], 1)
       client.socket.pause()
       await sleep(Math.max(0, Math.min(p.slowHoldMs, ends - now())))
     } catch (err) {
@@ -495,8 +496,8 @@ export async function churn(p: ChurnParams): Promise<ChurnResult> {
     try {
       const code = await client.connected
       if (code !== 0) throw new Error(`CONNACK ${code}`)
-      const responses = `clients/${clientId}/res`
-      await client.subscribe([`users/${user.id}`, responses], 1)
+      const responses = topics.response.build(clientId)
+      await client.subscribe([topics.user.build(user.id), responses], 1)
       const id = `b${n}`
       const answered = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no response within 10 s')), 10_000)
@@ -509,7 +510,7 @@ export async function churn(p: ChurnParams): Promise<ChurnResult> {
       })
       const sent = now()
       const payload = JSON.stringify({ id, params: { avatarUrl: `https://example.org/${filler}/${n}` } })
-      await client.publish(`clients/${clientId}/req/user.update`, payload, 1)
+      await client.publish(topics.request.build(clientId, 'user.update'), payload, 1)
       await answered
       latencies.push(now() - sent)
       if (n % 2 === 0) client.end()

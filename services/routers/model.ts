@@ -1,4 +1,5 @@
 import type { RouterKind, RouterLoad, RouterState } from '../../schemas/actions/router.ts'
+import { topics } from '../../schemas/topics.ts'
 import { collections, type RouterDoc as RegisteredRouter } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 
@@ -30,10 +31,11 @@ export const routerCollections = {
   assignments: { name: 'router_assignments', indexes: [['routerId']] },
 } satisfies Record<string, CollectionSpec>
 
+/** The router topics' builders, named as the router service calls them; the catalogue knows their shape. */
 export const routerTopics = {
-  document: (r: string) => `routers/${r}`,
-  assignment: (r: string, s: string) => `routers/${r}/assignments/${s}`,
-  presence: (r: string) => `routers/${r}/presence`,
+  document: topics.router.build,
+  assignment: topics.assignment.build,
+  presence: topics.routerPresence.build,
 }
 
 export function routerState(router: RouterDoc, assignments: readonly AssignmentDoc[]): RouterState {

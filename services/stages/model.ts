@@ -1,5 +1,6 @@
 import type { Position, StageState, StageTrackState } from '../../schemas/actions/stage.ts'
 import type { MixKind } from '../../schemas/actions/stage.ts'
+import { topics } from '../../schemas/topics.ts'
 import { collections } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 
@@ -59,12 +60,13 @@ export const stageCollections = {
   mixes: { name: 'mixes', indexes: [['stageId'], ['targetId'], ['userId', 'stageId']] },
 } satisfies Record<string, CollectionSpec>
 
+/** The stage topics' builders, named as the stage service calls them; the catalogue knows their shape. */
 export const stageTopics = {
-  stage: (s: string) => `stages/${s}`,
-  group: (s: string, g: string) => `stages/${s}/groups/${g}`,
-  member: (s: string, u: string) => `stages/${s}/members/${u}`,
-  track: (s: string, t: string) => `stages/${s}/tracks/${t}`,
-  chat: (s: string) => `stages/${s}/chat`,
-  summary: (u: string, s: string) => `users/${u}/stages/${s}`,
-  mix: (u: string, kind: MixKind, id: string) => `users/${u}/mix/${kind}/${id}`,
+  stage: topics.stage.build,
+  group: topics.group.build,
+  member: topics.member.build,
+  track: topics.track.build,
+  chat: topics.chat.build,
+  summary: topics.stageSummary.build,
+  mix: topics.mix.build as (u: string, kind: MixKind, id: string) => string,
 }

@@ -4,8 +4,9 @@ import { Parser } from '@asyncapi/parser'
 import t from 'tap'
 import { Acl, aclRules } from '../../broker/acl.ts'
 import type { Identity } from '../../broker/tokens.ts'
-import { actions, clientTopics, stateTopics } from '../../schemas/index.ts'
-import { DOCS_DIR, type Party, aclParties, docFiles, packageVersion } from '../../bin/docs.ts'
+import { actions } from '../../schemas/index.ts'
+import { type Party, topicCatalogue } from '../../schemas/topics.ts'
+import { DOCS_DIR, docFiles, packageVersion } from '../../bin/docs.ts'
 
 const generated = await docFiles(await packageVersion())
 
@@ -20,7 +21,11 @@ t.test(
 t.test(
   'the publishers and subscribers the docs name are the ones the real Acl allows, for every ACL pattern',
   async (t) => {
-    t.same(Object.keys(aclParties).sort(), aclRules.map((r) => r.pattern).sort(), 'one line per ACL pattern')
+    t.same(
+      topicCatalogue.map((topic) => topic.pattern).sort(),
+      aclRules.map((r) => r.topic.pattern).sort(),
+      'one line per ACL pattern',
+    )
     // plain stored state: the insider is a member of stage s1, the owner owns device d1
     const acl = new Acl({
       canSeeStage: (stageId, userId) => stageId === 's1' && userId === 'insider',
@@ -38,7 +43,7 @@ t.test(
     }
     const values: Record<string, string> = { u: 'u1', s: 's1', g: 'g1', t: 't1', d: 'd1', r: 'r1', c: 'c1' }
     Object.assign(values, { kind: 'group', id: 'g1', action: 'user.update' })
-    for (const [pattern, { publishers, subscribers }] of Object.entries(aclParties)) {
+    for (const { pattern, publishers, subscribers } of topicCatalogue) {
       const topic = pattern.replace(/\{(\w+)\}/g, (_, v: string) => values[v]!).replace('#', 'broker/uptime')
       for (const [party, who] of Object.entries(probes) as Array<[Party, Identity]>) {
         const mayRead = subscribers.includes(party) || subscribers.includes('everyone')
@@ -78,8 +83,10 @@ t.test(
         .all()
         .map((c) => c.address()),
     )
-    for (const { topic } of [...stateTopics, ...clientTopics])
-      t.ok(addresses.has(topic), `a channel for ${topic}`)
+    for (const { pattern } of topicCatalogue.filter((topic) =>
+      ['state', 'notice', 'client'].includes(topic.kind),
+    ))
+      t.ok(addresses.has(pattern), `a channel for ${pattern}`)
     for (const action of actions) {
       const operation = document.operations().get(action.name)
       t.equal(operation?.action(), 'send', `${action.name} is an operation clients send`)

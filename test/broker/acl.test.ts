@@ -1,5 +1,6 @@
 import t from 'tap'
-import { Acl, type AccessState, CONSUMED_TOPIC } from '../../broker/acl.ts'
+import { Acl, type AccessState } from '../../broker/acl.ts'
+import { topics } from '../../schemas/topics.ts'
 import type { Identity, Role } from '../../broker/tokens.ts'
 import type { DeviceDoc, MemberDoc, StageDoc } from '../../services/collections.ts'
 import {
@@ -311,7 +312,7 @@ t.test('Acl unit', async (t) => {
       t.notOk(acl.canReceive(admin('op'), 'clients/c1/req/user.update'), 'nor a request')
       t.ok(acl.canReceive(admin('op'), 'clients'), 'a topic that only begins alike is not a client’s')
       for (const w of [admin('op'), user('u1'), device('d1', 'u1'), router('r1')])
-        t.notOk(acl.canReceive(w, CONSUMED_TOPIC), `${describe(w)} receives no consumed message`)
+        t.notOk(acl.canReceive(w, topics.consumed.build()), `${describe(w)} receives no consumed message`)
     },
   )
 })

@@ -8,6 +8,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { configFromEnv, type HubConfig } from '../../broker/config.ts'
 import { createTokenService, type Role, type TokenClaims } from '../../broker/tokens.ts'
+import { topics } from '../../schemas/topics.ts'
 import { startHub, type Hub } from '../../services/hub.ts'
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-0123456789'
@@ -109,7 +110,7 @@ export class Requester {
   constructor(client: MqttClient) {
     this.#client = client
     client.on('message', (topic, payload) => {
-      if (topic !== `clients/${client.options.clientId}/res`) return
+      if (topic !== topics.response.build(client.options.clientId!)) return
       const response = JSON.parse(payload.toString()) as Response
       const resolve = this.#waiting.get(response.id)
       if (resolve) {
@@ -125,7 +126,9 @@ export class Requester {
 
   /** Publishes a raw payload and waits for the response with `id` ('' for refusals without a readable id). */
   async send(action: string, payload: string | Buffer, id: string, timeoutMs = 5000): Promise<Response> {
-    this.#ready ??= this.#client.subscribeAsync(`clients/${this.#client.options.clientId}/res`, { qos: 1 })
+    this.#ready ??= this.#client.subscribeAsync(topics.response.build(this.#client.options.clientId!), {
+      qos: 1,
+    })
     await this.#ready
     const response = new Promise<Response>((resolve, reject) => {
       const timer = setTimeout(
@@ -137,7 +140,7 @@ export class Requester {
         resolve(r)
       })
     })
-    await this.#client.publishAsync(`clients/${this.#client.options.clientId}/req/${action}`, payload, {
+    await this.#client.publishAsync(topics.request.build(this.#client.options.clientId!, action), payload, {
       qos: 1,
     })
     return response
@@ -200,7 +203,7 @@ export interface ResponseLog {
 /** Subscribes to the client's response topic and records every response (alongside any Requester). */
 export async function recordResponses(client: MqttClient): Promise<ResponseLog> {
   const all: Response[] = []
-  const topic = `clients/${client.options.clientId}/res`
+  const topic = topics.response.build(client.options.clientId!)
   client.on('message', (t, payload) => {
     if (t === topic) all.push(JSON.parse(payload.toString()) as Response)
   })
