@@ -255,3 +255,19 @@ export function findTopic(topic: string): { entry: Topic; params: Readonly<Recor
   }
   return null
 }
+
+/** Whether `topic` matches the MQTT subscription `filter` (`+` one level, `#` the rest). */
+export function matchesFilter(filter: string, topic: string): boolean {
+  const f = filter.split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return !(i === 0 && topic.startsWith('$'))
+    if (i >= t.length) return false
+    if (f[i] === '+') {
+      if (i === 0 && topic.startsWith('$')) return false
+      continue
+    }
+    if (f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}

@@ -11,4 +11,4 @@ export {
 } from './hub-client.ts'
 export { RequestError, type RequestErrorCode } from './requests.ts'
 export type { StateChange, StateListener } from './state-cache.ts'
-export { topics } from './topics.ts'
+export { matchesFilter, topics } from '../../schemas/topics.ts'

@@ -1,6 +1,6 @@
 import type { ErrorCode, ResponseEnvelope } from '../../schemas/protocol.ts'
 import type { ActionName, ActionParams, ActionResult } from './actions.ts'
-import { topics } from './topics.ts'
+import { topics } from '../../schemas/topics.ts'
 
 /**
  * Why a request failed: a refusal of the hub (`ok: false`, one of its error codes), no response in
@@ -56,7 +56,7 @@ export class RequestClient {
 
   constructor(options: RequestClientOptions) {
     this.#options = options
-    this.responseTopic = topics.response(options.clientId)
+    this.responseTopic = topics.response.build(options.clientId)
   }
 
   /** Feeds a message from the response topic; returns false for other topics. */
@@ -92,9 +92,11 @@ export class RequestClient {
       // not awaited: a connection lost before the PUBACK fails the publish, yet the request may have
       // been applied, and the retry on the next connection is what finds out
       unsent = undefined
-      this.#options.publish(topics.request(this.#options.clientId, action), payload).catch((err: unknown) => {
-        unsent = err as Error
-      })
+      this.#options
+        .publish(topics.request.build(this.#options.clientId, action), payload)
+        .catch((err: unknown) => {
+          unsent = err as Error
+        })
       const answer = await response
       if (answer === undefined) continue
       if (answer.ok) return answer.result as ActionResult<N>

@@ -6,7 +6,7 @@ import { DeviceConfig, type AgentConfig } from '../../schemas/firmware.ts'
 import { validator } from '../../schemas/validate.ts'
 import type { BackoffOptions } from '../hub-client/backoff.ts'
 import { HubClient, type SessionSource } from '../hub-client/hub-client.ts'
-import { topics } from '../hub-client/topics.ts'
+import { topics } from '../../schemas/topics.ts'
 import { noDelay } from '../tcp.ts'
 import { truncate } from './command.ts'
 import { FirmwareUpdater } from './firmware.ts'
@@ -139,8 +139,8 @@ export class OvBoxAgent {
         username: 'device',
         token: options.token,
         keepaliveSeconds: options.keepaliveSeconds,
-        presence: { topic: topics.device.presence(deviceId), sessions: storedSessions(options.state) },
-        subscriptions: [topics.device.config(deviceId)],
+        presence: { topic: topics.devicePresence.build(deviceId), sessions: storedSessions(options.state) },
+        subscriptions: [topics.deviceConfig.build(deviceId)],
         log: options.log,
         onConnection: noDelay,
         ...(options.ca ? { transport: { ca: options.ca } } : {}),
@@ -204,7 +204,10 @@ export class OvBoxAgent {
    */
   async #report(report: ReportedPayload): Promise<void> {
     try {
-      await this.connection.publish(topics.device.reported(this.#options.deviceId), JSON.stringify(report))
+      await this.connection.publish(
+        topics.deviceReported.build(this.#options.deviceId),
+        JSON.stringify(report),
+      )
     } catch (err) {
       let kept = false
       for (const section of KEPT_SECTIONS) {

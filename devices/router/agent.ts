@@ -15,7 +15,7 @@ import type { ErrorBody } from '../../schemas/protocol.ts'
 import { validator } from '../../schemas/validate.ts'
 import { HubClient } from '../hub-client/hub-client.ts'
 import { RequestError } from '../hub-client/requests.ts'
-import { assignedStage, topics } from '../hub-client/topics.ts'
+import { topics } from '../../schemas/topics.ts'
 import { noDelay } from '../tcp.ts'
 import { SignalError, StageRoom } from './room.ts'
 import { SessionCounter } from './sessions.ts'
@@ -119,11 +119,11 @@ export class RouterAgent {
         token,
         keepaliveSeconds,
         presence: {
-          topic: topics.router.presence(routerId),
+          topic: topics.routerPresence.build(routerId),
           sessions: new SessionCounter(this.config.stateFile),
           announcement,
         },
-        subscriptions: [topics.router.assignments(routerId), topics.router.signal(routerId)],
+        subscriptions: [topics.assignment.filter({ r: routerId }), topics.signal.build(routerId)],
         backoff: ROUTER_BACKOFF,
         // back online, the next loss starts from the shortest delay again
         stableAfterMs: 0,
@@ -201,14 +201,15 @@ export class RouterAgent {
   #reportLoad(): void {
     if (!this.#connection.online) return
     this.#connection
-      .publish(topics.router.load(this.config.routerId), JSON.stringify(this.load()), { qos: 0 })
+      .publish(topics.routerLoad.build(this.config.routerId), JSON.stringify(this.load()), { qos: 0 })
       .catch((err: unknown) => this.#log.debug({ err }, 'load report not sent'))
   }
 
   #message(topic: string, payload: Uint8Array): void {
     const { routerId } = this.config
-    if (topic === topics.router.signal(routerId)) return this.#signal(payload)
-    const stageId = assignedStage(routerId, topic)
+    if (topic === topics.signal.build(routerId)) return this.#signal(payload)
+    const assignment = topics.assignment.parse(topic)
+    const stageId = assignment?.r === routerId ? assignment.s : undefined
     if (stageId !== undefined) this.#assignment(stageId, payload)
   }
 
@@ -341,7 +342,7 @@ export class RouterAgent {
   #answer(id: string, error: ErrorBody | undefined, result?: unknown): void {
     const answer = error ? { id, ok: false, error } : { id, ok: true, result: result ?? {} }
     this.#connection
-      .publish(topics.router.answers(this.config.routerId), JSON.stringify(answer))
+      .publish(topics.signalAnswers.build(this.config.routerId), JSON.stringify(answer))
       .catch((err: unknown) => this.#log.warn({ err, id }, 'answer not delivered'))
   }
 

@@ -188,7 +188,6 @@ const REWRITTEN_ELSEWHERE = [
   /^services\/devices\/config-projector\.ts$/,
   /^services\/devices\/presence\.ts$/,
   /^services\/media\/tracks\.ts$/,
-  /^devices\//,
 ]
 
 t.test(

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Backoff } from '../../../devices/hub-client/backoff.ts'
 import { RequestClient, RequestError } from '../../../devices/hub-client/requests.ts'
-import { matchesFilter } from '../../../devices/hub-client/topics.ts'
+import { matchesFilter } from '../../../schemas/topics.ts'
 import { SOUND_CARD_DEFAULTS } from '../../../devices/ovbox/sound-cards.ts'
 
 /** The hub client's pure parts: backoff, request retry, topic filters. */
