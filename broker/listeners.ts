@@ -62,7 +62,7 @@ export async function startListeners(
       })
       await listen(secure, config.tls.port, config.host, 'MQTTS_PORT')
     }
-    await http.listen({ port: config.httpPort, host: config.host }).catch((err: unknown) => {
+    await http.listen({ port: config.httpPort, host: config.host }).catch((err: NodeJS.ErrnoException) => {
       throw listenError(err, config.httpPort, config.host, 'HTTP_PORT')
     })
   } catch (err) {
@@ -100,8 +100,8 @@ function listen(server: net.Server, port: number, host: string, variable: string
 }
 
 /** The operator's question is which setting to change: a bare EADDRINUSE does not say. */
-function listenError(err: unknown, port: number, host: string, variable: string): unknown {
-  switch ((err as NodeJS.ErrnoException).code) {
+function listenError(err: NodeJS.ErrnoException, port: number, host: string, variable: string): Error {
+  switch (err.code) {
     case 'EADDRINUSE':
       return new ConfigError(
         `${variable}: port ${port} on ${host} is already in use (another hub?): stop what listens there, or set ${variable} to a free port (0 picks one)`,

@@ -83,7 +83,7 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       }
       const claims = (message: string) => new TokenRefusal(4, `token refused: ${message}`, 'claims')
       if (typeof payload.exp !== 'number') throw claims('exp is required')
-      const role = payload.role
+      const role: unknown = payload.role
       if (typeof role !== 'string' || !ROLES.has(role))
         throw claims('role must be one of user, device, router, admin')
       if (typeof payload.sub !== 'string' || !ID.test(payload.sub)) {

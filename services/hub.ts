@@ -337,13 +337,14 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
     isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
-    tellDevice: (clientId, code, message) =>
+    tellDevice: (clientId, code, message) => {
       broker
         .publish(`clients/${clientId}/res`, JSON.stringify({ id: '', ok: false, error: { code, message } }))
         // a device that sends while the hub shuts down gets no answer; that must not end the process
         .catch((err: unknown) =>
           log.debug({ err, clientId }, 'could not tell a device why its message was refused'),
-        ),
+        )
+    },
   })
   await presence.markAllOffline()
   await routers.markAllOffline()

@@ -191,6 +191,7 @@ export class AuditTrail {
       at,
       targetIds: [...new Set(Object.values(entry.targets).filter((id) => id !== undefined))],
     })
+    // flush never rejects: a failed write keeps the entries for the next flush and logs
     if (this.#pending.length === BATCH) void this.flush()
   }
 

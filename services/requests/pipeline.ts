@@ -86,7 +86,7 @@ export class RequestPipeline {
     await this.#options.store.ensureCollection(collections.requests)
     this.#sweeper = setInterval(() => {
       this.#limits.sweep()
-      void this.#purgeExpired()
+      void this.#purgeExpired() // never rejects: it logs its failure
     }, 60_000)
     this.#sweeper.unref()
   }
@@ -111,13 +111,12 @@ export class RequestPipeline {
   /** Called by the broker for every authorized request publish; never throws. */
   handle(who: Identity, action: string, payload: Buffer): void {
     const started = performance.now()
-    void this.#process(who, action, payload).then(
-      async (response) => {
-        await this.#send(who, action, response, started)
-      },
-      (err: unknown) =>
+    this.#process(who, action, payload)
+      .then((response) => this.#send(who, action, response, started))
+      // a response that cannot be sent (the hub closing) is logged like a failed request
+      .catch((err: unknown) =>
         this.#options.log.error({ err, clientId: who.clientId, action }, 'request pipeline failed'),
-    )
+      )
   }
 
   async #process(who: Identity, action: string, payload: Buffer): Promise<ResponseEnvelope> {
