@@ -1,4 +1,5 @@
 import type { AuditEntry } from '../schemas/actions/audit.ts'
+import type { DeviceState, SoundCard, Track } from '../schemas/actions/device.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
 /**
@@ -38,10 +39,25 @@ export interface MemberDoc extends StoredDoc {
   userId: string
 }
 
-export interface DeviceDoc extends StoredDoc {
+/** A device's registration: what the access index reads (owner, token generation). */
+export interface RegisteredDevice extends StoredDoc {
   owner: string
   /** Current token generation: tokens with a lower `ver` are revoked. */
   tokenVersion: number
+}
+
+/**
+ * A stored device: its published state (DeviceState) plus what is never published. Unlike the state,
+ * sound cards and tracks may be absent (none yet) and `reported` is any object the device reported.
+ */
+export interface DeviceDoc
+  extends RegisteredDevice, Omit<DeviceState, 'id' | 'version' | 'reported' | 'soundCards' | 'tracks'> {
+  reported: Record<string, unknown>
+  soundCards?: SoundCard[]
+  tracks?: Track[]
+  /** The newest presence session seen (docs/protocol/README.md#presence). */
+  session?: number
+  createdAt: string
 }
 
 export interface RouterDoc extends StoredDoc {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Acl, type AccessState } from '../../broker/acl.ts'
 import type { Identity, Role } from '../../broker/tokens.ts'
-import type { DeviceDoc, MemberDoc, StageDoc } from '../../services/collections.ts'
+import type { RegisteredDevice, MemberDoc, StageDoc } from '../../services/collections.ts'
 import {
   Requester,
   connectionClosed,
@@ -308,7 +308,7 @@ t.test('through a real hub', async (t) => {
   await th.hub.store.transaction(async (tx) => {
     tx.insert<StageDoc>('stages', { id: 's1', name: 'S', admins: ['admin-user'] })
     tx.insert<MemberDoc>('members', { id: 's1/u2', stageId: 's1', userId: 'u2' })
-    tx.insert<DeviceDoc>('devices', { id: 'd1', owner: 'u1', tokenVersion: 1 })
+    tx.insert<RegisteredDevice>('devices', { id: 'd1', owner: 'u1', tokenVersion: 1 })
   })
   const userClient = (id: string, clientId = id) => th.connect({ clientId, token: th.token({ sub: id }) })
 
