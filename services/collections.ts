@@ -1,5 +1,6 @@
 import type { AuditEntry } from '../schemas/actions/audit.ts'
 import type { DeviceState, SoundCard, Track } from '../schemas/actions/device.ts'
+import type { UserProfile } from '../schemas/state.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
 /**
@@ -7,15 +8,15 @@ import type { CollectionSpec, StoredDoc } from './store/port.ts'
  * service owns the writes to its own collections; these are the shared read models.
  */
 
-export interface UserDoc extends StoredDoc {
-  name: string
-  avatarUrl?: string
+/**
+ * A stored user: the published profile (UserProfile) plus what is never published. Its `stageId` is
+ * the stage the user is in now (set by stage.join, cleared by stage.leave).
+ */
+export interface UserDoc extends StoredDoc, Omit<UserProfile, 'id' | 'version'> {
   /** Lower-cased; absent for users created without a login. */
   email?: string
   /** scrypt hash (see services/users/passwords.ts); never published. */
   passwordHash?: string
-  /** The stage the user is in now (set by stage.join, cleared by stage.leave). */
-  stageId?: string
   /** Token generation: user tokens with a lower `ver` are revoked (absent: 0, as a token without `ver`). */
   tokenVersion?: number
   createdAt: string
