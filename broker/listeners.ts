@@ -6,7 +6,7 @@ import websocket from '@fastify/websocket'
 import { createWebSocketStream } from 'ws'
 import type { Logger } from 'pino'
 import type { HubBroker } from './broker.ts'
-import { ConfigError, type HubConfig } from './config.ts'
+import { ConfigError, type ListenerConfig } from './config.ts'
 
 export interface Listeners {
   http: FastifyInstance
@@ -21,7 +21,7 @@ export interface Listeners {
  */
 export async function createHttpServer(
   broker: HubBroker,
-  config: HubConfig,
+  config: ListenerConfig,
   log: Logger,
 ): Promise<FastifyInstance> {
   // request lines are debug noise (metrics scrapes, health checks); warnings and errors still show
@@ -49,7 +49,7 @@ export async function createHttpServer(
 export async function startListeners(
   broker: HubBroker,
   http: FastifyInstance,
-  config: HubConfig,
+  config: ListenerConfig,
 ): Promise<Listeners> {
   const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket))
   let secure: tls.Server | undefined

@@ -1,6 +1,6 @@
 import { type KeyObject, createPrivateKey, createPublicKey, createSecretKey } from 'node:crypto'
 import jwt from 'jsonwebtoken'
-import type { HubConfig, JwtAlgorithm } from './config.ts'
+import type { JwtAlgorithm, JwtConfig } from './config.ts'
 
 export type Role = 'user' | 'device' | 'router' | 'admin'
 
@@ -54,7 +54,7 @@ export interface TokenService {
   sign(claims: TokenClaims, ttlSeconds: number): { token: string; exp: number }
 }
 
-export function createTokenService(config: HubConfig['jwt']): TokenService {
+export function createTokenService(config: JwtConfig): TokenService {
   const hs = config.algorithm === 'HS256'
   // KeyObjects made once: given a string, jsonwebtoken first tries (and fails) to parse it as a public
   // key and then builds a secret key, on every single verify — a third of the cost of a CONNECT

@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { configFromEnv } from '../../broker/config.ts'
+import { configFromEnv } from '../../services/config.ts'
 import { startHub } from '../../services/hub.ts'
 
 /**

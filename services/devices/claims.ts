@@ -1,7 +1,7 @@
 import { createHash, randomInt } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import type { HubConfig } from '../../broker/config.ts'
+import type { HubConfig } from '../config.ts'
 import type { TokenService } from '../../broker/tokens.ts'
 import { CLAIM_CODE_ALPHABET, type DeviceKind, deviceClaimCode } from '../../schemas/actions/device.ts'
 import { ClaimBody, ClaimReply } from '../../schemas/http.ts'

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { Quotas } from '../../broker/config.ts'
+import type { Quotas } from '../config.ts'
 import type { Identity, TokenService } from '../../broker/tokens.ts'
 import {
   type DeviceSettings,

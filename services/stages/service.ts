@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import type { Logger } from 'pino'
-import type { Quotas } from '../../broker/config.ts'
+import type { Quotas } from '../config.ts'
 import type { Identity } from '../../broker/tokens.ts'
 import {
   type MemberState,

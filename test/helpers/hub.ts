@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
-import { configFromEnv, type HubConfig } from '../../broker/config.ts'
+import { configFromEnv, type HubConfig } from '../../services/config.ts'
 import { createTokenService, type Role, type TokenClaims } from '../../broker/tokens.ts'
 import { startHub, type Hub } from '../../services/hub.ts'
 
