@@ -77,6 +77,7 @@ async function main(): Promise<void> {
     process.once(signal, () => {
       console.error(`\n${signal}: stopping the targets and load generators`)
       killTargets()
+      // interrupted: the process ends whatever stopping did
       void pool.stop().finally(() => process.exit(130))
     })
   }

@@ -76,22 +76,25 @@ function typeOf(schema: TSchema): string {
   const variants = (schema.anyOf ?? schema.oneOf) as TSchema[] | undefined
   if (variants) return variants.map(typeOf).join(' or ')
   if (schema.enum) return (schema.enum as unknown[]).map((v) => `\`${JSON.stringify(v)}\``).join(' or ')
-  const bounds = (min: unknown, max: unknown, unit = ''): string =>
-    min !== undefined && max !== undefined
-      ? ` ${String(min)}-${String(max)}${unit}`
+  // TSchema types its keywords any: the bounds keywords are numbers wherever they are present
+  const bounds = (low: string, high: string, unit = ''): string => {
+    const [min, max] = [schema[low], schema[high]] as (number | undefined)[]
+    return min !== undefined && max !== undefined
+      ? ` ${min}-${max}${unit}`
       : min !== undefined
-        ? ` ≥ ${String(min)}${unit}`
+        ? ` ≥ ${min}${unit}`
         : max !== undefined
-          ? ` ≤ ${String(max)}${unit}`
+          ? ` ≤ ${max}${unit}`
           : ''
+  }
   switch (schema.type) {
     case 'string':
-      return `string${bounds(schema.minLength, schema.maxLength, ' chars')}${schema.pattern ? ` \`${String(schema.pattern)}\`` : ''}${schema.format ? ` (${String(schema.format)})` : ''}`
+      return `string${bounds('minLength', 'maxLength', ' chars')}${schema.pattern ? ` \`${String(schema.pattern)}\`` : ''}${schema.format ? ` (${String(schema.format)})` : ''}`
     case 'number':
     case 'integer':
-      return `${schema.type}${bounds(schema.minimum, schema.maximum)}`
+      return `${schema.type}${bounds('minimum', 'maximum')}`
     case 'array':
-      return `array of ${typeOf(schema.items as TSchema)}${bounds(schema.minItems, schema.maxItems, ' items')}`
+      return `array of ${typeOf(schema.items as TSchema)}${bounds('minItems', 'maxItems', ' items')}`
     case 'object':
       return schema.properties ? `{${Object.keys(schema.properties as object).join(', ')}}` : 'object'
     case 'null':

@@ -3,7 +3,9 @@
 // resolved from this package whatever the working directory is.
 import { register } from 'tsx/esm/api'
 
-/** Imports `entry`, a path relative to this folder. */
+/** Imports `entry`, a path relative to this folder.
+ * @param {string} entry
+ */
 export function runTypeScript(entry) {
   register()
   return import(new URL(entry, import.meta.url).href)

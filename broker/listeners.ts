@@ -6,7 +6,7 @@ import websocket from '@fastify/websocket'
 import { createWebSocketStream } from 'ws'
 import type { Logger } from 'pino'
 import type { HubBroker } from './broker.ts'
-import { ConfigError, type HubConfig } from './config.ts'
+import { ConfigError, type ListenerConfig } from './config.ts'
 
 export interface Listeners {
   http: FastifyInstance
@@ -21,7 +21,7 @@ export interface Listeners {
  */
 export async function createHttpServer(
   broker: HubBroker,
-  config: HubConfig,
+  config: ListenerConfig,
   log: Logger,
 ): Promise<FastifyInstance> {
   // request lines are debug noise (metrics scrapes, health checks); warnings and errors still show
@@ -49,7 +49,7 @@ export async function createHttpServer(
 export async function startListeners(
   broker: HubBroker,
   http: FastifyInstance,
-  config: HubConfig,
+  config: ListenerConfig,
 ): Promise<Listeners> {
   const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket))
   let secure: tls.Server | undefined
@@ -62,7 +62,7 @@ export async function startListeners(
       })
       await listen(secure, config.tls.port, config.host, 'MQTTS_PORT')
     }
-    await http.listen({ port: config.httpPort, host: config.host }).catch((err: unknown) => {
+    await http.listen({ port: config.httpPort, host: config.host }).catch((err: NodeJS.ErrnoException) => {
       throw listenError(err, config.httpPort, config.host, 'HTTP_PORT')
     })
   } catch (err) {
@@ -100,8 +100,8 @@ function listen(server: net.Server, port: number, host: string, variable: string
 }
 
 /** The operator's question is which setting to change: a bare EADDRINUSE does not say. */
-function listenError(err: unknown, port: number, host: string, variable: string): unknown {
-  switch ((err as NodeJS.ErrnoException).code) {
+function listenError(err: NodeJS.ErrnoException, port: number, host: string, variable: string): Error {
+  switch (err.code) {
     case 'EADDRINUSE':
       return new ConfigError(
         `${variable}: port ${port} on ${host} is already in use (another hub?): stop what listens there, or set ${variable} to a free port (0 picks one)`,

@@ -283,7 +283,7 @@ export class DurableRetainedPersistence extends MemoryPersistence {
     let chunk = new Map<string, RetainedRecord | null>()
     const chunks = [chunk]
     for (const [topic, record] of batch) {
-      if (chunk.size >= ARCHIVE_CHUNK) chunks.push((chunk = new Map()))
+      if (chunk.size >= ARCHIVE_CHUNK) chunks.push((chunk = new Map<string, RetainedRecord | null>()))
       chunk.set(topic, record)
     }
     for (const [i, part] of chunks.entries()) {

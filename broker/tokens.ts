@@ -1,6 +1,6 @@
 import { type KeyObject, createPrivateKey, createPublicKey, createSecretKey } from 'node:crypto'
 import jwt from 'jsonwebtoken'
-import type { HubConfig, JwtAlgorithm } from './config.ts'
+import type { JwtAlgorithm, JwtConfig } from './config.ts'
 
 export type Role = 'user' | 'device' | 'router' | 'admin'
 
@@ -57,7 +57,7 @@ export interface TokenService {
   sign(claims: TokenClaims, ttlSeconds: number, issuedAt?: number): { token: string; exp: number }
 }
 
-export function createTokenService(config: HubConfig['jwt']): TokenService {
+export function createTokenService(config: JwtConfig): TokenService {
   const hs = config.algorithm === 'HS256'
   // KeyObjects made once: given a string, jsonwebtoken first tries (and fails) to parse it as a public
   // key and then builds a secret key, on every single verify — a third of the cost of a CONNECT
@@ -86,7 +86,7 @@ export function createTokenService(config: HubConfig['jwt']): TokenService {
       }
       const claims = (message: string) => new TokenRefusal(4, `token refused: ${message}`, 'claims')
       if (typeof payload.exp !== 'number') throw claims('exp is required')
-      const role = payload.role
+      const role: unknown = payload.role
       if (typeof role !== 'string' || !ROLES.has(role))
         throw claims('role must be one of user, device, router, admin')
       if (typeof payload.sub !== 'string' || !ID.test(payload.sub)) {

@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
-import { OVBOX_PATHS, renderAgentUnit } from '../firmware-config/provisioning.ts'
+import { OVBOX_PATHS, renderAgentUnit } from '../devices/ovbox/provisioning.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 export const OVBOX_BUNDLE_DIR = join(root, 'dist', 'ovbox')

@@ -1,6 +1,6 @@
 import type { AccessState } from '../broker/acl.ts'
 import {
-  type DeviceDoc,
+  type RegisteredDevice,
   type MemberDoc,
   type RouterDoc,
   type StageDoc,
@@ -106,7 +106,7 @@ export class AccessIndex implements AccessState {
         break
       }
       case collections.devices.name: {
-        const after = change.after as DeviceDoc | null
+        const after = change.after as RegisteredDevice | null
         if (after) {
           this.#deviceOwners.set(change.id, after.owner)
           this.#tokenVersions.device.set(change.id, after.tokenVersion)

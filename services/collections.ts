@@ -1,5 +1,7 @@
 import type { TokenClaims } from '../broker/tokens.ts'
 import type { AuditEntry } from '../schemas/actions/audit.ts'
+import type { DeviceState, SoundCard, Track } from '../schemas/actions/device.ts'
+import type { UserProfile } from '../schemas/state.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
 /**
@@ -7,15 +9,15 @@ import type { CollectionSpec, StoredDoc } from './store/port.ts'
  * service owns the writes to its own collections; these are the shared read models.
  */
 
-export interface UserDoc extends StoredDoc {
-  name: string
-  avatarUrl?: string
+/**
+ * A stored user: the published profile (UserProfile) plus what is never published. Its `stageId` is
+ * the stage the user is in now (set by stage.join, cleared by stage.leave).
+ */
+export interface UserDoc extends StoredDoc, Omit<UserProfile, 'id' | 'version'> {
   /** Lower-cased; absent for users created without a login. */
   email?: string
   /** scrypt hash (see services/users/passwords.ts); never published. */
   passwordHash?: string
-  /** The stage the user is in now (set by stage.join, cleared by stage.leave). */
-  stageId?: string
   /** Token generation: user tokens with a lower `ver` are revoked (absent: 0, as a token without `ver`). */
   tokenVersion?: number
   createdAt: string
@@ -39,10 +41,25 @@ export interface MemberDoc extends StoredDoc {
   userId: string
 }
 
-export interface DeviceDoc extends StoredDoc {
+/** A device's registration: what the access index reads (owner, token generation). */
+export interface RegisteredDevice extends StoredDoc {
   owner: string
   /** Current token generation: tokens with a lower `ver` are revoked. */
   tokenVersion: number
+}
+
+/**
+ * A stored device: its published state (DeviceState) plus what is never published. Unlike the state,
+ * sound cards and tracks may be absent (none yet) and `reported` is any object the device reported.
+ */
+export interface DeviceDoc
+  extends RegisteredDevice, Omit<DeviceState, 'id' | 'version' | 'reported' | 'soundCards' | 'tracks'> {
+  reported: Record<string, unknown>
+  soundCards?: SoundCard[]
+  tracks?: Track[]
+  /** The newest presence session seen (docs/protocol/README.md#presence). */
+  session?: number
+  createdAt: string
 }
 
 export interface RouterDoc extends StoredDoc {

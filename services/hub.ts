@@ -4,7 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { Acl } from '../broker/acl.ts'
 import { type BrokerDelegate, HubBroker } from '../broker/broker.ts'
-import type { HubConfig } from '../broker/config.ts'
+import type { HubConfig } from './config.ts'
 import { createHttpServer, startListeners, type Listeners } from '../broker/listeners.ts'
 import { HubMetrics } from '../broker/metrics.ts'
 import { DurableRetainedPersistence } from '../broker/persistence.ts'
@@ -335,7 +335,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
     isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
-    tellDevice: (clientId, code, message) =>
+    tellDevice: (clientId, code, message) => {
       broker
         .publish(
           topics.response.build(clientId),
@@ -344,7 +344,8 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
         // a device that sends while the hub shuts down gets no answer; that must not end the process
         .catch((err: unknown) =>
           log.debug({ err, clientId }, 'could not tell a device why its message was refused'),
-        ),
+        )
+    },
   })
   // the catalogue names who consumes each client topic; requests go to the pipeline through the broker
   const inbound: Record<Exclude<Consumer, 'requests'>, NonNullable<BrokerDelegate['onPublish']>> = {

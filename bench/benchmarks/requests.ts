@@ -116,7 +116,7 @@ export async function openScenario(ctx: Context, target: Target, s: Scenario, gr
   }))
   const accepted = opened.reduce((a, o) => a + o.accepted, 0)
   if (accepted !== s.clients.length)
-    throw new Error(`clients not connected: ${opened.flatMap((o) => o.errors)}`)
+    throw new Error(`clients not connected: ${opened.flatMap((o) => o.errors).join(',')}`)
 }
 
 export interface Step {

@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { configFromEnv } from '../../broker/config.ts'
+import { configFromEnv } from '../../services/config.ts'
 import { startHub } from '../../services/hub.ts'
 
 /**
@@ -14,6 +14,7 @@ process.send!({ type: 'ready', ports: hub.ports })
 const gc = (globalThis as { gc?: () => void }).gc
 
 process.on('message', (m: { cmd: string; file?: string }) => {
+  // every failure is reported to the parent by the .catch below
   void (async () => {
     switch (m.cmd) {
       case 'gc':
@@ -52,5 +53,6 @@ process.on('message', (m: { cmd: string; file?: string }) => {
   })
 })
 process.on('disconnect', () => {
+  // the parent is gone, nobody reads an error: the process ends whatever closing did
   void hub.close().finally(() => process.exit(0))
 })

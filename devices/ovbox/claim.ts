@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { dirname } from 'node:path'
-import { renderAgentConfig } from '../../firmware-config/provisioning.ts'
+import { renderAgentConfig } from './provisioning.ts'
 import { AgentConfig } from '../../schemas/firmware.ts'
 import type { ClaimReply } from '../../schemas/http.ts'
 import { validator } from '../../schemas/validate.ts'

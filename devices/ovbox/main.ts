@@ -15,7 +15,7 @@ import { createAgent } from './agent.ts'
 import { ClaimError, claimDevice } from './claim.ts'
 import { AGENT_VERSION } from './version.ts'
 import { stopOnSignals } from '../signals.ts'
-import { OVBOX_PATHS } from '../../firmware-config/provisioning.ts'
+import { OVBOX_PATHS } from './provisioning.ts'
 
 const USAGE = `usage: stagehub-ovbox --config ${OVBOX_PATHS.agentConfig} [--log-level info]
        stagehub-ovbox claim CODE --hub https://hub.example.org [--config ${OVBOX_PATHS.agentConfig}] [--ca-path PEM]

@@ -501,7 +501,7 @@ function sdpCodecs(m: MediaDescription): RtpCodecParameters[] {
     const rtp = m.rtp.find((r) => r.payload === pt)
     if (!rtp) continue
     const mimeType = `${m.type}/${rtp.codec}`
-    const parameters: Record<string, unknown> = {}
+    const parameters: Record<string, string | number> = {}
     for (const fmtp of m.fmtp.filter((f) => f.payload === pt)) {
       Object.assign(parameters, sdpTransform.parseParams(fmtp.config))
     }
@@ -559,8 +559,14 @@ const H264_PROFILES: [number, string, string][] = [
 ]
 
 function h264Profile(profileLevelId: unknown): string | undefined {
-  const id = profileLevelId === undefined ? '42e01f' : String(profileLevelId) // RFC 6184's and libwebrtc's default
-  if (!/^[0-9a-f]{6}$/i.test(id)) return undefined
+  // RFC 6184's and libwebrtc's default
+  const id =
+    profileLevelId === undefined
+      ? '42e01f'
+      : typeof profileLevelId === 'number'
+        ? String(profileLevelId)
+        : profileLevelId
+  if (typeof id !== 'string' || !/^[0-9a-f]{6}$/i.test(id)) return undefined
   const idc = parseInt(id.slice(0, 2), 16)
   const iop = parseInt(id.slice(2, 4), 16)
   for (const [profileIdc, pattern, profile] of H264_PROFILES) {

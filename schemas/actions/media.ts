@@ -403,7 +403,7 @@ export const SignalAction = Type.Union([
   Type.Literal(hubSignals.peerClose),
   Type.Literal(hubSignals.memberLeave),
 ])
-export type SignalAction = MediaActionName | (typeof hubSignals)[keyof typeof hubSignals]
+export type SignalAction = Static<typeof SignalAction>
 
 /** Who a signal is for, from the hub's checks of the caller's token and membership, never from params. */
 export const SignalPeer = Type.Object(

@@ -1,11 +1,11 @@
 import { createHash, randomInt } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import type { HubConfig } from '../../broker/config.ts'
+import type { HubConfig } from '../config.ts'
 import type { TokenService } from '../../broker/tokens.ts'
 import { CLAIM_CODE_ALPHABET, type DeviceKind, deviceClaimCode } from '../../schemas/actions/device.ts'
 import { ClaimBody, ClaimReply } from '../../schemas/http.ts'
-import { collections } from '../collections.ts'
+import { type DeviceDoc, collections } from '../collections.ts'
 import { HubError, notFound } from '../errors.ts'
 import type { RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
@@ -13,14 +13,7 @@ import type { StatePublisher } from '../state-publisher.ts'
 import type { StoredDoc } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { addressKey } from '../users/auth-limits.ts'
-import {
-  type DeviceDoc,
-  deviceState,
-  deviceTopics,
-  getDevice,
-  requireUser,
-  signDeviceToken,
-} from './service.ts'
+import { deviceState, deviceTopics, getDevice, requireUser, signDeviceToken } from './service.ts'
 
 /**
  * A device's live claim code, by device id (so a device has at most one). Only the code's sha256 is

@@ -10,7 +10,8 @@ import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type MemberDoc, type MixDoc, type StageDoc, stageCollections } from '../stages/model.ts'
-import { type DeviceDoc, deviceConfig, deviceTopics } from './service.ts'
+import type { DeviceDoc } from '../collections.ts'
+import { deviceConfig, deviceTopics } from './service.ts'
 
 /**
  * `devices/{d}/config`, projected from the store: the device's desired configuration and, for

@@ -7,7 +7,8 @@ import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store } from '../store/store.ts'
-import { type DeviceDoc, deviceState, deviceTopics } from './service.ts'
+import type { DeviceDoc } from '../collections.ts'
+import { deviceState, deviceTopics } from './service.ts'
 
 /** The presence part of a device document. */
 export interface PresenceRecord {

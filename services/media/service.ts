@@ -213,6 +213,7 @@ export class MediaService {
     clearTimeout(this.#graceTimers.get(who.clientId))
     const timer = setTimeout(() => {
       this.#graceTimers.delete(who.clientId)
+      // #peerGone never rejects: it logs what it could not clean up
       void this.#peerGone(who.clientId, peer)
     }, this.#options.peerGraceMs ?? 5000)
     timer.unref()
@@ -439,14 +440,15 @@ export class MediaService {
   /** A signal of the hub's own (nobody waits for the answer): to the router serving the stage now, if any. */
   async #tell(stageId: string, action: SignalAction, peer: SignalPeer): Promise<void> {
     const { store, log } = this.#options
-    const assignment = await store.get<AssignmentDoc>(routerCollections.assignments.name, stageId)
-    if (!assignment?.kinds.includes('mediasoup')) return
-    const router = await store.get<RouterDoc>(routerCollections.routers.name, assignment.routerId)
-    if (!router?.online) return
+    // never rejects (its callers do not wait): a store or router that fails it only loses the clean-up
     try {
+      const assignment = await store.get<AssignmentDoc>(routerCollections.assignments.name, stageId)
+      if (!assignment?.kinds.includes('mediasoup')) return
+      const router = await store.get<RouterDoc>(routerCollections.routers.name, assignment.routerId)
+      if (!router?.online) return
       await this.#signal(router.id, { id: randomUUID(), action, stageId, peer, params: {} })
     } catch (err) {
-      log.debug({ err, stageId, action }, 'the router did not confirm a clean-up signal')
+      log.debug({ err, stageId, action }, 'a clean-up signal did not reach the router')
     }
   }
 
@@ -501,7 +503,7 @@ export class MediaService {
     for (const { userId, stageId } of left) {
       for (const [clientId, peer] of this.#peers)
         if (peer.userId === userId && peer.stageId === stageId) this.#peers.delete(clientId)
-      void this.#tell(stageId, hubSignals.memberLeave, { userId })
+      void this.#tell(stageId, hubSignals.memberLeave, { userId }) // never rejects (see #tell)
     }
   }
 

@@ -3,7 +3,6 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import type { Identity, TokenClaims, TokenService } from '../../broker/tokens.ts'
 import type { HubMetrics } from '../../broker/metrics.ts'
 import type { ActionSchema } from '../../schemas/action.ts'
-import type { RequestOutcome } from '../audit/rules.ts'
 import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../schemas/protocol.ts'
 import { type Validator, validator } from '../../schemas/validate.ts'
 import { type IssuedToken, collections, type RequestRecordDoc } from '../collections.ts'
@@ -12,6 +11,15 @@ import type { Publication, StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import { RequestLimits } from './rate-limit.ts'
+
+/** A request that reached its action (known action, well-formed envelope) and its response. */
+export interface RequestOutcome {
+  who: Identity
+  action: ActionSchema
+  /** The params, when they passed the action's schema (otherwise no target is read from them). */
+  params: unknown
+  response: ResponseEnvelope
+}
 
 /** What a handler gets: who asks (from the token, never from the payload), the transaction, and a place for state changes. */
 export interface RequestContext {
@@ -92,7 +100,7 @@ export class RequestPipeline {
     await this.#options.store.ensureCollection(collections.requests)
     this.#sweeper = setInterval(() => {
       this.#limits.sweep()
-      void this.#purgeExpired()
+      void this.#purgeExpired() // never rejects: it logs its failure
     }, 60_000)
     this.#sweeper.unref()
   }
@@ -117,13 +125,12 @@ export class RequestPipeline {
   /** Called by the broker for every authorized request publish; never throws. */
   handle(who: Identity, action: string, payload: Buffer): void {
     const started = performance.now()
-    void this.#process(who, action, payload).then(
-      async (response) => {
-        await this.#send(who, action, response, started)
-      },
-      (err: unknown) =>
+    this.#process(who, action, payload)
+      .then((response) => this.#send(who, action, response, started))
+      // a response that cannot be sent (the hub closing) is logged like a failed request
+      .catch((err: unknown) =>
         this.#options.log.error({ err, clientId: who.clientId, action }, 'request pipeline failed'),
-    )
+      )
   }
 
   async #process(who: Identity, action: string, payload: Buffer): Promise<ResponseEnvelope> {

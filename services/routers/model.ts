@@ -1,29 +1,18 @@
-import type { RouterKind, RouterLoad, RouterState } from '../../schemas/actions/router.ts'
+import type { AssignmentState, RouterState } from '../../schemas/actions/router.ts'
 import { topics } from '../../schemas/topics.ts'
 import { collections, type RouterDoc as RegisteredRouter } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 
 /** A stored router: registration (token generation) plus what it announced and reported. */
-export interface RouterDoc extends RegisteredRouter {
-  name: string
-  online: boolean
+export interface RouterDoc extends RegisteredRouter, Omit<RouterState, 'id' | 'version' | 'assignments'> {
   /** The newest presence session seen (docs/protocol/README.md#presence). */
   session?: number
-  lastSeen?: string
-  capabilities: RouterKind[]
-  capacity: Partial<Record<RouterKind, number>>
-  position?: { lat: number; lng: number }
-  url?: string
-  load?: RouterLoad
   createdAt: string
 }
 
 /** A stage assigned to a router; the document id is the stage id (one router per stage). */
-export interface AssignmentDoc extends StoredDoc {
-  stageId: string
+export interface AssignmentDoc extends StoredDoc, AssignmentState {
   routerId: string
-  kinds: RouterKind[]
-  assignedAt: string
 }
 
 export const routerCollections = {

@@ -89,7 +89,7 @@ export class RoutersService {
     if (this.#returning.size > 0) {
       this.#returnTimer = setTimeout(() => {
         this.#returning.clear()
-        void this.distribute()
+        void this.distribute() // never rejects: it logs a failed distribution
       }, grace * 1000)
       this.#returnTimer.unref()
     }

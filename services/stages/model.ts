@@ -1,5 +1,11 @@
-import type { Position, StageState, StageTrackState } from '../../schemas/actions/stage.ts'
-import type { MixKind } from '../../schemas/actions/stage.ts'
+import type {
+  GroupState,
+  MemberState,
+  MixKind,
+  MixState,
+  StageState,
+  StageTrackState,
+} from '../../schemas/actions/stage.ts'
 import { topics } from '../../schemas/topics.ts'
 import { collections } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
@@ -11,44 +17,21 @@ export interface StageDoc extends StoredDoc, Omit<StageState, 'id' | 'version' |
   createdAt: string
 }
 
-export interface GroupDoc extends StoredDoc {
-  stageId: string
-  name: string
-  color: string
-  volume: number
-  muted: boolean
-  position: Position
-}
+export interface GroupDoc extends StoredDoc, Omit<GroupState, 'id' | 'version'> {}
 
-export interface MemberDoc extends StoredDoc {
-  stageId: string
-  userId: string
-  /** The user's name, kept current by the user.update hook, so members can show each other. */
-  name: string
-  groupId: string
-  seat: number | null
-  /** In the stage now (joined and not left). */
-  joined: boolean
-  /** Joined, and at least one of the user's devices is online (docs/protocol/README.md#presence). */
-  online: boolean
-  isDirector: boolean
-  volume: number
-  muted: boolean
-  position: Position
-}
+/**
+ * A stored member, as published. Its `name` is the user's, kept current by the user.update hook so
+ * members can show each other; `online` follows the user's devices (docs/protocol/README.md#presence).
+ */
+export interface MemberDoc extends StoredDoc, Omit<MemberState, 'id' | 'version'> {}
 
 /** A member's audio/video/ov track published into a stage (created by the devices and routers services). */
 export interface StageTrackDoc extends StoredDoc, Omit<StageTrackState, 'id' | 'version'> {}
 
-export interface MixDoc extends StoredDoc {
+/** A user's override as stored: the published MixState's `id` (the target) is `targetId` here. */
+export interface MixDoc extends StoredDoc, Omit<MixState, 'id' | 'version'> {
   userId: string
-  stageId: string
-  kind: MixKind
   targetId: string
-  volume?: number
-  muted?: boolean
-  position?: Position
-  directivity?: 'omni' | 'cardioid'
 }
 
 export const stageCollections = {

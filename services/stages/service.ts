@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import type { Logger } from 'pino'
-import type { Quotas } from '../../broker/config.ts'
+import type { Quotas } from '../config.ts'
 import type { Identity } from '../../broker/tokens.ts'
 import {
   type MemberState,
@@ -23,7 +23,7 @@ import {
   stageUpdate,
 } from '../../schemas/actions/stage.ts'
 import { collections, type UserDoc } from '../collections.ts'
-import type { DeviceDoc } from '../devices/service.ts'
+import type { DeviceDoc } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'

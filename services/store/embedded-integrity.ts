@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import Database from 'better-sqlite3'
-import type { StoreIntegrityCheck } from '../../broker/config.ts'
+import type { StoreIntegrityCheck } from '../config.ts'
 
 /**
  * How the embedded store protects itself from being served damaged or silently empty: an integrity

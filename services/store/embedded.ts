@@ -1,6 +1,6 @@
 import { mkdirSync, statSync } from 'node:fs'
 import type Database from 'better-sqlite3'
-import type { StoreIntegrityCheck } from '../../broker/config.ts'
+import type { StoreIntegrityCheck } from '../config.ts'
 import { META_TABLE, isDamage, openCheckedDatabase } from './embedded-integrity.ts'
 import {
   type CollectionSpec,

@@ -1,4 +1,4 @@
-import type { StoreSettings } from '../../broker/config.ts'
+import type { StoreSettings } from '../config.ts'
 import { EmbeddedBackend } from './embedded.ts'
 import { Store } from './store.ts'
 

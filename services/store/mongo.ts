@@ -131,7 +131,7 @@ export class MongoBackend implements StoreBackend {
       const name = indexName('u', fields)
       uniques.set(name, [...fields])
       if (fields.length === 1 && fields[0] === 'id') continue
-      const present = fields.filter((f) => f !== 'id').map((f) => [f, { $type: PRESENT_TYPES }])
+      const present = fields.filter((f) => f !== 'id').map((f) => [f, { $type: PRESENT_TYPES }] as const)
       await collection.createIndex(indexKeys(fields), {
         name,
         unique: true,

@@ -238,7 +238,7 @@ export class Store {
 
   async #announce(changes: readonly Change[]): Promise<void> {
     // synchronous listeners (the access index) have all run before the first await
-    const pending = [...this.#listeners].map((listener) => listener(changes))
+    const pending = [...this.#listeners].map((listener) => Promise.resolve(listener(changes)))
     await Promise.allSettled(pending)
   }
 }

@@ -98,7 +98,7 @@ export class PasswordPool {
       const job = this.#checks.shift() ?? this.#signedInChecks.shift() ?? this.#hashes.shift()
       if (!job) return
       this.#running++
-      void job()
+      void job() // never rejects: a job settles its caller's promise with its outcome
     }
   }
 

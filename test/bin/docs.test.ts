@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Parser } from '@asyncapi/parser'
+import { DiagnosticSeverity, Parser } from '@asyncapi/parser'
 import t from 'tap'
 import { Acl, aclRules } from '../../broker/acl.ts'
 import type { Identity } from '../../broker/tokens.ts'
@@ -69,7 +69,10 @@ t.test(
     const { document, diagnostics } = await new Parser().parse(generated.get('asyncapi.json')!)
     t.same(
       diagnostics
-        .filter((d) => d.severity === 0)
+        // spectral-core types severity with its own copy of @stoplight/types, the parser exports
+        // another copy of the same enum: equal values, two types
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-comparison
+        .filter((d) => d.severity === DiagnosticSeverity.Error)
         .map((d) => `${d.code}: ${d.message} at ${d.path.join('.')}`),
       [],
       'the official parser reports no errors',

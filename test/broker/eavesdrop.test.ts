@@ -225,7 +225,8 @@ t.test(
       name: 'Box',
       kind: 'ovbox',
     })
-    t.equal(JSON.parse((await askerGot).payload.toString()).result.token, created.token, 'the asker got it')
+    const response = JSON.parse((await askerGot).payload.toString()) as { result: { token: string } }
+    t.equal(response.result.token, created.token, 'the asker got it')
     await ok(asker, 'user.update', { name: 'Anna' })
     await sleep(200)
     heardLive.stop()

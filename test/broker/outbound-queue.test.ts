@@ -1,5 +1,5 @@
 import t from 'tap'
-import { configFromEnv } from '../../broker/config.ts'
+import { configFromEnv } from '../../services/config.ts'
 import { TEST_SECRET, type TestHub, recordMessages, sleep, startTestHub, waitUntil } from '../helpers/hub.ts'
 import { metricValue } from '../helpers/metrics.ts'
 import { RawClient } from '../helpers/raw-client.ts'

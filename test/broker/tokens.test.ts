@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto'
 import jwt from 'jsonwebtoken'
 import t from 'tap'
-import { configFromEnv, ConfigError } from '../../broker/config.ts'
+import { ConfigError } from '../../broker/config.ts'
+import { configFromEnv } from '../../services/config.ts'
 import { createTokenService, TokenRefusal } from '../../broker/tokens.ts'
 import { connackCode, startTestHub, rs256Env } from '../helpers/hub.ts'
 

@@ -43,6 +43,7 @@ export async function rawMqtt(t: Teardown, port: number): Promise<RawMqtt> {
   const within = <T>(promise: Promise<T>, timeoutMs: number, fallback: T): Promise<T> =>
     new Promise((resolve) => {
       const timer = setTimeout(() => resolve(fallback), timeoutMs)
+      // a rejection of `promise` stays unhandled and fails the test, as awaiting it would
       void promise.then((value) => {
         clearTimeout(timer)
         resolve(value)

@@ -47,7 +47,7 @@ t.test(
 )
 
 // Never called: tsc checks that a builder takes exactly its pattern's variables and a parser names them.
-const _typed = (): string[] => [
+const _typed = (): unknown[] => [
   // @ts-expect-error a member topic needs a stage and a user
   topics.member.build('s1'),
   // @ts-expect-error hub/status has no variables

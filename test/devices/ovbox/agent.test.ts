@@ -64,7 +64,7 @@ t.test('the agent goes online and reports its sound cards and status', async (t)
   t.same(box.ovConfig(), view.config().ov, "ov-client's file holds the configuration's ov part")
   t.equal(agent.stats.soundCardsSet, 2, 'one soundcard.set per card, not repeated')
   t.ok(box.restarts() >= 1, 'ov-client was restarted')
-  const state = JSON.parse(readFileSync(join(box.config.stateDir, 'state.json'), 'utf8'))
+  const state = JSON.parse(readFileSync(join(box.config.stateDir, 'state.json'), 'utf8')) as unknown
   t.match(state, { session, appliedRevision: view.config().revision }, 'session and revision persisted')
 })
 
@@ -305,7 +305,7 @@ t.test('over TLS with a private CA (caPath)', async (t) => {
   const agent = startAgent(t, box)
   await view.until((d) => d.online && d.soundCards.length === 2, 'online over TLS with its sound cards')
   await untilSettled(view, agent)
-  t.pass('the agent trusts the hub through caPath')
+  t.equal(agent.stats.appliedRevision, view.config().revision, 'the agent trusts the hub through caPath')
 })
 
 t.test('the agent logs why its box has no audio, once per change of the reason', async (t) => {
@@ -315,7 +315,7 @@ t.test('the agent logs why its box has no audio, once per change of the reason',
   const lines: { level: number; msg: string; audio?: string }[] = []
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString()))
+      lines.push(JSON.parse(chunk.toString()) as (typeof lines)[number])
       done()
     },
   })

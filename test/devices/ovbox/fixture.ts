@@ -75,7 +75,7 @@ export async function watchDevice(owner: Actor, deviceId: string): Promise<Owner
       return view.doc()
     },
   }
-  const parse = (payload: Buffer) => (payload.length === 0 ? null : JSON.parse(payload.toString()))
+  const parse = (payload: Buffer): unknown => (payload.length === 0 ? null : JSON.parse(payload.toString()))
   owner.client.on('message', (topic: string, payload: Buffer) => {
     if (topic === docTopic) view.docs.push(parse(payload) as DeviceDocument)
     else if (topic === presenceTopic) view.presences.push(parse(payload) as PresencePayload | null)

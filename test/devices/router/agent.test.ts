@@ -27,7 +27,8 @@ async function connectBox(th: TestHub, id: string, token: string, session: numbe
   const client: MqttClient = await th.connect({ clientId: id, token })
   const configs: DeviceConfig[] = []
   client.on('message', (topic, payload) => {
-    if (topic === `devices/${id}/config` && payload.length > 0) configs.push(JSON.parse(payload.toString()))
+    if (topic === `devices/${id}/config` && payload.length > 0)
+      configs.push(JSON.parse(payload.toString()) as DeviceConfig)
   })
   await client.subscribeAsync(`devices/${id}/config`, { qos: 1 })
   await client.publishAsync(`devices/${id}/presence`, JSON.stringify({ state: 'online', session }), {

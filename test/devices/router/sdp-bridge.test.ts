@@ -63,7 +63,7 @@ const VP8_KEY_FRAME = Buffer.from([
   0x01,
   0xf0,
   0x00,
-  ...Array(40).fill(0),
+  ...Array<number>(40).fill(0),
 ])
 
 /**

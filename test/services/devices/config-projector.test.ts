@@ -39,7 +39,7 @@ async function ovBox(th: TestHub, app: Requester, inputs: number, channels: numb
   const box: Box = { id: device.id, client, configs: [] }
   client.on('message', (topic, payload) => {
     if (topic === `devices/${device.id}/config` && payload.length > 0)
-      box.configs.push(JSON.parse(payload.toString()))
+      box.configs.push(JSON.parse(payload.toString()) as Box['configs'][number])
   })
   await client.subscribeAsync(`devices/${device.id}/config`, { qos: 1 })
   await client.publishAsync(
@@ -138,7 +138,9 @@ t.test('a browser device gets its desired configuration without an ov part', asy
   }
   const client = await th.connect({ clientId: device.id, token })
   const configs: Record<string, unknown>[] = []
-  client.on('message', (_topic, payload) => configs.push(JSON.parse(payload.toString())))
+  client.on('message', (_topic, payload) =>
+    configs.push(JSON.parse(payload.toString()) as Record<string, unknown>),
+  )
   await client.subscribeAsync(`devices/${device.id}/config`, { qos: 1 })
   await ann.app.request('device.update', { deviceId: device.id, settings: { sendVideo: true } })
   await waitUntil(
@@ -155,9 +157,11 @@ t.test('after a restart every ov-box configuration is rendered again from the st
   await until(box, 'configured', (ov) => ov.rendersettings.channels.length === 1)
   await th.restart()
   const again = await th.connect({ clientId: 'ann-app-2', token: th.token({ sub: ann.id }) })
-  const config = await new Promise<{ ov?: OvClientConfig }>((resolve) => {
-    again.on('message', (_topic, payload) => resolve(JSON.parse(payload.toString())))
-    void again.subscribeAsync(`devices/${box.id}/config`, { qos: 1 })
+  const config = await new Promise<{ ov?: OvClientConfig }>((resolve, reject) => {
+    again.on('message', (_topic, payload) =>
+      resolve(JSON.parse(payload.toString()) as { ov?: OvClientConfig }),
+    )
+    again.subscribeAsync(`devices/${box.id}/config`, { qos: 1 }).catch(reject)
   })
   t.equal(config.ov?.rendersettings.channels.length, 1)
 })

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
 import { type Packet, generate, parser as packetParser } from 'mqtt-packet'
 import type { DeviceState, PresencePayload } from '../../../schemas/actions/device.ts'
-import type { DeviceDoc } from '../../../services/devices/service.ts'
+import type { DeviceDoc } from '../../../services/collections.ts'
 import {
   Requester,
   type TestHub,
@@ -257,6 +257,7 @@ t.test(
     await Promise.all(
       devices.map(async (device, i) => {
         const d = boxes[i]!.device.id
+        // raced on purpose, not awaited: a failure surfaces as an unhandled rejection and fails the test
         if (i % 2 === 0) void publishPresence(device, d, 'offline', 1)
         else void device.endAsync()
         await sleep(i % 10)
@@ -405,7 +406,7 @@ t.test(
     const aClosed = connectionClosed(a, 5000)
     const b = await connectDevice(th, box, 2)
     await aClosed
-    t.pass('the hub closed connection A when B took over its client id')
+    t.notOk(a.connected, 'the hub closed connection A when B took over its client id')
     await publishPresence(b, d, 'online', 2)
     await waitUntil(
       () => w.presences.some((p) => (p as PresencePayload).session === 2),
@@ -665,7 +666,11 @@ t.test(
     const closed = Promise.all([connectionClosed(backDevice), connectionClosed(goneDevice)])
     await th.restart()
     await closed
-    t.pass('the hub’s clean shutdown closed the devices’ connections')
+    t.same(
+      [backDevice.connected, goneDevice.connected],
+      [false, false],
+      'the hub’s clean shutdown closed the devices’ connections',
+    )
 
     const app = await connectOwner(th, owner.id)
     const backAfter = await watch(app, back.device.id)
@@ -723,18 +728,18 @@ t.test(
     let closed = connectionClosed(intruder)
     intruder.publish(presenceTopic(d), presence('offline', 1), { qos: 1, retain: true })
     await closed
-    t.pass("a device publishing another device's presence is disconnected")
+    t.notOk(intruder.connected, "a device publishing another device's presence is disconnected")
 
     const intruder2 = await connectDevice(th, intruderBox, 2)
     closed = connectionClosed(intruder2)
     intruder2.publish(reportedTopic(d), JSON.stringify({ status: { cpuLoad: 9 } }), { qos: 1 })
     await closed
-    t.pass("a device publishing another device's report is disconnected")
+    t.notOk(intruder2.connected, "a device publishing another device's report is disconnected")
 
     closed = connectionClosed(owner.client)
     owner.client.publish(presenceTopic(d), presence('offline', 1), { qos: 1, retain: true })
     await closed
-    t.pass("a user publishing presence, even their own device's, is disconnected")
+    t.notOk(owner.client.connected, "a user publishing presence, even their own device's, is disconnected")
 
     const app = await connectOwner(th, owner.id)
     const after = await watch(app, d)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { DeviceConfig } from '../../../schemas/firmware.ts'
 import type { DeviceState } from '../../../schemas/actions/device.ts'
-import type { DeviceDoc } from '../../../services/devices/service.ts'
+import type { DeviceDoc } from '../../../services/collections.ts'
 import {
   type ReceivedMessage,
   type TestHub,
@@ -348,7 +348,7 @@ t.test(
       'expiresAt is the new token’s expiry',
     )
     await firstClosed
-    t.pass('the open connection with the old token was closed within a second')
+    t.notOk(first.client.connected, 'the open connection with the old token was closed within a second')
     t.equal((await stored(th, d))?.tokenVersion, 2, 'the store holds generation 2')
     t.same(
       registration(await stored(th, d)),
@@ -368,7 +368,7 @@ t.test(
     const newest = await ok<RotatedToken>(alice, 'device.token', { deviceId: d })
     t.equal(newest.generation, 3, 'rotating again gives generation 3')
     await secondClosed
-    t.pass('the connection with the generation-2 token was closed')
+    t.notOk(second.client.connected, 'the connection with the generation-2 token was closed')
     t.equal(await connack(th, d, created.token), 5, 'generation 1 is refused')
     t.equal(await connack(th, d, rotated.token), 5, 'generation 2 is refused')
     const third = await connectDevice(th, d, newest.token)
@@ -473,9 +473,12 @@ t.test(
     const boxClosed = connectionClosed(box.client, 1000)
     t.same(await ok(alice, 'device.remove', { deviceId: d }), {}, 'the owner removes the device')
     await boxClosed
-    t.pass('the device’s open connection was closed within a second')
-    await deletionSeen
-    t.pass('the owner’s live subscription saw the document deleted (zero-length retained)')
+    t.notOk(box.client.connected, 'the device’s open connection was closed within a second')
+    t.equal(
+      (await deletionSeen).payload.length,
+      0,
+      'the owner’s live subscription saw the document deleted (zero-length retained)',
+    )
 
     t.equal(await connack(th, d, token), 5, 'its token is refused with CONNACK 5')
     t.equal(await stored(th, d), null, 'the store document is gone')

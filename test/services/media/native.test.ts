@@ -65,7 +65,7 @@ async function nativeSender() {
     },
     close() {
       clearInterval(timer)
-      void pc.close()
+      void pc.close() // at a test's end: a failure to close surfaces as an unhandled rejection
     },
   }
 }

@@ -149,7 +149,7 @@ export async function opusSender() {
     },
     close() {
       clearInterval(timer)
-      void pc.close()
+      void pc.close() // at a test's end: a failure to close surfaces as an unhandled rejection
     },
   }
 }
@@ -189,7 +189,7 @@ export async function opusReceiver(transport: TransportInfo, consumer: ConsumerI
       return received
     },
     close() {
-      void pc.close()
+      void pc.close() // at a test's end: a failure to close surfaces as an unhandled rejection
     },
   }
 }

@@ -85,7 +85,7 @@ t.test('a member joining while a device is online is online at once; leaving mak
 })
 
 t.test("removing a user's last online device takes its member offline", async (t) => {
-  const { join, device, presence, until, bobApp } = await setUp(t)
+  const { join, device, presence, until, bobApp, latest } = await setUp(t)
   await join()
   const laptop = await device('Laptop')
   await presence(laptop, 'online')
@@ -93,7 +93,7 @@ t.test("removing a user's last online device takes its member offline", async (t
   const removed = await bobApp.request('device.remove', { deviceId: laptop.id })
   t.equal(removed.ok, true)
   await until('offline after the removal', (m) => !m.online)
-  t.pass('the member followed the removal')
+  t.match(latest(), { joined: true, online: false }, 'the member followed the removal')
 })
 
 t.test('an abrupt loss of the only device takes the member offline', async (t) => {

@@ -712,17 +712,21 @@ t.test('the groups-per-stage quota refuses one group too many', async (t) => {
   const alice = await actor(th, 'Alice')
   const stage = await createStage(alice)
   const first = await createGroup(alice, stage.id, '#000001')
-  await createGroup(alice, stage.id, '#000002')
+  const second = await createGroup(alice, stage.id, '#000002')
   const third = await refused(alice, 'group.create', { stageId: stage.id, name: 'Third', color: '#000003' })
   t.equal(third.code, 'forbidden', 'the third group is forbidden')
   t.match(third.message, /2 groups/, 'the message says how many groups the stage has')
   t.equal((await th.hub.store.find('groups', { stageId: stage.id })).length, 2, 'no third group was stored')
   const otherStage = await createStage(alice, { name: 'Other' })
   await createGroup(alice, otherStage.id, '#000003')
-  t.pass('the quota is per stage')
+  t.equal((await th.hub.store.find('groups', { stageId: otherStage.id })).length, 1, 'the quota is per stage')
   await ok(alice, 'group.remove', { stageId: stage.id, groupId: first.id })
-  await createGroup(alice, stage.id, '#000003')
-  t.pass('after removing one, a new group fits again')
+  const again = await createGroup(alice, stage.id, '#000003')
+  t.same(
+    (await th.hub.store.find('groups', { stageId: stage.id })).map((g) => g.id).sort(),
+    [second.id, again.id].sort(),
+    'after removing one, a new group fits again',
+  )
 })
 
 t.test(
@@ -1244,15 +1248,23 @@ t.test('the stages-per-user quota refuses the third stage of one user', async (t
   const alice = await actor(th, 'Alice')
   const bob = await actor(th, 'Bob')
   const first = await createStage(alice, { name: 'One' })
-  await createStage(alice, { name: 'Two' })
+  const two = await createStage(alice, { name: 'Two' })
   const third = await refused(alice, 'stage.create', { name: 'Three' })
   t.equal(third.code, 'forbidden', 'the third stage is forbidden')
   t.equal((await th.hub.store.find('stages', { createdBy: alice.id })).length, 2, 'no third stage was stored')
   await createStage(bob, { name: 'Bobs' })
-  t.pass('another user still creates stages')
+  t.equal(
+    (await th.hub.store.find('stages', { createdBy: bob.id })).length,
+    1,
+    'another user still creates stages',
+  )
   await ok(alice, 'stage.remove', { stageId: first.id })
-  await createStage(alice, { name: 'Three' })
-  t.pass('after removing one, the user may create another')
+  const three = await createStage(alice, { name: 'Three' })
+  t.same(
+    (await th.hub.store.find('stages', { createdBy: alice.id })).map((s) => s.id).sort(),
+    [two.id, three.id].sort(),
+    'after removing one, the user may create another',
+  )
 })
 
 t.test('stage.leave keeps the membership; stage.forget deletes it with its mixes and summary', async (t) => {

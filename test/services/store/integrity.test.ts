@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
-import { configFromEnv } from '../../../broker/config.ts'
+import { configFromEnv } from '../../../services/config.ts'
 import { collections, type UserDoc } from '../../../services/collections.ts'
 import {
   MARKER_FILE,

@@ -65,7 +65,11 @@ t.test(
     t.equal(fresh.generation, 1, 'the first sign-out moves the account to generation 1')
     await phoneClosed
     await webClosed
-    t.pass('the other TCP and WebSocket connections were closed at once')
+    t.same(
+      [phone.client.connected, webClient.connected],
+      [false, false],
+      'the other TCP and WebSocket connections were closed at once',
+    )
     t.ok(laptop.client.connected, 'the calling connection stays')
     t.equal(
       (await ok<{ name: string }>(laptop, 'user.update', { name: 'Ann B' })).name,
@@ -113,7 +117,7 @@ t.test(
       newPassword,
     })
     await otherClosed
-    t.pass('the other session was closed')
+    t.notOk(other.client.connected, 'the other session was closed')
     t.ok(caller.client.connected, 'the caller stays connected')
     t.equal(await connack(th, signup.token), 5, 'the token from sign-up is refused')
     t.equal(await connack(th, fresh.token), 0, 'the token from the change connects')
@@ -308,7 +312,11 @@ t.test(
       devicesRemoved: [w.device.id],
     })
     await Promise.all(closed)
-    t.pass('the other app connection and the device connection were closed')
+    t.same(
+      [w.aliceOther.client.connected, w.device.client.connected],
+      [false, false],
+      'the other app connection and the device connection were closed',
+    )
     await connectionClosed(w.alice.client).catch(() => undefined)
     t.notOk(w.alice.client.connected, 'the calling connection is closed too once answered')
 
@@ -399,7 +407,11 @@ t.test(
       'the tombstone is purged',
       5000,
     )
-    t.pass('the tombstone is gone after the token lifetime')
+    t.equal(
+      await th.hub.store.get('deleted_users', signup.userId),
+      null,
+      'the tombstone is gone after the token lifetime',
+    )
     t.equal(
       th.hub.access.tokenGeneration('user', signup.userId),
       0,

@@ -101,12 +101,13 @@ t.test('LoginThrottle: an address with too many failures over any e-mails is ref
 
 t.test('LoginThrottle: successes do not count, so many people behind one address can log in', async (t) => {
   const throttle = new LoginThrottle(options)
+  const refusals: boolean[] = []
   for (let i = 0; i < 20; i++) {
     const attempt = throttle.admit('10.0.0.1', 'owner@example.org', 0)
-    if (attempt.refused) return t.fail(`attempt ${i} was refused`)
-    attempt.forgive(0)
+    refusals.push(attempt.refused)
+    if (!attempt.refused) attempt.forgive(0)
   }
-  t.pass('20 successful log-ins in a row')
+  t.same(refusals, Array<boolean>(20).fill(false), '20 successful log-ins in a row')
 })
 
 t.test(

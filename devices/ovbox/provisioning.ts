@@ -3,7 +3,7 @@
  * token, where ov-client reads its configuration) and a systemd unit that keeps the agent running.
  * Pure functions: `stagehub provision` fills in the device and token and writes them out.
  */
-import type { AgentConfig } from '../schemas/firmware.ts'
+import type { AgentConfig } from '../../schemas/firmware.ts'
 
 /** Where things live on an ov-box image (Raspberry Pi OS with ov-client installed as a service). */
 export const OVBOX_PATHS = {

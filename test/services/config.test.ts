@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { configFromEnv, ensureJwtSecretFile } from '../../broker/config.ts'
+import { configFromEnv, ensureJwtSecretFile } from '../../services/config.ts'
 
 const SECRET = 'a-secret-of-at-least-32-characters!!'
 

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../../firmware-config/provisioning.ts'
-import { AgentConfig } from '../../schemas/firmware.ts'
-import { validator } from '../../schemas/validate.ts'
-import { actor, ok, roomy } from '../helpers/actors.ts'
-import { TEST_SECRET, connackCode, startTestHub } from '../helpers/hub.ts'
+import { OVBOX_PATHS, renderAgentConfig, renderAgentUnit } from '../../../devices/ovbox/provisioning.ts'
+import { AgentConfig } from '../../../schemas/firmware.ts'
+import { validator } from '../../../schemas/validate.ts'
+import { actor, ok, roomy } from '../../helpers/actors.ts'
+import { TEST_SECRET, connackCode, startTestHub } from '../../helpers/hub.ts'
 
 const run = promisify(execFile)
-const CLI = new URL('../../bin/stagehub.ts', import.meta.url).pathname
+const CLI = new URL('../../../bin/stagehub.ts', import.meta.url).pathname
 const validAgentConfig = validator(AgentConfig)
 
 t.test(
