@@ -324,7 +324,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const media = new MediaService({
     store,
     pipeline,
-    publisher,
     log: log.child({ component: 'media' }),
     sendSignal: (topic, payload) => broker.publish(topic, payload, { qos: 1 }),
   })
@@ -347,6 +346,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   })
   await presence.markAllOffline()
   await routers.markAllOffline()
+  publisher.follow(store)
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
   undo.push(stopFollowing)

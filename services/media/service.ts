@@ -26,18 +26,12 @@ import { type Validator, validator } from '../../schemas/validate.ts'
 import { collections, type UserDoc } from '../collections.ts'
 import { HubError, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type AssignmentDoc, type RouterDoc, routerCollections } from '../routers/model.ts'
-import {
-  type MemberDoc,
-  type StageDoc,
-  type StageTrackDoc,
-  stageCollections as c,
-  stageTopics,
-} from '../stages/model.ts'
-import { deleteTracks, isMediaTrack } from './tracks.ts'
+import { type MemberDoc, type StageDoc, type StageTrackDoc, stageCollections as c } from '../stages/model.ts'
+import { deleteTracks, insertTrack } from '../stages/tracks.ts'
+import { isMediaTrack } from './tracks.ts'
 
 /** `routers/{r}/signal/answers`: where router r answers the hub's signals. */
 export const SIGNAL_ANSWERS = /^routers\/([^/]+)\/signal\/answers$/
@@ -55,7 +49,6 @@ const MAX_ANSWER_BYTES = 256 * 1024
 export interface MediaServiceOptions {
   store: Store
   pipeline: RequestPipeline
-  publisher: StatePublisher
   log: Logger
   /** Publishes a signal for a router (the broker's own publish: QoS 1, not retained, no client ACL). */
   sendSignal(topic: string, payload: string): Promise<void>
@@ -114,12 +107,11 @@ export class MediaService {
   }
 
   async start(): Promise<void> {
-    const { store, publisher } = this.#options
+    const { store } = this.#options
     // after a restart no router is connected: no producer the store names is reachable any more
-    const { value: stale } = await store.transaction(async (tx) =>
+    await store.transaction(async (tx) =>
       deleteTracks(tx, (await tx.find<StageTrackDoc>(c.stageTracks.name)).filter(isMediaTrack)),
     )
-    await publisher.apply(stale)
     this.#registerActions()
     store.onChange((changes) => this.#afterCommit(changes))
   }
@@ -385,7 +377,7 @@ export class MediaService {
 
   /** A new producer of the caller is a retained stage track. */
   #addTrack(ctx: RequestContext, caller: Caller, producerId: string, kind: 'audio' | 'video'): void {
-    const track = ctx.tx.insert<StageTrackDoc>(c.stageTracks.name, {
+    insertTrack(ctx.tx, {
       id: producerId,
       stageId: caller.stage.id,
       userId: caller.userId,
@@ -393,7 +385,6 @@ export class MediaService {
       deviceId: caller.peer.clientId,
       kind,
     })
-    ctx.publish(stageTopics.track(caller.stage.id, track.id), track)
   }
 
   /** A producer id the caller may pause, resume or close: its track, if the hub knows it, is the caller's. */
@@ -412,7 +403,7 @@ export class MediaService {
       if (track && isMediaTrack(track) && track.stageId === caller.stage.id && ownTrack(track, caller))
         tracks.push(track)
     }
-    for (const p of await deleteTracks(ctx.tx, tracks)) ctx.clear(p.topic)
+    await deleteTracks(ctx.tx, tracks)
   }
 
   // ── signals ─────────────────────────────────────────────────────────────────────────────────
@@ -482,8 +473,8 @@ export class MediaService {
   }
 
   async #cleanUp(left: readonly KnownPeer[], stages: ReadonlySet<string>, restarted: ReadonlySet<string>) {
-    const { store, publisher } = this.#options
-    const { value } = await store.transaction(async (tx) => {
+    const { store } = this.#options
+    await store.transaction(async (tx) => {
       const reset = new Set(stages)
       for (const routerId of restarted)
         for (const a of await tx.find<AssignmentDoc>(routerCollections.assignments.name, { routerId }))
@@ -495,9 +486,8 @@ export class MediaService {
       for (const { userId, stageId } of left)
         for (const track of await tx.find<StageTrackDoc>(c.stageTracks.name, { userId }))
           if (isMediaTrack(track) && track.stageId === stageId) doomed.set(track.id, track)
-      return deleteTracks(tx, [...doomed.values()])
+      await deleteTracks(tx, [...doomed.values()])
     })
-    await publisher.apply(value)
     for (const { userId, stageId } of left) {
       for (const [clientId, peer] of this.#peers)
         if (peer.userId === userId && peer.stageId === stageId) this.#peers.delete(clientId)
@@ -507,18 +497,17 @@ export class MediaService {
 
   /** A participant's client stayed away past the grace period: its media goes. */
   async #peerGone(clientId: string, peer: KnownPeer): Promise<void> {
-    const { store, publisher, log } = this.#options
+    const { store, log } = this.#options
     if (this.#peers.get(clientId) !== peer) return
     this.#peers.delete(clientId)
     try {
-      const { value } = await store.transaction(async (tx) => {
+      await store.transaction(async (tx) => {
         const tracks = await tx.find<StageTrackDoc>(c.stageTracks.name, { userId: peer.userId })
-        return deleteTracks(
+        await deleteTracks(
           tx,
           tracks.filter((t) => isMediaTrack(t) && t.deviceId === clientId && t.stageId === peer.stageId),
         )
       })
-      await publisher.apply(value)
     } catch (err) {
       log.error({ err, clientId }, 'could not remove the media tracks of a client that went away')
     }

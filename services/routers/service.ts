@@ -19,8 +19,7 @@ import type { RequestPipeline } from '../requests/pipeline.ts'
 import type { Publication, StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
-import { type StageDoc, stageCollections, stageTopics } from '../stages/model.ts'
-import { stageState } from '../stages/rules.ts'
+import { type StageDoc, stageCollections } from '../stages/model.ts'
 import { type Assignment, planDistribution, stageNeeds } from './distribution.ts'
 import { type AssignmentDoc, type RouterDoc, routerCollections, routerState, routerTopics } from './model.ts'
 
@@ -230,8 +229,7 @@ export class RoutersService {
         ...(params.ov ? { ovServer: { router: ctx.who.id, ...params.ov } } : {}),
         ...(params.media ? { mediaRouter: { router: ctx.who.id, url: params.media.url } } : {}),
       }
-      const saved = ctx.tx.replace(stageCollections.stages.name, served)
-      ctx.publish(stageTopics.stage(saved.id), stageState(saved))
+      ctx.tx.replace(stageCollections.stages.name, served)
       return {}
     })
 
@@ -245,10 +243,7 @@ export class RoutersService {
       }
       const stage = await ctx.tx.get<StageDoc>(stageCollections.stages.name, stageId)
       const cleared = stage ? withoutRouter(stage, ctx.who.id) : null
-      if (cleared) {
-        const saved = ctx.tx.replace(stageCollections.stages.name, cleared)
-        ctx.publish(stageTopics.stage(saved.id), stageState(saved))
-      }
+      if (cleared) ctx.tx.replace(stageCollections.stages.name, cleared)
       return {}
     })
   }
@@ -273,11 +268,7 @@ export class RoutersService {
         touchedRouters.add(released.routerId)
         const stage = stageById.get(released.stageId)
         const cleared = stage ? withoutRouter(stage, released.routerId) : null
-        if (cleared) {
-          const saved = tx.replace(stageCollections.stages.name, cleared)
-          stageById.set(saved.id, saved)
-          out.push({ topic: stageTopics.stage(saved.id), value: stageState(saved) })
-        }
+        if (cleared) stageById.set(released.stageId, tx.replace(stageCollections.stages.name, cleared))
       }
       const assignedAt = now()
       for (const { stageId, routerId, kinds } of plan.assign) {

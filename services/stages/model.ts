@@ -59,12 +59,7 @@ export const stageCollections = {
   mixes: { name: 'mixes', indexes: [['stageId'], ['targetId'], ['userId', 'stageId']] },
 } satisfies Record<string, CollectionSpec>
 
-export const stageTopics = {
-  stage: (s: string) => `stages/${s}`,
-  group: (s: string, g: string) => `stages/${s}/groups/${g}`,
-  member: (s: string, u: string) => `stages/${s}/members/${u}`,
-  track: (s: string, t: string) => `stages/${s}/tracks/${t}`,
-  chat: (s: string) => `stages/${s}/chat`,
-  summary: (u: string, s: string) => `users/${u}/stages/${s}`,
-  mix: (u: string, kind: MixKind, id: string) => `users/${u}/mix/${kind}/${id}`,
+/** A mix's id: one override per user and target. */
+export function mixKey(userId: string, kind: MixKind, targetId: string): string {
+  return `${userId}/${kind}/${targetId}`
 }

@@ -8,16 +8,8 @@ import type {
 import { sentTracks } from '../../firmware-config/ov-client.ts'
 import type { DeviceDoc } from '../devices/service.ts'
 import { collections, type UserDoc } from '../collections.ts'
-import type { Publication } from '../state-publisher.ts'
 import type { Change, StoredDoc } from '../store/port.ts'
-import {
-  type GroupDoc,
-  type MemberDoc,
-  type MixDoc,
-  type StageDoc,
-  type StageTrackDoc,
-  stageTopics,
-} from './model.ts'
+import { type GroupDoc, type MemberDoc, type MixDoc, type StageDoc, type StageTrackDoc } from './model.ts'
 
 /** Seats are the ov renderer's device slots: 0-29 (ov-server serves at most 32 devices a session). */
 export const SEATS_PER_STAGE = 30
@@ -137,50 +129,20 @@ export function summaryAudience(
   return [...new Set([...stage.admins, ...members.map((m) => m.userId)])]
 }
 
-/** Every summary of a stage, freshly computed. */
-export function stageSummaries(
+/** `users/{u}/stages/{s}`: the summary u sees, or null when u is neither an admin nor a member. */
+export function visibleSummary(
   stage: StageDoc,
   groups: readonly GroupDoc[],
-  members: readonly MemberDoc[],
-): Publication[] {
-  const byUser = new Map(members.map((m) => [m.userId, m]))
-  return summaryAudience(stage, members).map((userId) => ({
-    topic: stageTopics.summary(userId, stage.id),
-    value: stageSummary(stage, groups, userId, byUser.get(userId)),
-  }))
+  userId: string,
+  member: MemberDoc | undefined,
+): StageSummary | null {
+  if (!member && !isAdmin(stage, userId)) return null
+  return stageSummary(stage, groups, userId, member)
 }
 
-/** Everything a stage publishes, for start-up and for joins. */
-export function stagePublications(
-  stage: StageDoc,
-  groups: readonly GroupDoc[],
-  members: readonly MemberDoc[],
-): Publication[] {
-  return [
-    { topic: stageTopics.stage(stage.id), value: stageState(stage) },
-    ...groups.map((g) => ({ topic: stageTopics.group(stage.id, g.id), value: groupState(g) })),
-    ...members.map((m) => ({ topic: stageTopics.member(stage.id, m.userId), value: memberState(m) })),
-    ...stageSummaries(stage, groups, members),
-  ]
-}
-
-/** The topics that go away with a stage (everything hanging off it). */
-export function stageRemovalTopics(
-  stage: StageDoc,
-  groups: readonly GroupDoc[],
-  members: readonly MemberDoc[],
-  tracks: readonly StageTrackDoc[],
-  mixes: readonly MixDoc[],
-): string[] {
-  return [
-    stageTopics.stage(stage.id),
-    ...groups.map((g) => stageTopics.group(stage.id, g.id)),
-    ...members.map((m) => stageTopics.member(stage.id, m.userId)),
-    ...tracks.map((t) => stageTopics.track(stage.id, t.id)),
-    ...summaryAudience(stage, members).map((u) => stageTopics.summary(u, stage.id)),
-    ...mixes.map((m) => stageTopics.mix(m.userId, m.kind, m.targetId)),
-  ]
-}
+/** docs/protocol/README.md#presence: a member is online while any of its user's devices is. */
+export const memberOnline = (devices: readonly Pick<DeviceDoc, 'online'>[]): boolean =>
+  devices.some((device) => device.online)
 
 /**
  * Who takes over a stage whose only admin deletes the account: a director first, then the member with
