@@ -1,4 +1,5 @@
 import type { AuditEntry } from '../schemas/actions/audit.ts'
+import type { OvRelay, RouterKind } from '../schemas/actions/router.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
 /**
@@ -49,6 +50,21 @@ export interface RouterDoc extends StoredDoc {
   tokenVersion: number
 }
 
+/**
+ * A stage assigned to a router, written by the routers service only; the document id is the stage id
+ * (one router per stage). `stages/{s}` shows what the router said about how to reach the stage.
+ */
+export interface AssignmentDoc extends StoredDoc {
+  stageId: string
+  routerId: string
+  kinds: RouterKind[]
+  assignedAt: string
+  /** The router's ov relay for this stage (router.served). */
+  ov?: OvRelay
+  /** The router's mediasoup URL for this stage (router.served). */
+  media?: { url: string }
+}
+
 /** A request id already answered, so that a retry is answered again instead of applied twice. */
 export interface RequestRecordDoc extends StoredDoc {
   clientId: string
@@ -87,6 +103,7 @@ export const collections = {
   },
   devices: { name: 'devices', indexes: [['owner']] },
   routers: { name: 'routers' },
+  assignments: { name: 'router_assignments', indexes: [['routerId']] },
   requests: { name: 'requests', indexes: [['expiresAt']] },
   retained: { name: 'retained' },
   audit: { name: 'audit', indexes: [['at'], ['identity'], ['action'], ['outcome']] },

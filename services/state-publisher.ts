@@ -20,7 +20,10 @@ export interface StateSource {
 /** One retained topic a commit may have changed, and how to read its state from the store as it is now. */
 export interface ProjectedTopic {
   topic: string
-  /** The topic's payload now, or null when nothing backs it any more (the topic is cleared). */
+  /**
+   * The topic's payload now, null when nothing backs it any more (the topic is cleared), or undefined
+   * to leave it as it is (a client-published topic the hub only clears).
+   */
   render(): Promise<unknown>
 }
 
@@ -131,6 +134,7 @@ export class StatePublisher {
   }
 
   async #write(topic: string, value: unknown): Promise<void> {
+    if (value === undefined) return
     if (value === null) {
       await this.clear(topic)
       return

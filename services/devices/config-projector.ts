@@ -4,12 +4,13 @@ import { targetRelease } from '../../firmware-config/rollout.ts'
 import type { DeviceConfig, ReleaseState } from '../../schemas/firmware.ts'
 import { type ReleaseDoc, releaseCollection, releaseState } from '../firmware/service.ts'
 import { type OvSeat, ovAudio, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
-import { collections, type UserDoc } from '../collections.ts'
+import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type MemberDoc, type MixDoc, type StageDoc, stageCollections } from '../stages/model.ts'
+import { servedBy } from '../stages/rules.ts'
 import { type DeviceDoc, deviceConfig, deviceTopics } from './service.ts'
 
 /**
@@ -112,6 +113,10 @@ export class DeviceConfigProjector {
           stages.add((collection === stageCollections.stages.name ? doc.id : doc.stageId) as string)
           if (collection === stageCollections.members.name) users.add(doc.userId as string)
           break
+        case collections.assignments.name:
+          // the stage's ov relay
+          stages.add(doc.stageId as string)
+          break
         case stageCollections.mixes.name:
           users.add(doc.userId as string)
           break
@@ -152,7 +157,13 @@ export class DeviceConfigProjector {
   async #renderOv(device: DeviceDoc) {
     const store = this.#store
     const user = await store.get<UserDoc>(collections.users.name, device.owner)
-    const stage = user?.stageId ? await store.get<StageDoc>(stageCollections.stages.name, user.stageId) : null
+    const stored = user?.stageId
+      ? await store.get<StageDoc>(stageCollections.stages.name, user.stageId)
+      : null
+    const stage = stored && {
+      ...stored,
+      ...servedBy(await store.get<AssignmentDoc>(collections.assignments.name, stored.id)),
+    }
     const members = stage
       ? await store.find<MemberDoc>(stageCollections.members.name, { stageId: stage.id, joined: true })
       : []

@@ -337,7 +337,7 @@ export class MediaService {
       assignment.routerId,
     )
     if (!router?.online) throw unavailable(`the media router of stage ${stageId} is offline: retry shortly`)
-    if (stage.mediaRouter?.router !== router.id)
+    if (!assignment.media)
       throw unavailable(`the media router of stage ${stageId} is still preparing it: retry shortly`)
     return {
       userId,

@@ -1,6 +1,8 @@
 import type { RouterKind, RouterLoad, RouterState } from '../../schemas/actions/router.ts'
-import { collections, type RouterDoc as RegisteredRouter } from '../collections.ts'
-import type { CollectionSpec, StoredDoc } from '../store/port.ts'
+import { type AssignmentDoc, collections, type RouterDoc as RegisteredRouter } from '../collections.ts'
+import type { CollectionSpec } from '../store/port.ts'
+
+export type { AssignmentDoc }
 
 /** A stored router: registration (token generation) plus what it announced and reported. */
 export interface RouterDoc extends RegisteredRouter {
@@ -17,24 +19,10 @@ export interface RouterDoc extends RegisteredRouter {
   createdAt: string
 }
 
-/** A stage assigned to a router; the document id is the stage id (one router per stage). */
-export interface AssignmentDoc extends StoredDoc {
-  stageId: string
-  routerId: string
-  kinds: RouterKind[]
-  assignedAt: string
-}
-
 export const routerCollections = {
   routers: collections.routers,
-  assignments: { name: 'router_assignments', indexes: [['routerId']] },
+  assignments: collections.assignments,
 } satisfies Record<string, CollectionSpec>
-
-export const routerTopics = {
-  document: (r: string) => `routers/${r}`,
-  assignment: (r: string, s: string) => `routers/${r}/assignments/${s}`,
-  presence: (r: string) => `routers/${r}/presence`,
-}
 
 export function routerState(router: RouterDoc, assignments: readonly AssignmentDoc[]): RouterState {
   const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = router

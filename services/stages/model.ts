@@ -3,8 +3,12 @@ import type { MixKind } from '../../schemas/actions/stage.ts'
 import { collections } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 
-/** Stored stage: the published state plus what is never published. */
-export interface StageDoc extends StoredDoc, Omit<StageState, 'id' | 'version' | 'hasPassword'> {
+/**
+ * Stored stage: the published state, without what its router says (kept in the router's assignment,
+ * see stageState), plus what is never published.
+ */
+export interface StageDoc
+  extends StoredDoc, Omit<StageState, 'id' | 'version' | 'hasPassword' | 'ovServer' | 'mediaRouter'> {
   passwordHash?: string
   createdBy: string
   createdAt: string

@@ -1,4 +1,5 @@
 import type { MixKind } from '../../schemas/actions/stage.ts'
+import { type AssignmentDoc, collections } from '../collections.ts'
 import type { Projection, ProjectedTopic } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
@@ -104,6 +105,10 @@ export function changedStageTopics(changes: readonly Change[]): {
           if (track) add({ kind: 'track', stageId: (track as StageTrackDoc).stageId, trackId: track.id })
         }
         break
+      case collections.assignments.name:
+        // what the router said about reaching the stage is part of it
+        add({ kind: 'stage', stageId: ((after ?? before) as AssignmentDoc).stageId })
+        break
       case c.mixes.name: {
         const { userId, kind, targetId } = (after ?? before) as MixDoc
         add({ kind: 'mix', userId, mixKind: kind, targetId })
@@ -125,8 +130,11 @@ export function stageProjection(store: Store): Projection {
   const render = async (t: StageTopic): Promise<unknown> => {
     switch (t.kind) {
       case 'stage': {
-        const stage = await store.get<StageDoc>(c.stages.name, t.stageId)
-        return stage && stageState(stage)
+        const [stage, assignment] = await Promise.all([
+          store.get<StageDoc>(c.stages.name, t.stageId),
+          store.get<AssignmentDoc>(collections.assignments.name, t.stageId),
+        ])
+        return stage && stageState(stage, assignment)
       }
       case 'group': {
         const group = await store.get<GroupDoc>(c.groups.name, t.groupId)
@@ -170,13 +178,16 @@ export function stageProjection(store: Store): Projection {
       return [...topics].map(([topic, t]): ProjectedTopic => ({ topic, render: () => render(t) }))
     },
     async *topics() {
+      const assignments = await store.find<AssignmentDoc>(collections.assignments.name)
+      const assignmentOf = new Map(assignments.map((a) => [a.stageId, a]))
       for await (const stage of store.scan<StageDoc>(c.stages.name)) {
         const [groups, members, tracks] = await Promise.all([
           store.find<GroupDoc>(c.groups.name, { stageId: stage.id }),
           store.find<MemberDoc>(c.members.name, { stageId: stage.id }),
           store.find<StageTrackDoc>(c.stageTracks.name, { stageId: stage.id }),
         ])
-        yield { topic: stageTopics.stage(stage.id), value: stageState(stage) }
+        const value = stageState(stage, assignmentOf.get(stage.id) ?? null)
+        yield { topic: stageTopics.stage(stage.id), value }
         for (const g of groups) yield { topic: stageTopics.group(stage.id, g.id), value: groupState(g) }
         for (const m of members)
           yield { topic: stageTopics.member(stage.id, m.userId), value: memberState(m) }

@@ -7,7 +7,7 @@ import type {
 } from '../../schemas/actions/stage.ts'
 import { sentTracks } from '../../firmware-config/ov-client.ts'
 import type { DeviceDoc } from '../devices/service.ts'
-import { collections, type UserDoc } from '../collections.ts'
+import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import type { Change, StoredDoc } from '../store/port.ts'
 import { type GroupDoc, type MemberDoc, type MixDoc, type StageDoc, type StageTrackDoc } from './model.ts'
 
@@ -81,10 +81,23 @@ export function lowestFreeSeat(
   return null
 }
 
-/** What members may see of a stage: everything but the password hash and bookkeeping. */
-export function stageState(stage: StageDoc): StageState {
+/**
+ * What members may see of a stage: everything but the password hash and bookkeeping, and how to reach
+ * it as its router said (router.served), while that router is assigned to it.
+ */
+export function stageState(stage: StageDoc, assignment: AssignmentDoc | null = null): StageState {
   const { passwordHash, createdBy: _createdBy, createdAt: _createdAt, ...visible } = stage
-  return { ...visible, hasPassword: passwordHash !== undefined }
+  return { ...visible, hasPassword: passwordHash !== undefined, ...servedBy(assignment) }
+}
+
+/** What a stage's router told its members, from its assignment. */
+export function servedBy(assignment: AssignmentDoc | null): Pick<StageState, 'ovServer' | 'mediaRouter'> {
+  if (!assignment) return {}
+  const { routerId: router, ov, media } = assignment
+  return {
+    ...(ov ? { ovServer: { router, ...ov } } : {}),
+    ...(media ? { mediaRouter: { router, url: media.url } } : {}),
+  }
 }
 
 export function groupState(group: GroupDoc): GroupState {

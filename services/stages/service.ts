@@ -5,6 +5,7 @@ import type { Quotas } from '../../broker/config.ts'
 import type { Identity } from '../../broker/tokens.ts'
 import {
   type MemberState,
+  type StageState,
   chatSend,
   groupCreate,
   groupRemove,
@@ -22,7 +23,7 @@ import {
   stageRemoveAdmin,
   stageUpdate,
 } from '../../schemas/actions/stage.ts'
-import { collections, type UserDoc } from '../collections.ts'
+import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import type { DeviceDoc } from '../devices/service.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
@@ -225,7 +226,7 @@ export class StagesService {
     else if (password !== undefined) {
       next.passwordHash = await ctx.once('hash', () => this.#options.passwords.hash(password))
     }
-    return stageState(ctx.tx.replace(c.stages.name, next))
+    return this.#visible(ctx.tx, ctx.tx.replace(c.stages.name, next))
   }
 
   async #removeStage(ctx: RequestContext, stageId: string) {
@@ -261,8 +262,11 @@ export class StagesService {
   async #addAdmin(ctx: RequestContext, stageId: string, userId: string) {
     const stage = await this.#adminStage(ctx, stageId)
     if (!(await ctx.tx.get<UserDoc>(collections.users.name, userId))) throw notFound(`user ${userId}`)
-    if (isAdmin(stage, userId)) return stageState(stage)
-    return stageState(ctx.tx.replace(c.stages.name, { ...stage, admins: [...stage.admins, userId] }))
+    if (isAdmin(stage, userId)) return this.#visible(ctx.tx, stage)
+    return this.#visible(
+      ctx.tx,
+      ctx.tx.replace(c.stages.name, { ...stage, admins: [...stage.admins, userId] }),
+    )
   }
 
   async #removeAdmin(ctx: RequestContext, stageId: string, userId: string) {
@@ -274,7 +278,7 @@ export class StagesService {
       ...stage,
       admins: stage.admins.filter((a) => a !== userId),
     })
-    return stageState(saved)
+    return this.#visible(ctx.tx, saved)
   }
 
   /**
@@ -598,6 +602,11 @@ export class StagesService {
     const group = await tx.get<GroupDoc>(c.groups.name, groupId)
     if (!group || group.stageId !== stageId) throw notFound(`group ${groupId} in stage ${stageId}`)
     return group
+  }
+
+  /** The stage as `stages/{s}` shows it, with what its router said. */
+  async #visible(tx: Transaction, stage: StageDoc): Promise<StageState> {
+    return stageState(stage, await tx.get<AssignmentDoc>(collections.assignments.name, stage.id))
   }
 
   async #user(tx: Transaction, userId: string): Promise<UserDoc> {
