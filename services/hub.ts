@@ -20,7 +20,7 @@ import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
 import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
-import { DeviceConfigProjector } from './devices/config-projector.ts'
+import { DeviceProjection } from './devices/projection.ts'
 import { DevicePresence } from './devices/presence.ts'
 import { DeviceClaims } from './devices/claims.ts'
 import { DevicesService } from './devices/service.ts'
@@ -289,7 +289,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const devices = new DevicesService({
     store,
     pipeline,
-    publisher,
     tokens,
     users,
     quotas: config.quotas,
@@ -300,7 +299,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const claims = new DeviceClaims({
     store,
     pipeline,
-    publisher,
     tokens,
     log: log.child({ component: 'claims' }),
     claims: config.claims,
@@ -329,7 +327,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   })
   undo.push(() => media.stop())
   await media.start()
-  new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
+  publisher.project(new DeviceProjection(store))
   const presence = new DevicePresence({
     store,
     publisher,

@@ -35,14 +35,6 @@ export interface Projection extends StateSource {
   changed(changes: readonly Change[]): Iterable<ProjectedTopic> | Promise<Iterable<ProjectedTopic>>
 }
 
-export interface Publication {
-  topic: string
-  /** null clears the retained topic (zero-length retained publish). */
-  value: unknown
-  /** false for events such as chat messages: delivered to current subscribers only, never stored. */
-  retain?: boolean
-}
-
 /**
  * The one component that writes retained state topics (docs/protocol/README.md#state-topics): JSON, retained, QoS 1, and a
  * zero-length payload on delete so the broker forgets the topic. Driven by the store's change events:
@@ -59,8 +51,6 @@ export class StatePublisher {
   readonly #queue: KeyedQueue
   /** The payload last published per live topic, so a rendering that changed nothing is not sent again. */
   readonly #published = new Map<string, string>()
-  /** The newest document version published per topic, for the families not projected yet. */
-  readonly #versions = new Map<string, number>()
 
   constructor(writer: RetainedWriter, log: Logger) {
     this.#writer = writer
@@ -85,13 +75,6 @@ export class StatePublisher {
 
   /** Publishes a topic the store does not back (hub/status, a presence said for a device). */
   publish(topic: string, value: unknown): Promise<void> {
-    const version = (value as { version?: unknown } | null)?.version
-    if (typeof version === 'number') {
-      // a request publishes after its commit's listeners ran, and they may have published a newer
-      // version of the same document already: never let the older one overwrite it
-      if ((this.#versions.get(topic) ?? 0) > version) return Promise.resolve()
-      this.#versions.set(topic, version)
-    }
     const payload = JSON.stringify(value)
     this.#published.set(topic, payload)
     return this.#writer.publish(topic, payload, { qos: 1, retain: true })
@@ -99,22 +82,12 @@ export class StatePublisher {
 
   clear(topic: string): Promise<void> {
     this.#published.delete(topic)
-    this.#versions.delete(topic)
     return this.#writer.publish(topic, Buffer.alloc(0), { qos: 1, retain: true })
   }
 
   /** An event (a chat message): delivered to current subscribers only, never kept by the broker. */
   notify(topic: string, value: unknown): Promise<void> {
     return this.#writer.publish(topic, JSON.stringify(value), { qos: 1, retain: false })
-  }
-
-  async apply(publications: readonly Publication[]): Promise<void> {
-    await Promise.all(
-      publications.map((p) => {
-        if (p.retain === false) return this.notify(p.topic, p.value)
-        return p.value === null ? this.clear(p.topic) : this.publish(p.topic, p.value)
-      }),
-    )
   }
 
   async #project(changes: readonly Change[]): Promise<void> {

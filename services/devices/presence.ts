@@ -7,7 +7,8 @@ import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store } from '../store/store.ts'
-import { type DeviceDoc, deviceState, deviceTopics } from './service.ts'
+import { deviceTopics } from './projection.ts'
+import type { DeviceDoc } from './service.ts'
 
 /** The presence part of a device document. */
 export interface PresenceRecord {
@@ -152,22 +153,16 @@ export class DevicePresence {
     })
   }
 
-  /** Changes a stored device and republishes its document; `change` returns null for no change. */
+  /** Changes a stored device; `change` returns null for no change. */
   async #update(
     deviceId: string,
     change: (device: DeviceDoc) => DeviceDoc | null,
   ): Promise<DeviceDoc | null> {
-    const { store, publisher } = this.#options
-    const { value } = await store.transaction(async (tx) => {
+    const { value } = await this.#options.store.transaction(async (tx) => {
       const device = await tx.get<DeviceDoc>(collections.devices.name, deviceId)
       const next = device ? change(device) : null
       return next ? tx.replace(collections.devices.name, next) : null
     })
-    // a removal that committed after this update clears the device's topics once its listeners ran,
-    // which may be before this update's own listeners finished: asked in the same turn as the publish,
-    // the index says whether that clear is still to come (and comes after this) or has gone out already
-    if (value && this.#options.isRegistered(value.id))
-      await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
     return value
   }
 

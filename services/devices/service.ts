@@ -20,7 +20,6 @@ import {
 import { collections, type DeviceDoc as RegisteredDevice } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import type { StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import type { UsersService } from '../users/service.ts'
 
@@ -37,12 +36,6 @@ export interface DeviceDoc extends RegisteredDevice {
   soundCards?: SoundCard[]
   tracks?: Track[]
   createdAt: string
-}
-
-export const deviceTopics = {
-  document: (owner: string, d: string) => `users/${owner}/devices/${d}`,
-  config: (d: string) => `devices/${d}/config`,
-  presence: (d: string) => `devices/${d}/presence`,
 }
 
 export function deviceState(device: DeviceDoc): DeviceState {
@@ -79,7 +72,6 @@ export function patchSettings(current: DeviceSettings, patch: Record<string, unk
 export interface DevicesServiceOptions {
   store: Store
   pipeline: RequestPipeline
-  publisher: StatePublisher
   tokens: TokenService
   users: UsersService
   quotas: Quotas
@@ -87,9 +79,8 @@ export interface DevicesServiceOptions {
 }
 
 /**
- * The device registry and remote control (docs/protocol/actions.md): device documents at `users/{owner}/devices/{d}`
- * and revocable device tokens by generation. `devices/{d}/config` is projected from the store by
- * DeviceConfigProjector, since stage, seat and mix changes shape it too.
+ * The device registry and remote control (docs/protocol/actions.md): devices and revocable device
+ * tokens by generation. Their documents and configurations follow the commits (./projection.ts).
  */
 export class DevicesService {
   readonly #options: DevicesServiceOptions
@@ -99,16 +90,8 @@ export class DevicesService {
   }
 
   async start(): Promise<void> {
-    const { store, pipeline, publisher, users } = this.#options
+    const { store, pipeline, users } = this.#options
     await store.ensureCollection(collections.devices)
-    publisher.register({
-      name: 'devices',
-      topics: async function* () {
-        for await (const device of store.scan<DeviceDoc>(collections.devices.name)) {
-          yield { topic: deviceTopics.document(device.owner, device.id), value: deviceState(device) }
-        }
-      },
-    })
 
     pipeline.register(deviceCreate, async (ctx, params) => {
       const owner = requireUser(ctx.who)
@@ -129,7 +112,6 @@ export class DevicesService {
         reported: {},
         createdAt: new Date().toISOString(),
       })
-      this.#publish(ctx, device)
       return { device: deviceState(device), ...this.#token(device) }
     })
 
@@ -140,7 +122,6 @@ export class DevicesService {
         ...device,
         tokenVersion: device.tokenVersion + 1,
       })
-      this.#publish(ctx, rotated)
       return { ...this.#token(rotated), generation: rotated.tokenVersion }
     })
 
@@ -255,9 +236,7 @@ export class DevicesService {
   }
 
   #save(ctx: RequestContext, device: DeviceDoc): DeviceDoc {
-    const saved = ctx.tx.replace(collections.devices.name, device)
-    this.#publish(ctx, saved)
-    return saved
+    return ctx.tx.replace(collections.devices.name, device)
   }
 
   /** The device, if the caller owns it; anyone else learns nothing about it. */
@@ -266,10 +245,6 @@ export class DevicesService {
     const device = await getDevice(ctx.tx, deviceId)
     if (!device || device.owner !== owner) throw notFound(`device ${deviceId} of yours`)
     return device
-  }
-
-  #publish(ctx: RequestContext, device: DeviceDoc): void {
-    ctx.publish(deviceTopics.document(device.owner, device.id), deviceState(device))
   }
 
   #token(device: DeviceDoc): { token: string; expiresAt: string } {
@@ -290,12 +265,9 @@ export function signDeviceToken(
   return { token, expiresAt: new Date(exp * 1000).toISOString() }
 }
 
-/** Its token dies and its connections close when this commits (see hub.ts); its topics are cleared. */
+/** Its token dies and its connections close when this commits (see hub.ts). */
 function removeDevice(ctx: RequestContext, device: DeviceDoc): void {
   ctx.tx.delete(collections.devices.name, device)
-  ctx.clear(deviceTopics.document(device.owner, device.id))
-  ctx.clear(deviceTopics.config(device.id))
-  ctx.clear(deviceTopics.presence(device.id))
 }
 
 export function requireUser(who: Identity): string {

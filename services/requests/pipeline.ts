@@ -8,19 +8,18 @@ import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../sc
 import { type Validator, validator } from '../../schemas/validate.ts'
 import { collections, type RequestRecordDoc } from '../collections.ts'
 import { HubError } from '../errors.ts'
-import type { Publication, StatePublisher } from '../state-publisher.ts'
+import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import { RequestLimits } from './rate-limit.ts'
 
-/** What a handler gets: who asks (from the token, never from the payload), the transaction, and a place for state changes. */
+/**
+ * What a handler gets: who asks (from the token, never from the payload) and the transaction. State
+ * topics follow the commit (services/state-publisher.ts); only events are the handler's to send.
+ */
 export interface RequestContext {
   who: Identity
   tx: Transaction
-  /** Retained topics to publish once the transaction is durable, before the response. */
-  publish(topic: string, value: unknown): void
-  /** Retained topics to clear once the transaction is durable, before the response. */
-  clear(topic: string): void
   /** A non-retained event (chat) to publish once the transaction is durable, before the response. */
   notify(topic: string, value: unknown): void
   /**
@@ -68,7 +67,7 @@ const validEnvelope = validator(RequestEnvelope)
 /**
  * docs/protocol/README.md#requests-and-responses: `clients/{c}/req/{action}` → rate limit → size → JSON → envelope → retry lookup → action →
  * params schema → handler in a store transaction (with the retry record in the same transaction, so
- * a request is applied at most once) → retained state → exactly one response on `clients/{c}/res`.
+ * a request is applied at most once) → retained state (projected as the commit is announced) and events → exactly one response on `clients/{c}/res`.
  */
 export class RequestPipeline {
   readonly #actions = new Map<string, RegisteredAction>()
@@ -185,7 +184,7 @@ export class RequestPipeline {
       return invalid
     }
 
-    let publications: Publication[] = []
+    let events: { topic: string; value: unknown }[] = []
     let retry = false
     const memo = new Map<string, Promise<unknown>>()
     // kept over re-runs of the transaction: each run may have started something that needs ending
@@ -203,7 +202,7 @@ export class RequestPipeline {
     try {
       const started = performance.now()
       const { value } = await store.transaction(async (tx) => {
-        publications = []
+        events = []
         retry = false
         // inside the transaction: a retry racing its original (on any hub process) conflicts here
         const earlier = await tx.get<RequestRecordDoc>(collections.requests.name, key)
@@ -215,9 +214,7 @@ export class RequestPipeline {
         const ctx: RequestContext = {
           who,
           tx,
-          publish: (topic, value) => publications.push({ topic, value }),
-          clear: (topic) => publications.push({ topic, value: null }),
-          notify: (topic, value) => publications.push({ topic, value, retain: false }),
+          notify: (topic, value) => events.push({ topic, value }),
           once,
           settled: (effect) => settlers.push(effect),
         }
@@ -228,7 +225,7 @@ export class RequestPipeline {
       })
       this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
       settle(!retry)
-      await publisher.apply(publications)
+      await Promise.all(events.map(({ topic, value }) => publisher.notify(topic, value)))
       if (!retry) this.#options.onOutcome?.({ who, action: registered.schema, params, response: value })
       return value
     } catch (err) {

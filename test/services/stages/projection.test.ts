@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import type { Change } from '../../../services/store/port.ts'
 import type { StoredDoc } from '../../../services/store/port.ts'
+import { collections } from '../../../services/collections.ts'
 import { EmbeddedBackend } from '../../../services/store/embedded.ts'
 import { Store } from '../../../services/store/store.ts'
 import {
@@ -72,7 +73,8 @@ const mix = (userId: string, kind: MixDoc['kind'], targetId: string): Omit<MixDo
 /** A real embedded store in a fresh directory with the stage collections. */
 async function openStore(t: Test): Promise<Store> {
   const store = new Store(EmbeddedBackend.open(t.testdir()))
-  for (const spec of Object.values(stageCollections)) await store.ensureCollection(spec)
+  for (const spec of [...Object.values(stageCollections), collections.assignments])
+    await store.ensureCollection(spec)
   t.teardown(() => store.close())
   return store
 }
