@@ -1,8 +1,8 @@
-import type { Identity } from '../../broker/tokens.ts'
 import type { BrokerRefusal } from '../../broker/broker.ts'
 import type { ActionSchema, AuditTargets } from '../../schemas/action.ts'
 import { type AuditEntry, type AuditOutcome, brokerActions } from '../../schemas/actions/audit.ts'
 import type { ResponseEnvelope } from '../../schemas/protocol.ts'
+import type { RequestOutcome } from '../requests/pipeline.ts'
 
 /**
  * What the audit trail records, as plain functions over data: which requests, which target ids, and
@@ -16,15 +16,6 @@ const PERMISSION_REFUSALS: ReadonlySet<AuditOutcome> = new Set(['forbidden', 'un
 const TARGET_ID = /^[A-Za-z0-9_.+-]{1,64}$/
 
 export type NewAuditEntry = Omit<AuditEntry, 'id' | 'time'>
-
-/** A request that reached its action (known action, well-formed envelope) and its response. */
-export interface RequestOutcome {
-  who: Identity
-  action: ActionSchema
-  /** The params, when they passed the action's schema (otherwise no target is read from them). */
-  params: unknown
-  response: ResponseEnvelope
-}
 
 export function outcomeOf(response: ResponseEnvelope): AuditOutcome {
   return response.ok ? 'ok' : response.error.code

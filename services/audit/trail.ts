@@ -7,11 +7,10 @@ import { type AuditEntry, auditQuery } from '../../schemas/actions/audit.ts'
 import type { ActionParams, ActionResult } from '../../schemas/action.ts'
 import { type AuditDoc, collections } from '../collections.ts'
 import { HubError, forbidden } from '../errors.ts'
-import type { RequestPipeline } from '../requests/pipeline.ts'
+import type { RequestOutcome, RequestPipeline } from '../requests/pipeline.ts'
 import type { NewDoc, Store } from '../store/store.ts'
 import {
   type NewAuditEntry,
-  type RequestOutcome,
   entryId,
   isAudited,
   outcomeOf,

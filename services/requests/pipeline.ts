@@ -3,7 +3,6 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import type { Identity } from '../../broker/tokens.ts'
 import type { HubMetrics } from '../../broker/metrics.ts'
 import type { ActionSchema } from '../../schemas/action.ts'
-import type { RequestOutcome } from '../audit/rules.ts'
 import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../schemas/protocol.ts'
 import { type Validator, validator } from '../../schemas/validate.ts'
 import { collections, type RequestRecordDoc } from '../collections.ts'
@@ -12,6 +11,15 @@ import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import { RequestLimits } from './rate-limit.ts'
+
+/** A request that reached its action (known action, well-formed envelope) and its response. */
+export interface RequestOutcome {
+  who: Identity
+  action: ActionSchema
+  /** The params, when they passed the action's schema (otherwise no target is read from them). */
+  params: unknown
+  response: ResponseEnvelope
+}
 
 /**
  * What a handler gets: who asks (from the token, never from the payload) and the transaction. State
