@@ -1,4 +1,5 @@
 import type { AuditEntry } from '../schemas/actions/audit.ts'
+import type { DeviceState, SoundCard, Track } from '../schemas/actions/device.ts'
 import type { OvRelay, RouterKind } from '../schemas/actions/router.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
@@ -39,11 +40,24 @@ export interface MemberDoc extends StoredDoc {
   userId: string
 }
 
-export interface DeviceDoc extends StoredDoc {
-  owner: string
+/**
+ * A stored device (written by the devices service only): registration (owner, token generation)
+ * plus its shadow (desired and reported), the state `users/{owner}/devices/{d}` shows and what it never shows.
+ */
+export interface DeviceDoc
+  extends StoredDoc, Omit<DeviceState, 'id' | 'version' | 'reported' | 'soundCards' | 'tracks'> {
   /** Current token generation: tokens with a lower `ver` are revoked. */
   tokenVersion: number
+  /** The newest presence session seen (docs/protocol/README.md#presence). */
+  session?: number
+  reported: Record<string, unknown>
+  soundCards?: SoundCard[]
+  tracks?: Track[]
+  createdAt: string
 }
+
+/** What the access index reads of a device: its owner and token generation. */
+export type DeviceRegistration = Pick<DeviceDoc, 'id' | 'version' | 'owner' | 'tokenVersion'>
 
 export interface RouterDoc extends StoredDoc {
   /** Current token generation: tokens with a lower `ver` are revoked. */

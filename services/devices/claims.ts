@@ -12,7 +12,8 @@ import { RateLimiter } from '../requests/rate-limit.ts'
 import type { StoredDoc } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { addressKey } from '../users/auth-limits.ts'
-import { type DeviceDoc, getDevice, requireUser, signDeviceToken } from './service.ts'
+import type { DeviceDoc } from '../collections.ts'
+import { getDevice, requireUser, signDeviceToken } from './service.ts'
 
 /**
  * A device's live claim code, by device id (so a device has at most one). Only the code's sha256 is

@@ -8,7 +8,7 @@ import { parseClientMessage } from '../client-message.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store } from '../store/store.ts'
 import { deviceTopics } from './projection.ts'
-import type { DeviceDoc } from './service.ts'
+import type { DeviceDoc } from '../collections.ts'
 
 /** The presence part of a device document. */
 export interface PresenceRecord {

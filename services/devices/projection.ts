@@ -3,13 +3,13 @@ import { targetRelease } from '../../firmware-config/rollout.ts'
 import type { DeviceConfig, ReleaseState } from '../../schemas/firmware.ts'
 import { type ReleaseDoc, releaseCollection, releaseState } from '../firmware/service.ts'
 import { type OvSeat, ovAudio, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
-import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
+import { type AssignmentDoc, collections, type DeviceDoc, type UserDoc } from '../collections.ts'
 import type { Projection, ProjectedTopic } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type MemberDoc, type MixDoc, type StageDoc, stageCollections } from '../stages/model.ts'
 import { servedBy } from '../stages/rules.ts'
-import { type DeviceDoc, deviceConfig, deviceState } from './service.ts'
+import { deviceConfig, deviceState } from './service.ts'
 
 /** The device family's topics (docs/protocol/topics.md). */
 export const deviceTopics = {

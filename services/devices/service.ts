@@ -2,10 +2,8 @@ import { randomBytes } from 'node:crypto'
 import type { Quotas } from '../../broker/config.ts'
 import type { Identity, TokenService } from '../../broker/tokens.ts'
 import {
-  type DeviceKind,
   type DeviceSettings,
   type DeviceState,
-  type SoundCard,
   type Track,
   deviceCreate,
   deviceRemove,
@@ -17,26 +15,11 @@ import {
   trackRemove,
   trackUpdate,
 } from '../../schemas/actions/device.ts'
-import { collections, type DeviceDoc as RegisteredDevice } from '../collections.ts'
+import { collections, type DeviceDoc } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import type { UsersService } from '../users/service.ts'
-
-/** A stored device: registration (owner, token generation) plus its shadow (desired and reported). */
-export interface DeviceDoc extends RegisteredDevice {
-  kind: DeviceKind
-  name: string
-  online: boolean
-  lastSeen?: string
-  /** The newest presence session seen (docs/protocol/README.md#presence). */
-  session?: number
-  desired: DeviceSettings
-  reported: Record<string, unknown>
-  soundCards?: SoundCard[]
-  tracks?: Track[]
-  createdAt: string
-}
 
 export function deviceState(device: DeviceDoc): DeviceState {
   const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = device

@@ -6,7 +6,7 @@ import type {
   StageSummary,
 } from '../../schemas/actions/stage.ts'
 import { sentTracks } from '../../firmware-config/ov-client.ts'
-import type { DeviceDoc } from '../devices/service.ts'
+import type { DeviceDoc } from '../collections.ts'
 import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import type { Change, StoredDoc } from '../store/port.ts'
 import { type GroupDoc, type MemberDoc, type MixDoc, type StageDoc, type StageTrackDoc } from './model.ts'

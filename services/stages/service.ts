@@ -24,7 +24,7 @@ import {
   stageUpdate,
 } from '../../schemas/actions/stage.ts'
 import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
-import type { DeviceDoc } from '../devices/service.ts'
+import type { DeviceDoc } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'

@@ -1,6 +1,6 @@
 import jwt from 'jsonwebtoken'
 import t from 'tap'
-import type { DeviceDoc, RouterDoc } from '../../services/collections.ts'
+import type { DeviceDoc, DeviceRegistration, RouterDoc } from '../../services/collections.ts'
 import {
   TEST_SECRET,
   connackCode,
@@ -26,7 +26,7 @@ const codeFor = (password: string | undefined, clientId = 'c1', extra: Record<st
   })
 
 await th.hub.store.transaction(async (tx) => {
-  tx.insert<DeviceDoc>('devices', { id: 'd1', owner: 'u1', tokenVersion: 2 })
+  tx.insert<DeviceRegistration>('devices', { id: 'd1', owner: 'u1', tokenVersion: 2 })
   tx.insert<RouterDoc>('routers', { id: 'r1', tokenVersion: 3 })
 })
 

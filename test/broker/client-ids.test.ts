@@ -2,7 +2,7 @@ import t from 'tap'
 import mqtt from 'mqtt'
 import type { Packet } from 'mqtt-packet'
 import type { RouterDoc } from '../../services/collections.ts'
-import type { DeviceDoc } from '../../services/devices/service.ts'
+import type { DeviceDoc } from '../../services/collections.ts'
 import { actor, connectDevice, ok } from '../helpers/actors.ts'
 import {
   Requester,

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
-import type { DeviceDoc } from '../../../services/devices/service.ts'
+import type { DeviceDoc } from '../../../services/collections.ts'
 import { type Actor, actor, ok, retainedOn } from '../../helpers/actors.ts'
 import { type TestHub, connectionClosed, sleep, startTestHub, waitUntil } from '../../helpers/hub.ts'
 import { connectPacket, rawMqtt } from '../../helpers/raw-mqtt.ts'

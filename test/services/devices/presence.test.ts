@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
 import { type Packet, generate, parser as packetParser } from 'mqtt-packet'
 import type { DeviceState, PresencePayload } from '../../../schemas/actions/device.ts'
-import type { DeviceDoc } from '../../../services/devices/service.ts'
+import type { DeviceDoc } from '../../../services/collections.ts'
 import {
   Requester,
   type TestHub,

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { DeviceConfig } from '../../../schemas/firmware.ts'
 import type { DeviceState } from '../../../schemas/actions/device.ts'
-import type { DeviceDoc } from '../../../services/devices/service.ts'
+import type { DeviceDoc } from '../../../services/collections.ts'
 import {
   type ReceivedMessage,
   type TestHub,

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import type { DeviceSettings, DeviceState, SoundCard, Track } from '../../../schemas/actions/device.ts'
-import type { DeviceDoc } from '../../../services/devices/service.ts'
+import type { DeviceDoc } from '../../../services/collections.ts'
 import {
   type ReceivedMessage,
   Requester,
