@@ -1,5 +1,11 @@
-import type { Position, StageState, StageTrackState } from '../../schemas/actions/stage.ts'
-import type { MixKind } from '../../schemas/actions/stage.ts'
+import type {
+  GroupState,
+  MemberState,
+  MixKind,
+  Position,
+  StageState,
+  StageTrackState,
+} from '../../schemas/actions/stage.ts'
 import { collections } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 
@@ -14,31 +20,14 @@ export interface StageDoc
   createdAt: string
 }
 
-export interface GroupDoc extends StoredDoc {
-  stageId: string
-  name: string
-  color: string
-  volume: number
-  muted: boolean
-  position: Position
-}
+/** A stored group: exactly what `stages/{s}/groups/{g}` shows. */
+export interface GroupDoc extends StoredDoc, Omit<GroupState, 'id' | 'version'> {}
 
-export interface MemberDoc extends StoredDoc {
-  stageId: string
-  userId: string
-  /** The user's name, kept current by the user.update hook, so members can show each other. */
-  name: string
-  groupId: string
-  seat: number | null
-  /** In the stage now (joined and not left). */
-  joined: boolean
-  /** Joined, and at least one of the user's devices is online (docs/protocol/README.md#presence). */
-  online: boolean
-  isDirector: boolean
-  volume: number
-  muted: boolean
-  position: Position
-}
+/**
+ * A stored membership: exactly what `stages/{s}/members/{u}` shows. Its `name` is the user's, kept
+ * current by the user.update hook; `online` follows the user's devices (rules.ts, memberOnline).
+ */
+export interface MemberDoc extends StoredDoc, Omit<MemberState, 'id' | 'version'> {}
 
 /** A member's audio/video/ov track published into a stage (created by the devices and routers services). */
 export interface StageTrackDoc extends StoredDoc, Omit<StageTrackState, 'id' | 'version'> {}
