@@ -8,7 +8,7 @@ import type { Projection, ProjectedTopic } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type MemberDoc, type MixDoc, type StageDoc, stageCollections } from '../stages/model.ts'
-import { servedBy } from '../stages/rules.ts'
+import { servedStage } from '../stages/rules.ts'
 import { deviceConfig, deviceState } from './service.ts'
 
 /** The device family's topics (docs/protocol/topics.md). */
@@ -167,10 +167,8 @@ export class DeviceProjection implements Projection {
     const stored = user?.stageId
       ? await store.get<StageDoc>(stageCollections.stages.name, user.stageId)
       : null
-    const stage = stored && {
-      ...stored,
-      ...servedBy(await store.get<AssignmentDoc>(collections.assignments.name, stored.id)),
-    }
+    const stage =
+      stored && servedStage(stored, await store.get<AssignmentDoc>(collections.assignments.name, stored.id))
     const members = stage
       ? await store.find<MemberDoc>(stageCollections.members.name, { stageId: stage.id, joined: true })
       : []

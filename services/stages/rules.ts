@@ -86,12 +86,28 @@ export function lowestFreeSeat(
  * it as its router said (router.served), while that router is assigned to it.
  */
 export function stageState(stage: StageDoc, assignment: AssignmentDoc | null = null): StageState {
-  const { passwordHash, createdBy: _createdBy, createdAt: _createdAt, ...visible } = stage
-  return { ...visible, hasPassword: passwordHash !== undefined, ...servedBy(assignment) }
+  const {
+    passwordHash,
+    createdBy: _createdBy,
+    createdAt: _createdAt,
+    ...visible
+  } = servedStage(stage, assignment)
+  return { ...visible, hasPassword: passwordHash !== undefined }
+}
+
+type RouterEntries = Pick<StageState, 'ovServer' | 'mediaRouter'>
+
+/**
+ * The stage with what its router says now. Releases before the assignments kept these entries wrote
+ * them into the stage document itself: such stored entries are ignored, never shown.
+ */
+export function servedStage(stage: StageDoc, assignment: AssignmentDoc | null): StageDoc & RouterEntries {
+  const { ovServer: _ovServer, mediaRouter: _mediaRouter, ...own } = stage as StageDoc & RouterEntries
+  return { ...own, ...servedBy(assignment) }
 }
 
 /** What a stage's router told its members, from its assignment. */
-export function servedBy(assignment: AssignmentDoc | null): Pick<StageState, 'ovServer' | 'mediaRouter'> {
+export function servedBy(assignment: AssignmentDoc | null): RouterEntries {
   if (!assignment) return {}
   const { routerId: router, ov, media } = assignment
   return {

@@ -145,6 +145,31 @@ t.test('stageState hides the password hash and bookkeeping', async (t) => {
 
 // ── summaries ───────────────────────────────────────────────────────────────────────────────
 
+t.test("a stage shows its router's entries from the assignment only", async (t) => {
+  const assignment = {
+    id: 's1',
+    version: 2,
+    stageId: 's1',
+    routerId: 'r2',
+    kinds: ['ov' as const],
+    assignedAt: '2024-01-02T03:04:05.000Z',
+    ov: { ipv4: '192.0.2.2', port: 5000, pin: 7 },
+  }
+  // an older release wrote the router's entries into the stage document itself
+  const stored = { ...stage(), ovServer: { router: 'r1', ipv4: '192.0.2.1', port: 4000 } }
+  t.same(stageState(stored).ovServer, undefined, 'no assignment: no relay, whatever the document says')
+  t.same(
+    stageState(stored, assignment).ovServer,
+    { router: 'r2', ipv4: '192.0.2.2', port: 5000, pin: 7 },
+    "the assigned router's relay",
+  )
+  t.same(stageState(stored, assignment).mediaRouter, undefined, 'no media URL was given')
+  t.same(stageState(stage(), { ...assignment, media: { url: 'wss://r2.example/' } }).mediaRouter, {
+    router: 'r2',
+    url: 'wss://r2.example/',
+  })
+})
+
 t.test('stageSummary', async (t) => {
   const s = stage({ admins: ['alice', 'bob'], passwordHash: 'h', audioType: 'ov', videoType: 'none' })
   const groups = [
