@@ -1,6 +1,6 @@
 import type { AccessState } from '../broker/acl.ts'
 import {
-  type RegisteredDevice,
+  type DeviceRegistration,
   type MemberDoc,
   type RouterDoc,
   type StageDoc,
@@ -106,7 +106,7 @@ export class AccessIndex implements AccessState {
         break
       }
       case collections.devices.name: {
-        const after = change.after as RegisteredDevice | null
+        const after = change.after as DeviceRegistration | null
         if (after) {
           this.#deviceOwners.set(change.id, after.owner)
           this.#tokenVersions.device.set(change.id, after.tokenVersion)

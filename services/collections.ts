@@ -2,6 +2,7 @@ import type { TokenClaims } from '../broker/tokens.ts'
 import type { AuditEntry } from '../schemas/actions/audit.ts'
 import type { DeviceState, SoundCard, Track } from '../schemas/actions/device.ts'
 import type { UserProfile } from '../schemas/state.ts'
+import type { AssignmentState, OvRelay } from '../schemas/actions/router.ts'
 import type { CollectionSpec, StoredDoc } from './store/port.ts'
 
 /**
@@ -41,30 +42,40 @@ export interface MemberDoc extends StoredDoc {
   userId: string
 }
 
-/** A device's registration: what the access index reads (owner, token generation). */
-export interface RegisteredDevice extends StoredDoc {
-  owner: string
+/**
+ * A stored device (written by the devices service only): registration (owner, token generation)
+ * plus its shadow (desired and reported), the state `users/{owner}/devices/{d}` shows and what it never shows.
+ */
+export interface DeviceDoc
+  extends StoredDoc, Omit<DeviceState, 'id' | 'version' | 'reported' | 'soundCards' | 'tracks'> {
+  /** Current token generation: tokens with a lower `ver` are revoked. */
+  tokenVersion: number
+  /** The newest presence session seen (docs/protocol/README.md#presence). */
+  session?: number
+  reported: Record<string, unknown>
+  soundCards?: SoundCard[]
+  tracks?: Track[]
+  createdAt: string
+}
+
+/** What the access index reads of a device: its owner and token generation. */
+export type DeviceRegistration = Pick<DeviceDoc, 'id' | 'version' | 'owner' | 'tokenVersion'>
+
+export interface RouterDoc extends StoredDoc {
   /** Current token generation: tokens with a lower `ver` are revoked. */
   tokenVersion: number
 }
 
 /**
- * A stored device: its published state (DeviceState) plus what is never published. Unlike the state,
- * sound cards and tracks may be absent (none yet) and `reported` is any object the device reported.
+ * A stage assigned to a router, written by the routers service only; the document id is the stage id
+ * (one router per stage). `stages/{s}` shows what the router said about how to reach the stage.
  */
-export interface DeviceDoc
-  extends RegisteredDevice, Omit<DeviceState, 'id' | 'version' | 'reported' | 'soundCards' | 'tracks'> {
-  reported: Record<string, unknown>
-  soundCards?: SoundCard[]
-  tracks?: Track[]
-  /** The newest presence session seen (docs/protocol/README.md#presence). */
-  session?: number
-  createdAt: string
-}
-
-export interface RouterDoc extends StoredDoc {
-  /** Current token generation: tokens with a lower `ver` are revoked. */
-  tokenVersion: number
+export interface AssignmentDoc extends StoredDoc, AssignmentState {
+  routerId: string
+  /** The router's ov relay for this stage (router.served). */
+  ov?: OvRelay
+  /** The router's mediasoup URL for this stage (router.served). */
+  media?: { url: string }
 }
 
 /** A request id already answered, so that a retry is answered again instead of applied twice. */
@@ -119,6 +130,7 @@ export const collections = {
   },
   devices: { name: 'devices', indexes: [['owner']] },
   routers: { name: 'routers' },
+  assignments: { name: 'router_assignments', indexes: [['routerId']] },
   requests: { name: 'requests', indexes: [['expiresAt']] },
   retained: { name: 'retained' },
   audit: { name: 'audit', indexes: [['at'], ['identity'], ['action'], ['outcome']] },

@@ -21,7 +21,7 @@ import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
 import { openStore } from './store/index.ts'
 import type { Store } from './store/store.ts'
-import { DeviceConfigProjector } from './devices/config-projector.ts'
+import { DeviceProjection } from './devices/projection.ts'
 import { DevicePresence } from './devices/presence.ts'
 import { DeviceClaims } from './devices/claims.ts'
 import { DevicesService } from './devices/service.ts'
@@ -289,7 +289,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const devices = new DevicesService({
     store,
     pipeline,
-    publisher,
     users,
     quotas: config.quotas,
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
@@ -299,7 +298,6 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const claims = new DeviceClaims({
     store,
     pipeline,
-    publisher,
     tokens,
     log: log.child({ component: 'claims' }),
     claims: config.claims,
@@ -322,13 +320,12 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const media = new MediaService({
     store,
     pipeline,
-    publisher,
     log: log.child({ component: 'media' }),
     sendSignal: (topic, payload) => broker.publish(topic, payload, { qos: 1 }),
   })
   undo.push(() => media.stop())
   await media.start()
-  new DeviceConfigProjector(store, publisher, log.child({ component: 'device-config' })).start()
+  publisher.project(new DeviceProjection(store))
   const presence = new DevicePresence({
     store,
     publisher,
@@ -355,6 +352,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   }
   await presence.markAllOffline()
   await routers.markAllOffline()
+  publisher.follow(store)
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
   undo.push(stopFollowing)

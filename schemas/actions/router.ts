@@ -98,6 +98,7 @@ export const OvRelay = Type.Object(
   },
   { additionalProperties: false },
 )
+export type OvRelay = Static<typeof OvRelay>
 
 const RouterRef = { routerId: Id }
 

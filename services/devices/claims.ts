@@ -9,11 +9,10 @@ import { type DeviceDoc, collections } from '../collections.ts'
 import { HubError, notFound } from '../errors.ts'
 import type { RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
-import type { StatePublisher } from '../state-publisher.ts'
 import type { StoredDoc } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { addressKey } from '../users/auth-limits.ts'
-import { deviceState, deviceTopics, getDevice, requireUser, signDeviceToken } from './service.ts'
+import { getDevice, requireUser, signDeviceToken } from './service.ts'
 
 /**
  * A device's live claim code, by device id (so a device has at most one). Only the code's sha256 is
@@ -65,7 +64,6 @@ type Exchange =
 export interface DeviceClaimsOptions {
   store: Store
   pipeline: RequestPipeline
-  publisher: StatePublisher
   tokens: TokenService
   log: Logger
   claims: HubConfig['claims']
@@ -155,7 +153,7 @@ export class DeviceClaims {
         'a claim code is 8 letters and digits like ABCD-EFGH (no 0, 1, I, L or O): check what you typed',
       )
     }
-    const { store, publisher, tokens, deviceTokenTtlSeconds } = this.#options
+    const { store, tokens, deviceTokenTtlSeconds } = this.#options
     const { value: outcome } = await store.transaction(async (tx): Promise<Exchange> => {
       const [claim] = await tx.find<ClaimDoc>(claimCollection.name, { codeHash: hashClaimCode(code) })
       if (!claim) return { ok: false, reason: 'unknown' }
@@ -182,7 +180,6 @@ export class DeviceClaims {
     if (!outcome.ok) throw refusal(outcome)
     this.#failures.refund(address)
     const { device } = outcome
-    await publisher.publish(deviceTopics.document(device.owner, device.id), deviceState(device))
     this.#options.log.info({ deviceId: device.id, generation: device.tokenVersion }, 'device claimed')
     return {
       deviceId: device.id,

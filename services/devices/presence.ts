@@ -2,13 +2,14 @@ import type { Logger } from 'pino'
 import type { Identity } from '../../broker/tokens.ts'
 import { PresencePayload, ReportedPayload } from '../../schemas/actions/device.ts'
 import { validator } from '../../schemas/validate.ts'
+import { topics } from '../../schemas/topics.ts'
 import { collections } from '../collections.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
 import type { StatePublisher } from '../state-publisher.ts'
 import type { Store } from '../store/store.ts'
+import { deviceTopics } from './projection.ts'
 import type { DeviceDoc } from '../collections.ts'
-import { deviceState, deviceTopics } from './service.ts'
 
 /** The presence part of a device document. */
 export interface PresenceRecord {
@@ -30,8 +31,6 @@ export function nextPresence(current: PresenceRecord, event: PresenceEvent): Pre
   return { online, session: event.session }
 }
 
-const PRESENCE = /^devices\/([^/]+)\/presence$/
-const REPORTED = /^devices\/([^/]+)\/reported$/
 const MAX_REPORT_BYTES = 8 * 1024
 const validPresence = validator(PresencePayload)
 const validReport = validator(ReportedPayload)
@@ -84,7 +83,7 @@ export class DevicePresence {
 
   /** The broker's hook for client publishes; returns a reason to refuse the message. */
   inspect(who: Identity, topic: string, payload: Buffer): string | undefined {
-    const presence = PRESENCE.exec(topic)
+    const presence = topics.devicePresence.parse(topic)
     if (presence) {
       const event = parseClientMessage(payload)
       if (!validPresence(event)) {
@@ -94,14 +93,14 @@ export class DevicePresence {
       if (event.state !== 'online' && !this.#options.isCurrent(who))
         return 'presence of a superseded connection'
       // retained, an older session's message would contradict the device's current presence
-      const newest = this.#sessions.get(presence[1]!)
+      const newest = this.#sessions.get(presence.d)
       if (newest !== undefined && event.session < newest)
         return `presence of session ${event.session}, older than session ${newest}`
-      this.#noteSession(presence[1]!, event.session)
-      this.#queue.run(presence[1]!, () => this.#applyPresence(presence[1]!, event))
+      this.#noteSession(presence.d, event.session)
+      this.#queue.run(presence.d, () => this.#applyPresence(presence.d, event))
       return undefined
     }
-    const reported = REPORTED.exec(topic)
+    const reported = topics.deviceReported.parse(topic)
     if (reported) {
       if (payload.length > MAX_REPORT_BYTES) {
         return this.#refuse(
@@ -113,8 +112,8 @@ export class DevicePresence {
       const report = parseClientMessage(payload)
       if (!validReport(report))
         return this.#refuse(who, 'invalid_request', `reported: ${validReport.describe()}`)
-      this.#queue.run(reported[1]!, () =>
-        this.#update(reported[1]!, (d) => ({
+      this.#queue.run(reported.d, () =>
+        this.#update(reported.d, (d) => ({
           ...d,
           reported: { ...d.reported, ...report },
           lastSeen: now(),
@@ -153,22 +152,16 @@ export class DevicePresence {
     })
   }
 
-  /** Changes a stored device and republishes its document; `change` returns null for no change. */
+  /** Changes a stored device; `change` returns null for no change. */
   async #update(
     deviceId: string,
     change: (device: DeviceDoc) => DeviceDoc | null,
   ): Promise<DeviceDoc | null> {
-    const { store, publisher } = this.#options
-    const { value } = await store.transaction(async (tx) => {
+    const { value } = await this.#options.store.transaction(async (tx) => {
       const device = await tx.get<DeviceDoc>(collections.devices.name, deviceId)
       const next = device ? change(device) : null
       return next ? tx.replace(collections.devices.name, next) : null
     })
-    // a removal that committed after this update clears the device's topics once its listeners ran,
-    // which may be before this update's own listeners finished: asked in the same turn as the publish,
-    // the index says whether that clear is still to come (and comes after this) or has gone out already
-    if (value && this.#options.isRegistered(value.id))
-      await publisher.publish(deviceTopics.document(value.owner, value.id), deviceState(value))
     return value
   }
 

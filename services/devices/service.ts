@@ -15,18 +15,11 @@ import {
   trackRemove,
   trackUpdate,
 } from '../../schemas/actions/device.ts'
-import { type DeviceDoc, collections } from '../collections.ts'
+import { collections, type DeviceDoc } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import type { StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import type { UsersService } from '../users/service.ts'
-
-export const deviceTopics = {
-  document: (owner: string, d: string) => `users/${owner}/devices/${d}`,
-  config: (d: string) => `devices/${d}/config`,
-  presence: (d: string) => `devices/${d}/presence`,
-}
 
 export function deviceState(device: DeviceDoc): DeviceState {
   const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = device
@@ -62,16 +55,14 @@ export function patchSettings(current: DeviceSettings, patch: Record<string, unk
 export interface DevicesServiceOptions {
   store: Store
   pipeline: RequestPipeline
-  publisher: StatePublisher
   users: UsersService
   quotas: Quotas
   deviceTokenTtlSeconds: number
 }
 
 /**
- * The device registry and remote control (docs/protocol/actions.md): device documents at `users/{owner}/devices/{d}`
- * and revocable device tokens by generation. `devices/{d}/config` is projected from the store by
- * DeviceConfigProjector, since stage, seat and mix changes shape it too.
+ * The device registry and remote control (docs/protocol/actions.md): devices and revocable device
+ * tokens by generation. Their documents and configurations follow the commits (./projection.ts).
  */
 export class DevicesService {
   readonly #options: DevicesServiceOptions
@@ -81,16 +72,8 @@ export class DevicesService {
   }
 
   async start(): Promise<void> {
-    const { store, pipeline, publisher, users } = this.#options
+    const { store, pipeline, users } = this.#options
     await store.ensureCollection(collections.devices)
-    publisher.register({
-      name: 'devices',
-      topics: async function* () {
-        for await (const device of store.scan<DeviceDoc>(collections.devices.name)) {
-          yield { topic: deviceTopics.document(device.owner, device.id), value: deviceState(device) }
-        }
-      },
-    })
 
     pipeline.register(deviceCreate, async (ctx, params) => {
       const owner = requireUser(ctx.who)
@@ -111,7 +94,6 @@ export class DevicesService {
         reported: {},
         createdAt: new Date().toISOString(),
       })
-      this.#publish(ctx, device)
       return { device: deviceState(device), ...this.#token(ctx, device) }
     })
 
@@ -122,7 +104,6 @@ export class DevicesService {
         ...device,
         tokenVersion: device.tokenVersion + 1,
       })
-      this.#publish(ctx, rotated)
       return { ...this.#token(ctx, rotated), generation: rotated.tokenVersion }
     })
 
@@ -237,9 +218,7 @@ export class DevicesService {
   }
 
   #save(ctx: RequestContext, device: DeviceDoc): DeviceDoc {
-    const saved = ctx.tx.replace(collections.devices.name, device)
-    this.#publish(ctx, saved)
-    return saved
+    return ctx.tx.replace(collections.devices.name, device)
   }
 
   /** The device, if the caller owns it; anyone else learns nothing about it. */
@@ -248,10 +227,6 @@ export class DevicesService {
     const device = await getDevice(ctx.tx, deviceId)
     if (!device || device.owner !== owner) throw notFound(`device ${deviceId} of yours`)
     return device
-  }
-
-  #publish(ctx: RequestContext, device: DeviceDoc): void {
-    ctx.publish(deviceTopics.document(device.owner, device.id), deviceState(device))
   }
 
   #token(ctx: RequestContext, device: DeviceDoc): { token: string; expiresAt: string } {
@@ -272,12 +247,9 @@ export function signDeviceToken(
   return { token, expiresAt: new Date(exp * 1000).toISOString() }
 }
 
-/** Its token dies and its connections close when this commits (see hub.ts); its topics are cleared. */
+/** Its token dies and its connections close when this commits (see hub.ts). */
 function removeDevice(ctx: RequestContext, device: DeviceDoc): void {
   ctx.tx.delete(collections.devices.name, device)
-  ctx.clear(deviceTopics.document(device.owner, device.id))
-  ctx.clear(deviceTopics.config(device.id))
-  ctx.clear(deviceTopics.presence(device.id))
 }
 
 export function requireUser(who: Identity): string {

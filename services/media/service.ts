@@ -23,25 +23,16 @@ import {
   signalResults,
 } from '../../schemas/actions/media.ts'
 import { type Validator, validator } from '../../schemas/validate.ts'
+import { topics } from '../../schemas/topics.ts'
 import { collections, type UserDoc } from '../collections.ts'
 import { HubError, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type AssignmentDoc, type RouterDoc, routerCollections } from '../routers/model.ts'
-import {
-  type MemberDoc,
-  type StageDoc,
-  type StageTrackDoc,
-  stageCollections as c,
-  stageTopics,
-} from '../stages/model.ts'
-import { deleteTracks, isMediaTrack } from './tracks.ts'
-
-/** `routers/{r}/signal/answers`: where router r answers the hub's signals. */
-export const SIGNAL_ANSWERS = /^routers\/([^/]+)\/signal\/answers$/
-export const signalTopic = (routerId: string): string => `routers/${routerId}/signal`
+import { type MemberDoc, type StageDoc, type StageTrackDoc, stageCollections as c } from '../stages/model.ts'
+import { deleteTracks, insertTrack } from '../stages/tracks.ts'
+import { isMediaTrack } from './tracks.ts'
 
 const validAnswer = validator(SignalAnswer)
 const validResult = new Map<string, Validator<unknown>>(
@@ -55,7 +46,6 @@ const MAX_ANSWER_BYTES = 256 * 1024
 export interface MediaServiceOptions {
   store: Store
   pipeline: RequestPipeline
-  publisher: StatePublisher
   log: Logger
   /** Publishes a signal for a router (the broker's own publish: QoS 1, not retained, no client ACL). */
   sendSignal(topic: string, payload: string): Promise<void>
@@ -114,12 +104,11 @@ export class MediaService {
   }
 
   async start(): Promise<void> {
-    const { store, publisher } = this.#options
+    const { store } = this.#options
     // after a restart no router is connected: no producer the store names is reachable any more
-    const { value: stale } = await store.transaction(async (tx) =>
+    await store.transaction(async (tx) =>
       deleteTracks(tx, (await tx.find<StageTrackDoc>(c.stageTracks.name)).filter(isMediaTrack)),
     )
-    await publisher.apply(stale)
     this.#registerActions()
     store.onChange((changes) => this.#afterCommit(changes))
   }
@@ -136,10 +125,10 @@ export class MediaService {
 
   /** The broker's hook for `routers/{r}/signal/answers`; returns a reason to refuse the message. */
   inspect(who: Identity, topic: string, payload: Buffer): string | undefined {
-    const match = SIGNAL_ANSWERS.exec(topic)
+    const match = topics.signalAnswers.parse(topic)
     if (!match) return undefined
     // the ACL lets only router r publish here; checked again, it is what answers are trusted for
-    if (who.role !== 'router' || who.id !== match[1]) return 'only the router itself answers its signals'
+    if (who.role !== 'router' || who.id !== match.r) return 'only the router itself answers its signals'
     if (payload.length > MAX_ANSWER_BYTES) return `signal answer of ${payload.length} bytes is too large`
     let answer: unknown
     try {
@@ -346,7 +335,7 @@ export class MediaService {
       assignment.routerId,
     )
     if (!router?.online) throw unavailable(`the media router of stage ${stageId} is offline: retry shortly`)
-    if (stage.mediaRouter?.router !== router.id)
+    if (!assignment.media)
       throw unavailable(`the media router of stage ${stageId} is still preparing it: retry shortly`)
     return {
       userId,
@@ -386,7 +375,7 @@ export class MediaService {
 
   /** A new producer of the caller is a retained stage track. */
   #addTrack(ctx: RequestContext, caller: Caller, producerId: string, kind: 'audio' | 'video'): void {
-    const track = ctx.tx.insert<StageTrackDoc>(c.stageTracks.name, {
+    insertTrack(ctx.tx, {
       id: producerId,
       stageId: caller.stage.id,
       userId: caller.userId,
@@ -394,7 +383,6 @@ export class MediaService {
       deviceId: caller.peer.clientId,
       kind,
     })
-    ctx.publish(stageTopics.track(caller.stage.id, track.id), track)
   }
 
   /** A producer id the caller may pause, resume or close: its track, if the hub knows it, is the caller's. */
@@ -413,7 +401,7 @@ export class MediaService {
       if (track && isMediaTrack(track) && track.stageId === caller.stage.id && ownTrack(track, caller))
         tracks.push(track)
     }
-    for (const p of await deleteTracks(ctx.tx, tracks)) ctx.clear(p.topic)
+    await deleteTracks(ctx.tx, tracks)
   }
 
   // ── signals ─────────────────────────────────────────────────────────────────────────────────
@@ -428,12 +416,14 @@ export class MediaService {
       }, timeoutMs)
       timer.unref()
       this.#pending.set(request.id, { routerId, action: request.action, resolve, reject, timer })
-      this.#options.sendSignal(signalTopic(routerId), JSON.stringify(request)).catch((err: unknown) => {
-        clearTimeout(timer)
-        this.#pending.delete(request.id)
-        this.#options.log.warn({ err, routerId }, 'could not publish a signal')
-        reject(unavailable('the signal could not be sent to the media router'))
-      })
+      this.#options
+        .sendSignal(topics.signal.build(routerId), JSON.stringify(request))
+        .catch((err: unknown) => {
+          clearTimeout(timer)
+          this.#pending.delete(request.id)
+          this.#options.log.warn({ err, routerId }, 'could not publish a signal')
+          reject(unavailable('the signal could not be sent to the media router'))
+        })
     })
   }
 
@@ -484,8 +474,8 @@ export class MediaService {
   }
 
   async #cleanUp(left: readonly KnownPeer[], stages: ReadonlySet<string>, restarted: ReadonlySet<string>) {
-    const { store, publisher } = this.#options
-    const { value } = await store.transaction(async (tx) => {
+    const { store } = this.#options
+    await store.transaction(async (tx) => {
       const reset = new Set(stages)
       for (const routerId of restarted)
         for (const a of await tx.find<AssignmentDoc>(routerCollections.assignments.name, { routerId }))
@@ -497,9 +487,8 @@ export class MediaService {
       for (const { userId, stageId } of left)
         for (const track of await tx.find<StageTrackDoc>(c.stageTracks.name, { userId }))
           if (isMediaTrack(track) && track.stageId === stageId) doomed.set(track.id, track)
-      return deleteTracks(tx, [...doomed.values()])
+      await deleteTracks(tx, [...doomed.values()])
     })
-    await publisher.apply(value)
     for (const { userId, stageId } of left) {
       for (const [clientId, peer] of this.#peers)
         if (peer.userId === userId && peer.stageId === stageId) this.#peers.delete(clientId)
@@ -509,18 +498,17 @@ export class MediaService {
 
   /** A participant's client stayed away past the grace period: its media goes. */
   async #peerGone(clientId: string, peer: KnownPeer): Promise<void> {
-    const { store, publisher, log } = this.#options
+    const { store, log } = this.#options
     if (this.#peers.get(clientId) !== peer) return
     this.#peers.delete(clientId)
     try {
-      const { value } = await store.transaction(async (tx) => {
+      await store.transaction(async (tx) => {
         const tracks = await tx.find<StageTrackDoc>(c.stageTracks.name, { userId: peer.userId })
-        return deleteTracks(
+        await deleteTracks(
           tx,
           tracks.filter((t) => isMediaTrack(t) && t.deviceId === clientId && t.stageId === peer.stageId),
         )
       })
-      await publisher.apply(value)
     } catch (err) {
       log.error({ err, clientId }, 'could not remove the media tracks of a client that went away')
     }

@@ -7,7 +7,7 @@ import { RequestEnvelope, type ErrorBody, type ResponseEnvelope } from '../../sc
 import { type Validator, validator } from '../../schemas/validate.ts'
 import { type IssuedToken, collections, type RequestRecordDoc } from '../collections.ts'
 import { HubError } from '../errors.ts'
-import type { Publication, StatePublisher } from '../state-publisher.ts'
+import type { StatePublisher } from '../state-publisher.ts'
 import { UniqueViolationError, VersionConflictError } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import { RequestLimits } from './rate-limit.ts'
@@ -21,14 +21,14 @@ export interface RequestOutcome {
   response: ResponseEnvelope
 }
 
-/** What a handler gets: who asks (from the token, never from the payload), the transaction, and a place for state changes. */
+/**
+ * What a handler gets: who asks (from the token, never from the payload), the transaction, and a way
+ * to sign the token its response hands out. State topics follow the commit
+ * (services/state-publisher.ts); only events are the handler's to send.
+ */
 export interface RequestContext {
   who: Identity
   tx: Transaction
-  /** Retained topics to publish once the transaction is durable, before the response. */
-  publish(topic: string, value: unknown): void
-  /** Retained topics to clear once the transaction is durable, before the response. */
-  clear(topic: string): void
   /** A non-retained event (chat) to publish once the transaction is durable, before the response. */
   notify(topic: string, value: unknown): void
   /**
@@ -82,7 +82,7 @@ const validEnvelope = validator(RequestEnvelope)
 /**
  * docs/protocol/README.md#requests-and-responses: `clients/{c}/req/{action}` → rate limit → size → JSON → envelope → retry lookup → action →
  * params schema → handler in a store transaction (with the retry record in the same transaction, so
- * a request is applied at most once) → retained state → exactly one response on `clients/{c}/res`.
+ * a request is applied at most once) → retained state (projected as the commit is announced) and events → exactly one response on `clients/{c}/res`.
  */
 export class RequestPipeline {
   readonly #actions = new Map<string, RegisteredAction>()
@@ -198,7 +198,7 @@ export class RequestPipeline {
       return invalid
     }
 
-    let publications: Publication[] = []
+    let events: { topic: string; value: unknown }[] = []
     let retry = false
     let issued: (IssuedToken & { token: string }) | undefined
     const memo = new Map<string, Promise<unknown>>()
@@ -217,7 +217,7 @@ export class RequestPipeline {
     try {
       const started = performance.now()
       const { value } = await store.transaction(async (tx) => {
-        publications = []
+        events = []
         retry = false
         issued = undefined
         // inside the transaction: a retry racing its original (on any hub process) conflicts here
@@ -230,9 +230,7 @@ export class RequestPipeline {
         const ctx: RequestContext = {
           who,
           tx,
-          publish: (topic, value) => publications.push({ topic, value }),
-          clear: (topic) => publications.push({ topic, value: null }),
-          notify: (topic, value) => publications.push({ topic, value, retain: false }),
+          notify: (topic, value) => events.push({ topic, value }),
           sign: (claims, ttlSeconds) => {
             const issuedAt = Math.floor(Date.now() / 1000)
             const signed = tokens.sign(claims, ttlSeconds, issuedAt)
@@ -249,7 +247,7 @@ export class RequestPipeline {
       })
       this.#options.metrics.storeLatency.observe((performance.now() - started) / 1000)
       settle(!retry)
-      await publisher.apply(publications)
+      await Promise.all(events.map(({ topic, value }) => publisher.notify(topic, value)))
       if (!retry) this.#options.onOutcome?.({ who, action: registered.schema, params, response: value })
       return value
     } catch (err) {

@@ -11,21 +11,20 @@ import {
   routerUnserved,
 } from '../../schemas/actions/router.ts'
 import { validator } from '../../schemas/validate.ts'
+import { topics } from '../../schemas/topics.ts'
 import { nextPresence } from '../devices/presence.ts'
 import { HubError, conflict, forbidden, notFound } from '../errors.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
-import type { Publication, StatePublisher } from '../state-publisher.ts'
+import type { StatePublisher } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store, Transaction } from '../store/store.ts'
-import { type StageDoc, stageCollections, stageTopics } from '../stages/model.ts'
-import { stageState } from '../stages/rules.ts'
-import { type Assignment, planDistribution, stageNeeds } from './distribution.ts'
-import { type AssignmentDoc, type RouterDoc, routerCollections, routerState, routerTopics } from './model.ts'
+import { type StageDoc, stageCollections } from '../stages/model.ts'
+import { planDistribution, stageNeeds } from './distribution.ts'
+import { type AssignmentDoc, type RouterDoc, routerCollections, routerState } from './model.ts'
+import { routerProjection, routerTopics } from './projection.ts'
 
-const PRESENCE = /^routers\/([^/]+)\/presence$/
-const LOAD = /^routers\/([^/]+)\/load$/
 const validPresence = validator(RouterPresencePayload)
 const validLoad = validator(RouterLoad)
 const MAX_MESSAGE_BYTES = 8 * 1024
@@ -69,7 +68,7 @@ export class RoutersService {
   async start(): Promise<void> {
     const { store, publisher } = this.#options
     for (const spec of Object.values(routerCollections)) await store.ensureCollection(spec)
-    publisher.register({ name: 'routers', topics: () => this.#allTopics() })
+    publisher.project(routerProjection(store))
     this.#registerActions()
     store.onChange((changes) => (changesDistribution(changes) ? this.distribute() : undefined))
   }
@@ -122,12 +121,12 @@ export class RoutersService {
 
   /** The broker's hook for router publishes; returns a reason to refuse the message. */
   inspect(who: Identity, topic: string, payload: Buffer): string | undefined {
-    const presence = PRESENCE.exec(topic)
-    const load = presence ? null : LOAD.exec(topic)
+    const presence = topics.routerPresence.parse(topic)
+    const load = presence ? null : topics.routerLoad.parse(topic)
     if (!presence && !load) return undefined
     if (payload.length > MAX_MESSAGE_BYTES) return `router message of ${payload.length} bytes is too large`
     const message = parseClientMessage(payload)
-    const routerId = (presence ?? load)![1]!
+    const routerId = (presence ?? load)!.r
     if (load) {
       if (!validLoad(message)) return `load: ${validLoad.describe()}`
       this.#queue.run(routerId, () => this.#update(routerId, (r) => ({ ...r, load: message })))
@@ -188,7 +187,6 @@ export class RoutersService {
         capacity: {},
         createdAt: now(),
       })
-      ctx.publish(routerTopics.document(router.id), routerState(router, []))
       return { router: routerState(router, []), ...sign(ctx, router) }
     })
 
@@ -199,18 +197,12 @@ export class RoutersService {
         ...router,
         tokenVersion: router.tokenVersion + 1,
       })
-      ctx.publish(
-        routerTopics.document(router.id),
-        routerState(rotated, await this.#assignmentsOf(ctx.tx, router.id)),
-      )
       return { ...sign(ctx, rotated), generation: rotated.tokenVersion }
     })
 
     pipeline.register(routerRemove, async (ctx, { routerId }) => {
       const router = await this.#registered(ctx.who, ctx.tx, routerId)
       ctx.tx.delete(routerCollections.routers.name, router)
-      ctx.clear(routerTopics.document(router.id))
-      ctx.clear(routerTopics.presence(router.id))
       // its assignments are released (and the stages reassigned) by the distribution run this commit triggers
       return {}
     })
@@ -224,13 +216,11 @@ export class RoutersService {
           'invalid_request',
           `stage ${stage.id} uses no mediasoup media: it needs no media URL`,
         )
-      const served: StageDoc = {
-        ...stage,
-        ...(params.ov ? { ovServer: { router: ctx.who.id, ...params.ov } } : {}),
-        ...(params.media ? { mediaRouter: { router: ctx.who.id, url: params.media.url } } : {}),
-      }
-      const saved = ctx.tx.replace(stageCollections.stages.name, served)
-      ctx.publish(stageTopics.stage(saved.id), stageState(saved))
+      ctx.tx.replace(routerCollections.assignments.name, {
+        ...assignment,
+        ...(params.ov ? { ov: params.ov } : {}),
+        ...(params.media ? { media: params.media } : {}),
+      })
       return {}
     })
 
@@ -242,85 +232,46 @@ export class RoutersService {
           `stage ${stageId} is still assigned to you: the hub releases it by clearing routers/${ctx.who.id}/assignments/${stageId}`,
         )
       }
-      const stage = await ctx.tx.get<StageDoc>(stageCollections.stages.name, stageId)
-      const cleared = stage ? withoutRouter(stage, ctx.who.id) : null
-      if (cleared) {
-        const saved = ctx.tx.replace(stageCollections.stages.name, cleared)
-        ctx.publish(stageTopics.stage(saved.id), stageState(saved))
-      }
+      // what it told the stage's members went with its assignment: nothing is left to undo
       return {}
     })
   }
 
   async #distributeOnce(): Promise<void> {
-    const { store, publisher } = this.#options
-    const { value: publications } = await store.transaction(async (tx) => {
+    await this.#options.store.transaction(async (tx) => {
       const stages = (await tx.find<StageDoc>(stageCollections.stages.name)).sort((a, b) =>
         a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : 1,
       )
       const routers = await tx.find<RouterDoc>(routerCollections.routers.name)
       const assignments = await tx.find<AssignmentDoc>(routerCollections.assignments.name)
       const plan = planDistribution(stages, routers, assignments, this.#returning)
-      if (plan.release.length === 0 && plan.assign.length === 0) return []
-
-      const out: Publication[] = []
-      const touchedRouters = new Set<string>()
-      const stageById = new Map(stages.map((s) => [s.id, s]))
-      for (const released of plan.release as AssignmentDoc[]) {
+      for (const released of plan.release as AssignmentDoc[])
         tx.delete(routerCollections.assignments.name, released)
-        out.push({ topic: routerTopics.assignment(released.routerId, released.stageId), value: null })
-        touchedRouters.add(released.routerId)
-        const stage = stageById.get(released.stageId)
-        const cleared = stage ? withoutRouter(stage, released.routerId) : null
-        if (cleared) {
-          const saved = tx.replace(stageCollections.stages.name, cleared)
-          stageById.set(saved.id, saved)
-          out.push({ topic: stageTopics.stage(saved.id), value: stageState(saved) })
-        }
-      }
       const assignedAt = now()
       for (const { stageId, routerId, kinds } of plan.assign) {
         // a released assignment of this stage was deleted above: insert replaces it
-        const doc = tx.insert<AssignmentDoc>(routerCollections.assignments.name, {
+        tx.insert<AssignmentDoc>(routerCollections.assignments.name, {
           id: stageId,
           stageId,
           routerId,
           kinds: [...kinds],
           assignedAt,
         })
-        out.push({ topic: routerTopics.assignment(routerId, stageId), value: assignmentState(doc) })
-        touchedRouters.add(routerId)
       }
-      const current = [
-        ...assignments.filter((a) => !plan.release.includes(a)),
-        ...plan.assign,
-      ] as Assignment[]
-      for (const router of routers) {
-        if (!touchedRouters.has(router.id)) continue
-        const mine = current.filter((a) => a.routerId === router.id) as AssignmentDoc[]
-        out.push({ topic: routerTopics.document(router.id), value: routerState(router, mine) })
-      }
-      return out
     })
-    await publisher.apply(publications)
   }
 
-  /** Changes a stored router and republishes its document; `change` returns null for no change. */
+  /** Changes a stored router; `change` returns null for no change. */
   async #update(
     routerId: string,
     change: (router: RouterDoc) => RouterDoc | null,
   ): Promise<RouterDoc | null> {
-    const { store, publisher } = this.#options
-    const { value } = await store.transaction(async (tx) => {
+    const { value } = await this.#options.store.transaction(async (tx) => {
       const router = await tx.get<RouterDoc>(routerCollections.routers.name, routerId)
       const next = router ? change(router) : null
-      if (!next) return null
-      const saved = tx.replace(routerCollections.routers.name, next)
-      return { saved, assignments: await this.#assignmentsOf(tx, routerId) }
+      return next && tx.replace(routerCollections.routers.name, next)
     })
-    if (!value) return null
-    await publisher.publish(routerTopics.document(routerId), routerState(value.saved, value.assignments))
-    return value.saved
+    return value
   }
 
   async #registered(who: Identity, tx: Transaction, routerId: string): Promise<RouterDoc> {
@@ -339,21 +290,6 @@ export class RoutersService {
     const stage = await tx.get<StageDoc>(stageCollections.stages.name, stageId)
     if (!stage) throw notFound(`stage ${stageId}`)
     return { assignment, stage }
-  }
-
-  #assignmentsOf(tx: Transaction, routerId: string): Promise<AssignmentDoc[]> {
-    return tx.find<AssignmentDoc>(routerCollections.assignments.name, { routerId })
-  }
-
-  async *#allTopics(): AsyncIterable<{ topic: string; value: unknown }> {
-    const { store } = this.#options
-    const assignments = await store.find<AssignmentDoc>(routerCollections.assignments.name)
-    for await (const router of store.scan<RouterDoc>(routerCollections.routers.name)) {
-      const mine = assignments.filter((a) => a.routerId === router.id)
-      yield { topic: routerTopics.document(router.id), value: routerState(router, mine) }
-      for (const a of mine)
-        yield { topic: routerTopics.assignment(router.id, a.stageId), value: assignmentState(a) }
-    }
   }
 }
 
@@ -378,23 +314,6 @@ export function changesDistribution(changes: readonly Change[]): boolean {
     }
     return false
   })
-}
-
-function assignmentState(doc: AssignmentDoc) {
-  return { stageId: doc.stageId, kinds: doc.kinds, assignedAt: doc.assignedAt }
-}
-
-/** The stage without what this router told its members; null when the router told them nothing. */
-function withoutRouter(stage: StageDoc, routerId: string): StageDoc | null {
-  const ov = stage.ovServer?.router === routerId
-  const media = stage.mediaRouter?.router === routerId
-  if (!ov && !media) return null
-  const { ovServer, mediaRouter, ...rest } = stage
-  return {
-    ...rest,
-    ...(ov || !ovServer ? {} : { ovServer }),
-    ...(media || !mediaRouter ? {} : { mediaRouter }),
-  }
 }
 
 function requireAdmin(who: Identity): void {

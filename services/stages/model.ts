@@ -6,22 +6,26 @@ import type {
   StageState,
   StageTrackState,
 } from '../../schemas/actions/stage.ts'
-import { topics } from '../../schemas/topics.ts'
 import { collections } from '../collections.ts'
 import type { CollectionSpec, StoredDoc } from '../store/port.ts'
 
-/** Stored stage: the published state plus what is never published. */
-export interface StageDoc extends StoredDoc, Omit<StageState, 'id' | 'version' | 'hasPassword'> {
+/**
+ * Stored stage: the published state, without what its router says (kept in the router's assignment,
+ * see stageState), plus what is never published.
+ */
+export interface StageDoc
+  extends StoredDoc, Omit<StageState, 'id' | 'version' | 'hasPassword' | 'ovServer' | 'mediaRouter'> {
   passwordHash?: string
   createdBy: string
   createdAt: string
 }
 
+/** A stored group: exactly what `stages/{s}/groups/{g}` shows. */
 export interface GroupDoc extends StoredDoc, Omit<GroupState, 'id' | 'version'> {}
 
 /**
- * A stored member, as published. Its `name` is the user's, kept current by the user.update hook so
- * members can show each other; `online` follows the user's devices (docs/protocol/README.md#presence).
+ * A stored membership: exactly what `stages/{s}/members/{u}` shows. Its `name` is the user's, kept
+ * current by the user.update hook; `online` follows the user's devices (rules.ts, memberOnline).
  */
 export interface MemberDoc extends StoredDoc, Omit<MemberState, 'id' | 'version'> {}
 
@@ -43,13 +47,7 @@ export const stageCollections = {
   mixes: { name: 'mixes', indexes: [['stageId'], ['targetId'], ['userId', 'stageId']] },
 } satisfies Record<string, CollectionSpec>
 
-/** The stage topics' builders, named as the stage service calls them; the catalogue knows their shape. */
-export const stageTopics = {
-  stage: topics.stage.build,
-  group: topics.group.build,
-  member: topics.member.build,
-  track: topics.track.build,
-  chat: topics.chat.build,
-  summary: topics.stageSummary.build,
-  mix: topics.mix.build as (u: string, kind: MixKind, id: string) => string,
+/** A mix's id: one override per user and target. */
+export function mixKey(userId: string, kind: MixKind, targetId: string): string {
+  return `${userId}/${kind}/${targetId}`
 }

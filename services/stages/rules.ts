@@ -7,17 +7,9 @@ import type {
 } from '../../schemas/actions/stage.ts'
 import { sentTracks } from '../../firmware-config/ov-client.ts'
 import type { DeviceDoc } from '../collections.ts'
-import { collections, type UserDoc } from '../collections.ts'
-import type { Publication } from '../state-publisher.ts'
+import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import type { Change, StoredDoc } from '../store/port.ts'
-import {
-  type GroupDoc,
-  type MemberDoc,
-  type MixDoc,
-  type StageDoc,
-  type StageTrackDoc,
-  stageTopics,
-} from './model.ts'
+import { type GroupDoc, type MemberDoc, type MixDoc, type StageDoc, type StageTrackDoc } from './model.ts'
 
 /** Seats are the ov renderer's device slots: 0-29 (ov-server serves at most 32 devices a session). */
 export const SEATS_PER_STAGE = 30
@@ -89,10 +81,39 @@ export function lowestFreeSeat(
   return null
 }
 
-/** What members may see of a stage: everything but the password hash and bookkeeping. */
-export function stageState(stage: StageDoc): StageState {
-  const { passwordHash, createdBy: _createdBy, createdAt: _createdAt, ...visible } = stage
+/**
+ * What members may see of a stage: everything but the password hash and bookkeeping, and how to reach
+ * it as its router said (router.served), while that router is assigned to it.
+ */
+export function stageState(stage: StageDoc, assignment: AssignmentDoc | null = null): StageState {
+  const {
+    passwordHash,
+    createdBy: _createdBy,
+    createdAt: _createdAt,
+    ...visible
+  } = servedStage(stage, assignment)
   return { ...visible, hasPassword: passwordHash !== undefined }
+}
+
+type RouterEntries = Pick<StageState, 'ovServer' | 'mediaRouter'>
+
+/**
+ * The stage with what its router says now. Releases before the assignments kept these entries wrote
+ * them into the stage document itself: such stored entries are ignored, never shown.
+ */
+export function servedStage(stage: StageDoc, assignment: AssignmentDoc | null): StageDoc & RouterEntries {
+  const { ovServer: _ovServer, mediaRouter: _mediaRouter, ...own } = stage as StageDoc & RouterEntries
+  return { ...own, ...servedBy(assignment) }
+}
+
+/** What a stage's router told its members, from its assignment. */
+export function servedBy(assignment: AssignmentDoc | null): RouterEntries {
+  if (!assignment) return {}
+  const { routerId: router, ov, media } = assignment
+  return {
+    ...(ov ? { ovServer: { router, ...ov } } : {}),
+    ...(media ? { mediaRouter: { router, url: media.url } } : {}),
+  }
 }
 
 export function groupState(group: GroupDoc): GroupState {
@@ -137,50 +158,20 @@ export function summaryAudience(
   return [...new Set([...stage.admins, ...members.map((m) => m.userId)])]
 }
 
-/** Every summary of a stage, freshly computed. */
-export function stageSummaries(
+/** `users/{u}/stages/{s}`: the summary u sees, or null when u is neither an admin nor a member. */
+export function visibleSummary(
   stage: StageDoc,
   groups: readonly GroupDoc[],
-  members: readonly MemberDoc[],
-): Publication[] {
-  const byUser = new Map(members.map((m) => [m.userId, m]))
-  return summaryAudience(stage, members).map((userId) => ({
-    topic: stageTopics.summary(userId, stage.id),
-    value: stageSummary(stage, groups, userId, byUser.get(userId)),
-  }))
+  userId: string,
+  member: MemberDoc | undefined,
+): StageSummary | null {
+  if (!member && !isAdmin(stage, userId)) return null
+  return stageSummary(stage, groups, userId, member)
 }
 
-/** Everything a stage publishes, for start-up and for joins. */
-export function stagePublications(
-  stage: StageDoc,
-  groups: readonly GroupDoc[],
-  members: readonly MemberDoc[],
-): Publication[] {
-  return [
-    { topic: stageTopics.stage(stage.id), value: stageState(stage) },
-    ...groups.map((g) => ({ topic: stageTopics.group(stage.id, g.id), value: groupState(g) })),
-    ...members.map((m) => ({ topic: stageTopics.member(stage.id, m.userId), value: memberState(m) })),
-    ...stageSummaries(stage, groups, members),
-  ]
-}
-
-/** The topics that go away with a stage (everything hanging off it). */
-export function stageRemovalTopics(
-  stage: StageDoc,
-  groups: readonly GroupDoc[],
-  members: readonly MemberDoc[],
-  tracks: readonly StageTrackDoc[],
-  mixes: readonly MixDoc[],
-): string[] {
-  return [
-    stageTopics.stage(stage.id),
-    ...groups.map((g) => stageTopics.group(stage.id, g.id)),
-    ...members.map((m) => stageTopics.member(stage.id, m.userId)),
-    ...tracks.map((t) => stageTopics.track(stage.id, t.id)),
-    ...summaryAudience(stage, members).map((u) => stageTopics.summary(u, stage.id)),
-    ...mixes.map((m) => stageTopics.mix(m.userId, m.kind, m.targetId)),
-  ]
-}
+/** docs/protocol/README.md#presence: a member is online while any of its user's devices is. */
+export const memberOnline = (devices: readonly Pick<DeviceDoc, 'online'>[]): boolean =>
+  devices.some((device) => device.online)
 
 /**
  * Who takes over a stage whose only admin deletes the account: a director first, then the member with

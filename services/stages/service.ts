@@ -5,6 +5,7 @@ import type { Quotas } from '../config.ts'
 import type { Identity } from '../../broker/tokens.ts'
 import {
   type MemberState,
+  type StageState,
   chatSend,
   groupCreate,
   groupRemove,
@@ -22,31 +23,26 @@ import {
   stageRemoveAdmin,
   stageUpdate,
 } from '../../schemas/actions/stage.ts'
-import { collections, type UserDoc } from '../collections.ts'
+import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import type { DeviceDoc } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
 import type { RequestContext, RequestPipeline } from '../requests/pipeline.ts'
 import { RateLimiter } from '../requests/rate-limit.ts'
-import type { Publication, StatePublisher } from '../state-publisher.ts'
+import type { StatePublisher } from '../state-publisher.ts'
 import type { Store, Transaction } from '../store/store.ts'
 import { GuessThrottle, throttledCheck } from '../users/auth-limits.ts'
 import type { PasswordPool } from '../users/password-pool.ts'
-import {
-  type AccountRemoval,
-  type AccountRemovalChoice,
-  type UsersService,
-  userProfile,
-  userTopic,
-} from '../users/service.ts'
+import type { AccountRemoval, AccountRemovalChoice, UsersService } from '../users/service.ts'
 import {
   type GroupDoc,
   type MemberDoc,
   type MixDoc,
   type StageDoc,
   type StageTrackDoc,
+  mixKey,
   stageCollections as c,
-  stageTopics as topics,
 } from './model.ts'
+import { stageProjection, stageTopics as topics } from './projection.ts'
 import {
   SEATS_PER_STAGE,
   applyPatch,
@@ -54,6 +50,7 @@ import {
   groupState,
   isAdmin,
   lowestFreeSeat,
+  memberOnline,
   memberState,
   memberOvTracks,
   membershipDependents,
@@ -61,13 +58,10 @@ import {
   mixState,
   origin,
   stageDefaults,
-  stagePublications,
-  stageRemovalTopics,
   stageState,
-  stageSummaries,
-  stageSummary,
   successorAdmin,
 } from './rules.ts'
+import { deleteTracks, insertTrack } from './tracks.ts'
 
 export interface StagesServiceOptions {
   store: Store
@@ -96,8 +90,8 @@ function requireUser(who: Identity): string {
 
 /**
  * Stages, groups, members, seats, mixes and chat (docs/protocol/actions.md). Every handler checks permissions
- * against the stored stage, changes the store in the request's transaction, and lists the retained
- * topics to republish or clear; the pipeline publishes them once the change is durable.
+ * against the stored stage and changes the store in the request's transaction; the retained topics
+ * follow the commit (./projection.ts). Chat messages, which nothing stores, go out as notifications.
  */
 export class StagesService {
   readonly #options: StagesServiceOptions
@@ -117,7 +111,7 @@ export class StagesService {
   async start(): Promise<void> {
     const { store, pipeline, publisher, users } = this.#options
     for (const spec of Object.values(c)) await store.ensureCollection(spec)
-    publisher.register({ name: 'stages', topics: () => this.#allTopics() })
+    publisher.project(stageProjection(store))
     users.onProfileChange((ctx, user) => this.#renameMembers(ctx, user))
     users.onAccountRemoval((ctx, user, choice, removal) => this.#removeAccount(ctx, user, choice, removal))
     // awaited by the store, so a request's membership effects are published before its answer
@@ -162,16 +156,11 @@ export class StagesService {
       const mix = await ctx.tx.get<MixDoc>(c.mixes.name, mixKey(userId, p.kind, p.id))
       if (!mix) throw notFound(`your ${p.kind} override for ${p.id}`)
       ctx.tx.delete(c.mixes.name, mix)
-      ctx.clear(topics.mix(userId, p.kind, p.id))
       return {}
     })
     pipeline.register(chatSend, (ctx, p) => this.#chat(ctx, p.text))
   }
 
-  /**
-   * A device of `userId` went online or offline: the member of the stage the user is in follows
-   * (online while any device is). Runs in its own transaction, called by device presence.
-   */
   /**
    * Brings a user's membership up to date with their devices, after a device or the user's current
    * stage changed: the member is online while any device is (docs/protocol/README.md#presence), and the ov tracks the user's
@@ -179,46 +168,31 @@ export class StagesService {
    * mixes on it along). Media tracks (routers) are left alone.
    */
   async refreshMember(userId: string): Promise<void> {
-    const { store, publisher } = this.#options
-    const { value: publications } = await store.transaction(async (tx) => {
-      const out: Publication[] = []
+    await this.#options.store.transaction(async (tx) => {
       const user = await tx.get<UserDoc>(collections.users.name, userId)
       const member = user?.stageId ? await this.#membership(tx, user.stageId, userId) : null
       const devices = await tx.find<DeviceDoc>(collections.devices.name, { owner: userId })
       if (member?.joined) {
-        const online = devices.some((device) => device.online)
-        if (member.online !== online) {
-          const saved = tx.replace(c.members.name, { ...member, online })
-          out.push({ topic: topics.member(saved.stageId, userId), value: memberState(saved) })
-        }
+        const online = memberOnline(devices)
+        if (member.online !== online) tx.replace(c.members.name, { ...member, online })
       }
       const wanted = new Map(member ? memberOvTracks(member, devices).map((t) => [t.id, t]) : [])
       const existing = await tx.find<StageTrackDoc>(c.stageTracks.name, { userId, kind: 'ov' })
+      const gone: StageTrackDoc[] = []
       for (const track of existing) {
         const next = wanted.get(track.id)
         wanted.delete(track.id)
         if (next && next.stageId === track.stageId) {
           const { version: _version, ...current } = track
-          if (isDeepStrictEqual(current, next)) continue
-          const saved = tx.replace(c.stageTracks.name, { ...track, ...next })
-          out.push({ topic: topics.track(saved.stageId, saved.id), value: saved })
+          if (!isDeepStrictEqual(current, next)) tx.replace(c.stageTracks.name, { ...track, ...next })
           continue
         }
-        tx.delete(c.stageTracks.name, track)
-        out.push({ topic: topics.track(track.stageId, track.id), value: null })
-        for (const mix of await tx.find<MixDoc>(c.mixes.name, { targetId: track.id, kind: 'track' })) {
-          tx.delete(c.mixes.name, mix)
-          out.push({ topic: topics.mix(mix.userId, mix.kind, mix.targetId), value: null })
-        }
+        gone.push(track)
         if (next) wanted.set(next.id, next) // moved to another stage: inserted below
       }
-      for (const track of wanted.values()) {
-        const saved = tx.insert<StageTrackDoc>(c.stageTracks.name, track)
-        out.push({ topic: topics.track(saved.stageId, saved.id), value: saved })
-      }
-      return out
+      await deleteTracks(tx, gone)
+      for (const track of wanted.values()) insertTrack(tx, track)
     })
-    await publisher.apply(publications)
   }
 
   // ── stages ────────────────────────────────────────────────────────────────────────────────
@@ -240,8 +214,6 @@ export class StagesService {
       createdBy: userId,
       createdAt: new Date().toISOString(),
     })
-    ctx.publish(topics.stage(stage.id), stageState(stage))
-    ctx.publish(topics.summary(userId, stage.id), stageSummary(stage, [], userId, undefined))
     return stageState(stage)
   }
 
@@ -254,9 +226,7 @@ export class StagesService {
     else if (password !== undefined) {
       next.passwordHash = await ctx.once('hash', () => this.#options.passwords.hash(password))
     }
-    const saved = ctx.tx.replace(c.stages.name, next)
-    await this.#publishStage(ctx, saved)
-    return stageState(saved)
+    return this.#visible(ctx.tx, ctx.tx.replace(c.stages.name, next))
   }
 
   async #removeStage(ctx: RequestContext, stageId: string) {
@@ -264,7 +234,7 @@ export class StagesService {
     return {}
   }
 
-  /** Deletes a stage with everything hanging off it and clears its topics (stage.remove, user.delete). */
+  /** Deletes a stage with everything hanging off it (stage.remove, user.delete). */
   async #deleteStage(ctx: RequestContext, stage: StageDoc): Promise<void> {
     const { tx } = ctx
     const stageId = stage.id
@@ -287,16 +257,16 @@ export class StagesService {
     ] as const) {
       for (const doc of docs) tx.delete(name, doc)
     }
-    for (const topic of stageRemovalTopics(stage, groups, members, tracks, mixes)) ctx.clear(topic)
   }
 
   async #addAdmin(ctx: RequestContext, stageId: string, userId: string) {
     const stage = await this.#adminStage(ctx, stageId)
     if (!(await ctx.tx.get<UserDoc>(collections.users.name, userId))) throw notFound(`user ${userId}`)
-    if (isAdmin(stage, userId)) return stageState(stage)
-    const saved = ctx.tx.replace(c.stages.name, { ...stage, admins: [...stage.admins, userId] })
-    await this.#publishStage(ctx, saved)
-    return stageState(saved)
+    if (isAdmin(stage, userId)) return this.#visible(ctx.tx, stage)
+    return this.#visible(
+      ctx.tx,
+      ctx.tx.replace(c.stages.name, { ...stage, admins: [...stage.admins, userId] }),
+    )
   }
 
   async #removeAdmin(ctx: RequestContext, stageId: string, userId: string) {
@@ -308,10 +278,7 @@ export class StagesService {
       ...stage,
       admins: stage.admins.filter((a) => a !== userId),
     })
-    const stillMember = await this.#membership(ctx.tx, stageId, userId)
-    if (!stillMember) ctx.clear(topics.summary(userId, stageId))
-    await this.#publishStage(ctx, saved)
-    return stageState(saved)
+    return this.#visible(ctx.tx, saved)
   }
 
   /**
@@ -364,9 +331,8 @@ export class StagesService {
     }
     for (const [stageId, admins] of newAdmins) {
       const stage = await this.#stage(tx, stageId)
-      await this.#publishStage(ctx, tx.replace(c.stages.name, { ...stage, admins }))
+      tx.replace(c.stages.name, { ...stage, admins })
     }
-    for (const stageId of touched) ctx.clear(topics.summary(userId, stageId))
   }
 
   /**
@@ -425,9 +391,7 @@ export class StagesService {
     const existing = await this.#membership(tx, stage.id, userId)
     if (user.stageId === stage.id && existing?.joined) {
       if (existing.groupId === group.id) return memberState(existing)
-      const moved = tx.replace(c.members.name, { ...existing, groupId: group.id })
-      ctx.publish(topics.member(stage.id, userId), memberState(moved))
-      return memberState(moved)
+      return memberState(tx.replace(c.members.name, { ...existing, groupId: group.id }))
     }
     await this.#leaveCurrent(ctx, user)
 
@@ -458,7 +422,7 @@ export class StagesService {
         position: origin,
       })
       // one hears oneself through the local monitor, not through the stage: muted for oneself by default
-      const selfMix = tx.insert<MixDoc>(c.mixes.name, {
+      tx.insert<MixDoc>(c.mixes.name, {
         id: mixKey(userId, 'member', member.id),
         userId,
         stageId: stage.id,
@@ -466,12 +430,8 @@ export class StagesService {
         targetId: member.id,
         muted: true,
       })
-      ctx.publish(topics.mix(userId, 'member', member.id), mixState(selfMix))
     }
     this.#setCurrentStage(ctx, await this.#user(tx, userId), stage.id)
-    ctx.publish(topics.member(stage.id, userId), memberState(member))
-    const groups = await tx.find<GroupDoc>(c.groups.name, { stageId: stage.id })
-    ctx.publish(topics.summary(userId, stage.id), stageSummary(stage, groups, userId, member))
     return memberState(member)
   }
 
@@ -481,14 +441,7 @@ export class StagesService {
     const stageId = user.stageId
     const member = await this.#membership(ctx.tx, stageId, user.id)
     this.#setCurrentStage(ctx, user, undefined)
-    if (!member) return
-    const offline = ctx.tx.replace(c.members.name, { ...member, joined: false, online: false, seat: null })
-    ctx.publish(topics.member(stageId, user.id), memberState(offline))
-    const stage = await ctx.tx.get<StageDoc>(c.stages.name, stageId)
-    if (stage) {
-      const groups = await ctx.tx.find<GroupDoc>(c.groups.name, { stageId })
-      ctx.publish(topics.summary(user.id, stageId), stageSummary(stage, groups, user.id, offline))
-    }
+    if (member) ctx.tx.replace(c.members.name, { ...member, joined: false, online: false, seat: null })
   }
 
   /** Deletes a membership and what hangs off it (stage.forget, member.remove, group.remove). */
@@ -498,12 +451,6 @@ export class StagesService {
     const member = await this.#membership(tx, stageId, userId)
     if (!member) throw notFound(`member ${userId} of stage ${stageId}`)
     await this.#deleteMember(ctx, stage, member)
-    if (isAdmin(stage, userId)) {
-      const groups = await tx.find<GroupDoc>(c.groups.name, { stageId })
-      ctx.publish(topics.summary(userId, stageId), stageSummary(stage, groups, userId, undefined))
-    } else {
-      ctx.clear(topics.summary(userId, stageId))
-    }
   }
 
   async #deleteMember(ctx: RequestContext, stage: StageDoc, member: MemberDoc): Promise<void> {
@@ -513,16 +460,9 @@ export class StagesService {
       tx.find<MixDoc>(c.mixes.name, { stageId: stage.id }),
     ])
     const dependents = membershipDependents(member, tracks, mixes)
-    for (const track of dependents.tracks) {
-      tx.delete(c.stageTracks.name, track)
-      ctx.clear(topics.track(stage.id, track.id))
-    }
-    for (const mix of dependents.mixes) {
-      tx.delete(c.mixes.name, mix)
-      ctx.clear(topics.mix(mix.userId, mix.kind, mix.targetId))
-    }
+    for (const track of dependents.tracks) tx.delete(c.stageTracks.name, track)
+    for (const mix of dependents.mixes) tx.delete(c.mixes.name, mix)
     tx.delete(c.members.name, member)
-    ctx.clear(topics.member(stage.id, member.userId))
     const user = await tx.get<UserDoc>(collections.users.name, member.userId)
     if (user?.stageId === stage.id) this.#setCurrentStage(ctx, user, undefined)
   }
@@ -545,8 +485,6 @@ export class StagesService {
       muted: params.muted ?? false,
       position: params.position ?? origin,
     })
-    ctx.publish(topics.group(stage.id, group.id), groupState(group))
-    await this.#publishSummaries(ctx, stage)
     return groupState(group)
   }
 
@@ -561,10 +499,7 @@ export class StagesService {
     if (patch.color && patch.color !== group.color) {
       assertColorFree(await ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id }), patch.color)
     }
-    const saved = ctx.tx.replace(c.groups.name, applyPatch(group, patch))
-    ctx.publish(topics.group(stage.id, saved.id), groupState(saved))
-    if (patch.name !== undefined || patch.color !== undefined) await this.#publishSummaries(ctx, stage)
-    return groupState(saved)
+    return groupState(ctx.tx.replace(c.groups.name, applyPatch(group, patch)))
   }
 
   async #removeGroup(ctx: RequestContext, params: typeof groupRemove.params.static) {
@@ -576,22 +511,12 @@ export class StagesService {
       throw new HubError('invalid_request', 'moveTo must be another group than the one removed')
     const members = await tx.find<MemberDoc>(c.members.name, { stageId: stage.id, groupId: group.id })
     for (const member of members) {
-      if (target) {
-        const moved = tx.replace(c.members.name, { ...member, groupId: target.id })
-        ctx.publish(topics.member(stage.id, member.userId), memberState(moved))
-      } else {
-        await this.#deleteMember(ctx, stage, member)
-        // admins keep theirs (republished below); for the others the stage is gone from their list
-        if (!isAdmin(stage, member.userId)) ctx.clear(topics.summary(member.userId, stage.id))
-      }
+      if (target) tx.replace(c.members.name, { ...member, groupId: target.id })
+      else await this.#deleteMember(ctx, stage, member)
     }
-    for (const mix of await tx.find<MixDoc>(c.mixes.name, { targetId: group.id })) {
+    for (const mix of await tx.find<MixDoc>(c.mixes.name, { targetId: group.id }))
       tx.delete(c.mixes.name, mix)
-      ctx.clear(topics.mix(mix.userId, mix.kind, mix.targetId))
-    }
     tx.delete(c.groups.name, group)
-    ctx.clear(topics.group(stage.id, group.id))
-    await this.#publishSummaries(ctx, stage)
     return {}
   }
 
@@ -601,9 +526,7 @@ export class StagesService {
     if (!member) throw notFound(`member ${params.userId} of stage ${stage.id}`)
     checkVersion(`member ${params.userId}`, member, params.version)
     if (params.patch.groupId !== undefined) await this.#group(ctx.tx, stage.id, params.patch.groupId)
-    const saved = ctx.tx.replace(c.members.name, applyPatch(member, params.patch))
-    ctx.publish(topics.member(stage.id, saved.userId), memberState(saved))
-    return memberState(saved)
+    return memberState(ctx.tx.replace(c.members.name, applyPatch(member, params.patch)))
   }
 
   // ── mixes and chat ────────────────────────────────────────────────────────────────────────
@@ -638,7 +561,6 @@ export class StagesService {
         ...fields,
       })
     }
-    ctx.publish(topics.mix(userId, kind, targetId), mixState(mix))
     return mixState(mix)
   }
 
@@ -682,6 +604,11 @@ export class StagesService {
     return group
   }
 
+  /** The stage as `stages/{s}` shows it, with what its router said. */
+  async #visible(tx: Transaction, stage: StageDoc): Promise<StageState> {
+    return stageState(stage, await tx.get<AssignmentDoc>(collections.assignments.name, stage.id))
+  }
+
   async #user(tx: Transaction, userId: string): Promise<UserDoc> {
     const user = await tx.get<UserDoc>(collections.users.name, userId)
     if (!user) throw notFound(`user ${userId}: sign up first`)
@@ -697,59 +624,19 @@ export class StagesService {
     const next: UserDoc = { ...user }
     if (stageId) next.stageId = stageId
     else delete next.stageId
-    const saved = ctx.tx.replace(collections.users.name, next)
-    ctx.publish(userTopic(saved.id), userProfile(saved))
-  }
-
-  async #publishStage(ctx: RequestContext, stage: StageDoc): Promise<void> {
-    ctx.publish(topics.stage(stage.id), stageState(stage))
-    await this.#publishSummaries(ctx, stage)
-  }
-
-  async #publishSummaries(ctx: RequestContext, stage: StageDoc): Promise<void> {
-    const [groups, members] = await Promise.all([
-      ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id }),
-      ctx.tx.find<MemberDoc>(c.members.name, { stageId: stage.id }),
-    ])
-    for (const p of stageSummaries(stage, groups, members)) ctx.publish(p.topic, p.value)
+    ctx.tx.replace(collections.users.name, next)
   }
 
   async #renameMembers(ctx: RequestContext, user: UserDoc): Promise<void> {
     for (const member of await ctx.tx.find<MemberDoc>(c.members.name, { userId: user.id })) {
-      if (member.name === user.name) continue
-      const renamed = ctx.tx.replace(c.members.name, { ...member, name: user.name })
-      ctx.publish(topics.member(member.stageId, member.userId), memberState(renamed))
-    }
-  }
-
-  async *#allTopics(): AsyncIterable<{ topic: string; value: unknown }> {
-    const { store } = this.#options
-    for await (const stage of store.scan<StageDoc>(c.stages.name)) {
-      const [groups, members, tracks] = await Promise.all([
-        store.find<GroupDoc>(c.groups.name, { stageId: stage.id }),
-        store.find<MemberDoc>(c.members.name, { stageId: stage.id }),
-        store.find<StageTrackDoc>(c.stageTracks.name, { stageId: stage.id }),
-      ])
-      yield* stagePublications(stage, groups, members)
-      for (const track of tracks) yield { topic: topics.track(stage.id, track.id), value: track }
-    }
-    for await (const mix of store.scan<MixDoc>(c.mixes.name)) {
-      yield { topic: topics.mix(mix.userId, mix.kind, mix.targetId), value: mixState(mix) }
+      if (member.name !== user.name) ctx.tx.replace(c.members.name, { ...member, name: user.name })
     }
   }
 }
 
-/** docs/protocol/README.md#presence: a member is online while any of its user's devices is. */
+/** Whether the user's member is online now (reading only the devices that are, to conflict with fewer commits). */
 async function hasOnlineDevice(tx: Transaction, userId: string): Promise<boolean> {
-  const devices = await tx.find<{ id: string; version: number; online?: boolean }>(collections.devices.name, {
-    owner: userId,
-    online: true,
-  })
-  return devices.length > 0
-}
-
-function mixKey(userId: string, kind: string, targetId: string): string {
-  return `${userId}/${kind}/${targetId}`
+  return memberOnline(await tx.find<DeviceDoc>(collections.devices.name, { owner: userId, online: true }))
 }
 
 function assertColorFree(groups: readonly GroupDoc[], color: string): void {

@@ -12,7 +12,6 @@ import {
   userUpdate,
 } from '../../schemas/actions/user.ts'
 import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
-import type { UserProfile } from '../../schemas/state.ts'
 import { validator } from '../../schemas/validate.ts'
 import { type DeletedUserDoc, collections, type UserDoc } from '../collections.ts'
 import { HubError, checkVersion, forbidden, notFound } from '../errors.ts'
@@ -29,18 +28,7 @@ import {
   throttledCheck,
 } from './auth-limits.ts'
 import type { PasswordPool } from './password-pool.ts'
-
-export const userTopic = (userId: string) => `users/${userId}`
-
-export function userProfile(user: UserDoc): UserProfile {
-  return {
-    id: user.id,
-    name: user.name,
-    ...(user.avatarUrl ? { avatarUrl: user.avatarUrl } : {}),
-    ...(user.stageId ? { stageId: user.stageId } : {}),
-    version: user.version,
-  }
-}
+import { profileProjection, userProfile } from './projection.ts'
 
 export function newId(): string {
   return randomBytes(12).toString('base64url')
@@ -219,17 +207,10 @@ export class UsersService {
       )
     }, sweepMs)
     this.#tombstoneSweeper.unref()
-    publisher.register({
-      name: 'users',
-      topics: async function* () {
-        for await (const user of store.scan<UserDoc>(collections.users.name)) {
-          yield { topic: userTopic(user.id), value: userProfile(user) }
-        }
-      },
-    })
+    publisher.project(profileProjection(store))
 
     pipeline.register(userUpdate, async (ctx, params) => {
-      const { who, tx, publish } = ctx
+      const { who, tx } = ctx
       if (who.role !== 'user') throw new HubError('forbidden', 'only users have a profile to update')
       const user = await tx.get<UserDoc>(collections.users.name, who.id)
       if (!user) throw notFound(`user ${who.id}`)
@@ -239,10 +220,8 @@ export class UsersService {
       if (params.avatarUrl === null) delete next.avatarUrl
       else if (params.avatarUrl !== undefined) next.avatarUrl = params.avatarUrl
       const saved = tx.replace(collections.users.name, next)
-      const profile = userProfile(saved)
-      publish(userTopic(saved.id), profile)
       for (const hook of this.#profileHooks) await hook(ctx, saved)
-      return profile
+      return userProfile(saved)
     })
 
     pipeline.register(userSignOut, async (ctx) => {
@@ -273,7 +252,6 @@ export class UsersService {
         id: user.id,
         deletedAt: new Date().toISOString(),
       })
-      ctx.clear(userTopic(user.id))
       this.#answeringDeletion.add(ctx.who)
       return removal
     })
@@ -377,8 +355,7 @@ export class UsersService {
    * finds it); a deleted account's tombstone refuses the token instead, recreating nothing.
    */
   async admitNewUser(who: Identity): Promise<void> {
-    const { store, publisher } = this.#options
-    const { value: created } = await store.transaction(async (tx) => {
+    await this.#options.store.transaction(async (tx) => {
       if (await tx.get<UserDoc>(collections.users.name, who.id)) return null
       if (await tx.get<DeletedUserDoc>(collections.deletedUsers.name, who.id))
         throw new TokenRefusal(5, `user ${who.id} was deleted`, 'registration')
@@ -388,14 +365,11 @@ export class UsersService {
         createdAt: new Date().toISOString(),
       })
     })
-    if (created) await publisher.publish(userTopic(created.id), userProfile(created))
   }
 
-  /** Sign-up: creates the account and publishes its profile. */
-  async createUser(input: NewUser): Promise<UserDoc> {
-    const user = await createUser(this.#options.store, input, this.#options.passwords)
-    await this.#options.publisher.publish(userTopic(user.id), userProfile(user))
-    return user
+  /** Sign-up: creates the account (its profile follows the commit). */
+  createUser(input: NewUser): Promise<UserDoc> {
+    return createUser(this.#options.store, input, this.#options.passwords)
   }
 
   userToken(user: Pick<UserDoc, 'id' | 'name' | 'tokenVersion'>): TokenReply {

@@ -1,6 +1,6 @@
 import jwt from 'jsonwebtoken'
 import t from 'tap'
-import type { RegisteredDevice, RouterDoc } from '../../services/collections.ts'
+import type { DeviceRegistration, RouterDoc } from '../../services/collections.ts'
 import {
   TEST_SECRET,
   connackCode,
@@ -26,7 +26,7 @@ const codeFor = (password: string | undefined, clientId = 'c1', extra: Record<st
   })
 
 await th.hub.store.transaction(async (tx) => {
-  tx.insert<RegisteredDevice>('devices', { id: 'd1', owner: 'u1', tokenVersion: 2 })
+  tx.insert<DeviceRegistration>('devices', { id: 'd1', owner: 'u1', tokenVersion: 2 })
   tx.insert<RouterDoc>('routers', { id: 'r1', tokenVersion: 3 })
 })
 
@@ -136,12 +136,12 @@ t.test('CONNACK 5: devices and routers must be registered and their token genera
 
   // a generation bumped in the store revokes the token from then on
   await th.hub.store.transaction(async (tx) => {
-    const device = await tx.get<RegisteredDevice>('devices', 'd1')
+    const device = await tx.get<DeviceRegistration>('devices', 'd1')
     tx.replace('devices', { ...device!, tokenVersion: 3 })
   })
   t.teardown(() =>
     th.hub.store.transaction(async (tx) => {
-      const device = await tx.get<RegisteredDevice>('devices', 'd1')
+      const device = await tx.get<DeviceRegistration>('devices', 'd1')
       tx.replace('devices', { ...device!, tokenVersion: 2 })
     }),
   )

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
-import type { RegisteredDevice, RetainedDoc, UserDoc } from '../../services/collections.ts'
+import type { DeviceRegistration, RetainedDoc, UserDoc } from '../../services/collections.ts'
 import { HUB_VERSION } from '../../services/hub.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
@@ -117,7 +117,7 @@ t.test(
     const th = await startTestHub(t)
     const owner = await th.hub.users.createUser({ name: 'Owner' })
     await th.hub.store.transaction(async (tx) => {
-      tx.insert<RegisteredDevice>('devices', { id: 'd1', owner: owner.id, tokenVersion: 1 })
+      tx.insert<DeviceRegistration>('devices', { id: 'd1', owner: owner.id, tokenVersion: 1 })
     })
     const device = await th.connect({
       clientId: 'd1',
@@ -227,7 +227,7 @@ t.test(
     const th = await startTestHub(t)
     const owner = await th.hub.users.createUser({ name: 'Owner' })
     await th.hub.store.transaction(async (tx) => {
-      tx.insert<RegisteredDevice>('devices', { id: 'box1', owner: owner.id, tokenVersion: 1 })
+      tx.insert<DeviceRegistration>('devices', { id: 'box1', owner: owner.id, tokenVersion: 1 })
     })
     const device = await th.connect({
       ws: true,

@@ -5,7 +5,8 @@ import { RouterAgent } from '../../../devices/router/agent.ts'
 import type { StageState } from '../../../schemas/actions/stage.ts'
 import type { OvClientConfig } from '../../../schemas/firmware.ts'
 import type { RouterDoc } from '../../../services/routers/model.ts'
-import type { StageDoc } from '../../../services/stages/model.ts'
+import type { AssignmentDoc } from '../../../services/collections.ts'
+import { servedBy } from '../../../services/stages/rules.ts'
 import { type Actor, actor, ok, roomy } from '../../helpers/actors.ts'
 import { type TestHub, startTestHub, waitUntil } from '../../helpers/hub.ts'
 import { freePort } from '../../helpers/proxy.ts'
@@ -39,7 +40,7 @@ async function connectBox(th: TestHub, id: string, token: string, session: numbe
 }
 
 const relayOf = async (th: TestHub, stageId: string) =>
-  (await th.hub.store.get<StageDoc>('stages', stageId))?.ovServer
+  servedBy(await th.hub.store.get<AssignmentDoc>('router_assignments', stageId)).ovServer
 const routerOnline = async (th: TestHub, routerId: string) =>
   (await th.hub.store.get<RouterDoc>('routers', routerId))?.online === true
 

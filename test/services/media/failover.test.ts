@@ -2,7 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { RouterLoad } from '../../../schemas/actions/router.ts'
-import type { StageDoc } from '../../../services/stages/model.ts'
+import type { StageState } from '../../../schemas/actions/stage.ts'
+import type { AssignmentDoc } from '../../../services/collections.ts'
+import { servedBy } from '../../../services/stages/rules.ts'
 import { ok, operatorSees, parse, refused } from '../../helpers/actors.ts'
 import { recordMessages, waitUntil } from '../../helpers/hub.ts'
 import { berlin, createRouter, mediaStage, watchTracks } from './fixture.ts'
@@ -47,14 +49,16 @@ msTest(
     t.equal(agent.room(stage.id), undefined, 'and forgotten')
     await waitUntil(() => !bobSees.current().has(first), 'its producers are no stage tracks any more')
     await waitUntil(
-      async () => (await th.hub.store.get<StageDoc>('stages', stage.id))?.mediaRouter === undefined,
+      async () =>
+        servedBy(await th.hub.store.get<AssignmentDoc>('router_assignments', stage.id)).mediaRouter ===
+        undefined,
       'the stage names no media router',
     )
     // stage.update publishes its copy of the stage after the distribution run its commit triggered
     // published a newer one: the older copy must not overwrite it
     const [retained] = await operatorSees(th, [`stages/${stage.id}`])
     t.equal(
-      (parse(retained!.payload) as StageDoc).mediaRouter,
+      (parse(retained!.payload) as StageState).mediaRouter,
       undefined,
       'the retained stage names no media router either',
     )

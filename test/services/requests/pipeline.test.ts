@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { RegisteredDevice, UserDoc } from '../../../services/collections.ts'
+import type { DeviceRegistration, UserDoc } from '../../../services/collections.ts'
 import {
   Requester,
   type Response,
@@ -337,7 +337,7 @@ t.test('only users may call user.update: devices and admins are forbidden', asyn
   const th = await startTestHub(t)
   const owner = await th.hub.users.createUser({ name: 'Owner' })
   await th.hub.store.transaction(async (tx) => {
-    tx.insert<RegisteredDevice>('devices', { id: 'd1', owner: owner.id, tokenVersion: 1 })
+    tx.insert<DeviceRegistration>('devices', { id: 'd1', owner: owner.id, tokenVersion: 1 })
   })
 
   const device = await th.connect({

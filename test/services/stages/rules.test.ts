@@ -6,17 +6,17 @@ import {
   applyPatch,
   freeGroupColor,
   lowestFreeSeat,
+  memberOnline,
   memberOvTracks,
   membershipDependents,
   origin,
   stageDefaults,
-  stagePublications,
-  stageRemovalTopics,
   stageState,
   stageSummary,
   successorAdmin,
   summaryAudience,
   usersToRefresh,
+  visibleSummary,
 } from '../../../services/stages/rules.ts'
 import type { Change } from '../../../services/store/port.ts'
 
@@ -145,6 +145,31 @@ t.test('stageState hides the password hash and bookkeeping', async (t) => {
 
 // ── summaries ───────────────────────────────────────────────────────────────────────────────
 
+t.test("a stage shows its router's entries from the assignment only", async (t) => {
+  const assignment = {
+    id: 's1',
+    version: 2,
+    stageId: 's1',
+    routerId: 'r2',
+    kinds: ['ov' as const],
+    assignedAt: '2024-01-02T03:04:05.000Z',
+    ov: { ipv4: '192.0.2.2', port: 5000, pin: 7 },
+  }
+  // an older release wrote the router's entries into the stage document itself
+  const stored = { ...stage(), ovServer: { router: 'r1', ipv4: '192.0.2.1', port: 4000 } }
+  t.same(stageState(stored).ovServer, undefined, 'no assignment: no relay, whatever the document says')
+  t.same(
+    stageState(stored, assignment).ovServer,
+    { router: 'r2', ipv4: '192.0.2.2', port: 5000, pin: 7 },
+    "the assigned router's relay",
+  )
+  t.same(stageState(stored, assignment).mediaRouter, undefined, 'no media URL was given')
+  t.same(stageState(stage(), { ...assignment, media: { url: 'wss://r2.example/' } }).mediaRouter, {
+    router: 'r2',
+    url: 'wss://r2.example/',
+  })
+})
+
 t.test('stageSummary', async (t) => {
   const s = stage({ admins: ['alice', 'bob'], passwordHash: 'h', audioType: 'ov', videoType: 'none' })
   const groups = [
@@ -215,84 +240,17 @@ t.test('summaryAudience is admins and members without duplicates', async (t) => 
   t.same(summaryAudience({ admins: [] }, []), [], 'nobody')
 })
 
-// ── publications and removals ───────────────────────────────────────────────────────────────
-
-t.test('stagePublications lists every retained topic of a stage with its state', async (t) => {
-  const s = stage({ admins: ['alice'], passwordHash: 'secret-hash' })
-  const groups = [group('g1', { color: '#111111' }), group('g2', { color: '#222222' })]
-  const members = [member('bob', { joined: true, seat: 0 }), member('carol', { groupId: 'g2' })]
-  const pubs = stagePublications(s, groups, members)
-  const byTopic = new Map(pubs.map((p) => [p.topic, p.value]))
-
-  t.same(
-    [...byTopic.keys()].sort(),
-    [
-      'stages/s1',
-      'stages/s1/groups/g1',
-      'stages/s1/groups/g2',
-      'stages/s1/members/bob',
-      'stages/s1/members/carol',
-      'users/alice/stages/s1',
-      'users/bob/stages/s1',
-      'users/carol/stages/s1',
-    ].sort(),
-    'the stage, its groups, its members (by user id) and a summary per admin and member',
-  )
-  t.equal(byTopic.size, pubs.length, 'each topic once')
-  t.same(byTopic.get('stages/s1'), stageState(s), 'the stage document is the visible state')
-  t.same(byTopic.get('stages/s1/groups/g2'), groups[1])
-  t.same(byTopic.get('stages/s1/members/carol'), members[1])
-  t.match(byTopic.get('users/bob/stages/s1'), { isAdmin: false, isMember: true, joined: true })
-  t.match(byTopic.get('users/carol/stages/s1'), { isAdmin: false, isMember: true, joined: false })
-  t.match(byTopic.get('users/alice/stages/s1'), { isAdmin: true, isMember: false, joined: false })
-  t.notMatch(JSON.stringify(pubs), /secret-hash|passwordHash|createdBy|createdAt/, 'nothing secret')
-  t.ok(
-    pubs.every((p) => p.retain !== false && p.value !== null),
-    'all retained state, nothing cleared',
-  )
+t.test('a summary is visible to admins and members only', async (t) => {
+  const s = stage({ admins: ['alice'] })
+  t.match(visibleSummary(s, [], 'alice', undefined), { isAdmin: true, isMember: false }, 'an admin')
+  t.match(visibleSummary(s, [], 'bob', member('bob')), { isAdmin: false, isMember: true }, 'a member')
+  t.equal(visibleSummary(s, [], 'carol', undefined), null, 'anyone else: cleared')
 })
 
-t.test('stageRemovalTopics covers every topic of a stage', async (t) => {
-  const s = stage({ admins: ['alice', 'bob'] })
-  const groups = [group('g1'), group('g2')]
-  const bob = member('bob', { joined: true, seat: 0 })
-  const carol = member('carol')
-  const tracks = [track('t1', bob), track('t2', carol)]
-  const mixes = [
-    mix('bob', 'member', carol.id),
-    mix('carol', 'group', 'g1'),
-    mix('carol', 'track', 't1'),
-    mix('bob', 'member', bob.id, { muted: true }),
-  ]
-  const topics = stageRemovalTopics(s, groups, [bob, carol], tracks, mixes)
-  t.same(
-    [...topics].sort(),
-    [
-      'stages/s1',
-      'stages/s1/groups/g1',
-      'stages/s1/groups/g2',
-      'stages/s1/members/bob',
-      'stages/s1/members/carol',
-      'stages/s1/tracks/t1',
-      'stages/s1/tracks/t2',
-      'users/alice/stages/s1',
-      'users/bob/stages/s1',
-      'users/carol/stages/s1',
-      `users/bob/mix/member/${carol.id}`,
-      'users/carol/mix/group/g1',
-      'users/carol/mix/track/t1',
-      `users/bob/mix/member/${bob.id}`,
-    ].sort(),
-  )
-  t.equal(new Set(topics).size, topics.length, 'no topic twice (bob is admin and member)')
-
-  // everything stagePublications publishes is among the removal topics
-  const published = stagePublications(s, groups, [bob, carol]).map((p) => p.topic)
-  t.ok(
-    published.every((topic) => topics.includes(topic)),
-    'every published topic of the stage is cleared',
-  )
-  t.same(stageRemovalTopics(stage(), [], [], [], []).sort(), ['stages/s1', 'users/alice/stages/s1'].sort())
+t.test('a member is online while any of its devices is', async (t) => {
+  t.equal(memberOnline([]), false, 'no devices')
+  t.equal(memberOnline([{ online: false }, { online: false }]), false, 'all offline')
+  t.equal(memberOnline([{ online: false }, { online: true }]), true, 'one online')
 })
 
 t.test('membershipDependents', async (t) => {

@@ -386,8 +386,14 @@ t.test(
     await join(carol, stage.id, group.id)
 
     const bobSawStage = waitForMessage(bob.client, `stages/${stage.id}`)
+    // every retained message of the subscription is in before recording starts
+    const bobSawRest = [
+      `stages/${stage.id}/groups/${group.id}`,
+      `stages/${stage.id}/members/${carol.id}`,
+    ].map((topic) => waitForMessage(bob.client, topic))
     await bob.client.subscribeAsync([`stages/${stage.id}/#`, `users/${bob.id}/#`], { qos: 1 })
     t.ok((await bobSawStage).retain, 'as admin, bob holds a subscription to the stage and gets it')
+    await Promise.all(bobSawRest)
     await alice.client.subscribeAsync(`stages/${stage.id}/#`, { qos: 1 })
     const bobSees = recordMessages(bob.client)
 

@@ -1,8 +1,21 @@
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import type { OvAudio, OvClientConfig } from '../../../schemas/firmware.ts'
-import type { StageDoc } from '../../../services/stages/model.ts'
+import type { AssignmentDoc } from '../../../services/collections.ts'
+import type { Transaction } from '../../../services/store/store.ts'
 import { Requester, type TestHub, startTestHub, waitUntil } from '../../helpers/hub.ts'
+
+/** What an ov router's router.served leaves in the store: the stage assigned to it, with its relay. */
+function relayAnswers(tx: Transaction, stageId: string): void {
+  tx.insert<AssignmentDoc>('router_assignments', {
+    id: stageId,
+    stageId,
+    routerId: 'relay-router',
+    kinds: ['ov'],
+    assignedAt: new Date().toISOString(),
+    ov: { ipv4: '198.51.100.9', port: 5555, pin: 1234 },
+  })
+}
 
 /** An ov-box's devices/{d}/config carries the ov-client configuration and follows the state it is rendered from. */
 
@@ -89,11 +102,8 @@ t.test(
     await until(annBox, "Ann's own mix of Bob", (ov) => ov.roomdev[0]?.gain === 0.5)
     t.equal(latest(bobBox)!.roomdev[0]!.gain, 1, "Ann's mix is hers alone")
 
-    // the router's answer (the routers service records it in the stage)
-    await th.hub.store.transaction(async (tx) => {
-      const doc = (await tx.get<StageDoc>('stages', stage.id))!
-      tx.replace('stages', { ...doc, ovServer: { ipv4: '198.51.100.9', port: 5555, pin: 1234 } })
-    })
+    // the router's answer (the routers service records it with the stage's assignment)
+    await th.hub.store.transaction(async (tx) => relayAnswers(tx, stage.id))
     await until(
       annBox,
       'the relay of the stage',
@@ -224,10 +234,7 @@ t.test(
     await untilAudio('no-router')
     t.not(box.configs.at(-1)!.revision, notOv, 'the reason is part of the revision')
 
-    await th.hub.store.transaction(async (tx) => {
-      const doc = (await tx.get<StageDoc>('stages', stage.id))!
-      tx.replace('stages', { ...doc, ovServer: { ipv4: '198.51.100.9', port: 5555, pin: 1234 } })
-    })
+    await th.hub.store.transaction(async (tx) => relayAnswers(tx, stage.id))
     await untilAudio('ready')
     t.match(audio()!.message, /198\.51\.100\.9:5555/)
 

@@ -1,50 +1,79 @@
 import { createHash } from 'node:crypto'
-import type { Logger } from 'pino'
 import { targetRelease } from '../../firmware-config/rollout.ts'
 import type { DeviceConfig, ReleaseState } from '../../schemas/firmware.ts'
+import { topics } from '../../schemas/topics.ts'
 import { type ReleaseDoc, releaseCollection, releaseState } from '../firmware/service.ts'
 import { type OvSeat, ovAudio, renderOvClientConfig, sentTracks } from '../../firmware-config/ov-client.ts'
-import { collections, type UserDoc } from '../collections.ts'
-import { KeyedQueue } from '../keyed-queue.ts'
-import type { StatePublisher } from '../state-publisher.ts'
+import { type AssignmentDoc, collections, type DeviceDoc, type UserDoc } from '../collections.ts'
+import type { Projection, ProjectedTopic } from '../state-publisher.ts'
 import type { Change } from '../store/port.ts'
 import type { Store } from '../store/store.ts'
 import { type MemberDoc, type MixDoc, type StageDoc, stageCollections } from '../stages/model.ts'
-import type { DeviceDoc } from '../collections.ts'
-import { deviceConfig, deviceTopics } from './service.ts'
+import { servedStage } from '../stages/rules.ts'
+import { deviceConfig, deviceState } from './service.ts'
+
+/** The device family's topics, named as this family uses them (shapes: the catalogue). */
+export const deviceTopics = {
+  document: topics.userDevice.build,
+  config: topics.deviceConfig.build,
+  presence: topics.devicePresence.build,
+}
 
 /**
- * `devices/{d}/config`, projected from the store: the device's desired configuration and, for
- * ov-boxes, the ov-client configuration rendered from its user's stage, seat, the other seated
- * ov-boxes and the user's own mix. Re-rendered after every commit that can change it, one device at a
- * time and always from fresh reads, so the last publication is the current state; published only when
- * it changed. The store awaits the projection, so it goes out before the committing request's answer.
+ * Device documents (`users/{owner}/devices/{d}`) and configurations (`devices/{d}/config`), projected
+ * from the store. A configuration is the device's desired configuration and, for ov-boxes, the
+ * ov-client configuration rendered from its user's stage, seat, the other seated ov-boxes and the
+ * user's own mix, so stage, seat and mix commits change it too. A device's presence is its own to
+ * publish; a removed device's is cleared.
  */
-export class DeviceConfigProjector {
+export class DeviceProjection implements Projection {
+  readonly name = 'devices'
   readonly #store: Store
-  readonly #publisher: StatePublisher
-  readonly #log: Logger
-  /** One rendering at a time per device, always from fresh reads: the last one published is current. */
-  readonly #queue: KeyedQueue
-  /** The last configuration published per device, to skip republishing an identical one. */
-  readonly #published = new Map<string, string>()
   #releaseCache: Promise<ReleaseState[]> | undefined
 
-  constructor(store: Store, publisher: StatePublisher, log: Logger) {
+  constructor(store: Store) {
     this.#store = store
-    this.#publisher = publisher
-    this.#log = log
-    this.#queue = new KeyedQueue((err, deviceId) =>
-      log.error({ err, deviceId }, 'could not render a device configuration'),
-    )
   }
 
-  start(): void {
-    this.#store.onChange((changes) => this.#project(changes))
-    this.#publisher.register({
-      name: 'device-config',
-      topics: () => this.#allConfigs(),
-    })
+  async changed(changes: readonly Change[]): Promise<ProjectedTopic[]> {
+    const topics: ProjectedTopic[] = []
+    for (const { collection, id, before, after } of changes) {
+      if (collection !== collections.devices.name) continue
+      const { owner } = (after ?? before) as DeviceDoc
+      topics.push({
+        topic: deviceTopics.document(owner, id),
+        render: async () => {
+          const device = await this.#device(id)
+          return device?.owner === owner ? deviceState(device) : null
+        },
+      })
+      if (!after)
+        topics.push({
+          topic: deviceTopics.presence(id),
+          render: async () => ((await this.#device(id)) ? undefined : null),
+        })
+    }
+    for (const deviceId of await this.#affectedDevices(changes)) {
+      topics.push({
+        topic: deviceTopics.config(deviceId),
+        render: async () => {
+          const device = await this.#device(deviceId)
+          return device && this.configOf(device)
+        },
+      })
+    }
+    return topics
+  }
+
+  async *topics(): AsyncIterable<{ topic: string; value: unknown }> {
+    for await (const device of this.#store.scan<DeviceDoc>(collections.devices.name)) {
+      yield { topic: deviceTopics.document(device.owner, device.id), value: deviceState(device) }
+      yield { topic: deviceTopics.config(device.id), value: await this.configOf(device) }
+    }
+  }
+
+  #device(deviceId: string): Promise<DeviceDoc | null> {
+    return this.#store.get<DeviceDoc>(collections.devices.name, deviceId)
   }
 
   /** The configuration of one device as it should be now. */
@@ -68,15 +97,6 @@ export class DeviceConfigProjector {
     return this.#releaseCache
   }
 
-  async #project(changes: readonly Change[]): Promise<void> {
-    try {
-      const deviceIds = await this.#affectedDevices(changes)
-      await Promise.all([...deviceIds].map((id) => this.#queue.run(id, () => this.#render(id))))
-    } catch (err) {
-      this.#log.error({ err }, 'device configuration projection failed')
-    }
-  }
-
   /** Which devices' configurations a commit can have changed. */
   async #affectedDevices(changes: readonly Change[]): Promise<Set<string>> {
     const devices = new Set<string>()
@@ -94,7 +114,7 @@ export class DeviceConfigProjector {
         case collections.devices.name:
           // reports, last-seen and session updates are most device commits and shape no configuration
           if (configInputs(before) === configInputs(after)) break
-          if (after) devices.add(after.id)
+          devices.add(doc.id as string)
           users.add(doc.owner as string)
           deviceOwners.add(doc.owner as string)
           break
@@ -112,6 +132,10 @@ export class DeviceConfigProjector {
         case stageCollections.members.name:
           stages.add((collection === stageCollections.stages.name ? doc.id : doc.stageId) as string)
           if (collection === stageCollections.members.name) users.add(doc.userId as string)
+          break
+        case collections.assignments.name:
+          // the stage's ov relay
+          stages.add(doc.stageId as string)
           break
         case stageCollections.mixes.name:
           users.add(doc.userId as string)
@@ -138,22 +162,14 @@ export class DeviceConfigProjector {
     return devices
   }
 
-  async #render(deviceId: string): Promise<void> {
-    const device = await this.#store.get<DeviceDoc>(collections.devices.name, deviceId)
-    if (!device) {
-      this.#published.delete(deviceId) // device.remove clears the topic itself
-      return
-    }
-    const payload = JSON.stringify(await this.configOf(device))
-    if (this.#published.get(deviceId) === payload) return
-    this.#published.set(deviceId, payload)
-    await this.#publisher.publish(deviceTopics.config(deviceId), JSON.parse(payload))
-  }
-
   async #renderOv(device: DeviceDoc) {
     const store = this.#store
     const user = await store.get<UserDoc>(collections.users.name, device.owner)
-    const stage = user?.stageId ? await store.get<StageDoc>(stageCollections.stages.name, user.stageId) : null
+    const stored = user?.stageId
+      ? await store.get<StageDoc>(stageCollections.stages.name, user.stageId)
+      : null
+    const stage =
+      stored && servedStage(stored, await store.get<AssignmentDoc>(collections.assignments.name, stored.id))
     const members = stage
       ? await store.find<MemberDoc>(stageCollections.members.name, { stageId: stage.id, joined: true })
       : []
@@ -185,14 +201,6 @@ export class DeviceConfigProjector {
       memberMixes: new Map(mixes.map((m) => [m.targetId, m])),
     })
     return { ov, audio: ovAudio({ ...(stage ? { stage } : {}), seated }) }
-  }
-
-  async *#allConfigs(): AsyncIterable<{ topic: string; value: unknown }> {
-    for await (const device of this.#store.scan<DeviceDoc>(collections.devices.name)) {
-      const value = await this.configOf(device)
-      this.#published.set(device.id, JSON.stringify(value))
-      yield { topic: deviceTopics.config(device.id), value }
-    }
   }
 }
 
