@@ -63,6 +63,8 @@ const summaryInputs = (stage: StageDoc | null) =>
     stage.admins,
   ])
 const groupInputs = (group: GroupDoc | null) => group && JSON.stringify([group.name, group.color])
+/** What of a membership its user's summary shows (stageSummary): that it exists, and `joined`. */
+const memberSummaryInputs = (member: MemberDoc | null) => member && String(member.joined === true)
 
 /**
  * The stage topics a commit can have changed, from the changes alone, and the stages whose every
@@ -97,8 +99,11 @@ export function changedStageTopics(changes: readonly Change[]): {
         break
       }
       case c.members.name: {
-        const { stageId, userId } = (after ?? before) as MemberDoc
-        add({ kind: 'member', stageId, userId }, { kind: 'summary', userId, stageId })
+        const [was, is] = [before as MemberDoc | null, after as MemberDoc | null]
+        const { stageId, userId } = (is ?? was)!
+        add({ kind: 'member', stageId, userId })
+        // a seat, volume or position change leaves the summary as it was: no read, no render
+        if (memberSummaryInputs(was) !== memberSummaryInputs(is)) add({ kind: 'summary', userId, stageId })
         break
       }
       case c.stageTracks.name:

@@ -222,3 +222,29 @@ t.test('a group renamed changes every summary of its stage; a track moved, both 
   const volume = changedStageTopics([quieter])
   t.same(volume.audiences.size, 0, 'a volume change shows in no summary')
 })
+
+t.test(
+  "a member's seat or position change names only the member topic; joining also the summary",
+  async (t) => {
+    const was: MemberDoc = { ...member('bob'), version: 1 }
+    const moved: Change<MemberDoc> = {
+      collection: 'members',
+      id: was.id,
+      before: was,
+      after: { ...was, seat: 3, position: { ...origin, x: 0.5 }, version: 2 },
+    }
+    t.same([...changedStageTopics([moved]).topics.keys()], ['stages/s1/members/bob'])
+    const joined: Change<MemberDoc> = { ...moved, after: { ...was, joined: !was.joined, version: 2 } }
+    t.same(
+      [...changedStageTopics([joined]).topics.keys()].sort(),
+      ['stages/s1/members/bob', 'users/bob/stages/s1'],
+      'joined shows in the summary',
+    )
+    const added: Change<MemberDoc> = { collection: 'members', id: was.id, before: null, after: was }
+    t.same(
+      [...changedStageTopics([added]).topics.keys()].sort(),
+      ['stages/s1/members/bob', 'users/bob/stages/s1'],
+      'a new membership shows in the summary',
+    )
+  },
+)
