@@ -191,6 +191,7 @@ export class OvBoxAgent {
 
   #connected(): void {
     this.#sentCards.clear()
+    // #tick logs a failed sample or report itself: it never rejects
     void this.#tick()
     const undelivered = { ...this.#undelivered }
     for (const section of KEPT_SECTIONS) delete this.#undelivered[section]
@@ -229,6 +230,7 @@ export class OvBoxAgent {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'status report failed')
     }
+    // #syncSoundCards catches and logs its own failures: it never rejects
     void this.#syncSoundCards()
   }
 
@@ -263,6 +265,7 @@ export class OvBoxAgent {
       const revision = (config as { revision?: unknown } | null)?.revision
       if (typeof revision === 'string' && REVISION.test(revision) && revision !== this.#attempted) {
         this.#attempted = revision
+        // #report keeps what it could not send: it never rejects
         void this.#reportApplied(revision, truncate(problem, 500))
       }
       return
@@ -274,6 +277,7 @@ export class OvBoxAgent {
     this.#stats.lastConfig = config
     this.#logAudio(config.audio)
     this.#pending = config
+    // both catch and log their own failures (an apply failure is reported as appliedConfig.error)
     if (!this.#applying) void this.#applyLoop()
     void this.#syncSoundCards()
     this.#firmware?.consider(config.firmware)

@@ -51,6 +51,7 @@ export class FirmwareUpdater {
   /** The configuration's firmware target (undefined: no rollout targets the box). */
   consider(target: FirmwareTarget | undefined): void {
     this.#wanted = target
+    // #drain reports a failed update as FAILED and logs it: it never rejects
     if (!this.#busy) void this.#drain()
   }
 

@@ -79,6 +79,7 @@ async function claim(args: string[]): Promise<void> {
 
 function main(): void {
   if (process.argv[2] === 'claim') {
+    // claim reports its own failures and sets the exit code: it never rejects
     void claim(process.argv.slice(3))
     return
   }

@@ -75,4 +75,5 @@ async function main(): Promise<void> {
   )
 }
 
+// a start-up failure must end the process with its error: an unhandled rejection does exactly that
 void main()
