@@ -1,6 +1,7 @@
 import type { ActionSchema } from './action.ts'
 import { auditQuery } from './actions/audit.ts'
 import * as device from './actions/device.ts'
+import { hubStatus } from './actions/hub.ts'
 import { inviteActions } from './actions/invite.ts'
 import * as media from './actions/media.ts'
 import * as release from './actions/release.ts'
@@ -63,6 +64,7 @@ export const actions: readonly ActionSchema[] = [
   router.routerUnserved,
   ...media.mediaActions,
   auditQuery,
+  hubStatus,
 ]
 
 /**
