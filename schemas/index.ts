@@ -1,6 +1,8 @@
 import type { ActionSchema } from './action.ts'
 import { auditQuery } from './actions/audit.ts'
 import * as device from './actions/device.ts'
+import { hubStatus } from './actions/hub.ts'
+import { inviteActions } from './actions/invite.ts'
 import * as media from './actions/media.ts'
 import * as release from './actions/release.ts'
 import * as router from './actions/router.ts'
@@ -41,6 +43,7 @@ export const actions: readonly ActionSchema[] = [
   stage.mixSet,
   stage.mixRemove,
   stage.chatSend,
+  ...inviteActions,
   device.deviceCreate,
   device.deviceToken,
   device.deviceClaimCode,
@@ -61,6 +64,7 @@ export const actions: readonly ActionSchema[] = [
   router.routerUnserved,
   ...media.mediaActions,
   auditQuery,
+  hubStatus,
 ]
 
 /**

@@ -16,6 +16,7 @@ import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
 import { errorReplies, explainRoute, healthRoutes, metricsRoute, schemaValidation } from './http/routes.ts'
+import { registerHubStatus } from './operators/status.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
 import { storeRetainedArchive } from './retained-archive.ts'
 import { StatePublisher } from './state-publisher.ts'
@@ -249,6 +250,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   undo.push(() => pipeline.stop())
   await pipeline.start()
   audit.registerQuery(pipeline)
+  registerHubStatus(pipeline, { metrics, version: HUB_VERSION, store: store.kind })
 
   const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
   const users = new UsersService({

@@ -2,6 +2,8 @@ import type { Static } from '@sinclair/typebox'
 import type { ActionSchema } from '../../schemas/action.ts'
 import type * as audit from '../../schemas/actions/audit.ts'
 import type * as device from '../../schemas/actions/device.ts'
+import type * as hub from '../../schemas/actions/hub.ts'
+import type * as invite from '../../schemas/actions/invite.ts'
 import type * as media from '../../schemas/actions/media.ts'
 import type * as release from '../../schemas/actions/release.ts'
 import type * as router from '../../schemas/actions/router.ts'
@@ -13,6 +15,8 @@ type Exported<M> = M[keyof M]
 type Action = Extract<
   | Exported<typeof audit>
   | Exported<typeof device>
+  | Exported<typeof hub>
+  | Exported<typeof invite>
   | Exported<typeof media>
   | Exported<typeof release>
   | Exported<typeof router>

@@ -23,6 +23,13 @@ import {
   stageRemoveAdmin,
   stageUpdate,
 } from '../../schemas/actions/stage.ts'
+import {
+  inviteCreate,
+  inviteList,
+  invitePreview,
+  inviteRedeem,
+  inviteRevoke,
+} from '../../schemas/actions/invite.ts'
 import { type AssignmentDoc, collections, type UserDoc } from '../collections.ts'
 import type { DeviceDoc } from '../collections.ts'
 import { HubError, checkVersion, conflict, forbidden, notFound } from '../errors.ts'
@@ -62,6 +69,18 @@ import {
   successorAdmin,
 } from './rules.ts'
 import { deleteTracks, insertTrack } from './tracks.ts'
+import {
+  DEFAULT_INVITE_SECONDS,
+  INVITES_PER_STAGE,
+  INVITE_TRIES,
+  type InviteDoc,
+  hashInviteCode,
+  inviteCollection,
+  inviteState,
+  isLive,
+  newInviteCode,
+  usableInvite,
+} from './invites.ts'
 
 export interface StagesServiceOptions {
   store: Store
@@ -97,6 +116,7 @@ export class StagesService {
   readonly #options: StagesServiceOptions
   readonly #chatLimiter: RateLimiter
   readonly #wrongPasswords: GuessThrottle
+  readonly #inviteTries = new RateLimiter(INVITE_TRIES)
 
   constructor(options: StagesServiceOptions) {
     this.#options = options
@@ -111,6 +131,7 @@ export class StagesService {
   async start(): Promise<void> {
     const { store, pipeline, publisher, users } = this.#options
     for (const spec of Object.values(c)) await store.ensureCollection(spec)
+    await store.ensureCollection(inviteCollection)
     publisher.project(stageProjection(store))
     users.onProfileChange((ctx, user) => this.#renameMembers(ctx, user))
     users.onAccountRemoval((ctx, user, choice, removal) => this.#removeAccount(ctx, user, choice, removal))
@@ -159,6 +180,54 @@ export class StagesService {
       return {}
     })
     pipeline.register(chatSend, (ctx, p) => this.#chat(ctx, p.text))
+    pipeline.register(inviteCreate, (ctx, p) => this.#createInvite(ctx, p))
+    pipeline.register(inviteList, async (ctx, p) => {
+      await this.#adminStage(ctx, p.stageId)
+      const now = Date.now()
+      const invites = await ctx.tx.find<InviteDoc>(inviteCollection.name, { stageId: p.stageId })
+      return { invites: invites.filter((i) => isLive(i, now)).map(inviteState) }
+    })
+    pipeline.register(inviteRevoke, async (ctx, p) => {
+      await this.#adminStage(ctx, p.stageId)
+      const invite = await ctx.tx.get<InviteDoc>(inviteCollection.name, p.inviteId)
+      if (!invite || invite.stageId !== p.stageId)
+        throw notFound(`invite ${p.inviteId} of stage ${p.stageId}`)
+      if (invite.revokedAt === undefined)
+        ctx.tx.replace(inviteCollection.name, { ...invite, revokedAt: new Date().toISOString() })
+      return {}
+    })
+    pipeline.register(invitePreview, async (ctx, p) => {
+      const invite = await this.#redeemable(ctx, p.code)
+      const stage = await this.#stage(ctx.tx, invite.stageId)
+      const groups = await ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id })
+      const shown = invite.groupId === undefined ? groups : groups.filter((g) => g.id === invite.groupId)
+      return {
+        stageId: stage.id,
+        name: stage.name,
+        hasPassword: stage.passwordHash !== undefined,
+        ...(invite.groupId === undefined ? {} : { groupId: invite.groupId }),
+        groups: shown.map((g) => ({ id: g.id, name: g.name, color: g.color })),
+        expiresAt: invite.expiresAt,
+      }
+    })
+    pipeline.register(inviteRedeem, async (ctx, p) => {
+      const invite = await this.#redeemable(ctx, p.code)
+      if (invite.groupId !== undefined && p.groupId !== undefined && p.groupId !== invite.groupId)
+        throw forbidden('this invite is for one group: omit groupId to join it')
+      const groupId = invite.groupId ?? p.groupId
+      if (groupId === undefined)
+        throw new HubError(
+          'invalid_request',
+          'this invite lets you pick a group: give groupId (see invite.preview)',
+        )
+      const member = await this.#join(ctx, {
+        stageId: invite.stageId,
+        groupId,
+        ...(p.password === undefined ? {} : { password: p.password }),
+      })
+      ctx.tx.replace(inviteCollection.name, { ...invite, redeemed: invite.redeemed + 1 })
+      return member
+    })
   }
 
   /**
@@ -249,6 +318,8 @@ export class StagesService {
       if (user?.stageId === stageId) this.#setCurrentStage(ctx, user, undefined)
     }
     tx.delete(c.stages.name, stage)
+    for (const invite of await tx.find<InviteDoc>(inviteCollection.name, { stageId }))
+      tx.delete(inviteCollection.name, invite)
     for (const [name, docs] of [
       [c.groups.name, groups],
       [c.members.name, members],
@@ -358,6 +429,48 @@ export class StagesService {
       if (stage && isAdmin(stage, userId)) stages.push(stage)
     }
     return stages
+  }
+
+  // ── invitations ───────────────────────────────────────────────────────────────────────────
+
+  async #createInvite(ctx: RequestContext, params: typeof inviteCreate.params.static) {
+    const stage = await this.#adminStage(ctx, params.stageId)
+    if (params.groupId !== undefined) await this.#group(ctx.tx, stage.id, params.groupId)
+    const now = Date.now()
+    const existing = await ctx.tx.find<InviteDoc>(inviteCollection.name, { stageId: stage.id })
+    // expired and revoked invitations make room
+    for (const old of existing.filter((i) => !isLive(i, now))) ctx.tx.delete(inviteCollection.name, old)
+    if (existing.filter((i) => isLive(i, now)).length >= INVITES_PER_STAGE)
+      throw forbidden(
+        `this stage has ${INVITES_PER_STAGE} live invites, the most it may have: revoke one first`,
+      )
+    const code = await ctx.once('invite-code', () => Promise.resolve(newInviteCode()))
+    const invite = ctx.tx.insert<InviteDoc>(inviteCollection.name, {
+      id: newId(),
+      stageId: stage.id,
+      ...(params.groupId === undefined ? {} : { groupId: params.groupId }),
+      codeHash: hashInviteCode(code),
+      createdBy: requireUser(ctx.who),
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + (params.expiresInSeconds ?? DEFAULT_INVITE_SECONDS) * 1000).toISOString(),
+      redeemed: 0,
+    })
+    return { invite: inviteState(invite), code }
+  }
+
+  /** The invitation a code names, if it can be used; every try counts against the account's limit. */
+  async #redeemable(ctx: RequestContext, code: string): Promise<InviteDoc> {
+    const userId = requireUser(ctx.who)
+    const admitted = await ctx.once('invite-try', () => Promise.resolve(this.#inviteTries.take(userId)))
+    if (!admitted) {
+      throw new HubError(
+        'rate_limited',
+        `too many invite codes tried: retry in ${this.#inviteTries.retryAfterSeconds(userId)} s`,
+        this.#inviteTries.retryAfterSeconds(userId),
+      )
+    }
+    const [invite] = await ctx.tx.find<InviteDoc>(inviteCollection.name, { codeHash: hashInviteCode(code) })
+    return usableInvite(invite, Date.now())
   }
 
   // ── joining and leaving ───────────────────────────────────────────────────────────────────

@@ -230,3 +230,33 @@ t.test(
     t.same(early, late, 'both watchers saw the same')
   },
 )
+
+t.test(
+  "the web app's invitation flow through the typed hub client over WebSocket: create, preview, redeem, the admin sees the member arrive",
+  async (t) => {
+    const th = await startTestHub(t)
+    const { client: admin } = await userClient(t, th, th.wsUrl)
+    const { user: guest, client: invitee } = await userClient(t, th, th.wsUrl)
+    const stage = await admin.request('stage.create', { name: 'Linked', password: 'stage secret' })
+    const group = await admin.request('group.create', { stageId: stage.id, name: 'Band' })
+    const { code, invite } = await admin.request('invite.create', { stageId: stage.id, groupId: group.id })
+    const arrived = until<{ joined: boolean }>(
+      admin,
+      `stages/${stage.id}/members/${guest.id}`,
+      (member) => member?.joined === true,
+    )
+
+    const preview = await invitee.request('invite.preview', { code })
+    t.match(preview, { stageId: stage.id, name: 'Linked', hasPassword: true, groupId: group.id })
+    t.equal(preview.expiresAt, invite.expiresAt)
+    const refusal = await invitee.request('invite.redeem', { code }).catch((e: unknown) => e)
+    t.ok(refusal instanceof RequestError, 'without the password the hub refuses')
+    t.match((refusal as RequestError).message, /needs a password/, "with the hub's message")
+    const member = await invitee.request('invite.redeem', { code, password: 'stage secret' })
+    t.equal(member.groupId, group.id)
+    t.match(await arrived, { joined: true }, "the admin's retained view shows the member joined")
+
+    const { invites } = await admin.request('invite.list', { stageId: stage.id })
+    t.equal(invites[0]?.redeemed, 1)
+  },
+)
