@@ -1,0 +1,145 @@
+import { useSignal, useSignalEffect } from '@preact/signals'
+import { useEffect, useRef } from 'preact/hooks'
+import { connect, connection, profile } from './connection.ts'
+import { HubHttpError, session, signIn, signOut, signUp } from './session.ts'
+
+const LABELS = {
+  connecting: 'Connecting…',
+  online: 'Online',
+  reconnecting: 'Reconnecting…',
+  refused: 'Refused',
+} as const
+
+/** The connection as it is, announced to screen readers when it changes. */
+function ConnectionBadge() {
+  const c = connection.value
+  return (
+    <p class={`connection ${c.state}`} role="status" aria-live="polite" data-testid="connection">
+      <span class="dot" aria-hidden="true" />
+      {LABELS[c.state]}
+    </p>
+  )
+}
+
+function AuthForm() {
+  const mode = useSignal<'signin' | 'signup'>('signin')
+  const error = useSignal('')
+  const busy = useSignal(false)
+  const heading = useRef<HTMLHeadingElement>(null)
+  useEffect(() => heading.current?.focus(), [mode.value])
+
+  const submit = async (event: Event) => {
+    event.preventDefault()
+    const form = new FormData(event.currentTarget as HTMLFormElement)
+    const field = (name: string) => {
+      const value = form.get(name)
+      return typeof value === 'string' ? value : ''
+    }
+    busy.value = true
+    error.value = ''
+    try {
+      if (mode.value === 'signup')
+        await signUp({ name: field('name'), email: field('email'), password: field('password') })
+      else await signIn({ email: field('email'), password: field('password') })
+    } catch (err) {
+      error.value = err instanceof HubHttpError ? err.message : String(err)
+    } finally {
+      busy.value = false
+    }
+  }
+  const signingUp = mode.value === 'signup'
+  return (
+    <main class="card">
+      <h1 tabIndex={-1} ref={heading}>
+        {signingUp ? 'Create your account' : 'Sign in'}
+      </h1>
+      <form onSubmit={(e) => void submit(e)} aria-describedby={error.value ? 'auth-error' : undefined}>
+        {signingUp && (
+          <label>
+            Name
+            <input name="name" autoComplete="name" required maxLength={100} />
+          </label>
+        )}
+        <label>
+          E-mail
+          <input name="email" type="email" autoComplete="email" required />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autoComplete={signingUp ? 'new-password' : 'current-password'}
+            required
+            minLength={signingUp ? 8 : 1}
+          />
+        </label>
+        {error.value && (
+          <p id="auth-error" class="error" role="alert">
+            {error.value}
+          </p>
+        )}
+        <button type="submit" disabled={busy.value}>
+          {signingUp ? 'Sign up' : 'Sign in'}
+        </button>
+      </form>
+      <p>
+        {signingUp ? 'Have an account? ' : 'New here? '}
+        <button
+          type="button"
+          class="link"
+          onClick={() => {
+            mode.value = signingUp ? 'signin' : 'signup'
+            error.value = ''
+          }}
+        >
+          {signingUp ? 'Sign in' : 'Create an account'}
+        </button>
+      </p>
+    </main>
+  )
+}
+
+function Home() {
+  const c = connection.value
+  return (
+    <main class="card">
+      <h1>{profile.value ? `Hello, ${profile.value.name}` : 'Hello'}</h1>
+      {profile.value && (
+        <p>
+          Signed in as <strong data-testid="profile-name">{profile.value.name}</strong>
+        </p>
+      )}
+      {c.state === 'refused' && (
+        <div class="error" role="alert">
+          <p>The hub refused the connection: {c.message}</p>
+          {c.expired && <p>Your sign-in has expired: sign out and sign in again.</p>}
+        </div>
+      )}
+    </main>
+  )
+}
+
+export function App() {
+  // one connection per signed-in session; signing out closes it
+  useSignalEffect(() => {
+    const current = session.value
+    if (!current) return
+    return connect(current)
+  })
+  const signedIn = session.value !== null
+  return (
+    <>
+      <header class="bar">
+        <span class="brand">stagehub</span>
+        {signedIn && <ConnectionBadge />}
+        {signedIn && (
+          <button type="button" onClick={signOut}>
+            Sign out
+          </button>
+        )}
+      </header>
+      {signedIn ? <Home /> : <AuthForm />}
+    </>
+  )
+}
