@@ -23,7 +23,7 @@ async function shoot(page: Page, name: string): Promise<void> {
 }
 
 t.test(
-  'in Chromium: sign up, see the name live and online, stay signed in across a reload, sign out, sign in',
+  'in Chromium: sign up, see the name live and online, stay signed in across a reload, sign out, sign in, rename, change the password, an expired token',
   { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
   async (t) => {
     mkdirSync(SCREENSHOTS, { recursive: true })
@@ -95,6 +95,36 @@ t.test(
     await page.getByRole('button', { name: 'Sign in' }).click()
     await connection.getByText('Online').waitFor()
     t.pass('signed in again, online')
+
+    // the profile: a new name comes back as the retained users/{u}; a password change keeps this session
+    await page.getByLabel('Name', { exact: true }).fill('Ann B. Example')
+    await page.getByRole('button', { name: 'Save name' }).click()
+    await page.getByRole('heading', { name: 'Hello, Ann B. Example' }).waitFor()
+    t.pass('the new name is shown from the retained profile')
+    await page.getByLabel('Current password').fill('not my password')
+    await page.getByLabel('New password').fill('new horse battery')
+    await page.getByRole('button', { name: 'Change password' }).click()
+    await page.getByRole('alert').waitFor()
+    t.match(
+      await page.getByRole('alert').textContent(),
+      /password/i,
+      "a wrong current password: the hub's message",
+    )
+    await page.getByLabel('Current password').fill('correct horse battery')
+    await page.getByLabel('New password').fill('new horse battery')
+    await page.getByRole('button', { name: 'Change password' }).click()
+    await page.getByText('Password changed').waitFor()
+    await connection.getByText('Online').waitFor()
+    await shoot(page, 'profile')
+    await page.reload()
+    await connection.getByText('Online').waitFor()
+    t.pass('the fresh token was kept: online after a reload')
+    await page.getByRole('button', { name: 'Sign out' }).click()
+    await page.getByLabel('E-mail').fill('ann@example.org')
+    await page.getByLabel('Password').fill('new horse battery')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await connection.getByText('Online').waitFor()
+    t.pass('signed in with the new password')
 
     // a session whose token expired: the hub's reason, no endless retries
     const expired = th.token({ sub: stored.userId }, -60)

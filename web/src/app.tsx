@@ -1,7 +1,8 @@
 import { useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
-import { connect, connection, profile } from './connection.ts'
-import { HubHttpError, session, signIn, signOut, signUp } from './session.ts'
+import { RequestError } from '../../devices/hub-client/index.ts'
+import { connect, connection, hub, profile } from './connection.ts'
+import { HubHttpError, renewed, session, signIn, signOut, signUp } from './session.ts'
 
 const LABELS = {
   connecting: 'Connecting…',
@@ -100,6 +101,97 @@ function AuthForm() {
   )
 }
 
+/** Reads a form's text fields by name. */
+function fields(event: Event): (name: string) => string {
+  event.preventDefault()
+  const form = new FormData(event.currentTarget as HTMLFormElement)
+  return (name) => {
+    const value = form.get(name)
+    return typeof value === 'string' ? value : ''
+  }
+}
+
+const message = (err: unknown): string =>
+  err instanceof RequestError ? err.message : err instanceof Error ? err.message : String(err)
+
+/** A form's outcome, announced: the hub's message on failure. */
+function Outcome({ text, failed }: { text: string; failed: boolean }) {
+  if (!text) return null
+  return failed ? (
+    <p class="error" role="alert">
+      {text}
+    </p>
+  ) : (
+    <p role="status">{text}</p>
+  )
+}
+
+function ProfileForms() {
+  const nameOutcome = useSignal({ text: '', failed: false })
+  const passwordOutcome = useSignal({ text: '', failed: false })
+  const online = connection.value.state === 'online'
+
+  const rename = async (event: Event) => {
+    const field = fields(event)
+    try {
+      await hub.value!.request('user.update', { name: field('name') })
+      nameOutcome.value = { text: 'Name saved', failed: false }
+    } catch (err) {
+      nameOutcome.value = { text: message(err), failed: true }
+    }
+  }
+  const changePassword = async (event: Event) => {
+    const form = event.currentTarget as HTMLFormElement
+    const field = fields(event)
+    try {
+      renewed(
+        await hub.value!.request('user.changePassword', {
+          currentPassword: field('current'),
+          newPassword: field('new'),
+        }),
+      )
+      form.reset()
+      passwordOutcome.value = { text: 'Password changed: other sessions are signed out', failed: false }
+    } catch (err) {
+      passwordOutcome.value = { text: message(err), failed: true }
+    }
+  }
+  return (
+    <>
+      <section aria-labelledby="name-heading">
+        <h2 id="name-heading">Your name</h2>
+        <form onSubmit={(e) => void rename(e)}>
+          <label>
+            Name
+            <input name="name" autoComplete="name" required maxLength={100} value={profile.value?.name} />
+          </label>
+          <Outcome {...nameOutcome.value} />
+          <button type="submit" disabled={!online}>
+            Save name
+          </button>
+        </form>
+      </section>
+      <section aria-labelledby="password-heading">
+        <h2 id="password-heading">Password</h2>
+        <form onSubmit={(e) => void changePassword(e)}>
+          <label>
+            Current password
+            <input name="current" type="password" autoComplete="current-password" required />
+          </label>
+          <label>
+            New password
+            <input name="new" type="password" autoComplete="new-password" required minLength={8} />
+          </label>
+          <Outcome {...passwordOutcome.value} />
+          <button type="submit" disabled={!online}>
+            Change password
+          </button>
+        </form>
+      </section>
+    </>
+  )
+}
+
 function Home() {
   const c = connection.value
   return (
@@ -116,6 +208,7 @@ function Home() {
           {c.expired && <p>Your sign-in has expired: sign out and sign in again.</p>}
         </div>
       )}
+      {c.state !== 'refused' && <ProfileForms />}
     </main>
   )
 }

@@ -11,6 +11,8 @@ export type ConnectionState =
   | { state: 'refused'; message: string; expired: boolean }
 
 export const connection = signal<ConnectionState>({ state: 'connecting' })
+/** The connection of the signed-in person, for requests (undefined while signed out). */
+export const hub = signal<HubClient | undefined>(undefined)
 /** The person's profile, live from the retained `users/{u}`. */
 export const profile = signal<UserProfile | undefined>(undefined)
 
@@ -26,7 +28,7 @@ export function connect(current: Session): () => void {
   let onlineSinceAttempt = false
   connection.value = { state: 'connecting' }
   profile.value = undefined
-  const hub: HubClient = new HubClient(
+  const client: HubClient = new HubClient(
     {
       url,
       clientId,
@@ -42,7 +44,7 @@ export function connect(current: Session): () => void {
               message: why.reason ?? 'the hub refused the connection',
               expired: why.check === 'expiry',
             }
-            void hub.stop()
+            void client.stop()
           }
         }
         return current.token
@@ -59,7 +61,11 @@ export function connect(current: Session): () => void {
     },
   )
   const topic = topics.user.build(current.userId)
-  hub.watch<UserProfile>(topic, ({ value }) => (profile.value = value))
-  hub.start()
-  return () => void hub.stop()
+  client.watch<UserProfile>(topic, ({ value }) => (profile.value = value))
+  client.start()
+  hub.value = client
+  return () => {
+    hub.value = undefined
+    void client.stop()
+  }
 }

@@ -66,6 +66,11 @@ export async function signIn(input: { email: string; password: string }): Promis
   keep(await post<Session>('/auth/login', input))
 }
 
+/** A fresh token for the same person (a password change hands one back). */
+export function renewed(token: { token: string; expiresAt: string }): void {
+  if (session.value) keep({ ...session.value, token: token.token, expiresAt: token.expiresAt })
+}
+
 export function signOut(): void {
   localStorage.removeItem(KEY)
   session.value = null
