@@ -152,3 +152,44 @@ t.test(
     t.same(problems, [], 'no page errors, no CSP violations')
   },
 )
+
+t.test(
+  "in Chromium: a token in its last hour asks to sign in again; the hub going away shows 'Reconnecting'",
+  { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
+  async (t) => {
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), USER_TOKEN_TTL_SECONDS: '1800' })
+    const user = await th.hub.users.createUser({ name: 'Bo' })
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    })
+    t.teardown(() => browser.close())
+    const page = await browser.newPage({ viewport: DESKTOP })
+    await page.goto(`${th.httpUrl}/`)
+    await page.evaluate(
+      (session) => localStorage.setItem('stagehub.session', JSON.stringify(session)),
+      th.hub.users.userToken(user),
+    )
+    await page.reload()
+    const connection = page.getByTestId('connection')
+    await connection.getByText('Online').waitFor()
+    await page.getByText(/Your sign-in ends at .*sign in again/).waitFor()
+    t.pass('a 30-minute token: the warning with its end time')
+    await shoot(page, 'expiry-warning')
+
+    await th.hub.close()
+    await connection.getByText('Reconnecting…').waitFor()
+    t.pass('the hub closed: reconnecting')
+    await page.getByRole('button', { name: 'Sign in again' }).click()
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    t.pass('"Sign in again" leads to the sign-in form')
+  },
+)

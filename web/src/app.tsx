@@ -1,4 +1,4 @@
-import { useSignal, useSignalEffect } from '@preact/signals'
+import { signal, useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
 import { RequestError } from '../../devices/hub-client/index.ts'
 import { connect, connection, hub, profile } from './connection.ts'
@@ -192,6 +192,30 @@ function ProfileForms() {
   )
 }
 
+/** Ticks twice a minute: what depends on the time (the token's end) reads it. */
+const now = signal(Date.now())
+setInterval(() => (now.value = Date.now()), 30_000)
+
+/** Warns in the token's last hour, so the person signs in again before the hub refuses it. */
+const WARN_BEFORE_MS = 3600_000
+
+function ExpiryWarning() {
+  const ends = Date.parse(session.value?.expiresAt ?? '')
+  const left = ends - now.value
+  if (!(left > 0 && left < WARN_BEFORE_MS)) return null
+  return (
+    <div class="warning" role="status">
+      <p>
+        Your sign-in ends at {new Date(ends).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}:
+        sign in again before then to stay connected.
+      </p>
+      <button type="button" onClick={signOut}>
+        Sign in again
+      </button>
+    </div>
+  )
+}
+
 function Home() {
   const c = connection.value
   return (
@@ -208,6 +232,7 @@ function Home() {
           {c.expired && <p>Your sign-in has expired: sign out and sign in again.</p>}
         </div>
       )}
+      {c.state !== 'refused' && <ExpiryWarning />}
       {c.state !== 'refused' && <ProfileForms />}
     </main>
   )
