@@ -98,9 +98,20 @@ t.test(
 
     // the profile: a new name comes back as the retained users/{u}; a password change keeps this session
     await page.getByLabel('Name', { exact: true }).fill('Ann B. Example')
-    await page.getByRole('button', { name: 'Save name' }).click()
+    await page.getByLabel(/Picture/).fill('https://example.org/ann.png')
+    await page.getByRole('button', { name: 'Save profile' }).click()
     await page.getByRole('heading', { name: 'Hello, Ann B. Example' }).waitFor()
     t.pass('the new name is shown from the retained profile')
+    await page.locator('img.avatar').waitFor()
+    t.equal(
+      await page.locator('img.avatar').getAttribute('src'),
+      'https://example.org/ann.png',
+      'and the picture',
+    )
+    await page.getByLabel(/Picture/).fill('')
+    await page.getByRole('button', { name: 'Save profile' }).click()
+    await page.locator('img.avatar').waitFor({ state: 'detached' })
+    t.pass('an emptied picture address removes the picture')
     await page.getByLabel('Current password').fill('not my password')
     await page.getByLabel('New password').fill('new horse battery')
     await page.getByRole('button', { name: 'Change password' }).click()

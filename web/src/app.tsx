@@ -134,8 +134,9 @@ function ProfileForms() {
   const rename = async (event: Event) => {
     const field = fields(event)
     try {
-      await hub.value!.request('user.update', { name: field('name') })
-      nameOutcome.value = { text: 'Name saved', failed: false }
+      const avatarUrl = field('avatarUrl').trim()
+      await hub.value!.request('user.update', { name: field('name'), avatarUrl: avatarUrl || null })
+      nameOutcome.value = { text: 'Profile saved', failed: false }
     } catch (err) {
       nameOutcome.value = { text: message(err), failed: true }
     }
@@ -159,15 +160,26 @@ function ProfileForms() {
   return (
     <>
       <section aria-labelledby="name-heading">
-        <h2 id="name-heading">Your name</h2>
+        <h2 id="name-heading">Your profile</h2>
         <form onSubmit={(e) => void rename(e)}>
           <label>
             Name
             <input name="name" autoComplete="name" required maxLength={100} value={profile.value?.name} />
           </label>
+          <label>
+            Picture (an https:// address, optional)
+            <input
+              name="avatarUrl"
+              type="url"
+              inputMode="url"
+              maxLength={2048}
+              pattern="https?://.*"
+              value={profile.value?.avatarUrl ?? ''}
+            />
+          </label>
           <Outcome {...nameOutcome.value} />
           <button type="submit" disabled={!online}>
-            Save name
+            Save profile
           </button>
         </form>
       </section>
@@ -220,7 +232,12 @@ function Home() {
   const c = connection.value
   return (
     <main class="card">
-      <h1>{profile.value ? `Hello, ${profile.value.name}` : 'Hello'}</h1>
+      <div class="greeting">
+        {profile.value?.avatarUrl && (
+          <img class="avatar" src={profile.value.avatarUrl} alt="" referrerpolicy="no-referrer" />
+        )}
+        <h1>{profile.value ? `Hello, ${profile.value.name}` : 'Hello'}</h1>
+      </div>
       {profile.value && (
         <p>
           Signed in as <strong data-testid="profile-name">{profile.value.name}</strong>
