@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'data/', '.tap/', 'coverage/'] },
+  { ignores: ['node_modules/', 'dist/', 'web/dist/', 'data/', '.tap/', 'coverage/', 'test-output/'] },
   // Type-aware: the rules below read the types tsc infers (tsconfig.json covers every file linted here, the
   // JavaScript ones through checkJs)
   ...tseslint.configs.recommendedTypeChecked,

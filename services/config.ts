@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { ConfigError, type JwtAlgorithm, type JwtConfig, type ListenerConfig } from '../broker/config.ts'
 
 /** The hub's whole configuration, read from the environment: the broker's part and the services'. */
@@ -92,6 +93,8 @@ export interface HubConfig extends ListenerConfig {
   metricsHost: string
   /** Web origins (scheme://host[:port]) whose pages may call the HTTP API from a browser (CORS). */
   corsOrigins: string[]
+  /** The built web app (`npm run build:web`), served at `/`: WEB_DIR, default `web/dist` of this checkout. */
+  webDir: string
 }
 
 export interface Quotas {
@@ -451,6 +454,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
     metricsPort: env.METRICS_PORT ? port('METRICS_PORT', 0) : undefined,
     metricsHost: address('METRICS_HOST', defaults.metricsHost),
     corsOrigins: originList('CORS_ORIGINS'),
+    webDir: resolve(env.WEB_DIR || fileURLToPath(new URL('../web/dist', import.meta.url))),
     quotas: {
       stagesPerUser: positive('QUOTA_STAGES_PER_USER', defaults.quotas.stagesPerUser),
       groupsPerStage: positive('QUOTA_GROUPS_PER_STAGE', defaults.quotas.groupsPerStage),

@@ -15,6 +15,7 @@ import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
+import { webApp } from './http/web.ts'
 import { errorReplies, explainRoute, healthRoutes, metricsRoute, schemaValidation } from './http/routes.ts'
 import { registerHubStatus } from './operators/status.ts'
 import { RequestPipeline } from './requests/pipeline.ts'
@@ -381,6 +382,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))
   await http.register(users.routes)
   await http.register(claims.routes)
+  webApp(http, { dir: config.webDir })
   // with METRICS_PORT, metrics are served there alone (e.g. on 127.0.0.1), not on the public port
   let metricsHttp: FastifyInstance | undefined
   if (config.metricsPort === undefined) {

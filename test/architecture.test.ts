@@ -18,11 +18,12 @@ const SOURCE_FOLDERS = [
   'firmware-config',
   'bench',
   'scripts',
+  'web/src',
 ]
 
 function sourceFiles(folder: string): string[] {
   return readdirSync(join(root, folder), { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile() && /\.(ts|js)$/.test(e.name))
+    .filter((e) => e.isFile() && /\.(ts|tsx|js)$/.test(e.name))
     .map((e) => relative(root, join(e.parentPath, e.name)))
 }
 
@@ -62,6 +63,17 @@ t.test('broker/ imports neither services/ nor devices/', async (t) => {
 t.test('devices/ imports only schemas/ and devices/', async (t) => {
   t.same(
     violations('devices', (target) => !under('schemas')(target) && !under('devices')(target)),
+    [],
+  )
+})
+
+t.test('web/ (the browser app) imports only schemas/, devices/hub-client/ and web/', async (t) => {
+  t.ok(graph.get('web/src/connection.ts')?.includes('devices/hub-client/index.ts'), 'the app is read')
+  t.same(
+    violations(
+      'web',
+      (target) => !under('schemas')(target) && !under('devices/hub-client')(target) && !under('web')(target),
+    ),
     [],
   )
 })

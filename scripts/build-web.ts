@@ -1,0 +1,82 @@
+/**
+ * Builds the web app (web/) into static files the hub serves at `/`: `index.html` naming the hashed
+ * `assets/main-<hash>.js` and `.css`. `npm run build:web` (and `npm ci`, through `prepare`).
+ * `--out <dir>` builds elsewhere (tests); `--dev <hubOrigin>` is what `npm run dev` uses.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { BuildOptions, Metafile } from 'esbuild'
+import { build } from 'esbuild'
+
+export const WEB_ROOT = fileURLToPath(new URL('../web/', import.meta.url))
+export const DEFAULT_OUT = join(WEB_ROOT, 'dist')
+
+export interface WebBuildSettings {
+  outdir?: string
+  /** Where the app finds the hub (HTTP and MQTT over WebSocket); default: the page's own origin. */
+  hubOrigin?: string
+  /** Adds esbuild's live-reload listener (`npm run dev`). */
+  liveReload?: boolean
+  minify?: boolean
+}
+
+/** esbuild's options for the app, shared by the build and `npm run dev`'s watch. */
+export function webBuildOptions(settings: WebBuildSettings = {}): BuildOptions {
+  const outdir = settings.outdir ?? DEFAULT_OUT
+  return {
+    entryPoints: [join(WEB_ROOT, 'src/main.tsx')],
+    outdir: join(outdir, 'assets'),
+    entryNames: '[name]-[hash]',
+    assetNames: '[name]-[hash]',
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: ['chrome110', 'firefox115', 'safari16'],
+    jsx: 'automatic',
+    jsxImportSource: 'preact',
+    minify: settings.minify ?? true,
+    sourcemap: 'linked',
+    metafile: true,
+    logLevel: 'warning',
+    define: {
+      HUB_ORIGIN: JSON.stringify(settings.hubOrigin ?? ''),
+      LIVE_RELOAD: JSON.stringify(settings.liveReload ?? false),
+    },
+  }
+}
+
+/** Writes `index.html` naming the entry's hashed script and stylesheet from esbuild's metafile. */
+export async function writeIndex(outdir: string, metafile: Metafile): Promise<void> {
+  const outputs = Object.entries(metafile.outputs).find(([, o]) => o.entryPoint?.endsWith('main.tsx'))
+  if (!outputs) throw new Error('the build has no output for web/src/main.tsx')
+  const [js, { cssBundle }] = outputs
+  const asset = (file: string) => `/assets/${relative(join(outdir, 'assets'), resolve(file))}`
+  const template = await readFile(join(WEB_ROOT, 'index.html'), 'utf8')
+  const html = template
+    .replace('<!-- styles -->', cssBundle ? `<link rel="stylesheet" href="${asset(cssBundle)}" />` : '')
+    .replace('<!-- scripts -->', `<script type="module" src="${asset(js)}"></script>`)
+  await writeFile(join(outdir, 'index.html'), html)
+}
+
+/** A clean build into `outdir` (old hashed files removed). */
+export async function buildWeb(settings: WebBuildSettings = {}): Promise<Metafile> {
+  const outdir = settings.outdir ?? DEFAULT_OUT
+  await rm(outdir, { recursive: true, force: true })
+  await mkdir(outdir, { recursive: true })
+  const result = await build(webBuildOptions({ ...settings, outdir }))
+  await writeIndex(outdir, result.metafile!)
+  return result.metafile!
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const at = process.argv.indexOf('--out')
+  const outdir = at > 0 ? resolve(process.argv[at + 1]!) : DEFAULT_OUT
+  const metafile = await buildWeb({ outdir })
+  const bytes = Object.entries(metafile.outputs)
+    .filter(([file]) => !file.endsWith('.map'))
+    .reduce((sum, [, output]) => sum + output.bytes, 0)
+  process.stdout.write(
+    `web app built into ${relative(process.cwd(), outdir) || '.'} (${Math.round(bytes / 1024)} KB of script and style, before gzip)\n`,
+  )
+}

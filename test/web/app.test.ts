@@ -1,0 +1,206 @@
+import { existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { chromium, type Page } from 'playwright-core'
+import t from 'tap'
+import { startTestHub } from '../helpers/hub.ts'
+import { builtWebApp } from '../helpers/web.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+/** Screenshots for people to look at (git-ignored): README "Web app". */
+const SCREENSHOTS = new URL('../../test-output/screenshots/', import.meta.url).pathname
+const DESKTOP = { width: 1280, height: 800 }
+const PHONE = { width: 390, height: 844 }
+
+async function shoot(page: Page, name: string): Promise<void> {
+  for (const [size, viewport] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
+    await page.setViewportSize(viewport)
+    await page.screenshot({ path: join(SCREENSHOTS, `${name}-${size}.png`), fullPage: true })
+  }
+  await page.setViewportSize(DESKTOP)
+}
+
+t.test(
+  'in Chromium: sign up, see the name live and online, stay signed in across a reload, sign out, sign in, rename, change the password, an expired token',
+  { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
+  async (t) => {
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t) })
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    })
+    t.teardown(() => browser.close())
+    const page = await browser.newPage({ viewport: DESKTOP })
+    const problems: string[] = []
+    page.on('pageerror', (err) => problems.push(err.message))
+    // a refused sign-in's 401 is logged too: only policy violations count here
+    page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
+    const connection = page.getByTestId('connection')
+
+    await page.goto(`${th.httpUrl}/`)
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    await shoot(page, 'sign-in')
+    await page.getByRole('button', { name: 'Create an account' }).click()
+    t.equal(
+      await page.locator(':focus').textContent(),
+      'Create your account',
+      'switching forms moves the focus to the new heading',
+    )
+    await page.getByLabel('Name').fill('Ann Example')
+    await page.getByLabel('E-mail').fill('ann@example.org')
+    await page.getByLabel('Password').fill('correct horse battery')
+    await page.getByRole('button', { name: 'Sign up' }).click()
+
+    await page.getByTestId('profile-name').getByText('Ann Example').waitFor()
+    await connection.getByText('Online').waitFor()
+    t.equal(await connection.getAttribute('role'), 'status', 'the connection state is announced')
+    const stored = await page.evaluate(
+      () => JSON.parse(localStorage.getItem('stagehub.session')!) as { userId: string },
+    )
+    const user = (await th.hub.store.get('users', stored.userId)) as { name?: string } | null
+    t.equal(user?.name, 'Ann Example', 'the account exists on the hub')
+    await shoot(page, 'home')
+
+    await page.reload()
+    await page.getByTestId('profile-name').getByText('Ann Example').waitFor()
+    await connection.getByText('Online').waitFor()
+    t.pass('after a reload: still signed in, online, the name from the retained users/{u}')
+
+    await page.getByRole('button', { name: 'Sign out' }).click()
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    t.equal(await page.evaluate(() => localStorage.getItem('stagehub.session')), null, 'the token is gone')
+    await page.reload()
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    t.equal(await connection.count(), 0, 'signed out after a reload too: no connection')
+
+    await page.getByLabel('E-mail').fill('ann@example.org')
+    await page.getByLabel('Password').fill('wrong password')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    t.match(
+      await page.getByRole('alert').textContent(),
+      /wrong e-mail address or password/,
+      "the hub's message",
+    )
+    await page.getByLabel('Password').fill('correct horse battery')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await connection.getByText('Online').waitFor()
+    t.pass('signed in again, online')
+
+    // the profile: a new name comes back as the retained users/{u}; a password change keeps this session
+    await page.getByLabel('Name', { exact: true }).fill('Ann B. Example')
+    await page.getByLabel(/Picture/).fill('https://example.org/ann.png')
+    await page.getByRole('button', { name: 'Save profile' }).click()
+    await page.getByRole('heading', { name: 'Hello, Ann B. Example' }).waitFor()
+    t.pass('the new name is shown from the retained profile')
+    await page.locator('img.avatar').waitFor()
+    t.equal(
+      await page.locator('img.avatar').getAttribute('src'),
+      'https://example.org/ann.png',
+      'and the picture',
+    )
+    await page.getByLabel(/Picture/).fill('')
+    await page.getByRole('button', { name: 'Save profile' }).click()
+    await page.locator('img.avatar').waitFor({ state: 'detached' })
+    t.pass('an emptied picture address removes the picture')
+    await page.getByLabel('Current password').fill('not my password')
+    await page.getByLabel('New password').fill('new horse battery')
+    await page.getByRole('button', { name: 'Change password' }).click()
+    await page.getByRole('alert').waitFor()
+    t.match(
+      await page.getByRole('alert').textContent(),
+      /password/i,
+      "a wrong current password: the hub's message",
+    )
+    await page.getByLabel('Current password').fill('correct horse battery')
+    await page.getByLabel('New password').fill('new horse battery')
+    await page.getByRole('button', { name: 'Change password' }).click()
+    await page.getByText('Password changed').waitFor()
+    await connection.getByText('Online').waitFor()
+    await shoot(page, 'profile')
+    await page.reload()
+    await connection.getByText('Online').waitFor()
+    t.pass('the fresh token was kept: online after a reload')
+    await page.getByRole('button', { name: 'Sign out' }).click()
+    await page.getByLabel('E-mail').fill('ann@example.org')
+    await page.getByLabel('Password').fill('new horse battery')
+    await page.getByLabel('Password').press('Enter')
+    await connection.getByText('Online').waitFor()
+    t.pass('signed in with the new password, by keyboard (Enter in the password field)')
+
+    // a session whose token expired: the hub's reason, no endless retries
+    const expired = th.token({ sub: stored.userId }, -60)
+    await page.evaluate(
+      (token) =>
+        localStorage.setItem(
+          'stagehub.session',
+          JSON.stringify({
+            ...JSON.parse(localStorage.getItem('stagehub.session')!),
+            token,
+            expiresAt: new Date(Date.now() - 60_000).toISOString(),
+          }),
+        ),
+      expired,
+    )
+    await page.reload()
+    await connection.getByText('Refused').waitFor()
+    t.match(
+      await page.getByRole('alert').textContent(),
+      /expired.*sign in again/s,
+      "the hub's reason and what to do",
+    )
+    await shoot(page, 'expired')
+
+    t.same(problems, [], 'no page errors, no CSP violations')
+  },
+)
+
+t.test(
+  "in Chromium: a token in its last hour asks to sign in again; the hub going away shows 'Reconnecting'",
+  { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
+  async (t) => {
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), USER_TOKEN_TTL_SECONDS: '1800' })
+    const user = await th.hub.users.createUser({ name: 'Bo' })
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    })
+    t.teardown(() => browser.close())
+    const page = await browser.newPage({ viewport: DESKTOP })
+    await page.goto(`${th.httpUrl}/`)
+    await page.evaluate(
+      (session) => localStorage.setItem('stagehub.session', JSON.stringify(session)),
+      th.hub.users.userToken(user),
+    )
+    await page.reload()
+    const connection = page.getByTestId('connection')
+    await connection.getByText('Online').waitFor()
+    await page.getByText(/Your sign-in ends at .*sign in again/).waitFor()
+    t.pass('a 30-minute token: the warning with its end time')
+    await shoot(page, 'expiry-warning')
+
+    await th.hub.close()
+    await connection.getByText('Reconnecting…').waitFor()
+    t.pass('the hub closed: reconnecting')
+    await page.getByRole('button', { name: 'Sign in again' }).click()
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    t.pass('"Sign in again" leads to the sign-in form')
+  },
+)
