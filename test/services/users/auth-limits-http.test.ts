@@ -92,7 +92,7 @@ async function signupFlood(
             from,
           ),
         )
-        await sleep(100 - (performance.now() - started))
+        await sleep(Math.max(0, 100 - (performance.now() - started)))
       }
     }),
   )
