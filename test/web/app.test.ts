@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { chromium, type Page } from 'playwright-core'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startTestHub } from '../helpers/hub.ts'
 import { builtWebApp } from '../helpers/web.ts'
 
@@ -11,13 +12,46 @@ const SCREENSHOTS = new URL('../../test-output/screenshots/', import.meta.url).p
 const DESKTOP = { width: 1280, height: 800 }
 const PHONE = { width: 390, height: 844 }
 
-async function shoot(page: Page, name: string): Promise<void> {
+/** axe-core, evaluated through the DevTools protocol: the app's CSP rightly refuses injected scripts. */
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
+
+interface AxeViolation {
+  id: string
+  impact: string | null
+  help: string
+  nodes: unknown[]
+}
+
+/** The serious and critical accessibility violations axe-core finds on the page as it is now. */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE)
+  const violations = await page.evaluate(async () => {
+    // runs in the page: its window (globalThis) carries axe and the document
+    const page = globalThis as unknown as {
+      axe: { run(context: unknown): Promise<{ violations: AxeViolation[] }> }
+      document: unknown
+    }
+    const result = await page.axe.run(page.document)
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length }))
+  })
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help}, ${v.nodes} element(s)`)
+}
+
+/** Screenshots at desktop and phone width, each checked by axe-core. */
+async function shoot(t: Test, page: Page, name: string): Promise<void> {
   for (const [size, viewport] of [
     ['desktop', DESKTOP],
     ['phone', PHONE],
   ] as const) {
     await page.setViewportSize(viewport)
     await page.screenshot({ path: join(SCREENSHOTS, `${name}-${size}.png`), fullPage: true })
+    t.same(
+      await accessibilityProblems(page),
+      [],
+      `${name} at ${size} width: no serious or critical axe-core finding`,
+    )
   }
   await page.setViewportSize(DESKTOP)
 }
@@ -49,7 +83,7 @@ t.test(
 
     await page.goto(`${th.httpUrl}/`)
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
-    await shoot(page, 'sign-in')
+    await shoot(t, page, 'sign-in')
     await page.getByRole('button', { name: 'Create an account' }).click()
     t.equal(
       await page.locator(':focus').textContent(),
@@ -69,7 +103,7 @@ t.test(
     )
     const user = (await th.hub.store.get('users', stored.userId)) as { name?: string } | null
     t.equal(user?.name, 'Ann Example', 'the account exists on the hub')
-    await shoot(page, 'home')
+    await shoot(t, page, 'home')
 
     await page.reload()
     await page.getByTestId('profile-name').getByText('Ann Example').waitFor()
@@ -126,7 +160,7 @@ t.test(
     await page.getByRole('button', { name: 'Change password' }).click()
     await page.getByText('Password changed').waitFor()
     await connection.getByText('Online').waitFor()
-    await shoot(page, 'profile')
+    await shoot(t, page, 'profile')
     await page.reload()
     await connection.getByText('Online').waitFor()
     t.pass('the fresh token was kept: online after a reload')
@@ -158,7 +192,7 @@ t.test(
       /expired.*sign in again/s,
       "the hub's reason and what to do",
     )
-    await shoot(page, 'expired')
+    await shoot(t, page, 'expired')
 
     t.same(problems, [], 'no page errors, no CSP violations')
   },
@@ -194,7 +228,7 @@ t.test(
     await connection.getByText('Online').waitFor()
     await page.getByText(/Your sign-in ends at .*sign in again/).waitFor()
     t.pass('a 30-minute token: the warning with its end time')
-    await shoot(page, 'expiry-warning')
+    await shoot(t, page, 'expiry-warning')
 
     await th.hub.close()
     await connection.getByText('Reconnecting…').waitFor()
