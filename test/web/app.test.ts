@@ -1,12 +1,12 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
+import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import t, { type Test } from 'tap'
 import { startTestHub } from '../helpers/hub.ts'
 import { builtWebApp } from '../helpers/web.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 /** Screenshots for people to look at (git-ignored): README "Web app". */
 const SCREENSHOTS = new URL('../../test-output/screenshots/', import.meta.url).pathname
 const DESKTOP = { width: 1280, height: 800 }
@@ -58,22 +58,11 @@ async function shoot(t: Test, page: Page, name: string): Promise<void> {
 
 t.test(
   'in Chromium: sign up, see the name live and online, stay signed in across a reload, sign out, sign in, rename, change the password, an expired token',
-  { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
+  { skip: withoutChromium },
   async (t) => {
     mkdirSync(SCREENSHOTS, { recursive: true })
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t) })
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    })
-    t.teardown(() => browser.close())
+    const browser = await launchChromium(t)
     const page = await browser.newPage({ viewport: DESKTOP })
     const problems: string[] = []
     page.on('pageerror', (err) => problems.push(err.message))
@@ -200,23 +189,12 @@ t.test(
 
 t.test(
   "in Chromium: a token in its last hour asks to sign in again; the hub going away shows 'Reconnecting'",
-  { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
+  { skip: withoutChromium },
   async (t) => {
     mkdirSync(SCREENSHOTS, { recursive: true })
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), USER_TOKEN_TTL_SECONDS: '1800' })
     const user = await th.hub.users.createUser({ name: 'Bo' })
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    })
-    t.teardown(() => browser.close())
+    const browser = await launchChromium(t)
     const page = await browser.newPage({ viewport: DESKTOP })
     await page.goto(`${th.httpUrl}/`)
     await page.evaluate(

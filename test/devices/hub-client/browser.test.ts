@@ -1,12 +1,10 @@
-import { existsSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { build, type Plugin } from 'esbuild'
-import { chromium } from 'playwright-core'
+import { launchChromium, withoutChromium } from '../../helpers/chromium.ts'
 import t from 'tap'
 import { startTestHub } from '../../helpers/hub.ts'
 
 const ENTRY = new URL('../../../devices/hub-client/index.ts', import.meta.url).pathname
-const CHROMIUM = '/usr/bin/chromium'
 
 /** Fails the build on any Node built-in, whether imported as `node:x` or `x`. */
 const noNodeBuiltins: Plugin = {
@@ -60,23 +58,12 @@ t.test('the hub client bundles for the browser without Node built-ins or hub int
 
 t.test(
   'in Chromium over MQTT-over-WebSocket: a user connects, creates a stage and the cache gets its state',
-  { skip: existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian's chromium package)` },
+  { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t)
     const user = await th.hub.users.createUser({ name: 'Ann' })
     const code = (await bundle()).outputFiles[0]!.text
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    })
-    t.teardown(() => browser.close())
+    const browser = await launchChromium(t)
     const page = await browser.newPage()
     const errors: string[] = []
     page.on('pageerror', (err) => errors.push(err.message))
