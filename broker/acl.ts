@@ -198,11 +198,14 @@ export class Acl {
    * once, including subscriptions already held.
    */
   canReceive(who: Identity, topic: string): boolean {
-    const sole = soleRecipient(topic)
-    if (sole !== undefined) return sole === who.clientId
-    if (who.role === 'admin') return true
+    // every delivery passes here: find the first level once for both checks
     const slash = topic.indexOf('/')
     const first = slash === -1 ? topic : topic.slice(0, slash)
+    if (FIXED_RECEIVER_ROOTS.has(first)) {
+      const sole = soleRecipient(topic)
+      if (sole !== undefined) return sole === who.clientId
+    }
+    if (who.role === 'admin') return true
     if (!STATEFUL_ROOTS.has(first)) return true
     // one message goes to every subscriber: bind its topic once, not once per delivery
     let binding = this.#receiveBindings.get(topic)
