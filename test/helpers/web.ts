@@ -1,7 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildWeb } from '../../scripts/build-web.ts'
+import type { Page } from 'playwright-core'
+import type { Test } from 'tap'
 import type { Teardown } from './hub.ts'
 
 /** The web app built (as `npm run build:web` does) into a temp directory, removed with the test. */
@@ -10,4 +13,54 @@ export async function builtWebApp(t: Teardown): Promise<string> {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   await buildWeb({ outdir: dir })
   return dir
+}
+
+/** Screenshots for people to look at (git-ignored): README "Web app". */
+export const SCREENSHOTS = new URL('../../test-output/screenshots/', import.meta.url).pathname
+export const DESKTOP = { width: 1280, height: 800 }
+export const PHONE = { width: 390, height: 844 }
+
+/** axe-core, evaluated through the DevTools protocol: the app's CSP rightly refuses injected scripts. */
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
+
+interface AxeViolation {
+  id: string
+  impact: string | null
+  help: string
+  nodes: unknown[]
+}
+
+/** The serious and critical accessibility violations axe-core finds on the page as it is now. */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE)
+  const violations = await page.evaluate(async () => {
+    // runs in the page: its window (globalThis) carries axe and the document
+    const page = globalThis as unknown as {
+      axe: { run(context: unknown): Promise<{ violations: AxeViolation[] }> }
+      document: unknown
+    }
+    const result = await page.axe.run(page.document)
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length }))
+  })
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help}, ${v.nodes} element(s)`)
+}
+
+/** Screenshots at desktop and phone width, each checked by axe-core. */
+export async function shoot(t: Test, page: Page, name: string): Promise<void> {
+  for (const [size, viewport] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
+    await page.setViewportSize(viewport)
+    mkdirSync(SCREENSHOTS, { recursive: true })
+    await page.screenshot({ path: join(SCREENSHOTS, `${name}-${size}.png`), fullPage: true })
+    t.same(
+      await accessibilityProblems(page),
+      [],
+      `${name} at ${size} width: no serious or critical axe-core finding`,
+    )
+  }
+  await page.setViewportSize(DESKTOP)
 }

@@ -1,66 +1,12 @@
-import { mkdirSync, readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { join } from 'node:path'
-import type { Page } from 'playwright-core'
+import t from 'tap'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
-import t, { type Test } from 'tap'
 import { startTestHub } from '../helpers/hub.ts'
-import { builtWebApp } from '../helpers/web.ts'
-
-/** Screenshots for people to look at (git-ignored): README "Web app". */
-const SCREENSHOTS = new URL('../../test-output/screenshots/', import.meta.url).pathname
-const DESKTOP = { width: 1280, height: 800 }
-const PHONE = { width: 390, height: 844 }
-
-/** axe-core, evaluated through the DevTools protocol: the app's CSP rightly refuses injected scripts. */
-const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
-
-interface AxeViolation {
-  id: string
-  impact: string | null
-  help: string
-  nodes: unknown[]
-}
-
-/** The serious and critical accessibility violations axe-core finds on the page as it is now. */
-async function accessibilityProblems(page: Page): Promise<string[]> {
-  await page.evaluate(AXE_SOURCE)
-  const violations = await page.evaluate(async () => {
-    // runs in the page: its window (globalThis) carries axe and the document
-    const page = globalThis as unknown as {
-      axe: { run(context: unknown): Promise<{ violations: AxeViolation[] }> }
-      document: unknown
-    }
-    const result = await page.axe.run(page.document)
-    return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length }))
-  })
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help}, ${v.nodes} element(s)`)
-}
-
-/** Screenshots at desktop and phone width, each checked by axe-core. */
-async function shoot(t: Test, page: Page, name: string): Promise<void> {
-  for (const [size, viewport] of [
-    ['desktop', DESKTOP],
-    ['phone', PHONE],
-  ] as const) {
-    await page.setViewportSize(viewport)
-    await page.screenshot({ path: join(SCREENSHOTS, `${name}-${size}.png`), fullPage: true })
-    t.same(
-      await accessibilityProblems(page),
-      [],
-      `${name} at ${size} width: no serious or critical axe-core finding`,
-    )
-  }
-  await page.setViewportSize(DESKTOP)
-}
+import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
 
 t.test(
   'in Chromium: sign up, see the name live and online, stay signed in across a reload, sign out, sign in, rename, change the password, an expired token',
   { skip: withoutChromium },
   async (t) => {
-    mkdirSync(SCREENSHOTS, { recursive: true })
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t) })
     const browser = await launchChromium(t)
     const page = await browser.newPage({ viewport: DESKTOP })
@@ -70,7 +16,8 @@ t.test(
     page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
     const connection = page.getByTestId('connection')
 
-    await page.goto(`${th.httpUrl}/`)
+    // the account page; signing in keeps the address (an invite link survives it the same way)
+    await page.goto(`${th.httpUrl}/#/account`)
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
     await shoot(t, page, 'sign-in')
     await page.getByRole('button', { name: 'Create an account' }).click()
@@ -191,7 +138,6 @@ t.test(
   "in Chromium: a token in its last hour asks to sign in again; the hub going away shows 'Reconnecting'",
   { skip: withoutChromium },
   async (t) => {
-    mkdirSync(SCREENSHOTS, { recursive: true })
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), USER_TOKEN_TTL_SECONDS: '1800' })
     const user = await th.hub.users.createUser({ name: 'Bo' })
     const browser = await launchChromium(t)

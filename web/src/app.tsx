@@ -1,8 +1,16 @@
 import { signal, useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
-import { RequestError } from '../../devices/hub-client/index.ts'
-import { connect, connection, hub, profile } from './connection.ts'
-import { HubHttpError, renewed, session, signIn, signOut, signUp } from './session.ts'
+import { connect, connection } from './connection.ts'
+import { AccountPage } from './pages/account.tsx'
+import { DevicesPage } from './pages/devices.tsx'
+import { InvitePage } from './pages/invite.tsx'
+import { MixerPage } from './pages/mixer.tsx'
+import { OperatorPage } from './pages/operator.tsx'
+import { StagePage } from './pages/stage.tsx'
+import { StageSettingsPage } from './pages/stage-settings.tsx'
+import { StagesPage } from './pages/stages.tsx'
+import { href, route } from './route.ts'
+import { HubHttpError, session, signIn, signOut, signUp } from './session.ts'
 
 const LABELS = {
   connecting: 'Connecting…',
@@ -101,109 +109,6 @@ function AuthForm() {
   )
 }
 
-/** Reads a form's text fields by name. */
-function fields(event: Event): (name: string) => string {
-  event.preventDefault()
-  const form = new FormData(event.currentTarget as HTMLFormElement)
-  return (name) => {
-    const value = form.get(name)
-    return typeof value === 'string' ? value : ''
-  }
-}
-
-const message = (err: unknown): string =>
-  err instanceof RequestError ? err.message : err instanceof Error ? err.message : String(err)
-
-/** A form's outcome, announced: the hub's message on failure. */
-function Outcome({ text, failed }: { text: string; failed: boolean }) {
-  if (!text) return null
-  return failed ? (
-    <p class="error" role="alert">
-      {text}
-    </p>
-  ) : (
-    <p role="status">{text}</p>
-  )
-}
-
-function ProfileForms() {
-  const nameOutcome = useSignal({ text: '', failed: false })
-  const passwordOutcome = useSignal({ text: '', failed: false })
-  const online = connection.value.state === 'online'
-
-  const rename = async (event: Event) => {
-    const field = fields(event)
-    try {
-      const avatarUrl = field('avatarUrl').trim()
-      await hub.value!.request('user.update', { name: field('name'), avatarUrl: avatarUrl || null })
-      nameOutcome.value = { text: 'Profile saved', failed: false }
-    } catch (err) {
-      nameOutcome.value = { text: message(err), failed: true }
-    }
-  }
-  const changePassword = async (event: Event) => {
-    const form = event.currentTarget as HTMLFormElement
-    const field = fields(event)
-    try {
-      renewed(
-        await hub.value!.request('user.changePassword', {
-          currentPassword: field('current'),
-          newPassword: field('new'),
-        }),
-      )
-      form.reset()
-      passwordOutcome.value = { text: 'Password changed: other sessions are signed out', failed: false }
-    } catch (err) {
-      passwordOutcome.value = { text: message(err), failed: true }
-    }
-  }
-  return (
-    <>
-      <section aria-labelledby="name-heading">
-        <h2 id="name-heading">Your profile</h2>
-        <form onSubmit={(e) => void rename(e)}>
-          <label>
-            Name
-            <input name="name" autoComplete="name" required maxLength={100} value={profile.value?.name} />
-          </label>
-          <label>
-            Picture (an https:// address, optional)
-            <input
-              name="avatarUrl"
-              type="url"
-              inputMode="url"
-              maxLength={2048}
-              pattern="https?://.*"
-              value={profile.value?.avatarUrl ?? ''}
-            />
-          </label>
-          <Outcome {...nameOutcome.value} />
-          <button type="submit" disabled={!online}>
-            Save profile
-          </button>
-        </form>
-      </section>
-      <section aria-labelledby="password-heading">
-        <h2 id="password-heading">Password</h2>
-        <form onSubmit={(e) => void changePassword(e)}>
-          <label>
-            Current password
-            <input name="current" type="password" autoComplete="current-password" required />
-          </label>
-          <label>
-            New password
-            <input name="new" type="password" autoComplete="new-password" required minLength={8} />
-          </label>
-          <Outcome {...passwordOutcome.value} />
-          <button type="submit" disabled={!online}>
-            Change password
-          </button>
-        </form>
-      </section>
-    </>
-  )
-}
-
 /** Ticks twice a minute: what depends on the time (the token's end) reads it. */
 const now = signal(Date.now())
 setInterval(() => (now.value = Date.now()), 30_000)
@@ -228,30 +133,61 @@ function ExpiryWarning() {
   )
 }
 
-function Home() {
+/** What stops the app from working, shown on every page: a refused connection, a sign-in about to end. */
+function ConnectionProblems() {
   const c = connection.value
+  if (c.state !== 'refused') return <ExpiryWarning />
   return (
-    <main class="card">
-      <div class="greeting">
-        {profile.value?.avatarUrl && (
-          <img class="avatar" src={profile.value.avatarUrl} alt="" referrerpolicy="no-referrer" />
-        )}
-        <h1>{profile.value ? `Hello, ${profile.value.name}` : 'Hello'}</h1>
-      </div>
-      {profile.value && (
-        <p>
-          Signed in as <strong data-testid="profile-name">{profile.value.name}</strong>
-        </p>
-      )}
-      {c.state === 'refused' && (
-        <div class="error" role="alert">
-          <p>The hub refused the connection: {c.message}</p>
-          {c.expired && <p>Your sign-in has expired: sign out and sign in again.</p>}
-        </div>
-      )}
-      {c.state !== 'refused' && <ExpiryWarning />}
-      {c.state !== 'refused' && <ProfileForms />}
-    </main>
+    <div class="card error" role="alert">
+      <p>The hub refused the connection: {c.message}</p>
+      {c.expired && <p>Your sign-in has expired: sign out and sign in again.</p>}
+    </div>
+  )
+}
+
+const PAGES = [
+  { path: 'stages', label: 'Stages' },
+  { path: 'devices', label: 'Devices' },
+  { path: 'account', label: 'Account' },
+  { path: 'operator', label: 'Operator' },
+] as const
+
+/** The page the address names; an unknown address shows the stages. */
+function Page() {
+  const [first, ...rest] = route.value
+  switch (first) {
+    case 'account':
+      return <AccountPage />
+    case 'devices':
+      return <DevicesPage />
+    case 'operator':
+      return <OperatorPage />
+    case 'invite':
+      return <InvitePage code={rest[0] ?? ''} />
+    case 'stages':
+      if (rest[0] && rest[1] === 'mixer') return <MixerPage stageId={rest[0]} />
+      if (rest[0] && rest[1] === 'settings') return <StageSettingsPage stageId={rest[0]} />
+      if (rest[0]) return <StagePage stageId={rest[0]} />
+      return <StagesPage />
+    default:
+      return <StagesPage />
+  }
+}
+
+function Navigation() {
+  const current = route.value[0] ?? 'stages'
+  return (
+    <nav aria-label="Main">
+      <ul>
+        {PAGES.map(({ path, label }) => (
+          <li key={path}>
+            <a href={href(path)} aria-current={current === path ? 'page' : undefined}>
+              {label}
+            </a>
+          </li>
+        ))}
+      </ul>
+    </nav>
   )
 }
 
@@ -274,7 +210,9 @@ export function App() {
           </button>
         )}
       </header>
-      {signedIn ? <Home /> : <AuthForm />}
+      {signedIn && <Navigation />}
+      {signedIn && <ConnectionProblems />}
+      {signedIn ? <Page /> : <AuthForm />}
     </>
   )
 }

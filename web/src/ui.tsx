@@ -1,0 +1,27 @@
+import { RequestError } from '../../devices/hub-client/index.ts'
+
+/** Reads a submitted form's text fields by name (and stops the page from navigating). */
+export function fields(event: Event): (name: string) => string {
+  event.preventDefault()
+  const form = new FormData(event.currentTarget as HTMLFormElement)
+  return (name) => {
+    const value = form.get(name)
+    return typeof value === 'string' ? value : ''
+  }
+}
+
+/** What to show a person for a failure: the hub's own message where it sent one. */
+export const message = (err: unknown): string =>
+  err instanceof RequestError ? err.message : err instanceof Error ? err.message : String(err)
+
+/** A form's outcome, announced: the hub's message on failure. */
+export function Outcome({ text, failed }: { text: string; failed: boolean }) {
+  if (!text) return null
+  return failed ? (
+    <p class="error" role="alert">
+      {text}
+    </p>
+  ) : (
+    <p role="status">{text}</p>
+  )
+}
