@@ -1,11 +1,14 @@
 /**
  * Builds the web app (web/) into static files the hub serves at `/`: `index.html` naming the hashed
- * `assets/main-<hash>.js` and `.css`. `npm run build:web` (and `npm ci`, through `prepare`).
+ * `assets/main-<hash>.js` and `.css`, each beside its brotli and gzip forms (`.br`, `.gz`) for the hub
+ * to send as they are. `npm run build:web` (and `npm ci`, through `prepare`).
  * `--out <dir>` builds elsewhere (tests); `--dev <hubOrigin>` is what `npm run dev` uses.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { join, relative, resolve } from 'node:path'
+import { extname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { brotliCompress, constants as zlib, gzip } from 'node:zlib'
 import type { BuildOptions, Metafile } from 'esbuild'
 import { build } from 'esbuild'
 
@@ -59,13 +62,46 @@ export async function writeIndex(outdir: string, metafile: Metafile): Promise<vo
   await writeFile(join(outdir, 'index.html'), html)
 }
 
-/** A clean build into `outdir` (old hashed files removed). */
+/** The outputs a browser loads and that shrink when compressed (source maps only open in dev tools). */
+export const COMPRESSED_TYPES = ['.js', '.css', '.svg']
+
+const brotli = promisify(brotliCompress)
+const gzipped = promisify(gzip)
+
+/**
+ * Writes `<file>.br` (brotli, best quality) and `<file>.gz` (gzip level 9) beside each compressible
+ * output, once at build time, so that serving one costs a file read. A form that would not be smaller
+ * is left out (the hub then sends the file as it is).
+ */
+export async function compressOutputs(metafile: Metafile): Promise<void> {
+  const files = Object.keys(metafile.outputs).filter((file) => COMPRESSED_TYPES.includes(extname(file)))
+  await Promise.all(
+    files.map(async (file) => {
+      const body = await readFile(file)
+      const forms = await Promise.all([
+        brotli(body, {
+          params: {
+            [zlib.BROTLI_PARAM_QUALITY]: zlib.BROTLI_MAX_QUALITY,
+            [zlib.BROTLI_PARAM_MODE]: zlib.BROTLI_MODE_TEXT,
+            [zlib.BROTLI_PARAM_SIZE_HINT]: body.length,
+          },
+        }),
+        gzipped(body, { level: 9 }),
+      ])
+      for (const [i, suffix] of (['.br', '.gz'] as const).entries())
+        if (forms[i]!.length < body.length) await writeFile(file + suffix, forms[i]!)
+    }),
+  )
+}
+
+/** A clean build into `outdir` (old hashed files removed), compressed forms included. */
 export async function buildWeb(settings: WebBuildSettings = {}): Promise<Metafile> {
   const outdir = settings.outdir ?? DEFAULT_OUT
   await rm(outdir, { recursive: true, force: true })
   await mkdir(outdir, { recursive: true })
   const result = await build(webBuildOptions({ ...settings, outdir }))
   await writeIndex(outdir, result.metafile!)
+  await compressOutputs(result.metafile!)
   return result.metafile!
 }
 

@@ -1,7 +1,10 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import t from 'tap'
+import { acceptedEncodings, notModified } from '../../../services/http/web.ts'
 import { startTestHub } from '../../helpers/hub.ts'
 import { builtWebApp } from '../../helpers/web.ts'
 
@@ -58,6 +61,124 @@ t.test(
     t.equal((await fetch(`${th.httpUrl}/healthz`)).status, 200, 'the API is still there')
   },
 )
+
+/** A GET over a real socket, with exactly these headers (fetch would add and undo Accept-Encoding). */
+function get(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
+      )
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('index.html carries an ETag and answers 304 to a browser that has it', async (t) => {
+  const dir = await builtWebApp(t)
+  const th = await startTestHub(t, { WEB_DIR: dir })
+
+  const first = await get(`${th.httpUrl}/`)
+  t.equal(first.status, 200)
+  const etag = first.headers.etag!
+  t.match(etag, /^"[A-Za-z0-9_-]+"$/, 'a strong ETag')
+  t.equal(first.headers['cache-control'], 'no-cache')
+
+  const again = await get(`${th.httpUrl}/`, { 'if-none-match': etag })
+  t.equal(again.status, 304, 'the same page: not sent again')
+  t.equal(again.body.length, 0)
+  t.equal(again.headers.etag, etag)
+  t.equal(again.headers['cache-control'], 'no-cache')
+  t.equal(
+    (await get(`${th.httpUrl}/`, { 'if-none-match': `"other", W/${etag}` })).status,
+    304,
+    'weak match in a list',
+  )
+
+  writeFileSync(
+    join(dir, 'index.html'),
+    readFileSync(join(dir, 'index.html'), 'utf8') + '\n<!-- rebuilt -->\n',
+  )
+  const rebuilt = await get(`${th.httpUrl}/`, { 'if-none-match': etag })
+  t.equal(rebuilt.status, 200, 'a rebuilt page is sent whatever the browser had')
+  t.not(rebuilt.headers.etag, etag, 'with a new ETag')
+  t.match(rebuilt.body.toString(), /rebuilt/)
+})
+
+t.test(
+  'hashed assets are sent as the brotli or gzip form written at build time, by Accept-Encoding',
+  async (t) => {
+    const dir = await builtWebApp(t)
+    const th = await startTestHub(t, { WEB_DIR: dir })
+    const names = readdirSync(join(dir, 'assets')).filter((n) => /\.(js|css)$/.test(n))
+    t.equal(names.length, 2, 'a script and a stylesheet')
+    for (const name of names) {
+      const url = `${th.httpUrl}/assets/${name}`
+      const plain = readFileSync(join(dir, 'assets', name))
+      t.ok(readFileSync(join(dir, 'assets', `${name}.br`)).length < plain.length, `${name}.br is smaller`)
+
+      const br = await get(url, { 'accept-encoding': 'gzip, deflate, br, zstd' })
+      t.equal(br.headers['content-encoding'], 'br', `${name}: brotli preferred when offered`)
+      t.equal(br.headers.vary, 'Accept-Encoding')
+      t.equal(br.headers['cache-control'], 'public, max-age=31536000, immutable')
+      t.match(br.headers['content-security-policy'], /script-src 'self'/, 'the CSP on every answer')
+      t.same(brotliDecompressSync(br.body), plain, 'the same bytes once decoded')
+      t.ok(br.body.length < plain.length)
+
+      const gz = await get(url, { 'accept-encoding': 'gzip;q=1.0, br;q=0' })
+      t.equal(gz.headers['content-encoding'], 'gzip', `${name}: gzip when brotli is refused (q=0)`)
+      t.same(gunzipSync(gz.body), plain)
+      t.equal(gz.headers.vary, 'Accept-Encoding')
+
+      for (const accept of [undefined, 'identity', 'deflate']) {
+        const raw = await get(url, accept ? { 'accept-encoding': accept } : {})
+        t.equal(raw.headers['content-encoding'], undefined, `${name}, Accept-Encoding ${accept}: as it is`)
+        t.equal(raw.headers.vary, 'Accept-Encoding', 'caches keep the forms apart')
+        t.same(raw.body, plain)
+      }
+
+      t.not(br.headers.etag, gz.headers.etag, 'each form has its own ETag')
+      const cached = await get(url, { 'accept-encoding': 'br', 'if-none-match': br.headers.etag! })
+      t.equal(cached.status, 304, `${name}: 304 for the form the browser has`)
+      t.equal(cached.body.length, 0)
+    }
+
+    // a build whose compressed forms are gone (or never smaller) still serves the file itself
+    const js = names.find((n) => n.endsWith('.js'))!
+    rmSync(join(dir, 'assets', `${js}.br`))
+    const fallback = await get(`${th.httpUrl}/assets/${js}`, { 'accept-encoding': 'br' })
+    t.equal(fallback.status, 200)
+    t.equal(fallback.headers['content-encoding'], undefined, 'no .br: the file as it is')
+    t.same(fallback.body, readFileSync(join(dir, 'assets', js)))
+    const map = await get(`${th.httpUrl}/assets/${js}.map`, { 'accept-encoding': 'br, gzip' })
+    t.equal(map.status, 200, 'source maps are served')
+    t.equal(map.headers['content-encoding'], undefined, 'as they are: only dev tools load them')
+  },
+)
+
+t.test('Accept-Encoding: q-values, wildcard and refusals decide the forms allowed, best first', async (t) => {
+  const names = (h: string | undefined) => acceptedEncodings(h).map((e) => e.name)
+  t.same(names(undefined), [], 'no header: as it is')
+  t.same(names(''), [])
+  t.same(names('gzip, deflate, br'), ['br', 'gzip'])
+  t.same(names('GZIP'), ['gzip'], 'case-insensitive')
+  t.same(names('br;q=0, gzip;q=0.5'), ['gzip'])
+  t.same(names('*'), ['br', 'gzip'])
+  t.same(names('*;q=0, gzip'), ['gzip'])
+  t.same(names('br; q=0.001'), ['br'])
+  t.same(names('identity'), [])
+  t.ok(notModified('*', '"x"'))
+  t.ok(notModified('W/"x"', '"x"'))
+  t.notOk(notModified('"y"', '"x"'))
+  t.notOk(notModified(undefined, '"x"'))
+})
 
 t.test('without a built app, / answers 404 saying to run npm run build:web', async (t) => {
   const th = await startTestHub(t, { WEB_DIR: mkdtempSync(join(tmpdir(), 'stagehub-noweb-')) })
