@@ -2,10 +2,11 @@
  * Builds the web app (web/) into static files the hub serves at `/`: `index.html` naming the hashed
  * `assets/main-<hash>.js` and `.css`, each beside its brotli and gzip forms (`.br`, `.gz`) for the hub
  * to send as they are. `npm run build:web` (and `npm ci`, through `prepare`).
- * `--out <dir>` builds elsewhere (tests); `--dev <hubOrigin>` is what `npm run dev` uses.
+ * `--out <dir>` builds elsewhere (tests); `--inputs` lists the source files that weigh most in the script
+ * (esbuild's metafile).
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { extname, join, relative, resolve } from 'node:path'
+import { basename, extname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib'
@@ -105,14 +106,54 @@ export async function buildWeb(settings: WebBuildSettings = {}): Promise<Metafil
   return result.metafile!
 }
 
+/** The first-load transfer budget for script and style together, gzip as served (issue 13). */
+export const FIRST_LOAD_BUDGET_BYTES = 200 * 1024
+
+export interface BundleReport {
+  /** What a first visit downloads: the entry's script and stylesheet, as they are and as served. */
+  firstLoad: { files: string[]; bytes: number; gzip: number; brotli: number }
+  /** The source files in the script, largest first (bytes they leave in the minified output). */
+  inputs: { path: string; bytes: number }[]
+}
+
+/** Measures a build from its metafile and the compressed forms beside its outputs. */
+export async function bundleReport(metafile: Metafile): Promise<BundleReport> {
+  const files = Object.keys(metafile.outputs).filter((file) => /\.(js|css)$/.test(file))
+  // a form the build left out (not smaller) is served as the file itself
+  const size = async (file: string, suffix: string) =>
+    (await readFile(file + suffix).catch(() => readFile(file))).length
+  let bytes = 0
+  let gzipBytes = 0
+  let brotliBytes = 0
+  for (const file of files) {
+    bytes += metafile.outputs[file]!.bytes
+    gzipBytes += await size(file, '.gz')
+    brotliBytes += await size(file, '.br')
+  }
+  const inputs = new Map<string, number>()
+  for (const file of files)
+    for (const [path, input] of Object.entries(metafile.outputs[file]!.inputs))
+      inputs.set(path, (inputs.get(path) ?? 0) + input.bytesInOutput)
+  return {
+    firstLoad: { files: files.map((f) => basename(f)), bytes, gzip: gzipBytes, brotli: brotliBytes },
+    inputs: [...inputs]
+      .map(([path, bytes]) => ({ path: path.replace(/^(\.\.\/)+(main\/)?/, ''), bytes }))
+      .sort((a, b) => b.bytes - a.bytes),
+  }
+}
+
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const at = process.argv.indexOf('--out')
   const outdir = at > 0 ? resolve(process.argv[at + 1]!) : DEFAULT_OUT
-  const metafile = await buildWeb({ outdir })
-  const bytes = Object.entries(metafile.outputs)
-    .filter(([file]) => !file.endsWith('.map'))
-    .reduce((sum, [, output]) => sum + output.bytes, 0)
+  const report = await bundleReport(await buildWeb({ outdir }))
+  const { firstLoad } = report
   process.stdout.write(
-    `web app built into ${relative(process.cwd(), outdir) || '.'} (${Math.round(bytes / 1024)} KB of script and style, before gzip)\n`,
+    `web app built into ${relative(process.cwd(), outdir) || '.'}: first load ${kb(firstLoad.gzip)} gzip, ` +
+      `${kb(firstLoad.brotli)} brotli (${kb(firstLoad.bytes)} as they are; budget ${kb(FIRST_LOAD_BUDGET_BYTES)} gzip)\n`,
   )
+  if (process.argv.includes('--inputs'))
+    for (const input of report.inputs.slice(0, 20))
+      process.stdout.write(`${kb(input.bytes).padStart(10)}  ${input.path}\n`)
 }

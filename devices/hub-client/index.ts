@@ -11,4 +11,5 @@ export {
 } from './hub-client.ts'
 export { RequestError, type RequestErrorCode } from './requests.ts'
 export type { StateChange, StateListener } from './state-cache.ts'
-export { matchesFilter, topics } from '../../schemas/topics.ts'
+/** Topic builders and matchers only: the catalogue's payload schemas stay out of the browser bundle. */
+export { matchesFilter, topicShapes as topics } from '../../schemas/topic-shapes.ts'

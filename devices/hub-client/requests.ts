@@ -1,6 +1,6 @@
 import type { ErrorCode, ResponseEnvelope } from '../../schemas/protocol.ts'
 import type { ActionName, ActionParams, ActionResult } from './actions.ts'
-import { topics } from '../../schemas/topics.ts'
+import { topicShapes as topics } from '../../schemas/topic-shapes.ts'
 
 /**
  * Why a request failed: a refusal of the hub (`ok: false`, one of its error codes), no response in

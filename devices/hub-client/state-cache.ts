@@ -1,4 +1,4 @@
-import { matchesFilter } from '../../schemas/topics.ts'
+import { matchesFilter } from '../../schemas/topic-shapes.ts'
 
 /** A retained state topic's new value, or `undefined` when the hub cleared the topic. */
 export interface StateChange<T = unknown> {

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { aclRules } from '../../broker/acl.ts'
 import { docFiles, packageVersion } from '../../bin/docs.ts'
 import { jsonSchemaFiles, payloadTopics, topicSchemaFile } from '../../schemas/index.ts'
+import { topicShapes } from '../../schemas/topic-shapes.ts'
 import { findTopic, topicCatalogue, topics, type Topic } from '../../schemas/topics.ts'
 import { type Actor, actor, connectDevice, ok } from '../helpers/actors.ts'
 import { Requester, recordMessages, startTestHub, waitUntil } from '../helpers/hub.ts'
@@ -178,6 +180,22 @@ t.test(
   },
 )
 
+t.test('the catalogue is the topic shapes, each with its payload and parties, in their order', async (t) => {
+  t.same(Object.keys(topics), Object.keys(topicShapes), 'the same names in the same order')
+  for (const [name, shape] of Object.entries(topicShapes)) {
+    const entry = topics[name as keyof typeof topics]
+    t.equal(entry.pattern, shape.pattern, name)
+    t.equal(entry.build, shape.build, `${name}: the same builder, not a copy`)
+    t.equal(entry.match, shape.match)
+    t.ok(entry.payload, `${name} has a payload schema`)
+  }
+  const source = readFileSync(
+    fileURLToPath(new URL('../../schemas/topic-shapes.ts', import.meta.url)),
+    'utf8',
+  )
+  t.notMatch(source, /^import /m, 'the shapes import nothing: what builds topics needs no schema library')
+})
+
 t.test(
   'no source file but the catalogue spells a topic: builders, parsers and filters come from it',
   async (t) => {
@@ -195,13 +213,13 @@ t.test(
     ]
     const found = findTopicSpellings(root, dirs)
     t.ok(
-      found.some((spelling) => spelling.file === 'schemas/topics.ts'),
-      'the scan finds the catalogue itself (it reads the files it should)',
+      found.some((spelling) => spelling.file === 'schemas/topic-shapes.ts'),
+      "the scan finds the catalogue's patterns (it reads the files it should)",
     )
     t.same(
-      found.filter((s) => s.file !== 'schemas/topics.ts').map((s) => `${s.file}:${s.line}: ${s.text}`),
+      found.filter((s) => s.file !== 'schemas/topic-shapes.ts').map((s) => `${s.file}:${s.line}: ${s.text}`),
       [],
-      'use schemas/topics.ts instead of spelling these topics',
+      'use schemas/topics.ts (or its shapes, schemas/topic-shapes.ts) instead of spelling these topics',
     )
   },
 )

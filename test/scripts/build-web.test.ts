@@ -1,0 +1,50 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { brotliDecompressSync, gunzipSync } from 'node:zlib'
+import t from 'tap'
+import { FIRST_LOAD_BUDGET_BYTES, buildWeb, bundleReport } from '../../scripts/build-web.ts'
+
+t.test(
+  'the first load (script and style, gzip as served) stays under 200 KB and carries no schema library',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'stagehub-web-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const metafile = await buildWeb({ outdir: dir })
+    const report = await bundleReport(metafile)
+    const { firstLoad, inputs } = report
+    t.comment(
+      `first load ${firstLoad.gzip} B gzip, ${firstLoad.brotli} B brotli, ${firstLoad.bytes} B as they are; ` +
+        `largest inputs: ${inputs
+          .slice(0, 5)
+          .map((i) => `${i.path} ${i.bytes}`)
+          .join(', ')}`,
+    )
+    t.same(firstLoad.files.map((f) => f.replace(/-[A-Z0-9]{8}\./, '-HASH.')).sort(), [
+      'main-HASH.css',
+      'main-HASH.js',
+    ])
+    t.ok(
+      firstLoad.gzip < FIRST_LOAD_BUDGET_BYTES,
+      `${firstLoad.gzip} B gzip within the ${FIRST_LOAD_BUDGET_BYTES} B budget`,
+    )
+    t.ok(firstLoad.brotli < firstLoad.gzip, 'brotli is smaller still')
+    t.ok(inputs.length > 10 && inputs[0]!.bytes > 0, 'the metafile names the inputs')
+    t.same(
+      inputs.filter((i) => i.path.includes('@sinclair/typebox')).map((i) => i.path),
+      [],
+      'TypeBox is not in the bundle',
+    )
+    t.same(
+      inputs.filter((i) => i.path.startsWith('schemas/')).map((i) => i.path),
+      ['schemas/topic-shapes.ts'],
+      'of schemas/ only the topic shapes: no payload schema reaches the browser',
+    )
+
+    for (const file of Object.keys(metafile.outputs).filter((f) => /\.(js|css)$/.test(f))) {
+      const plain = readFileSync(file)
+      t.same(gunzipSync(readFileSync(`${file}.gz`)), plain, `${file}.gz decodes to the file`)
+      t.same(brotliDecompressSync(readFileSync(`${file}.br`)), plain, `${file}.br decodes to the file`)
+    }
+  },
+)
