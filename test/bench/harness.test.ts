@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -67,6 +67,9 @@ t.test('npm run bench -- --tiny writes well-formed results with baselines from t
     'retained_subscribe',
     'cold_start',
     'churn',
+    'web_first_load',
+    // in Chromium: Debian's package, where installed
+    ...(existsSync('/usr/bin/chromium') ? ['web_first_state'] : []),
   ]) {
     const rows = report.metrics.filter((m) => m.name.includes(word))
     t.ok(rows.length > 0, `${word}: measured`)
