@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import t from 'tap'
 import { acceptedEncodings, notModified } from '../../../services/http/web.ts'
+import { launchChromium, withoutChromium } from '../../helpers/chromium.ts'
 import { startTestHub } from '../../helpers/hub.ts'
 import { builtWebApp } from '../../helpers/web.ts'
 
@@ -186,3 +187,56 @@ t.test('without a built app, / answers 404 saying to run npm run build:web', asy
   t.equal(reply.status, 404)
   t.match(await reply.json(), { error: { code: 'not_found', message: /npm run build:web/ } })
 })
+
+t.test(
+  'Chromium loads the app as brotli and revalidates the page with its ETag on a reload',
+  { skip: withoutChromium },
+  async (t) => {
+    const dir = await builtWebApp(t)
+    const th = await startTestHub(t, { WEB_DIR: dir })
+    const browser = await launchChromium(t)
+    const page = await browser.newPage()
+    const assets: { url: string; encoding: string | undefined; vary: string | undefined }[] = []
+    page.on('response', (response) => {
+      const url = response.url()
+      const headers = response.headers()
+      if (url.includes('/assets/'))
+        assets.push({ url, encoding: headers['content-encoding'], vary: headers.vary })
+    })
+    await page.goto(`${th.httpUrl}/`)
+    await page.getByRole('heading', { level: 1 }).first().waitFor()
+    t.equal(assets.length, 2, 'the script and the stylesheet')
+    for (const asset of assets) {
+      t.equal(asset.encoding, 'br', `${asset.url.replace(/.*\//, '')} arrives as brotli`)
+      t.equal(asset.vary, 'Accept-Encoding')
+    }
+    const wire = await page.evaluate(() =>
+      performance
+        .getEntriesByType('resource')
+        .map((e) => e as unknown as { name: string; encodedBodySize: number; decodedBodySize: number })
+        .filter((e) => e.name.endsWith('.js'))
+        .map((e) => ({ encoded: e.encodedBodySize, decoded: e.decodedBodySize })),
+    )
+    t.ok(wire[0]!.encoded < wire[0]!.decoded / 3, 'the script crosses the wire compressed to under a third')
+
+    // what went over the wire (the network stack adds the conditional header below what Playwright sees)
+    const cdp = await page.context().newCDPSession(page)
+    await cdp.send('Network.enable')
+    const sent: Record<string, string>[] = []
+    const answered: { statusCode: number; headers: Record<string, string> }[] = []
+    cdp.on('Network.requestWillBeSentExtraInfo', (e) => sent.push(e.headers as Record<string, string>))
+    cdp.on('Network.responseReceivedExtraInfo', (e) => answered.push(e))
+    await page.reload()
+    await page.getByRole('heading', { level: 1 }).first().waitFor()
+    const etag = (await get(`${th.httpUrl}/`)).headers.etag
+    t.ok(
+      sent.some((h) => h['If-None-Match'] === etag || h['if-none-match'] === etag),
+      'the reload asks for the page with its ETag',
+    )
+    t.ok(
+      answered.some((r) => r.statusCode === 304 && (r.headers.etag ?? r.headers.ETag) === etag),
+      'and the hub answers 304: the page is not sent again',
+    )
+    await page.getByRole('heading', { level: 1 }).first().waitFor()
+  },
+)
