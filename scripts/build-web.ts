@@ -137,9 +137,15 @@ export async function bundleReport(metafile: Metafile): Promise<BundleReport> {
   return {
     firstLoad: { files: files.map((f) => basename(f)), bytes, gzip: gzipBytes, brotli: brotliBytes },
     inputs: [...inputs]
-      .map(([path, bytes]) => ({ path: path.replace(/^(\.\.\/)+(main\/)?/, ''), bytes }))
+      .map(([path, bytes]) => ({ path: shortPath(path), bytes }))
       .sort((a, b) => b.bytes - a.bytes),
   }
+}
+
+/** A metafile input as a reader knows it: `node_modules/<package>/...`, or relative to the checkout. */
+function shortPath(path: string): string {
+  const at = path.lastIndexOf('node_modules/')
+  return at >= 0 ? path.slice(at) : path.replace(/^(\.\.\/)+/, '')
 }
 
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`
