@@ -85,6 +85,7 @@ t.test(
     const item = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Rehearsal' }) })
     await item.getByText('Admin').waitFor()
     await item.getByText('0 online').waitFor()
+    await item.getByText('no members yet').waitFor()
     await shoot(t, page, 'stages')
 
     // settings: a new name, room and audio type, and the password kept
@@ -92,6 +93,7 @@ t.test(
     await page.getByRole('heading', { name: 'Settings of Rehearsal' }).waitFor()
     const edit = page.getByRole('region', { name: 'Stage' })
     t.equal(await edit.getByLabel('Length').inputValue(), '20', 'the form shows the stage as it is')
+    t.equal(await edit.getByLabel('Or a city').inputValue(), 'Berlin', 'its place among the cities')
     await edit.getByLabel('Name', { exact: true }).fill('Rehearsal Room')
     await edit.getByLabel('Width').fill('10')
     await edit.getByLabel('Audio').selectOption('mediasoup')
@@ -138,8 +140,9 @@ t.test(
     await bo.getByLabel('Password').fill('bo password 123')
     await bo.getByRole('button', { name: 'Sign up' }).click()
     await bo.getByRole('heading', { name: 'Rehearsal Room' }).waitFor()
+    await bo.getByText('Ann invites you to join the stage').waitFor()
     await bo.getByText(/You join the group\s*Band/).waitFor()
-    t.pass('signed up on the invite: it shows the stage and the group')
+    t.pass('signed up on the invite: it shows the stage, who invites and the group')
     await shoot(t, bo, 'invite')
     await bo.getByLabel("The stage's password").fill('wrong')
     await bo.getByRole('button', { name: 'Join Rehearsal Room' }).click()

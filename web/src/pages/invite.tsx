@@ -74,7 +74,9 @@ export function InvitePage({ code }: { code: string }) {
   const chosen = p.groupId === undefined ? undefined : p.groups[0]
   return (
     <main class="card invite">
-      <p class="kicker">You are invited to join the stage</p>
+      <p class="kicker">
+        {p.invitedBy ? `${p.invitedBy} invites you to join the stage` : 'You are invited to join the stage'}
+      </p>
       <h1>{p.name}</h1>
       <p class="hint">
         Valid until {new Date(p.expiresAt).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}

@@ -46,15 +46,21 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
   const lat = useSignal(initial?.preferredPosition ? round(initial.preferredPosition.lat) : '')
   const lng = useSignal(initial?.preferredPosition ? round(initial.preferredPosition.lng) : '')
   const where = useSignal('')
+  /** The city picked from the list, until the coordinates change otherwise. */
+  const city = useSignal(
+    CITIES.find((c) => c.lat === initial?.preferredPosition?.lat && c.lng === initial.preferredPosition.lng)
+      ?.name ?? '',
+  )
   const locating = useSignal(false)
   const room = { ...ROOM_DEFAULTS, ...initial }
 
   const pickCity = (event: Event) => {
-    const city = CITIES.find((c) => c.name === (event.currentTarget as HTMLSelectElement).value)
-    if (!city) return
-    lat.value = String(city.lat)
-    lng.value = String(city.lng)
-    where.value = `Near ${city.name}`
+    const picked = CITIES.find((c) => c.name === (event.currentTarget as HTMLSelectElement).value)
+    city.value = picked?.name ?? ''
+    if (!picked) return
+    lat.value = String(picked.lat)
+    lng.value = String(picked.lng)
+    where.value = `Near ${picked.name}`
   }
   const locate = () => {
     if (!('geolocation' in navigator)) {
@@ -68,6 +74,7 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
         locating.value = false
         lat.value = round(position.coords.latitude)
         lng.value = round(position.coords.longitude)
+        city.value = ''
         where.value = 'Your position is filled in.'
       },
       (error) => {
@@ -137,7 +144,7 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
           </button>
           <label>
             Or a city
-            <select onChange={pickCity} value="">
+            <select onChange={pickCity} value={city.value}>
               <option value="">Pick a city…</option>
               {CITIES.map((c) => (
                 <option key={c.name} value={c.name}>
@@ -161,7 +168,10 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
               max="90"
               step="any"
               value={lat.value}
-              onInput={(e) => (lat.value = e.currentTarget.value)}
+              onInput={(e) => {
+                lat.value = e.currentTarget.value
+                city.value = ''
+              }}
               required={lng.value !== ''}
             />
           </label>
@@ -175,7 +185,10 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
               max="180"
               step="any"
               value={lng.value}
-              onInput={(e) => (lng.value = e.currentTarget.value)}
+              onInput={(e) => {
+                lng.value = e.currentTarget.value
+                city.value = ''
+              }}
               required={lat.value !== ''}
             />
           </label>

@@ -19,8 +19,10 @@ function Presence({ stageId }: { stageId: string }) {
       <span class={online.length > 0 ? 'count live' : 'count'}>{online.length} online</span>
       {online.length > 0 && `: ${online.map((m) => m.name).join(', ')}`}
       <span class="muted">
-        {' '}
-        · {joined.length} of {members.length} {members.length === 1 ? 'member' : 'members'} in the stage
+        {' · '}
+        {members.length === 0
+          ? 'no members yet'
+          : `${joined.length} of ${members.length} ${members.length === 1 ? 'member' : 'members'} in the stage`}
       </span>
     </p>
   )
