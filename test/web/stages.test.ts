@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core'
 import t from 'tap'
-import { connectAs, connectDevice, ok, roomy } from '../helpers/actors.ts'
+import { actor, connectAs, connectDevice, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import type { StoredDoc } from '../../services/store/port.ts'
 import { startTestHub } from '../helpers/hub.ts'
@@ -48,6 +48,7 @@ t.test(
 
     // create: the position denied is said honestly; a city fills the coordinates
     const form = page.getByRole('form', { name: 'Create a stage' })
+    await form.getByLabel('Name', { exact: true }).fill('Rehearsal')
     t.equal(await form.getByLabel('Width').inputValue(), '13', "the room size starts at the hub's defaults")
     await form.getByRole('button', { name: 'Use my position' }).click()
     await form.getByText(/not allowed to tell your position: pick a city/).waitFor()
@@ -60,7 +61,11 @@ t.test(
     await form.getByLabel('Or a city').selectOption('Berlin')
     t.equal(await form.getByLabel('Latitude').inputValue(), '52.52', 'a city replaces it')
     t.equal(await form.getByLabel('Longitude').inputValue(), '13.405', 'both coordinates')
-    await form.getByLabel('Name', { exact: true }).fill('Rehearsal')
+    t.equal(
+      await form.getByLabel('Name', { exact: true }).inputValue(),
+      'Rehearsal',
+      'and the name typed first stays',
+    )
     await form.getByLabel('Audio').selectOption('ov')
     await form.getByLabel('Length').fill('20')
     await form.getByLabel(/^Password/).fill('open sesame')
@@ -97,6 +102,9 @@ t.test(
     await edit.getByLabel('Name', { exact: true }).fill('Rehearsal Room')
     await edit.getByLabel('Width').fill('10')
     await edit.getByLabel('Audio').selectOption('mediasoup')
+    await edit.getByLabel('Remove the password').check()
+    await edit.getByLabel('Remove the password').uncheck()
+    t.equal(await edit.getByLabel('Width').inputValue(), '10', 'edits survive the page changing around them')
     await edit.getByRole('button', { name: 'Save settings' }).click()
     await page.getByRole('heading', { name: 'Settings of Rehearsal Room' }).waitFor()
     await edit.getByText('Settings saved').waitFor()
@@ -172,6 +180,7 @@ t.test(
     )
     await item.getByText('1 online').waitFor()
     t.match(await item.getByTestId('presence').textContent(), /1 online: Bo Player/, 'who is online, live')
+    await shoot(t, page, 'stages-online')
 
     // Bo is no admin: the settings page says so
     await bo.goto(`${th.httpUrl}/#/stages/${stageId}/settings`)
@@ -209,5 +218,45 @@ t.test(
     t.equal(await th.hub.store.get('stages', stageId), null, 'the stage is gone from the hub')
     t.same(problems, [], 'no page errors, no CSP violations (Ann)')
     t.same(boProblems, [], 'no page errors, no CSP violations (Bo)')
+  },
+)
+
+t.test(
+  'in Chromium: an invite for no particular group and a stage without password: the person picks a group by keyboard and joins it',
+  { skip: withoutChromium },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
+    const admin = await actor(th, 'Alice')
+    const stage = await ok<{ id: string }>(admin, 'stage.create', { name: 'Open Stage' })
+    await ok(admin, 'group.create', { stageId: stage.id, name: 'Band', color: '#112233' })
+    const choir = await ok<{ id: string }>(admin, 'group.create', {
+      stageId: stage.id,
+      name: 'Choir',
+      color: '#445566',
+    })
+    const { code } = await ok<{ code: string }>(admin, 'invite.create', { stageId: stage.id })
+
+    const browser = await launchChromium(t)
+    const page = await browser.newPage({ viewport: DESKTOP })
+    const problems = watchProblems(page)
+    const bo = await th.hub.users.createUser({ name: 'Bo' })
+    await signedIn(page, `${th.httpUrl}/#/invite/${code}`, th.hub.users.userToken(bo))
+    await page.getByRole('heading', { name: 'Open Stage' }).waitFor()
+    await page.getByText('Alice invites you to join the stage').waitFor()
+    t.equal(await page.getByLabel("The stage's password").count(), 0, 'no password asked: the stage has none')
+    const band = page.getByRole('radio', { name: 'Band' })
+    t.ok(await band.isChecked(), 'the first group is picked to start with')
+    await shoot(t, page, 'invite-pick-group')
+    await band.focus()
+    await page.keyboard.press('ArrowDown')
+    t.ok(await page.getByRole('radio', { name: 'Choir' }).isChecked(), 'the arrow keys pick another group')
+    await page.keyboard.press('Enter')
+    await page.waitForURL(new RegExp(`#/stages/${stage.id}$`))
+    const [member] = await th.hub.store.find<StoredDoc & { groupId: string; joined: boolean }>('members', {
+      stageId: stage.id,
+      userId: bo.id,
+    })
+    t.match(member, { groupId: choir.id, joined: true }, 'joined in the group picked')
+    t.same(problems, [], 'no page errors, no CSP violations')
   },
 )

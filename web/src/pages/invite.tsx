@@ -18,6 +18,7 @@ export function InvitePage({ code }: { code: string }) {
   const refusal = useSignal('')
   const outcome = useSignal({ text: '', failed: false })
   const busy = useSignal(false)
+  const picked = useSignal('')
   const online = connection.value.state === 'online'
 
   useSignalEffect(() => {
@@ -25,7 +26,9 @@ export function InvitePage({ code }: { code: string }) {
     if (!client || connection.value.state !== 'online' || preview.peek() || refusal.peek()) return
     let current = true
     client.request('invite.preview', { code }).then(
-      (p) => current && (preview.value = p),
+      (p) =>
+        current &&
+        (preview.value = { ...p, groups: [...p.groups].sort((a, b) => a.name.localeCompare(b.name)) }),
       (err: unknown) => current && (refusal.value = message(err)),
     )
     return () => (current = false)
@@ -98,7 +101,14 @@ export function InvitePage({ code }: { code: string }) {
               <legend>Your group</legend>
               {p.groups.map((g, i) => (
                 <label key={g.id} class="check">
-                  <input type="radio" name="groupId" value={g.id} required checked={i === 0} />
+                  <input
+                    type="radio"
+                    name="groupId"
+                    value={g.id}
+                    required
+                    checked={picked.value ? picked.value === g.id : i === 0}
+                    onChange={() => (picked.value = g.id)}
+                  />
                   <span class="swatch" style={{ background: g.color }} aria-hidden="true" />
                   {g.name}
                 </label>

@@ -39,7 +39,9 @@ const round = (n: number) => String(Math.round(n * 1000) / 1000)
 
 /**
  * The stage's name, media types, room size and location, as form fields (read back with
- * `readStageSettings`). The location is optional: the browser's position (asked for only on a click)
+ * `readStageSettings`). The fields start from `initial` and keep what the person typed when the page
+ * renders again (defaults, not controlled values); a live change of the stage shows in fields not
+ * edited yet. The location is optional: the browser's position (asked for only on a click)
  * or one picked from a list of cities or typed as latitude/longitude.
  */
 export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
@@ -92,14 +94,14 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
     <>
       <label>
         Name
-        <input name="name" required maxLength={100} value={initial?.name ?? ''} />
+        <input name="name" required maxLength={100} defaultValue={initial?.name ?? ''} />
       </label>
       <div class="pair">
         <label>
           Audio
-          <select name="audioType" value={initial?.audioType ?? 'mediasoup'}>
+          <select name="audioType">
             {AUDIO.map(([value, label]) => (
-              <option key={value} value={value}>
+              <option key={value} value={value} selected={value === (initial?.audioType ?? 'mediasoup')}>
                 {label}
               </option>
             ))}
@@ -107,9 +109,9 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
         </label>
         <label>
           Video
-          <select name="videoType" value={initial?.videoType ?? 'mediasoup'}>
+          <select name="videoType">
             {VIDEO.map(([value, label]) => (
-              <option key={value} value={value}>
+              <option key={value} value={value} selected={value === (initial?.videoType ?? 'mediasoup')}>
                 {label}
               </option>
             ))}
@@ -130,7 +132,7 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
                 max="1000"
                 step="0.1"
                 required
-                value={room[dimension]}
+                defaultValue={String(room[dimension])}
               />
             </label>
           ))}

@@ -162,9 +162,9 @@ function Invites({ stage, groups }: { stage: StageState; groups: readonly GroupS
           </label>
           <label>
             Valid for
-            <select name="expires" value={String(7 * 86_400)}>
+            <select name="expires">
               {EXPIRIES.map(([seconds, label]) => (
-                <option key={seconds} value={seconds}>
+                <option key={seconds} value={seconds} selected={seconds === 7 * 86_400}>
                   {label}
                 </option>
               ))}

@@ -96,7 +96,7 @@ function CreateStage({ open }: { open: boolean }) {
         </label>
         <label>
           First group (the others join into it; more can be added later)
-          <input name="group" maxLength={100} value="Band" />
+          <input name="group" maxLength={100} defaultValue="Band" />
         </label>
         <Outcome {...outcome.value} />
         <button type="submit" disabled={busy.value || connection.value.state !== 'online'}>
