@@ -135,6 +135,9 @@ t.test(
     await invites.getByText(/For Band, until .*; used 0 times/).waitFor()
     t.pass('the open invite is listed with its group')
     await shoot(t, page, 'stage-settings')
+    await page.emulateMedia({ colorScheme: 'dark' })
+    await shoot(t, page, 'stage-settings-dark')
+    await page.emulateMedia({ colorScheme: 'light' })
 
     // Bo opens the link signed out: sign up first, the address survives
     const boContext = await browser.newContext({ viewport: DESKTOP })

@@ -56,7 +56,7 @@ export function InvitePage({ code }: { code: string }) {
 
   if (refusal.value)
     return (
-      <main class="card">
+      <main class="card stage-area">
         <h1>This invitation cannot be used</h1>
         <p class="error" role="alert">
           {refusal.value}
@@ -69,14 +69,14 @@ export function InvitePage({ code }: { code: string }) {
   const p = preview.value
   if (!p)
     return (
-      <main class="card">
+      <main class="card stage-area">
         <h1>Invitation</h1>
         <p role="status">{online ? 'Looking at the invitation…' : 'Connecting to the hub…'}</p>
       </main>
     )
   const chosen = p.groupId === undefined ? undefined : p.groups[0]
   return (
-    <main class="card invite">
+    <main class="card invite stage-area">
       <p class="kicker">
         {p.invitedBy ? `${p.invitedBy} invites you to join the stage` : 'You are invited to join the stage'}
       </p>

@@ -159,7 +159,7 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
         <p role="status" class="hint">
           {where.value}
         </p>
-        <div class="pair">
+        <div class="pair coords">
           <label>
             Latitude
             <input

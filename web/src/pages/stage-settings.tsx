@@ -280,7 +280,7 @@ export function StageSettingsPage({ stageId }: { stageId: string }) {
   )
   if (summary && !summary.isAdmin)
     return (
-      <main class="card wide">
+      <main class="card wide stage-area">
         <h1>Settings of {summary.name}</h1>
         <p role="status">Only the stage's admins can change its settings: ask one of them.</p>
         {back}
@@ -288,7 +288,7 @@ export function StageSettingsPage({ stageId }: { stageId: string }) {
     )
   if (!stage || !summary)
     return (
-      <main class="card wide">
+      <main class="card wide stage-area">
         <h1>Stage settings</h1>
         <p role="status">
           {connection.value.state === 'online'
@@ -299,7 +299,7 @@ export function StageSettingsPage({ stageId }: { stageId: string }) {
       </main>
     )
   return (
-    <main class="card wide settings">
+    <main class="card wide settings stage-area">
       <h1>Settings of {stage.name}</h1>
       {back}
       <EditStage key={stage.id} stage={stage} />

@@ -114,7 +114,7 @@ export function StagesPage() {
   const stages = [...summaries.values()].sort((a, b) => a.name.localeCompare(b.name))
   const online = connection.value.state === 'online'
   return (
-    <main class="card wide stages">
+    <main class="card wide stages stage-area">
       <h1>Your stages</h1>
       {stages.length > 0 ? (
         <ul class="stage-list" aria-label="Your stages">
