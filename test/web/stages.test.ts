@@ -225,7 +225,7 @@ t.test(
 )
 
 t.test(
-  'in Chromium: an invite for no particular group and a stage without password: the person picks a group by keyboard and joins it',
+  'in Chromium: an unknown invite code says so; an invite for no particular group and a stage without password: the person picks a group by keyboard and joins it',
   { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -243,8 +243,17 @@ t.test(
     const page = await browser.newPage({ viewport: DESKTOP })
     const problems = watchProblems(page)
     const bo = await th.hub.users.createUser({ name: 'Bo' })
-    await signedIn(page, `${th.httpUrl}/#/invite/${code}`, th.hub.users.userToken(bo))
+    // a link with an unknown code first: the hub's message; then the right link in the same tab
+    await signedIn(page, `${th.httpUrl}/#/invite/${'A'.repeat(24)}`, th.hub.users.userToken(bo))
+    await page.getByRole('heading', { name: 'This invitation cannot be used' }).waitFor()
+    t.match(
+      await page.getByRole('alert').textContent(),
+      /check the link/,
+      "an unknown code: the hub's advice",
+    )
+    await page.goto(`${th.httpUrl}/#/invite/${code}`)
     await page.getByRole('heading', { name: 'Open Stage' }).waitFor()
+    t.pass('another link opened in the same tab starts afresh')
     await page.getByText('Alice invites you to join the stage').waitFor()
     t.equal(await page.getByLabel("The stage's password").count(), 0, 'no password asked: the stage has none')
     const band = page.getByRole('radio', { name: 'Band' })

@@ -14,6 +14,11 @@ type Preview = ActionResult<'invite.preview'>
  * if the invite leaves the choice, and invite.redeem joins; then the stage's page.
  */
 export function InvitePage({ code }: { code: string }) {
+  // another code (a second link opened in the same tab) starts afresh
+  return <Invitation key={code} code={code} />
+}
+
+function Invitation({ code }: { code: string }) {
   const preview = useSignal<Preview | undefined>(undefined)
   const refusal = useSignal('')
   const outcome = useSignal({ text: '', failed: false })

@@ -303,8 +303,8 @@ export function StageSettingsPage({ stageId }: { stageId: string }) {
       <h1>Settings of {stage.name}</h1>
       {back}
       <EditStage key={stage.id} stage={stage} />
-      <Invites stage={stage} groups={groups} />
-      <DeleteStage stage={stage} />
+      <Invites key={stage.id} stage={stage} groups={groups} />
+      <DeleteStage key={stage.id} stage={stage} />
     </main>
   )
 }
