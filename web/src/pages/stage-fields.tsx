@@ -69,6 +69,11 @@ export function StageFields({ initial }: { initial?: Partial<StageSettings> }) {
       where.value = 'This browser cannot tell its position: pick a city or type the coordinates.'
       return
     }
+    if (!isSecureContext) {
+      where.value =
+        'Browsers tell their position only to pages served over https (or from this computer): pick a city or type the coordinates.'
+      return
+    }
     locating.value = true
     where.value = 'Asking the browser for your position…'
     navigator.geolocation.getCurrentPosition(
