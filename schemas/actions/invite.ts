@@ -64,6 +64,11 @@ export const InvitePreview = Type.Object(
   {
     stageId: Id,
     name: Type.String(),
+    invitedBy: Type.Optional(
+      Type.String({
+        description: 'the name of the admin who made the invite (absent once their account is gone)',
+      }),
+    ),
     hasPassword: Type.Boolean({ description: 'invite.redeem needs the stage password' }),
     groupId: Type.Optional(Id),
     groups: Type.Array(
@@ -79,7 +84,7 @@ export const invitePreview = defineAction({
   name: 'invite.preview',
   changesState: false,
   description:
-    'Anyone signed in sees what an invite code joins (stage name, groups, whether a password is needed) before joining. Rate-limited per account with invite.redeem.',
+    'Anyone signed in sees what an invite code joins (stage name, who invites, groups, whether a password is needed) before joining. Rate-limited per account with invite.redeem.',
   params: Type.Object({ code: InviteCode }, { additionalProperties: false }),
   result: InvitePreview,
 })

@@ -201,9 +201,11 @@ export class StagesService {
       const stage = await this.#stage(ctx.tx, invite.stageId)
       const groups = await ctx.tx.find<GroupDoc>(c.groups.name, { stageId: stage.id })
       const shown = invite.groupId === undefined ? groups : groups.filter((g) => g.id === invite.groupId)
+      const creator = await ctx.tx.get<UserDoc>(collections.users.name, invite.createdBy)
       return {
         stageId: stage.id,
         name: stage.name,
+        ...(creator ? { invitedBy: creator.name } : {}),
         hasPassword: stage.passwordHash !== undefined,
         ...(invite.groupId === undefined ? {} : { groupId: invite.groupId }),
         groups: shown.map((g) => ({ id: g.id, name: g.name, color: g.color })),

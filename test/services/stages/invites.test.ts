@@ -73,11 +73,13 @@ t.test('stage invitations', async (t) => {
       const preview = await ok<{
         stageId: string
         name: string
+        invitedBy?: string
         hasPassword: boolean
         groups: { id: string }[]
       }>(bob, 'invite.preview', { code })
       t.equal(preview.stageId, stage.id)
       t.equal(preview.name, 'Rehearsal')
+      t.equal(preview.invitedBy, 'Alice', 'says who invites')
       t.equal(preview.hasPassword, true, 'says a password is needed')
       t.same(
         preview.groups.map((g) => g.id).sort(),
