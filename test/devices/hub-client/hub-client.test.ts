@@ -1,6 +1,8 @@
 import { createServer, type Socket, connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import type { PresencePayload } from '../../../schemas/actions/device.ts'
+import type { ChatMessage } from '../../../schemas/actions/stage.ts'
+import { topics } from '../../../schemas/topics.ts'
 import {
   HubClient,
   type HubClientEvents,
@@ -258,5 +260,33 @@ t.test(
 
     const { invites } = await admin.request('invite.list', { stageId: stage.id })
     t.equal(invites[0]?.redeemed, 1)
+  },
+)
+
+t.test(
+  "listen follows a topic the hub does not retain (a stage's chat): each message as it comes, nothing kept, until stopped",
+  async (t) => {
+    const th = await startTestHub(t)
+    const { user, client } = await userClient(t, th)
+    const stage = await client.request('stage.create', { name: 'Chat room' })
+    const group = await client.request('group.create', { stageId: stage.id, name: 'Band' })
+    await client.request('stage.join', { stageId: stage.id, groupId: group.id })
+
+    const chat = topics.chat.build(stage.id)
+    const heard: { topic: string; value: ChatMessage }[] = []
+    const stop = client.listen<ChatMessage>(chat, (topic, value) => heard.push({ topic, value }))
+    await new Promise((resolve) => setTimeout(resolve, 100)) // the subscription is granted
+    const sent = await client.request('chat.send', { text: 'hello band' })
+    await waitUntil(() => heard.length === 1, 'the chat message arrived')
+    t.same(heard[0], { topic: chat, value: sent }, 'the message as the hub sent it, with sender and time')
+    t.equal(heard[0]!.value.userId, user.id, "the sender's id")
+    t.equal(client.state.get(chat), undefined, 'a notice is not kept in the state cache')
+
+    stop()
+    stop() // a second stop changes nothing
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await client.request('chat.send', { text: 'anyone?' })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    t.equal(heard.length, 1, 'after stopping: nothing more')
   },
 )
