@@ -341,12 +341,22 @@ export class HubClient {
     this.#options.onConnection?.(client)
     const { presence } = this.#options
     try {
-      const filters = [
-        this.#requests.responseTopic,
-        ...(this.#options.subscriptions ?? []),
-        ...this.#watched.keys(),
-      ]
-      this.#refused(await client.subscribeAsync(filters, { qos: 1 }))
+      const own = [this.#requests.responseTopic, ...(this.#options.subscriptions ?? [])]
+      this.#refused(await client.subscribeAsync(own, { qos: 1 }))
+      // a watched filter the hub refuses (a stage the person was removed from) stays silent; it
+      // must not fail the connection (MQTT.js rejects a SUBACK with any refusal in it)
+      await Promise.all(
+        [...this.#watched.keys()].map((filter) =>
+          client.subscribeAsync(filter, { qos: 1 }).then(
+            (granted) => this.#refused(granted),
+            (err: Error & { packet?: { granted?: unknown } }) => {
+              // a SUBACK came (MQTT.js's error carries it): the hub said no; anything else fails
+              if (!Array.isArray(err.packet?.granted)) throw err
+              this.#log.warn({ filter }, 'the hub refused a subscription')
+            },
+          ),
+        ),
+      )
       if (presence) {
         const online = JSON.stringify({ state: 'online', session, ...presence.announcement })
         await client.publishAsync(presence.topic, online, { qos: 1, retain: true })

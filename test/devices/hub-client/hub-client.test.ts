@@ -290,3 +290,29 @@ t.test(
     t.equal(heard.length, 1, 'after stopping: nothing more')
   },
 )
+
+t.test(
+  'a watched filter the hub refuses (a stage the person is not in) stays silent and does not keep the client from going online',
+  async (t) => {
+    const th = await startTestHub(t)
+    const owner = await userClient(t, th)
+    const stage = await owner.client.request('stage.create', { name: 'Private' })
+    const user = await th.hub.users.createUser({ name: 'Bo' })
+    const client = new HubClient({
+      url: th.mqttUrl,
+      clientId: `${user.id}-app`,
+      token: th.token({ sub: user.id, name: 'Bo' }),
+      backoff: { initialMs: 50, maxMs: 200 },
+    })
+    const seen: unknown[] = []
+    client.watch(topics.stage.build(stage.id), ({ value }) => seen.push(value))
+    client.watch(topics.user.build(user.id), ({ value }) => seen.push(value))
+    client.start()
+    t.teardown(() => client.stop())
+    await client.untilOnline()
+    await waitUntil(() => seen.length === 1, 'the own profile arrived')
+    t.match(seen, [{ id: user.id }], 'the allowed watch works; the refused one receives nothing')
+    t.equal(client.connects, 1, 'online at the first attempt, not dropped for the refusal')
+    t.ok(await client.request('stage.create', { name: 'Mine' }), 'requests are answered')
+  },
+)
