@@ -184,7 +184,21 @@ t.test(
     await shoot(t, boPage, 'stage-not-member')
 
     // forget, confirmed: back to the stages
-    await annPage.getByRole('button', { name: 'Forget this stage…' }).click()
+    // by keyboard: the confirmation takes the focus on Cancel, and Cancel gives it back
+    await annPage.getByRole('button', { name: 'Forget this stage…' }).focus()
+    await annPage.keyboard.press('Enter')
+    t.equal(
+      await annPage.locator(':focus').textContent(),
+      'Cancel',
+      'the open confirmation has the focus on Cancel',
+    )
+    await annPage.keyboard.press('Enter')
+    t.equal(
+      await annPage.locator(':focus').textContent(),
+      'Forget this stage…',
+      'cancelled: the focus is back on the button that asked',
+    )
+    await annPage.keyboard.press('Enter')
     await annPage.getByRole('button', { name: 'Yes, forget it' }).click()
     await annPage.waitForURL(/#\/stages$/)
     t.pass('forgetting leads back to the stages')

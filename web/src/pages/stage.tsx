@@ -7,6 +7,7 @@ import { useLive, useLiveValue } from '../live.ts'
 import { href, navigate } from '../route.ts'
 import { session } from '../session.ts'
 import { Chat } from '../stage/chat.tsx'
+import { useFocusOn } from '../stage/focus.ts'
 import { Presence } from '../stage/presence.tsx'
 import { GroupCreateForm, Roster } from '../stage/roster.tsx'
 import { fields, message, Outcome } from '../ui.tsx'
@@ -134,6 +135,8 @@ function YourPlace({
 }) {
   const outcome = useSignal({ text: '', failed: false })
   const confirming = useSignal(false)
+  const cancelRef = useFocusOn(confirming.value)
+  const triggerRef = useFocusOn(!confirming.value)
   const busy = useSignal(false)
   const online = connection.value.state === 'online'
   const choices = groups.length > 0 ? groups : summary.groups
@@ -231,12 +234,17 @@ function YourPlace({
             >
               Yes, forget it
             </button>
-            <button type="button" class="secondary" onClick={() => (confirming.value = false)}>
+            <button
+              type="button"
+              class="secondary"
+              ref={cancelRef}
+              onClick={() => (confirming.value = false)}
+            >
               Cancel
             </button>
           </div>
         ) : (
-          <button type="button" class="secondary" onClick={() => (confirming.value = true)}>
+          <button type="button" class="secondary" ref={triggerRef} onClick={() => (confirming.value = true)}>
             Forget this stage…
           </button>
         ))}

@@ -2,6 +2,7 @@ import { useSignal } from '@preact/signals'
 import type { GroupState, MemberState } from '../../../schemas/actions/stage.ts'
 import { connection, hub } from '../connection.ts'
 import { fields, message, Outcome } from '../ui.tsx'
+import { useFocusOn } from './focus.ts'
 import { Presence } from './presence.tsx'
 
 interface RosterProps {
@@ -123,6 +124,8 @@ function MemberRow(props: RosterProps & { member: MemberState }) {
 function MemberTools({ stageId, member, groups, admins }: RosterProps & { member: MemberState }) {
   const { outcome, busy, run } = useAction()
   const confirming = useSignal(false)
+  const cancelRef = useFocusOn(confirming.value)
+  const triggerRef = useFocusOn(!confirming.value)
   const disabled = busy.value || connection.value.state !== 'online'
   const isMemberAdmin = admins.includes(member.userId)
   const update = (patch: { groupId?: string; isDirector?: boolean }, done: string) =>
@@ -188,7 +191,7 @@ function MemberTools({ stageId, member, groups, admins }: RosterProps & { member
             {isMemberAdmin ? 'Remove admin' : 'Make admin'}
           </button>
           {!confirming.value && (
-            <button type="button" class="danger" onClick={() => (confirming.value = true)}>
+            <button type="button" class="danger" ref={triggerRef} onClick={() => (confirming.value = true)}>
               Remove from stage…
             </button>
           )}
@@ -209,7 +212,12 @@ function MemberTools({ stageId, member, groups, admins }: RosterProps & { member
             >
               Yes, remove {member.name}
             </button>
-            <button type="button" class="secondary" onClick={() => (confirming.value = false)}>
+            <button
+              type="button"
+              class="secondary"
+              ref={cancelRef}
+              onClick={() => (confirming.value = false)}
+            >
               Cancel
             </button>
           </div>
@@ -232,6 +240,8 @@ function GroupTools({
 }) {
   const { outcome, busy, run } = useAction()
   const confirming = useSignal(false)
+  const cancelRef = useFocusOn(confirming.value)
+  const triggerRef = useFocusOn(!confirming.value)
   const disabled = busy.value || connection.value.state !== 'online'
   const others = groups.filter((g) => g.id !== group.id)
   const save = (event: Event) => {
@@ -291,13 +301,18 @@ function GroupTools({
               <button type="submit" class="danger" disabled={disabled}>
                 Yes, remove {group.name}
               </button>
-              <button type="button" class="secondary" onClick={() => (confirming.value = false)}>
+              <button
+                type="button"
+                class="secondary"
+                ref={cancelRef}
+                onClick={() => (confirming.value = false)}
+              >
                 Cancel
               </button>
             </div>
           </form>
         ) : (
-          <button type="button" class="danger" onClick={() => (confirming.value = true)}>
+          <button type="button" class="danger" ref={triggerRef} onClick={() => (confirming.value = true)}>
             Remove group…
           </button>
         )}
