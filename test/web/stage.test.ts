@@ -211,3 +211,43 @@ t.test(
     t.same([...a.problems, ...b.problems], [], 'no page errors, no CSP violations')
   },
 )
+
+t.test(
+  'in Chromium: the chat keeps the last 200 messages, scrolled to the newest; a person not in the stage cannot type; dark colours pass axe too',
+  { skip: withoutChromium },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy, QUOTA_CHAT_BURST: '1000' })
+    const ann = await person(th, 'Ann')
+    const bo = await person(th, 'Bo')
+    const stage = await ok<{ id: string }>(ann.actor, 'stage.create', { name: 'Long chat' })
+    const band = await ok<{ id: string }>(ann.actor, 'group.create', {
+      stageId: stage.id,
+      name: 'Band',
+      color: '#16a34a',
+    })
+    await ok(bo.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    const browser = await launchChromium(t)
+    const { page, problems } = await signedIn(t, th, browser, ann.session, `#/stages/${stage.id}`)
+    await page.getByRole('heading', { name: 'Long chat' }).waitFor()
+    t.ok(await page.getByLabel('Message').isDisabled(), 'not joined: the message input is disabled')
+    await page.getByText('Join the stage to chat.').waitFor()
+
+    await page.getByRole('button', { name: 'Join the stage' }).click()
+    await page.getByText(/You are in this stage/).waitFor()
+    for (let i = 1; i <= 205; i++) await ok(bo.actor, 'chat.send', { text: `message ${i}` })
+    const log = page.getByRole('log')
+    await log.getByText('message 205', { exact: true }).waitFor()
+    const items = log.locator('li')
+    t.equal(await items.count(), 200, '200 messages kept')
+    t.match(await items.first().textContent(), /message 6$/, 'the oldest five dropped off the top')
+    t.match(await items.last().textContent(), /message 205$/, 'the newest at the bottom')
+    // runs in the page (the tests have no DOM types): the log's scroll box
+    type Box = { scrollHeight: number; scrollTop: number; clientHeight: number }
+    const scroll = await log.evaluate((el: Box) => el.scrollHeight - el.scrollTop - el.clientHeight)
+    t.ok(scroll < 2, 'scrolled to the newest')
+
+    await page.emulateMedia({ colorScheme: 'dark' })
+    await shoot(t, page, 'stage-dark')
+    t.same(problems, [], 'no page errors, no CSP violations')
+  },
+)
