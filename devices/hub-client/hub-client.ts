@@ -1,5 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { ResponseEnvelope } from '../../schemas/protocol.ts'
+import { matchesFilter } from '../../schemas/topics.ts'
 import type { ActionName, ActionParams, ActionResult } from './actions.ts'
 import { Backoff, type BackoffOptions } from './backoff.ts'
 import { RequestClient } from './requests.ts'
@@ -12,6 +13,11 @@ export interface HubClientLog {
   warn(fields: object, message: string): void
   error(fields: object, message: string): void
 }
+
+/** A notice that arrived on a listened filter, parsed. */
+export type NoticeListener<T = unknown> = (topic: string, value: T) => void
+
+const decoder = new TextDecoder()
 
 const silent: HubClientLog = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -87,8 +93,10 @@ export class HubClient {
   readonly #events: HubClientEvents
   readonly #log: HubClientLog
   readonly #backoff: Backoff
-  /** Watched filters and how many watchers each has. */
+  /** Filters of watches and listens, and how many of them each has: subscribed while any. */
   readonly #watched = new Map<string, number>()
+  /** Listeners of notices (messages that are not kept, e.g. a stage's chat). */
+  readonly #listeners = new Set<{ filter: string; listener: NoticeListener }>()
   #client: MqttClient | undefined
   #connected = false
   #online = false
@@ -172,17 +180,44 @@ export class HubClient {
    * function that stops watching.
    */
   watch<T = unknown>(filter: string, listener: StateListener<T>): () => void {
-    const watchers = this.#watched.get(filter) ?? 0
-    this.#watched.set(filter, watchers + 1)
-    if (watchers === 0 && this.#client && this.#connected) {
+    const unsubscribe = this.#subscribe(filter)
+    const unwatch = this.state.watch(filter, listener)
+    return () => {
+      unwatch()
+      unsubscribe()
+    }
+  }
+
+  /**
+   * Subscribes to the notices on `filter` (on this and every later connection; topics the hub does
+   * not retain, e.g. `stages/{s}/chat`) and calls `listener` with each message that arrives from now
+   * on, parsed as JSON (what is not JSON is left out). Nothing is kept: a listener that starts later
+   * misses what came before. Returns the function that stops listening.
+   */
+  listen<T = unknown>(filter: string, listener: NoticeListener<T>): () => void {
+    const entry = { filter, listener: listener as NoticeListener }
+    this.#listeners.add(entry)
+    const unsubscribe = this.#subscribe(filter)
+    return () => {
+      if (!this.#listeners.delete(entry)) return
+      unsubscribe()
+    }
+  }
+
+  /** Counts one more user of `filter`, subscribing on the first; returns its release. */
+  #subscribe(filter: string): () => void {
+    const users = this.#watched.get(filter) ?? 0
+    this.#watched.set(filter, users + 1)
+    if (users === 0 && this.#client && this.#connected) {
       this.#client
         .subscribeAsync(filter, { qos: 1 })
         .then((granted) => this.#refused(granted))
         .catch((err: unknown) => this.#log.warn({ err: (err as Error).message, filter }, 'subscribe failed'))
     }
-    const unwatch = this.state.watch(filter, listener)
+    let released = false
     return () => {
-      unwatch()
+      if (released) return
+      released = true
       const left = (this.#watched.get(filter) ?? 1) - 1
       if (left > 0) {
         this.#watched.set(filter, left)
@@ -306,12 +341,22 @@ export class HubClient {
     this.#options.onConnection?.(client)
     const { presence } = this.#options
     try {
-      const filters = [
-        this.#requests.responseTopic,
-        ...(this.#options.subscriptions ?? []),
-        ...this.#watched.keys(),
-      ]
-      this.#refused(await client.subscribeAsync(filters, { qos: 1 }))
+      const own = [this.#requests.responseTopic, ...(this.#options.subscriptions ?? [])]
+      this.#refused(await client.subscribeAsync(own, { qos: 1 }))
+      // a watched filter the hub refuses (a stage the person was removed from) stays silent; it
+      // must not fail the connection (MQTT.js rejects a SUBACK with any refusal in it)
+      await Promise.all(
+        [...this.#watched.keys()].map((filter) =>
+          client.subscribeAsync(filter, { qos: 1 }).then(
+            (granted) => this.#refused(granted),
+            (err: Error & { packet?: { granted?: unknown } }) => {
+              // a SUBACK came (MQTT.js's error carries it): the hub said no; anything else fails
+              if (!Array.isArray(err.packet?.granted)) throw err
+              this.#log.warn({ filter }, 'the hub refused a subscription')
+            },
+          ),
+        ),
+      )
       if (presence) {
         const online = JSON.stringify({ state: 'online', session, ...presence.announcement })
         await client.publishAsync(presence.topic, online, { qos: 1, retain: true })
@@ -341,6 +386,18 @@ export class HubClient {
 
   #dispatch(topic: string, payload: Uint8Array): void {
     if (this.state.covers(topic)) this.state.put(topic, payload)
+    if (payload.length > 0) {
+      const listeners = [...this.#listeners].filter((l) => matchesFilter(l.filter, topic))
+      if (listeners.length > 0) {
+        let value: unknown
+        try {
+          value = JSON.parse(decoder.decode(payload))
+        } catch {
+          value = undefined
+        }
+        if (value !== undefined) for (const { listener } of listeners) listener(topic, value)
+      }
+    }
     this.#events.message?.(topic, payload)
   }
 

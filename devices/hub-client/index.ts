@@ -6,6 +6,7 @@ export {
   type HubClientEvents,
   type HubClientLog,
   type HubClientOptions,
+  type NoticeListener,
   type PresenceOptions,
   type SessionSource,
 } from './hub-client.ts'

@@ -1,6 +1,8 @@
 import { createServer, type Socket, connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import type { PresencePayload } from '../../../schemas/actions/device.ts'
+import type { ChatMessage } from '../../../schemas/actions/stage.ts'
+import { topics } from '../../../schemas/topics.ts'
 import {
   HubClient,
   type HubClientEvents,
@@ -258,5 +260,59 @@ t.test(
 
     const { invites } = await admin.request('invite.list', { stageId: stage.id })
     t.equal(invites[0]?.redeemed, 1)
+  },
+)
+
+t.test(
+  "listen follows a topic the hub does not retain (a stage's chat): each message as it comes, nothing kept, until stopped",
+  async (t) => {
+    const th = await startTestHub(t)
+    const { user, client } = await userClient(t, th)
+    const stage = await client.request('stage.create', { name: 'Chat room' })
+    const group = await client.request('group.create', { stageId: stage.id, name: 'Band' })
+    await client.request('stage.join', { stageId: stage.id, groupId: group.id })
+
+    const chat = topics.chat.build(stage.id)
+    const heard: { topic: string; value: ChatMessage }[] = []
+    const stop = client.listen<ChatMessage>(chat, (topic, value) => heard.push({ topic, value }))
+    await new Promise((resolve) => setTimeout(resolve, 100)) // the subscription is granted
+    const sent = await client.request('chat.send', { text: 'hello band' })
+    await waitUntil(() => heard.length === 1, 'the chat message arrived')
+    t.same(heard[0], { topic: chat, value: sent }, 'the message as the hub sent it, with sender and time')
+    t.equal(heard[0]!.value.userId, user.id, "the sender's id")
+    t.equal(client.state.get(chat), undefined, 'a notice is not kept in the state cache')
+
+    stop()
+    stop() // a second stop changes nothing
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await client.request('chat.send', { text: 'anyone?' })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    t.equal(heard.length, 1, 'after stopping: nothing more')
+  },
+)
+
+t.test(
+  'a watched filter the hub refuses (a stage the person is not in) stays silent and does not keep the client from going online',
+  async (t) => {
+    const th = await startTestHub(t)
+    const owner = await userClient(t, th)
+    const stage = await owner.client.request('stage.create', { name: 'Private' })
+    const user = await th.hub.users.createUser({ name: 'Bo' })
+    const client = new HubClient({
+      url: th.mqttUrl,
+      clientId: `${user.id}-app`,
+      token: th.token({ sub: user.id, name: 'Bo' }),
+      backoff: { initialMs: 50, maxMs: 200 },
+    })
+    const seen: unknown[] = []
+    client.watch(topics.stage.build(stage.id), ({ value }) => seen.push(value))
+    client.watch(topics.user.build(user.id), ({ value }) => seen.push(value))
+    client.start()
+    t.teardown(() => client.stop())
+    await client.untilOnline()
+    await waitUntil(() => seen.length === 1, 'the own profile arrived')
+    t.match(seen, [{ id: user.id }], 'the allowed watch works; the refused one receives nothing')
+    t.equal(client.connects, 1, 'online at the first attempt, not dropped for the refusal')
+    t.ok(await client.request('stage.create', { name: 'Mine' }), 'requests are answered')
   },
 )
