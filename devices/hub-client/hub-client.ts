@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { ResponseEnvelope } from '../../schemas/protocol.ts'
-import { matchesFilter } from '../../schemas/topics.ts'
+import { matchesFilter } from '../../schemas/topic-shapes.ts'
 import type { ActionName, ActionParams, ActionResult } from './actions.ts'
 import { Backoff, type BackoffOptions } from './backoff.ts'
 import { RequestClient } from './requests.ts'
