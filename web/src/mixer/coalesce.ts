@@ -154,6 +154,11 @@ export class Coalescer<V> {
   }
 }
 
+/**
+ * The hub takes 20 requests a second per client (RATE_LIMIT_PER_SECOND, burst 40): a dragged slider
+ * sends at most 10 a second, so two dragged at once still stay under it.
+ */
+export const SEND_INTERVAL_MS = 100
 /** The lowest dB the slider names; below it is -∞ (silent). */
 export const MIN_DB = -60
 /** The schema's loudest volume (linear 4) is +12.04 dB: the slider stops at +12. */
