@@ -52,6 +52,8 @@ export interface Profile {
   audit: { rates: number[]; seconds: number; rounds: number }
   retained: { sizes: number[]; reps: number }
   coldStart: { documents: number }
+  /** web_mixer: seconds of each window (the page idle, then receiving 50 updates a second). */
+  webMixer: { seconds: number }
   churn: {
     seconds: number
     /** Churn without slow readers first: its end is the memory baseline, its p99 the latency one. */
@@ -86,6 +88,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     audit: { rates: [20], seconds: 0.5, rounds: 1 },
     retained: { sizes: [1000], reps: 3 },
     coldStart: { documents: 1000 },
+    webMixer: { seconds: 1 },
     churn: {
       seconds: 2,
       warmupSeconds: 1,
@@ -114,6 +117,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     audit: { rates: [200, 500], seconds: 2, rounds: 3 },
     retained: { sizes: [10_000, 100_000], reps: 10 },
     coldStart: { documents: 100_000 },
+    webMixer: { seconds: 5 },
     churn: {
       seconds: 60,
       warmupSeconds: 10,
@@ -148,6 +152,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     audit: { rates: [200, 1000], seconds: 4, rounds: 5 },
     retained: { sizes: [10_000, 100_000], reps: 50 },
     coldStart: { documents: 100_000 },
+    webMixer: { seconds: 10 },
     churn: {
       seconds: 180,
       warmupSeconds: 20,
