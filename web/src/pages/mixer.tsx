@@ -255,9 +255,19 @@ export function MixerPage({ stageId }: { stageId: string }) {
     />
   )
 
-  const memberList = [...members.value.values()].sort(byName)
-  const trackList = [...tracks.value.values()].sort(byName)
-  const groupList = [...groups.value.values()].sort(byName)
+  const groupList = useMemo(() => [...groups.value.values()].sort(byName), [groups.value])
+  const membersByGroup = useMemo(() => {
+    const by = new Map<string, MemberState[]>()
+    for (const member of [...members.value.values()].sort(byName))
+      by.set(member.groupId, [...(by.get(member.groupId) ?? []), member])
+    return by
+  }, [members.value])
+  const tracksByMember = useMemo(() => {
+    const by = new Map<string, StageTrackState[]>()
+    for (const track of [...tracks.value.values()].sort(byName))
+      by.set(track.memberId, [...(by.get(track.memberId) ?? []), track])
+    return by
+  }, [tracks.value])
 
   return (
     <main class="card mixer">
@@ -296,7 +306,7 @@ export function MixerPage({ stageId }: { stageId: string }) {
       <Outcome {...outcome.value} />
       {groupList.length === 0 && <p role="status">{stage ? 'No groups in this stage yet.' : 'Loading…'}</p>}
       {groupList.map((group) => {
-        const inGroup = memberList.filter((m) => m.groupId === group.id)
+        const inGroup = membersByGroup.get(group.id) ?? []
         return (
           <section class="group" key={group.id} aria-labelledby={`group-${group.id}`}>
             <h2 id={`group-${group.id}`}>
@@ -318,23 +328,21 @@ export function MixerPage({ stageId }: { stageId: string }) {
                     ),
                   )}
                   <ul class="tracks">
-                    {trackList
-                      .filter((track) => track.memberId === member.id)
-                      .map((track) => (
-                        <li key={track.id}>
-                          {row(
-                            channel(
-                              'track',
-                              track.id,
-                              track.id,
-                              `${member.name}: ${track.name ?? track.ov?.soundCardName ?? track.kind}${
-                                track.ov ? ` ${track.ov.channel + 1}` : ''
-                              }`,
-                              undefined,
-                            ),
-                          )}
-                        </li>
-                      ))}
+                    {(tracksByMember.get(member.id) ?? []).map((track) => (
+                      <li key={track.id}>
+                        {row(
+                          channel(
+                            'track',
+                            track.id,
+                            track.id,
+                            `${member.name}: ${track.name ?? track.ov?.soundCardName ?? track.kind}${
+                              track.ov ? ` ${track.ov.channel + 1}` : ''
+                            }`,
+                            undefined,
+                          ),
+                        )}
+                      </li>
+                    ))}
                   </ul>
                 </li>
               ))}
