@@ -304,7 +304,11 @@ export function MixerPage({ stageId }: { stageId: string }) {
           : 'The stage’s settings: everyone hears them unless they set their own. Tracks have no stage setting.'}
       </p>
       <Outcome {...outcome.value} />
-      {groupList.length === 0 && <p role="status">{stage ? 'No groups in this stage yet.' : 'Loading…'}</p>}
+      {groupList.length === 0 && (
+        <p role="status">
+          {stage ? 'No groups in this stage yet.' : 'Loading… (only members of the stage see its mixer)'}
+        </p>
+      )}
       {groupList.map((group) => {
         const inGroup = membersByGroup.get(group.id) ?? []
         return (
