@@ -11,6 +11,7 @@ import { fanout } from './benchmarks/fanout.ts'
 import { requests } from './benchmarks/requests.ts'
 import { coldStart, retainedSubscribe } from './benchmarks/retained.ts'
 import { webLoad } from './benchmarks/web-load.ts'
+import { webMixer } from './benchmarks/web-mixer.ts'
 import { type Context, benchTokens, profiles, withOverrides } from './lib/context.ts'
 import { LoadPool } from './lib/pool.ts'
 import { machine } from './lib/procs.ts'
@@ -23,7 +24,8 @@ const USAGE = `npm run bench -- [--quick | --tiny] [--only NAME]... [--out FILE]
   --quick     smaller counts and shorter runs (about 5 minutes on 2 cores)
   --tiny      a few seconds per benchmark; what the test suite runs, figures meaningless
   --only      connect_storm (also memory_per_connection), fanout, request_latency, audit_cost,
-              retained_subscribe, cold_start, churn, web_load (web-load); repeatable or comma-separated
+              retained_subscribe, cold_start, churn, web_load (web-load), web_mixer (web-mixer);
+              repeatable or comma-separated
   --out       where to write the results (default bench/results.json)
   --keep      keep the scratch directory (logs of every target process, seeded stores)
 `
@@ -37,6 +39,7 @@ const benchmarks: { name: string; aliases: string[]; run: (ctx: Context) => Prom
   { name: 'cold_start', aliases: [], run: coldStart },
   { name: 'churn', aliases: ['soak'], run: churn },
   { name: 'web_load', aliases: ['web-load', 'web'], run: webLoad },
+  { name: 'web_mixer', aliases: ['web-mixer', 'mixer'], run: webMixer },
 ]
 
 async function main(): Promise<void> {

@@ -54,6 +54,8 @@ export interface Profile {
   coldStart: { documents: number }
   /** web_load: first visits in Chromium, the median reported. */
   webLoad: { runs: number }
+  /** web_mixer: seconds of each window (the page idle, then receiving 50 updates a second). */
+  webMixer: { seconds: number }
   churn: {
     seconds: number
     /** Churn without slow readers first: its end is the memory baseline, its p99 the latency one. */
@@ -89,6 +91,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     retained: { sizes: [1000], reps: 3 },
     coldStart: { documents: 1000 },
     webLoad: { runs: 2 },
+    webMixer: { seconds: 1 },
     churn: {
       seconds: 2,
       warmupSeconds: 1,
@@ -118,6 +121,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     retained: { sizes: [10_000, 100_000], reps: 10 },
     coldStart: { documents: 100_000 },
     webLoad: { runs: 5 },
+    webMixer: { seconds: 5 },
     churn: {
       seconds: 60,
       warmupSeconds: 10,
@@ -153,6 +157,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     retained: { sizes: [10_000, 100_000], reps: 50 },
     coldStart: { documents: 100_000 },
     webLoad: { runs: 11 },
+    webMixer: { seconds: 10 },
     churn: {
       seconds: 180,
       warmupSeconds: 20,
