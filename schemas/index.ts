@@ -58,6 +58,7 @@ export const actions: readonly ActionSchema[] = [
   release.releasePublish,
   release.releaseRollout,
   release.releaseStatus,
+  release.releaseList,
   router.routerCreate,
   router.routerToken,
   router.routerRemove,
