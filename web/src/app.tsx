@@ -218,7 +218,7 @@ export function App() {
       </header>
       {signedIn && <Navigation />}
       {signedIn && <ConnectionProblems />}
-      {signedIn ? <Page /> : <AuthForm />}
+      {signedIn || route.value[0] === 'operator' ? <Page /> : <AuthForm />}
     </>
   )
 }
