@@ -137,3 +137,63 @@ t.test(
     t.pass('"Sign in again" leads to the sign-in form')
   },
 )
+
+t.test(
+  'in Chromium: a renewal that cannot reach the hub is retried with backoff; the warning shows meanwhile and goes once it succeeds',
+  { skip: withoutChromium },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t) })
+    const user = await th.hub.users.createUser({ name: 'Eve' })
+    const browser = await launchChromium(t)
+    const page = await browser.newPage({ viewport: DESKTOP })
+    await page.goto(`${th.httpUrl}/#/account`)
+    // 5 minutes left of 30: due for renewal at once, and in its last hour
+    const now = Math.floor(Date.now() / 1000)
+    const token = jwt.sign(
+      { role: 'user', name: 'Eve', ver: 0, iat: now - 1500, exp: now + 300 },
+      TEST_SECRET,
+      {
+        subject: user.id,
+      },
+    )
+    const attempts: number[] = []
+    await page.route('**/auth/renew', async (route) => {
+      attempts.push(Date.now())
+      // the first two tries find no network
+      if (attempts.length <= 2) await route.abort('internetdisconnected')
+      else await route.continue()
+    })
+    await page.evaluate((session) => localStorage.setItem('stagehub.session', JSON.stringify(session)), {
+      userId: user.id,
+      token,
+      expiresAt: new Date((now + 300) * 1000).toISOString(),
+    })
+    await page.reload()
+    const warning = page.getByTestId('expiry-warning')
+    await warning.waitFor()
+    t.match(
+      await warning.textContent(),
+      /could not be renewed: the hub cannot be reached/,
+      'while it fails: the warning',
+    )
+    await page.waitForFunction(
+      (old) => (JSON.parse(localStorage.getItem('stagehub.session')!) as Stored).token !== old,
+      token,
+      { timeout: 15_000 },
+    )
+    await warning.waitFor({ state: 'detached' })
+    t.pass('renewed on the third try: the warning is gone')
+    t.equal(attempts.length, 3)
+    const [first, second, third] = attempts as [number, number, number]
+    t.ok(
+      second - first >= 1_500 && third - second >= 3_500,
+      `backoff: ${second - first} ms, then ${third - second} ms`,
+    )
+    await page.getByTestId('connection').getByText('Online').waitFor()
+    const renewed = await page.evaluate(() => JSON.parse(localStorage.getItem('stagehub.session')!) as Stored)
+    t.ok(
+      Date.parse(renewed.expiresAt) > Date.now() + 3600_000,
+      'the new token has the full configured lifetime',
+    )
+  },
+)
