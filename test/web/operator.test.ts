@@ -156,3 +156,24 @@ t.test(
     t.same(problems, [], 'no page errors, no CSP violations')
   },
 )
+
+t.test(
+  'in Chromium: an admin token that expires while the operator page is open: the hub’s reason, no endless retries',
+  { skip: withoutChromium },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t) })
+    const browser = await launchChromium(t)
+    const page = await browser.newPage({ viewport: DESKTOP })
+    await page.goto(`${th.httpUrl}/#/operator`)
+    await page.getByLabel('Admin token').fill(th.token({ sub: 'ops', role: 'admin' }, 3))
+    await page.getByRole('button', { name: 'Open the operator view' }).click()
+    await page.getByTestId('operator-connection').getByText('Online').waitFor()
+    const refusal = page.getByRole('alert').filter({ hasText: 'The hub refused the admin token' })
+    await refusal.waitFor({ timeout: 15_000 })
+    t.match(await refusal.textContent(), /token refused: expired at .*Sign out here and paste a new one/)
+    t.equal(await page.getByTestId('operator-connection').count(), 0, 'no connection state but the refusal')
+    await page.getByRole('button', { name: 'Sign out operator' }).click()
+    await page.getByLabel('Admin token').waitFor()
+    t.pass('signing out leads back to the token form')
+  },
+)
