@@ -23,6 +23,10 @@ export const TokenReply = Type.Object(
 )
 export type TokenReply = Static<typeof TokenReply>
 
+/** `POST /auth/renew`: nothing but `{}`; the token to renew goes in `Authorization: Bearer …`. */
+export const RenewBody = Type.Object({}, { additionalProperties: false, $id: 'RenewBody' })
+export type RenewBody = Static<typeof RenewBody>
+
 /** `POST /devices/claim`: a claim code from `device.claimCode`, typed as the owner read it. */
 export const ClaimBody = Type.Object(
   {

@@ -15,6 +15,7 @@ import {
   ExplainBody,
   ExplainReply,
   LoginBody,
+  RenewBody,
   SignupBody,
   TokenReply,
 } from './http.ts'
@@ -57,6 +58,7 @@ export const actions: readonly ActionSchema[] = [
   release.releasePublish,
   release.releaseRollout,
   release.releaseStatus,
+  release.releaseList,
   router.routerCreate,
   router.routerToken,
   router.routerRemove,
@@ -85,7 +87,16 @@ export const payloadTopics: readonly Topic[] = topicCatalogue.filter(
 export const fileFormats = { FirmwareRelease, AgentConfig, RouterAgentConfig: media.RouterAgentConfig }
 
 export const envelopes = { RequestEnvelope, ResponseEnvelope }
-export const http = { SignupBody, LoginBody, TokenReply, ClaimBody, ClaimReply, ExplainBody, ExplainReply }
+export const http = {
+  SignupBody,
+  LoginBody,
+  RenewBody,
+  TokenReply,
+  ClaimBody,
+  ClaimReply,
+  ExplainBody,
+  ExplainReply,
+}
 
 /** `schemas/json/` as file name → content: what `npm run schemas` writes. */
 export function jsonSchemaFiles(): Map<string, string> {

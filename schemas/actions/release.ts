@@ -24,6 +24,18 @@ export const releaseRollout = defineAction({
   result: ReleaseState,
 })
 
+/** A release and how far its rollout got: the ov-boxes it is the target of, by the firmware state they report. */
+export const ReleaseProgress = Type.Object(
+  {
+    release: ReleaseState,
+    targeted: Type.Integer({ minimum: 0 }),
+    updated: Type.Integer({ minimum: 0, description: 'report this version as UPDATED' }),
+    failed: Type.Integer({ minimum: 0, description: 'report FAILED for this version' }),
+    pending: Type.Integer({ minimum: 0, description: 'targeted, not yet updated or failed' }),
+  },
+  { additionalProperties: false },
+)
+
 export const releaseStatus = defineAction({
   name: 'release.status',
   changesState: false,
@@ -31,14 +43,14 @@ export const releaseStatus = defineAction({
   description:
     "How far a release's rollout got (admins): the ov-boxes it is the target of, by the firmware state they report.",
   params: Type.Object(ReleaseRef, { additionalProperties: false }),
-  result: Type.Object(
-    {
-      release: ReleaseState,
-      targeted: Type.Integer({ minimum: 0 }),
-      updated: Type.Integer({ minimum: 0, description: 'report this version as UPDATED' }),
-      failed: Type.Integer({ minimum: 0, description: 'report FAILED for this version' }),
-      pending: Type.Integer({ minimum: 0, description: 'targeted, not yet updated or failed' }),
-    },
-    { additionalProperties: false },
-  ),
+  result: ReleaseProgress,
+})
+
+export const releaseList = defineAction({
+  name: 'release.list',
+  changesState: false,
+  description:
+    'Every published release with its rollout progress, as release.status counts it (admins), newest first.',
+  params: Type.Object({}, { additionalProperties: false }),
+  result: Type.Object({ releases: Type.Array(ReleaseProgress) }, { additionalProperties: false }),
 })

@@ -1,9 +1,10 @@
 import { isDeepStrictEqual } from 'node:util'
-import { releasePublish, releaseRollout, releaseStatus } from '../../schemas/actions/release.ts'
+import { releaseList, releasePublish, releaseRollout, releaseStatus } from '../../schemas/actions/release.ts'
 import type { FirmwareRelease, ReleaseState, Rollout } from '../../schemas/firmware.ts'
 import { isTargeted, targetRelease } from '../../firmware-config/rollout.ts'
 import type { StoredDoc } from '../store/port.ts'
 import type { Identity } from '../../broker/tokens.ts'
+import type { ActionResult } from '../../schemas/action.ts'
 import { collections } from '../collections.ts'
 import type { DeviceDoc } from '../collections.ts'
 import { conflict, forbidden, notFound } from '../errors.ts'
@@ -72,18 +73,18 @@ export class FirmwareService {
     pipeline.register(releaseStatus, async (ctx, { version }) => {
       const release = releaseState(await this.#release(ctx, version))
       const releases = (await ctx.tx.find<ReleaseDoc>(releaseCollection.name)).map(releaseState)
-      const counts = { targeted: 0, updated: 0, failed: 0, pending: 0 }
-      for (const device of await ctx.tx.find<DeviceDoc>(collections.devices.name, { kind: 'ovbox' })) {
-        // a device that a newer release also targets is that release's, not this one's
-        if (!isTargeted(release, device.id) || targetRelease(releases, device.id)?.version !== version)
-          continue
-        counts.targeted++
-        const reported = device.reported.firmware as { version?: string; state?: string } | undefined
-        if (reported?.version === version && reported.state === 'UPDATED') counts.updated++
-        else if (reported?.version === version && reported.state === 'FAILED') counts.failed++
-        else counts.pending++
-      }
-      return { release, ...counts }
+      const boxes = await ctx.tx.find<DeviceDoc>(collections.devices.name, { kind: 'ovbox' })
+      return progress(release, releases, boxes)
+    })
+
+    pipeline.register(releaseList, async (ctx) => {
+      requireAdmin(ctx.who)
+      const releases = (await ctx.tx.find<ReleaseDoc>(releaseCollection.name)).map(releaseState)
+      const boxes = await ctx.tx.find<DeviceDoc>(collections.devices.name, { kind: 'ovbox' })
+      const newestFirst = releases.toSorted(
+        (a, b) => b.publishedAt.localeCompare(a.publishedAt) || b.version.localeCompare(a.version),
+      )
+      return { releases: newestFirst.map((release) => progress(release, releases, boxes)) }
     })
   }
 
@@ -93,6 +94,26 @@ export class FirmwareService {
     if (!release) throw notFound(`release ${version}`)
     return release
   }
+}
+
+/** How far a release's rollout got over these ov-boxes (`releases`: all, to find each box's target). */
+function progress(
+  release: ReleaseState,
+  releases: ReleaseState[],
+  boxes: DeviceDoc[],
+): ActionResult<typeof releaseStatus> {
+  const counts = { targeted: 0, updated: 0, failed: 0, pending: 0 }
+  for (const device of boxes) {
+    // a device that a newer release also targets is that release's, not this one's
+    if (!isTargeted(release, device.id) || targetRelease(releases, device.id)?.version !== release.version)
+      continue
+    counts.targeted++
+    const reported = device.reported.firmware as { version?: string; state?: string } | undefined
+    if (reported?.version === release.version && reported.state === 'UPDATED') counts.updated++
+    else if (reported?.version === release.version && reported.state === 'FAILED') counts.failed++
+    else counts.pending++
+  }
+  return { release, ...counts }
 }
 
 function requireAdmin(who: Identity): void {

@@ -11,7 +11,7 @@ import {
   userSignOut,
   userUpdate,
 } from '../../schemas/actions/user.ts'
-import { LoginBody, SignupBody, TokenReply } from '../../schemas/http.ts'
+import { LoginBody, RenewBody, SignupBody, TokenReply } from '../../schemas/http.ts'
 import { validator } from '../../schemas/validate.ts'
 import { type DeletedUserDoc, collections, type UserDoc } from '../collections.ts'
 import { HubError, checkVersion, forbidden, notFound } from '../errors.ts'
@@ -22,11 +22,13 @@ import type { Store, Transaction } from '../store/store.ts'
 import {
   type Bucket,
   GuessThrottle,
+  addressKey,
   LoginThrottle,
   type LoginThrottleOptions,
   SignupLimit,
   throttledCheck,
 } from './auth-limits.ts'
+import { RateLimiter } from '../requests/rate-limit.ts'
 import type { PasswordPool } from './password-pool.ts'
 import { profileProjection, userProfile } from './projection.ts'
 
@@ -160,6 +162,9 @@ export interface UsersServiceOptions {
   log: Logger
 }
 
+/** Token renewals per account: 10 at once, then one a minute. */
+const RENEWALS_PER_USER = { burst: 10, perSecond: 1 / 60 }
+
 /** Tombstones deleted in one transaction: a short write, whatever the backlog. */
 const TOMBSTONE_BATCH = 200
 
@@ -168,6 +173,10 @@ export class UsersService {
   readonly #options: UsersServiceOptions
   readonly #signups: SignupLimit
   readonly #logins: LoginThrottle
+  /** Refused renewals (bad, expired or revoked tokens) per address, as failed log-ins are counted. */
+  readonly #renewalFailures: GuessThrottle
+  /** Renewals per account: an app renews a few times per token lifetime, never in a loop. */
+  readonly #renewals = new RateLimiter(RENEWALS_PER_USER)
   readonly #profileHooks: ProfileHook[] = []
   readonly #removalHooks: AccountRemovalHook[] = []
   /**
@@ -191,6 +200,13 @@ export class UsersService {
     this.#options = options
     this.#signups = new SignupLimit(options.signupLimits)
     this.#logins = new LoginThrottle(options.loginThrottle)
+    const { perAddress, forgiveSeconds, slowdownMs } = options.loginThrottle
+    this.#renewalFailures = new GuessThrottle({
+      refuse: [perAddress],
+      slow: perAddress,
+      forgiveSeconds,
+      slowdownMs,
+    })
     const { perClient, perUser, ...pace } = options.passwordChecks
     this.#passwordChecks = new GuessThrottle({ refuse: [perClient], slow: perUser, ...pace })
   }
@@ -423,5 +439,79 @@ export class UsersService {
         return this.userToken(user)
       },
     )
+
+    http.post<{ Body: RenewBody }>(
+      '/auth/renew',
+      { schema: { body: RenewBody, response: { 200: TokenReply } } },
+      async (request) => {
+        const address = addressKey(request.ip)
+        const attempt = this.#renewalFailures.admit([address], address)
+        if (attempt.refused) {
+          throw new HubError(
+            'rate_limited',
+            `too many refused renewals from your address: retry in ${attempt.retryAfterSeconds} s`,
+            attempt.retryAfterSeconds,
+          )
+        }
+        const user = await this.#renewable(request.headers.authorization)
+        attempt.forgive()
+        if (!this.#renewals.take(user.id)) {
+          const seconds = this.#renewals.retryAfterSeconds(user.id)
+          throw new HubError(
+            'rate_limited',
+            `this account renewed its token too often: retry in ${seconds} s`,
+            seconds,
+          )
+        }
+        return this.userToken(user)
+      },
+    )
+  }
+
+  /**
+   * The account of a bearer user token that may be renewed: signed by the hub, unexpired, a user's,
+   * and of the account's current generation (sign-out everywhere and password changes revoke).
+   */
+  async #renewable(authorization: string | undefined): Promise<UserDoc> {
+    const match = /^Bearer (\S+)$/i.exec(authorization ?? '')
+    if (!match) {
+      throw new HubError(
+        'unauthorized',
+        'send the token to renew in the header Authorization: Bearer <token>, and {} as the body',
+      )
+    }
+    let claims: Omit<Identity, 'clientId'>
+    try {
+      claims = this.#options.tokens.verify(match[1]!)
+    } catch (err) {
+      if (!(err instanceof TokenRefusal)) throw err
+      throw new HubError(
+        'unauthorized',
+        err.check === 'expiry'
+          ? `${err.message}: an expired token cannot be renewed, sign in again`
+          : `${err.message}: sign in again`,
+      )
+    }
+    if (claims.role !== 'user') {
+      throw new HubError(
+        'forbidden',
+        `only user tokens are renewed here, not ${claims.role} tokens: ${
+          claims.role === 'admin'
+            ? 'mint a new one with `stagehub token`'
+            : `rotate it with ${claims.role}.token`
+        }`,
+      )
+    }
+    const user = await this.#options.store.get<UserDoc>(collections.users.name, claims.id)
+    if (!user)
+      throw new HubError('unauthorized', `user ${claims.id} does not exist (any more): sign up again`)
+    const generation = user.tokenVersion ?? 0
+    if ((claims.ver ?? 0) < generation) {
+      throw new HubError(
+        'unauthorized',
+        `token generation ${claims.ver ?? 0} was revoked (current: ${generation}) by a sign-out everywhere or a password change: sign in again`,
+      )
+    }
+    return user
   }
 }

@@ -1,6 +1,7 @@
+import jwt from 'jsonwebtoken'
 import t from 'tap'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
-import { startTestHub } from '../helpers/hub.ts'
+import { TEST_SECRET, startTestHub } from '../helpers/hub.ts'
 import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
 
 t.test(
@@ -135,23 +136,35 @@ t.test(
 )
 
 t.test(
-  "in Chromium: a token in its last hour asks to sign in again; the hub going away shows 'Reconnecting'",
+  "in Chromium: a token in its last hour that cannot be renewed (no network) asks to sign in again; the hub going away shows 'Reconnecting'",
   { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), USER_TOKEN_TTL_SECONDS: '1800' })
     const user = await th.hub.users.createUser({ name: 'Bo' })
     const browser = await launchChromium(t)
     const page = await browser.newPage({ viewport: DESKTOP })
+    // renewal cannot reach the hub (session.test.ts renews for real)
+    await page.route('**/auth/renew', (route) => route.abort('internetdisconnected'))
     await page.goto(`${th.httpUrl}/`)
-    await page.evaluate(
-      (session) => localStorage.setItem('stagehub.session', JSON.stringify(session)),
-      th.hub.users.userToken(user),
+    // a 30-minute token issued 25 minutes ago: due for renewal at once
+    const now = Math.floor(Date.now() / 1000)
+    const token = jwt.sign(
+      { role: 'user', name: 'Bo', ver: 0, iat: now - 1500, exp: now + 300 },
+      TEST_SECRET,
+      {
+        subject: user.id,
+      },
     )
+    await page.evaluate((session) => localStorage.setItem('stagehub.session', JSON.stringify(session)), {
+      userId: user.id,
+      token,
+      expiresAt: new Date((now + 300) * 1000).toISOString(),
+    })
     await page.reload()
     const connection = page.getByTestId('connection')
     await connection.getByText('Online').waitFor()
-    await page.getByText(/Your sign-in ends at .*sign in again/).waitFor()
-    t.pass('a 30-minute token: the warning with its end time')
+    await page.getByText(/Your sign-in ends at .*could not be renewed: the hub cannot be reached/).waitFor()
+    t.pass('a token in its last minutes whose renewal fails: the warning with its end time')
     await shoot(t, page, 'expiry-warning')
 
     await th.hub.close()

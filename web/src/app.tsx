@@ -10,7 +10,7 @@ import { StagePage } from './pages/stage.tsx'
 import { StageSettingsPage } from './pages/stage-settings.tsx'
 import { StagesPage } from './pages/stages.tsx'
 import { href, route } from './route.ts'
-import { HubHttpError, session, signIn, signOut, signUp } from './session.ts'
+import { HubHttpError, renewal, session, signedInAs, signIn, signOut, signUp } from './session.ts'
 
 const LABELS = {
   connecting: 'Connecting…',
@@ -113,18 +113,24 @@ function AuthForm() {
 const now = signal(Date.now())
 setInterval(() => (now.value = Date.now()), 30_000)
 
-/** Warns in the token's last hour, so the person signs in again before the hub refuses it. */
+/** Warns in the token's last hour when renewing it is failing, so the person signs in again in time. */
 const WARN_BEFORE_MS = 3600_000
 
+/**
+ * Shown only when the background renewal (session.ts) failed: refused (revoked, expired), or the hub
+ * unreachable in the token's last hour. Otherwise the person stays signed in without a word.
+ */
 function ExpiryWarning() {
+  const r = renewal.value
   const ends = Date.parse(session.value?.expiresAt ?? '')
   const left = ends - now.value
-  if (!(left > 0 && left < WARN_BEFORE_MS)) return null
+  if (r.state === 'current' || (r.state === 'retrying' && left > WARN_BEFORE_MS)) return null
+  const at = new Date(ends).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
   return (
-    <div class="warning" role="status">
+    <div class="warning" role="status" data-testid="expiry-warning">
       <p>
-        Your sign-in ends at {new Date(ends).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}:
-        sign in again before then to stay connected.
+        {left > 0 ? `Your sign-in ends at ${at}` : 'Your sign-in has ended'} and could not be renewed:{' '}
+        {r.message}.
       </p>
       <button type="button" onClick={signOut}>
         Sign in again
@@ -194,9 +200,9 @@ function Navigation() {
 export function App() {
   // one connection per signed-in session; signing out closes it
   useSignalEffect(() => {
-    const current = session.value
-    if (!current) return
-    return connect(current)
+    // a renewed token changes the session, not who is signed in: the connection stays
+    if (!signedInAs.value) return
+    return connect(session.peek()!)
   })
   const signedIn = session.value !== null
   return (
@@ -212,7 +218,7 @@ export function App() {
       </header>
       {signedIn && <Navigation />}
       {signedIn && <ConnectionProblems />}
-      {signedIn ? <Page /> : <AuthForm />}
+      {signedIn || route.value[0] === 'operator' ? <Page /> : <AuthForm />}
     </>
   )
 }

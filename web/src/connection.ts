@@ -1,7 +1,7 @@
 import { signal } from '@preact/signals'
 import { HubClient, topics } from '../../devices/hub-client/index.ts'
 import type { UserProfile } from '../../schemas/state.ts'
-import { explain, hubOrigin, type Session } from './session.ts'
+import { explain, hubOrigin, keepRenewed, type Session, session } from './session.ts'
 
 export type ConnectionState =
   | { state: 'connecting' }
@@ -19,7 +19,8 @@ export const profile = signal<UserProfile | undefined>(undefined)
 /**
  * Connects over MQTT-over-WebSocket with the shared hub client and follows the profile. An attempt
  * that did not get online (or an expired token) is explained by the hub's `/auth/explain`: a refusal
- * stops the retries and shows the hub's reason. Returns the disconnect.
+ * stops the retries and shows the hub's reason. The token is renewed in the background while connected
+ * (session.ts `keepRenewed`), and every attempt uses the newest. Returns the disconnect.
  */
 export function connect(current: Session): () => void {
   const clientId = `${current.userId}-web-${crypto.randomUUID().slice(0, 8)}`
@@ -32,12 +33,14 @@ export function connect(current: Session): () => void {
     {
       url,
       clientId,
+      // asked before every attempt: the newest token, renewed in the background (session.ts)
       token: async () => {
+        const newest = session.peek()?.userId === current.userId ? session.peek()! : current
         const suspicious =
-          (attempts++ > 0 && !onlineSinceAttempt) || Date.parse(current.expiresAt) <= Date.now()
+          (attempts++ > 0 && !onlineSinceAttempt) || Date.parse(newest.expiresAt) <= Date.now()
         onlineSinceAttempt = false
         if (suspicious) {
-          const why = await explain(current.token, clientId).catch(() => undefined)
+          const why = await explain(newest.token, clientId).catch(() => undefined)
           if (why && !why.accepted) {
             connection.value = {
               state: 'refused',
@@ -47,7 +50,7 @@ export function connect(current: Session): () => void {
             void client.stop()
           }
         }
-        return current.token
+        return newest.token
       },
     },
     {
@@ -64,7 +67,9 @@ export function connect(current: Session): () => void {
   client.watch<UserProfile>(topic, ({ value }) => (profile.value = value))
   client.start()
   hub.value = client
+  const stopRenewing = keepRenewed()
   return () => {
+    stopRenewing()
     hub.value = undefined
     void client.stop()
   }

@@ -116,6 +116,18 @@ t.test(
       { targeted: 2 },
       'the newer release takes its box',
     )
+    const list = await ok<{
+      releases: { release: { version: string }; targeted: number; updated: number }[]
+    }>(ops, 'release.list')
+    t.same(
+      list.releases.map((r) => [r.release.version, r.targeted, r.updated]),
+      [
+        ['1.2.0', 1, 0],
+        ['1.1.0', 2, 1],
+      ],
+      'release.list: every release, newest first, with its progress counted as release.status counts it',
+    )
+    t.equal((await refused(alice, 'release.list')).code, 'forbidden', 'users cannot list releases')
     await ok(ops, 'release.rollout', { version: '1.2.0', percent: 0, deviceIds: [] })
     await waitUntil(() => third.latest()?.firmware?.version === '1.1.0', 'withdrawing it rolls the box back')
   },
