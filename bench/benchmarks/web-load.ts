@@ -23,14 +23,12 @@ import type { HubTarget } from '../lib/targets.ts'
 
 /**
  * What counts as the first stage state on screen: the text, inside the element, that only retained
- * state can put there. The stages page does not list stages yet, so this is the Account page's
- * greeting (the person's retained `users/{u}`); once `#/stages` shows stage names, switch to
- * `{ hash: '#/stages', selector: 'main', text: ({ stage }) => stage }`.
+ * state can put there: the stage's name in the person's stage list (`users/{u}/stages/{s}`).
  */
 export const FIRST_STATE = {
-  hash: '#/account',
-  selector: 'h1',
-  text: (names: { user: string; stage: string }) => `Hello, ${names.user}`,
+  hash: '#/stages',
+  selector: '.stage-item h2',
+  text: (names: { user: string; stage: string }) => names.stage,
 }
 
 /** Where the app keeps its session (web/src/session.ts); the benchmark signs in by writing it. */
