@@ -87,6 +87,16 @@ t.test(
     await box.getByText('Remote control').click()
     await box.getByLabel('Name', { exact: true }).fill('Main box')
     await box.getByLabel('Receive video').uncheck()
+    // a change from elsewhere while the person edits: the form follows it but keeps their edits
+    await ok(owner, 'device.update', { deviceId, settings: { p2p: true } })
+    await waitUntil(() => sim.box(deviceId)?.lastConfig?.desired.p2p === true, 'the other change arrived')
+    await page.waitForTimeout(200)
+    t.equal(
+      await box.getByLabel('Name', { exact: true }).inputValue(),
+      'Main box',
+      'a live update of the device leaves a name being typed alone',
+    )
+    t.equal(await box.getByLabel('Receive video').isChecked(), false, 'and a switch being changed')
     await box.getByLabel('Sender jitter (ms)').fill('1001')
     await box.getByRole('button', { name: 'Save settings' }).click()
     t.equal(
@@ -109,7 +119,7 @@ t.test(
     )
     t.same(
       sim.box(deviceId)?.lastConfig?.desired,
-      { receiveVideo: false, senderJitter: 7.5, soundCardName: 'hw:1' },
+      { p2p: true, receiveVideo: false, senderJitter: 7.5, soundCardName: 'hw:1' },
       'only what changed was sent: the switch, the jitter, the card',
     )
 
@@ -187,6 +197,8 @@ t.test(
     const box = card(page, 'Rehearsal box')
     await box.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
     t.pass('the claimed box is online in the list')
+    await page.getByText('Rehearsal box has claimed its code and is online').waitFor()
+    t.pass('and the code gives way to saying so')
 
     // re-key: a new token shown once, the box's token stops working
     await box.getByText('Token and removal').click()

@@ -78,13 +78,13 @@ export function SettingsForm({ device }: { device: DeviceState }) {
       <h3 id={`${id}-h`}>Settings</h3>
       <label>
         Name
-        <input name="name" required maxLength={100} value={device.name} />
+        <input name="name" required maxLength={100} defaultValue={device.name} />
       </label>
       <fieldset class="switches">
         <legend>Streams</legend>
         {SWITCHES.map(([key, label]) => (
           <label key={key} class="check">
-            <input type="checkbox" name={key} checked={switchedOn(device.desired, key)} />
+            <input type="checkbox" name={key} defaultChecked={switchedOn(device.desired, key)} />
             {label}
           </label>
         ))}
@@ -98,7 +98,7 @@ export function SettingsForm({ device }: { device: DeviceState }) {
             step="any"
             {...jitter}
             placeholder="default"
-            value={device.desired.senderJitter ?? ''}
+            defaultValue={device.desired.senderJitter ?? ''}
           />
         </label>
         <label>
@@ -109,16 +109,18 @@ export function SettingsForm({ device }: { device: DeviceState }) {
             step="any"
             {...jitter}
             placeholder="default"
-            value={device.desired.receiverJitter ?? ''}
+            defaultValue={device.desired.receiverJitter ?? ''}
           />
         </label>
       </div>
       <label>
         Active sound card
-        <select name="soundCardName" value={device.desired.soundCardName ?? ''}>
-          <option value="">The device's default</option>
+        <select name="soundCardName">
+          <option value="" selected={!device.desired.soundCardName}>
+            The device's default
+          </option>
           {device.soundCards.map((card) => (
-            <option key={card.name} value={card.name}>
+            <option key={card.name} value={card.name} selected={card.name === device.desired.soundCardName}>
               {card.label ? `${card.label} (${card.name})` : card.name}
             </option>
           ))}
@@ -172,22 +174,24 @@ export function SoundCardForm({ device, card }: { device: DeviceState; card?: So
             required
             minLength={P.name.minLength}
             maxLength={P.name.maxLength}
-            value={card?.name}
+            defaultValue={card?.name}
             readOnly={!!card}
             placeholder="hw:1"
           />
         </label>
         <label>
           Label
-          <input name="label" maxLength={P.label.maxLength} value={card?.label ?? ''} />
+          <input name="label" maxLength={P.label.maxLength} defaultValue={card?.label ?? ''} />
         </label>
       </div>
       <div class="pair">
         <label>
           Driver
-          <select name="driver" value={card?.driver ?? 'jack'}>
+          <select name="driver">
             {DRIVERS.map((driver) => (
-              <option key={driver}>{driver}</option>
+              <option key={driver} selected={driver === (card?.driver ?? 'jack')}>
+                {driver}
+              </option>
             ))}
           </select>
         </label>
@@ -199,7 +203,7 @@ export function SoundCardForm({ device, card }: { device: DeviceState; card?: So
             required
             step={1}
             {...bounds(P.sampleRate)}
-            value={card?.sampleRate ?? 48000}
+            defaultValue={card?.sampleRate ?? 48000}
           />
         </label>
       </div>
@@ -212,7 +216,7 @@ export function SoundCardForm({ device, card }: { device: DeviceState; card?: So
             required
             step={1}
             {...bounds(P.periodSize)}
-            value={card?.periodSize ?? 96}
+            defaultValue={card?.periodSize ?? 96}
           />
         </label>
         <label>
@@ -223,7 +227,7 @@ export function SoundCardForm({ device, card }: { device: DeviceState; card?: So
             required
             step={1}
             {...bounds(P.numPeriods)}
-            value={card?.numPeriods ?? 2}
+            defaultValue={card?.numPeriods ?? 2}
           />
         </label>
       </div>
@@ -236,7 +240,7 @@ export function SoundCardForm({ device, card }: { device: DeviceState; card?: So
             required
             step={1}
             {...bounds(P.numInputChannels)}
-            value={card?.numInputChannels ?? 2}
+            defaultValue={card?.numInputChannels ?? 2}
           />
         </label>
         <label>
@@ -247,7 +251,7 @@ export function SoundCardForm({ device, card }: { device: DeviceState; card?: So
             required
             step={1}
             {...bounds(P.numOutputChannels)}
-            value={card?.numOutputChannels ?? 2}
+            defaultValue={card?.numOutputChannels ?? 2}
           />
         </label>
       </div>
@@ -320,7 +324,7 @@ export function TrackForm({ device, track }: { device: DeviceState; track: Track
       <div class="triple">
         <label>
           Track name
-          <input name="name" maxLength={100} value={track.name ?? ''} />
+          <input name="name" maxLength={100} defaultValue={track.name ?? ''} />
         </label>
         <TrackGainDirectivity gain={track.gain} directivity={track.directivity} />
       </div>
@@ -342,13 +346,15 @@ function TrackGainDirectivity({ gain, directivity }: { gain: number; directivity
     <>
       <label>
         Gain
-        <input name="gain" type="number" step={0.01} required {...bounds(T.gain)} value={gain} />
+        <input name="gain" type="number" step={0.01} required {...bounds(T.gain)} defaultValue={gain} />
       </label>
       <label>
         Directivity
-        <select name="directivity" value={directivity}>
+        <select name="directivity">
           {DIRECTIVITIES.map((d) => (
-            <option key={d}>{d}</option>
+            <option key={d} selected={d === directivity}>
+              {d}
+            </option>
           ))}
         </select>
       </label>
@@ -369,6 +375,7 @@ export function AddTrackForm({ device }: { device: DeviceState }) {
   )
   const submit = (event: Event) => {
     const field = fields(event)
+    const form = event.currentTarget as HTMLFormElement
     void run(async () => {
       const name = field('name').trim()
       await hub.value!.request('track.add', {
@@ -379,11 +386,13 @@ export function AddTrackForm({ device }: { device: DeviceState }) {
         gain: Number(field('gain')),
         directivity: field('directivity') as Track['directivity'],
       })
-      return 'Track added'
+      form.reset()
+      return `Track ${name || `channel ${Number(field('channel')) + 1}`} added`
     })
   }
   return (
     <form onSubmit={submit} class="track" aria-label="Add a track">
+      <p class="track-title">Send another input channel</p>
       <div class="pair">
         <label>
           Sound card

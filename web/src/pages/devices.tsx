@@ -191,11 +191,14 @@ function DeviceCard({ device }: { device: DeviceState }) {
 }
 
 /** Adds an ov-box by claim code (the box fetches its own token), or any device with a token shown once. */
-function AddDevice() {
+function AddDevice({ devices }: { devices: ReadonlyMap<string, DeviceState> }) {
   const outcome = useSignal({ text: '', failed: false })
-  const claim = useSignal<{ code: string; expiresAt: string } | undefined>(undefined)
+  const claim = useSignal<{ deviceId: string; code: string; expiresAt: string } | undefined>(undefined)
   const created = useSignal<{ deviceId: string; token: string; expiresAt: string } | undefined>(undefined)
   const online = connection.value.state === 'online'
+  // the box of the code shown, once it has claimed it and connected
+  const box = claim.value && devices.get(topics.userDevice.build(session.value!.userId, claim.value.deviceId))
+  const claimed = box?.online ? box : undefined
   const attempt = async (work: () => Promise<void>) => {
     outcome.value = { text: '', failed: false }
     try {
@@ -211,7 +214,8 @@ function AddDevice() {
         name: field('name').trim(),
         kind: 'ovbox',
       })
-      claim.value = await hub.value!.request('device.claimCode', { deviceId: device.id })
+      const code = await hub.value!.request('device.claimCode', { deviceId: device.id })
+      claim.value = { deviceId: device.id, ...code }
       created.value = undefined
     })
   }
@@ -232,13 +236,19 @@ function AddDevice() {
       <form onSubmit={addBox}>
         <label>
           Name of the box
-          <input name="name" required maxLength={100} value="ov-box" />
+          <input name="name" required maxLength={100} defaultValue="ov-box" />
         </label>
         <button type="submit" disabled={!online}>
           Get a claim code
         </button>
       </form>
-      {claim.value && <ClaimCode {...claim.value} hubUrl={hubOrigin()} />}
+      {claimed ? (
+        <p role="status" class="claimed">
+          {claimed.name} has claimed its code and is online: find it in the list above.
+        </p>
+      ) : (
+        claim.value && <ClaimCode {...claim.value} hubUrl={hubOrigin()} />
+      )}
       <details class="nested">
         <summary>Add with a token (advanced)</summary>
         <form onSubmit={addWithToken}>
@@ -293,7 +303,7 @@ export function DevicesPage() {
       ) : (
         <p role="status">No devices yet.</p>
       )}
-      <AddDevice />
+      <AddDevice devices={devices.value} />
     </main>
   )
 }
