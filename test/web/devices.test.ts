@@ -21,7 +21,10 @@ async function signedInPage(
   th: TestHub,
   page: Page,
   user: Awaited<ReturnType<TestHub['hub']['users']['createUser']>>,
+  { clock = false } = {},
 ): Promise<{ page: Page; problems: string[] }> {
+  // a clock the test can move on (time still flows by itself)
+  if (clock) await page.clock.install()
   const problems: string[] = []
   page.on('pageerror', (err) => problems.push(err.message))
   page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
@@ -54,7 +57,9 @@ t.test(
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
     const user = await th.hub.users.createUser({ name: 'Dee' })
     const browser = await launchChromium(t)
-    const { page, problems } = await signedInPage(th, await browser.newPage({ viewport: DESKTOP }), user)
+    const { page, problems } = await signedInPage(th, await browser.newPage({ viewport: DESKTOP }), user, {
+      clock: true,
+    })
 
     const owner = await connectAs(th, user.id, 'Dee')
     const created = await ok<{ device: { id: string }; token: string }>(owner, 'device.create', {
@@ -155,6 +160,9 @@ t.test(
     t.ok(offline < 1000, `offline in the list ${offline} ms after the box stopped`)
     await main.getByText(/last seen just now/).waitFor()
     t.pass('with when it was last seen')
+    await page.clock.fastForward('03:00')
+    await main.getByText(/last seen 3 minutes ago/).waitFor()
+    t.pass('which moves on by itself: three minutes later, "3 minutes ago"')
 
     await main.getByRole('button', { name: 'Stop sending' }).click()
     await main.getByTestId('tracks').getByText('none').waitFor()
@@ -253,7 +261,7 @@ t.test(
 )
 
 t.test(
-  'in Chromium: this browser is a device of kind browser, online while the tab is open, created once across reloads; closing the tab marks it lost in the other browser within two seconds',
+  'in Chromium: this browser is a device of kind browser, online while the tab is open, created once across reloads, re-keyed without showing its token; closing the tab marks it lost in the other browser within two seconds',
   { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -263,6 +271,11 @@ t.test(
     const mine = first.page.getByTestId('device').filter({ hasText: 'This browser' })
     await mine.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
     t.equal(await mine.getByText('Browser', { exact: true }).count(), 1, 'of kind browser')
+    t.equal(
+      await mine.getByRole('heading').textContent(),
+      'Chrome on Linux',
+      'named after the browser and system',
+    )
     const stored = await first.page.evaluate(
       (userId) =>
         JSON.parse(localStorage.getItem(`stagehub.browserDevice.${userId}`)!) as StoredBrowserDevice,
@@ -280,6 +293,41 @@ t.test(
     await mine.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
     t.equal(await first.page.getByTestId('device').count(), 1, 'after a reload: still one device')
     t.equal(await mine.getAttribute('data-device-id'), stored.deviceId, 'the same one')
+
+    // re-keying this browser's own device: it keeps the new token itself and comes back with it
+    const sessionBefore =
+      ((await th.hub.store.get('devices', stored.deviceId)) as { session?: number } | null)?.session ?? 0
+    await mine.getByText('Token and removal').click()
+    await mine.getByRole('button', { name: 'New token (re-key)' }).click()
+    await mine.getByText('This browser has its new token').waitFor()
+    const rekeyed = await first.page.evaluate(
+      (userId) =>
+        JSON.parse(localStorage.getItem(`stagehub.browserDevice.${userId}`)!) as StoredBrowserDevice,
+      user.id,
+    )
+    t.equal(rekeyed.deviceId, stored.deviceId, 'the same device')
+    t.not(rekeyed.token, stored.token, 'with its new token in localStorage, not on the screen')
+    t.equal(await mine.getByTestId('device-token').count(), 0, 'no token shown')
+    type Doc = { online?: boolean; session?: number } | null
+    await waitUntil(
+      async () => {
+        const doc = (await th.hub.store.get('devices', stored.deviceId)) as Doc
+        return doc?.online === true && (doc.session ?? 0) > sessionBefore
+      },
+      'the device is online again in a new session',
+      10_000,
+    )
+    t.equal(
+      await connackCode(th.mqttUrl, {
+        clientId: stored.deviceId,
+        username: 'device',
+        password: stored.token,
+      }),
+      5,
+      'the old token is refused',
+    )
+    await mine.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
+    t.pass('online again with the new token')
 
     // another browser (its own storage) of the same person watches the first one
     const other = await browser.newContext({ viewport: DESKTOP })
