@@ -70,6 +70,7 @@ t.test(
     const box = card(page, 'Stage box')
     await box.getByTestId('presence').getByText('Offline').waitFor()
     t.equal(await box.getByText('ov-box', { exact: true }).count(), 1, 'a new box: its kind, offline')
+    t.match(await box.getByTestId('presence').textContent(), /never connected yet/, 'never connected yet')
 
     const sim = await startSimulator({
       hubUrl: th.mqttUrl,
@@ -89,7 +90,9 @@ t.test(
     t.pass('with when it connected')
 
     // remote control: name, switches, jitter, the active sound card
-    await box.getByText('Remote control').click()
+    // by keyboard: the disclosure opens with Enter
+    await box.locator('summary', { hasText: 'Remote control' }).focus()
+    await page.keyboard.press('Enter')
     await box.getByLabel('Name', { exact: true }).fill('Main box')
     await box.getByLabel('Receive video').uncheck()
     // a change from elsewhere while the person edits: the form follows it but keeps their edits
@@ -189,6 +192,18 @@ t.test(
     t.pass('with the command to run on the box')
     await page.getByText(/Valid once, until .* \(in about 10 minutes\)/).waitFor()
     t.pass('and its expiry')
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: th.httpUrl })
+    await page.getByRole('button', { name: 'Copy the command' }).click()
+    await page.getByText('Copied').waitFor()
+    t.equal(
+      await page.evaluate(() =>
+        (
+          globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }
+        ).navigator.clipboard.readText(),
+      ),
+      `stagehub-ovbox claim ${code} --hub ${th.httpUrl}`,
+      'the command, copied',
+    )
     await shoot(t, page, 'devices-claim-code')
 
     // the box's side, as `stagehub-ovbox claim CODE --hub URL` does it
@@ -236,8 +251,10 @@ t.test(
     // remove: asks first, cancel keeps it, yes removes it
     await box.getByRole('button', { name: 'Remove device…' }).click()
     await box.getByRole('alertdialog').waitFor()
-    await box.getByRole('button', { name: 'Cancel' }).click()
+    t.equal(await page.locator(':focus').textContent(), 'Cancel', 'the question takes the focus, on Cancel')
+    await page.keyboard.press('Enter')
     t.equal(await box.getByRole('alertdialog').count(), 0, 'cancel: nothing removed')
+    t.equal(await page.locator(':focus').textContent(), 'Remove device…', 'the focus back where it was')
     await box.getByRole('button', { name: 'Remove device…' }).click()
     await box.getByRole('button', { name: 'Yes, remove Rehearsal box' }).click()
     await box.waitFor({ state: 'detached' })

@@ -1,5 +1,5 @@
 import { signal, useSignal } from '@preact/signals'
-import { useId } from 'preact/hooks'
+import { useEffect, useId, useRef } from 'preact/hooks'
 import { topics } from '../../../devices/hub-client/index.ts'
 import type { DeviceKind, DeviceState } from '../../../schemas/actions/device.ts'
 import { browserDeviceId, rekeyed, removed } from '../browser-device.ts'
@@ -39,6 +39,7 @@ function Presence({ device }: { device: DeviceState }) {
     <p class={`presence ${device.online ? 'online' : 'offline'}`} data-testid="presence">
       <span class="dot" aria-hidden="true" />
       <span class="state">{device.online ? 'Online' : 'Offline'}</span>
+      {!seen && !device.online && <span class="seen"> · never connected yet</span>}
       {seen && (
         <span class="seen">
           {' · '}
@@ -82,6 +83,15 @@ function Keys({ device }: { device: DeviceState }) {
   const token = useSignal<{ token: string; expiresAt: string } | undefined>(undefined)
   const claim = useSignal<{ code: string; expiresAt: string } | undefined>(undefined)
   const confirming = useSignal(false)
+  const removeButton = useRef<HTMLButtonElement>(null)
+  const cancelButton = useRef<HTMLButtonElement>(null)
+  // the question takes the focus (on Cancel, the safe answer); answering gives it back
+  const asked = useRef(false)
+  useEffect(() => {
+    if (confirming.value) cancelButton.current?.focus()
+    else if (asked.current) removeButton.current?.focus()
+    asked.current = confirming.value
+  }, [confirming.value])
   const online = connection.value.state === 'online'
   const userId = session.value?.userId ?? ''
   const attempt = async (work: () => Promise<void>) => {
@@ -120,11 +130,16 @@ function Keys({ device }: { device: DeviceState }) {
             New claim code
           </button>
         )}
-        {!confirming.value && (
-          <button type="button" class="danger" disabled={!online} onClick={() => (confirming.value = true)}>
-            Remove device…
-          </button>
-        )}
+        <button
+          type="button"
+          class="danger"
+          ref={removeButton}
+          disabled={!online}
+          aria-expanded={confirming.value}
+          onClick={() => (confirming.value = true)}
+        >
+          Remove device…
+        </button>
       </div>
       <p class="hint">A new token or claim code stops the device's current token from working.</p>
       {token.value && <TokenOnce deviceId={device.id} {...token.value} replaced />}
@@ -138,7 +153,12 @@ function Keys({ device }: { device: DeviceState }) {
             <button type="button" class="danger" onClick={() => void remove()}>
               Yes, remove {device.name}
             </button>
-            <button type="button" class="secondary" onClick={() => (confirming.value = false)}>
+            <button
+              type="button"
+              class="secondary"
+              ref={cancelButton}
+              onClick={() => (confirming.value = false)}
+            >
               Cancel
             </button>
           </div>
