@@ -278,7 +278,7 @@ t.test(
 )
 
 t.test(
-  'in Chromium: this browser is a device of kind browser, online while the tab is open, created once across reloads, re-keyed without showing its token; closing the tab marks it lost in the other browser within two seconds',
+  'in Chromium: this browser is a device of kind browser, online while the tab is open, created once across reloads, re-keyed without showing its token, registered anew once removed elsewhere; closing the tab marks it lost in the other browser within two seconds',
   { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -345,6 +345,22 @@ t.test(
     )
     await mine.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
     t.pass('online again with the new token')
+
+    // removed elsewhere: the next load finds its token refused (/auth/explain) and registers anew
+    const owner = await connectAs(th, user.id, 'Fay')
+    await ok(owner, 'device.remove', { deviceId: stored.deviceId })
+    await mine.waitFor({ state: 'detached' })
+    await first.page.reload()
+    await mine.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
+    const renewed = await first.page.evaluate(
+      (userId) =>
+        JSON.parse(localStorage.getItem(`stagehub.browserDevice.${userId}`)!) as StoredBrowserDevice,
+      user.id,
+    )
+    t.not(renewed.deviceId, stored.deviceId, 'removed elsewhere: a new device after a reload')
+    t.equal(await mine.getAttribute('data-device-id'), renewed.deviceId, 'shown as this browser')
+    t.equal(await first.page.getByTestId('device').count(), 1, 'the only device')
+    stored.deviceId = renewed.deviceId
 
     // another browser (its own storage) of the same person watches the first one
     const other = await browser.newContext({ viewport: DESKTOP })
