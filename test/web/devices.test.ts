@@ -51,7 +51,7 @@ async function msUntilPresence(cardOf: Locator, state: 'Online' | 'Offline', tim
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 
 t.test(
-  'in Chromium: a simulated ov-box going online and offline shows in the list within a second; a rename, the switches, jitter and a track edited in the browser reach its devices/{d}/config',
+  'in Chromium: a simulated ov-box going online and offline shows in the list within a second; a rename, the switches, jitter, a track and the sound card edited in the browser reach its devices/{d}/config',
   { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -155,6 +155,20 @@ t.test(
     )
     t.equal(sim.box(deviceId)?.lastConfig?.tracks[0]?.directivity, 'cardioid', 'and the directivity')
     await main.getByTestId('tracks').getByText('Vocals').waitFor()
+
+    // the sound card's fields: a larger period
+    const soundCard = main.locator('form.soundcard-form').first()
+    await soundCard.getByLabel('Period size').fill('128')
+    await soundCard.getByRole('button', { name: 'Save sound card' }).click()
+    await waitUntil(
+      () => sim.box(deviceId)?.lastConfig?.soundCards[0]?.periodSize === 128,
+      'the new period size is in the configuration',
+    )
+    t.match(
+      sim.box(deviceId)?.lastConfig?.soundCards,
+      [{ name: 'hw:1', label: 'Simulated USB Audio', driver: 'alsa', periodSize: 128, numPeriods: 2 }],
+      'the rest of the card as it was',
+    )
     await shoot(t, page, 'devices-remote-control')
 
     await sim.stop()
@@ -176,7 +190,7 @@ t.test(
 )
 
 t.test(
-  'in Chromium: adding an ov-box by claim code: the code and the command shown, the box claims it and appears online; re-key shows the new token once; remove asks first',
+  'in Chromium: adding an ov-box by claim code: the code and the command shown, the box claims it and appears online; re-key shows the new token once; remove asks first; a device added with a token, its sound card added and removed',
   { skip: withoutChromium },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -273,6 +287,26 @@ t.test(
       0,
       'the token of a device added with a token connects as that device',
     )
+
+    // a sound card added by hand, then removed
+    const app = card(page, 'Laptop app')
+    await app.getByText('Remote control').click()
+    await app.getByText('Add a sound card', { exact: true }).click()
+    const form = app.locator('form.soundcard-form')
+    await form.getByLabel('Name on the device').fill('default')
+    await form.getByLabel('Label').fill('Built-in audio')
+    await form.getByLabel('Driver').selectOption('webrtc')
+    await form.getByLabel('Input channels').fill('1')
+    await form.getByRole('button', { name: 'Add sound card' }).click()
+    await app.getByText('Built-in audio (webrtc, 48 kHz, 1 in / 2 out)').waitFor()
+    t.match(
+      await th.hub.store.get('devices', appId!),
+      { soundCards: [{ name: 'default', label: 'Built-in audio', driver: 'webrtc', numInputChannels: 1 }] },
+      'the card in the store',
+    )
+    await app.getByRole('button', { name: 'Remove sound card' }).click()
+    await app.getByText('none yet', { exact: true }).waitFor()
+    t.match(await th.hub.store.get('devices', appId!), { soundCards: [] }, 'and removed')
     t.same(problems, [], 'no page errors, no CSP violations')
   },
 )
