@@ -411,6 +411,19 @@ t.test(
     t.ok(lost < 2000, `the closed tab is offline in the other browser after ${lost} ms`)
     const presence = (await th.hub.store.get('devices', stored.deviceId)) as { online?: boolean } | null
     t.equal(presence?.online, false, 'offline in the store')
+
+    // signing out disconnects the browser's device with `offline`
+    const secondId = await second.page
+      .getByTestId('device')
+      .filter({ hasText: 'This browser' })
+      .getAttribute('data-device-id')
+    await second.page.getByRole('button', { name: 'Sign out' }).click()
+    await waitUntil(
+      async () =>
+        ((await th.hub.store.get('devices', secondId!)) as { online?: boolean } | null)?.online === false,
+      'the signed-out browser is offline',
+    )
+    t.pass('signing out: the browser device is offline')
     t.same([...first.problems, ...second.problems], [], 'no page errors, no CSP violations')
   },
 )

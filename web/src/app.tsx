@@ -1,6 +1,6 @@
 import { signal, useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
-import { startBrowserDevice } from './browser-device.ts'
+import { followSignedIn } from './browser-device.ts'
 import { connect, connection } from './connection.ts'
 import { AccountPage } from './pages/account.tsx'
 import { DevicesPage } from './pages/devices.tsx'
@@ -199,7 +199,7 @@ export function App() {
     if (!current) return
     return connect(current)
   })
-  useSignalEffect(() => (session.value ? startBrowserDevice(session.value) : undefined))
+  useEffect(followSignedIn, [])
   const signedIn = session.value !== null
   return (
     <>

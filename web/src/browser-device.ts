@@ -1,7 +1,7 @@
-import { signal } from '@preact/signals'
+import { computed, effect, signal } from '@preact/signals'
 import { HubClient, topics } from '../../devices/hub-client/index.ts'
 import { hub } from './connection.ts'
-import { explain, hubOrigin, type Session } from './session.ts'
+import { explain, hubOrigin, session } from './session.ts'
 
 /**
  * This browser as a device of kind `browser` of the signed-in person: created once (its id and device
@@ -63,20 +63,26 @@ export function browserName(userAgent = navigator.userAgent): string {
   return system ? `${browser} on ${system}` : browser
 }
 
-/** The person's client, once it is online (it is started by connection.ts). */
-async function userHub(): Promise<HubClient> {
-  for (;;) {
-    const client = hub.peek()
-    if (client) {
-      await client.untilOnline()
-      if (hub.peek() === client) return client
-    } else await new Promise((resolve) => setTimeout(resolve, 200))
-  }
+/** The person's client, once it is online (it is started by connection.ts; a new one after signing in again). */
+function userHub(): Promise<HubClient> {
+  return new Promise((resolve) => {
+    let done = false
+    const dispose = effect(() => {
+      const client = hub.value
+      if (!client || done) return
+      void client.untilOnline().then(() => {
+        if (done || hub.peek() !== client) return
+        done = true
+        resolve(client)
+        dispose()
+      })
+    })
+  })
 }
 
 /** The stored device, or a new one (device.create) when there is none or its token is no longer accepted. */
-async function ensureDevice(current: Session, stopped: () => boolean): Promise<StoredDevice | undefined> {
-  const known = stored(current.userId)
+async function ensureDevice(userId: string, stopped: () => boolean): Promise<StoredDevice | undefined> {
+  const known = stored(userId)
   if (known) {
     const why = await explain(known.token, known.deviceId).catch(() => undefined)
     // removed elsewhere, re-keyed elsewhere or expired: this browser registers anew
@@ -91,7 +97,7 @@ async function ensureDevice(current: Session, stopped: () => boolean): Promise<S
     expiresAt: created.expiresAt,
     session: 0,
   }
-  keep(current.userId, device)
+  keep(userId, device)
   return device
 }
 
@@ -116,15 +122,15 @@ export function removed(userId: string, deviceId: string): void {
   forget?.()
 }
 
-/** Connects this browser as the person's device while the session lasts; returns the stop. */
-export function startBrowserDevice(current: Session): () => void {
+/** Connects this browser as the person's device; returns the stop. */
+export function startBrowserDevice(userId: string): () => void {
   let stopped = false
   let client: HubClient | undefined
   let release: (() => void) | undefined
   const held = new Promise<void>((resolve) => (release = resolve))
 
   const run = async () => {
-    const device = await ensureDevice(current, () => stopped)
+    const device = await ensureDevice(userId, () => stopped)
     if (!device || stopped) return
     const { deviceId } = device
     client = new HubClient(
@@ -133,14 +139,14 @@ export function startBrowserDevice(current: Session): () => void {
         clientId: deviceId,
         username: 'device',
         // read at every attempt: a re-key from this browser's devices page is picked up
-        token: () => stored(current.userId)?.token ?? device.token,
+        token: () => stored(userId)?.token ?? device.token,
         presence: {
           topic: topics.devicePresence.build(deviceId),
           sessions: {
             next: () => {
-              const now = stored(current.userId) ?? device
+              const now = stored(userId) ?? device
               const session = Math.max(now.session + 1, Math.floor(Date.now() / 1000))
-              keep(current.userId, { ...now, session })
+              keep(userId, { ...now, session })
               return session
             },
           },
@@ -160,7 +166,7 @@ export function startBrowserDevice(current: Session): () => void {
 
   const locks = typeof navigator.locks?.request === 'function' ? navigator.locks : undefined
   const started = locks
-    ? locks.request(`stagehub-browser-device-${current.userId}`, () => (stopped ? undefined : run()))
+    ? locks.request(`stagehub-browser-device-${userId}`, () => (stopped ? undefined : run()))
     : run()
   started.catch(() => {
     // the hub refused to create the device (e.g. over the device quota): the app works without it
@@ -173,4 +179,17 @@ export function startBrowserDevice(current: Session): () => void {
     void client?.stop()
     release?.()
   }
+}
+
+const signedIn = computed(() => session.value?.userId)
+
+/**
+ * This browser is the signed-in person's device while they are signed in: a new token for the same
+ * person (a password change) changes nothing, signing out disconnects it (`offline`). Returns the stop.
+ */
+export function followSignedIn(): () => void {
+  return effect(() => {
+    const userId = signedIn.value
+    return userId ? startBrowserDevice(userId) : undefined
+  })
 }
