@@ -1,5 +1,6 @@
 import { signal, useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
+import { followSignedIn } from './browser-device.ts'
 import { connect, connection } from './connection.ts'
 import { AccountPage } from './pages/account.tsx'
 import { DevicesPage } from './pages/devices.tsx'
@@ -204,6 +205,7 @@ export function App() {
     if (!signedInAs.value) return
     return connect(session.peek()!)
   })
+  useEffect(followSignedIn, [])
   const signedIn = session.value !== null
   return (
     <>
