@@ -1,14 +1,9 @@
 import { useSignal } from '@preact/signals'
 import { useId } from 'preact/hooks'
-import {
-  type DeviceSettings,
-  type DeviceState,
-  deviceSettingsFields,
-  SoundCard,
-  Track,
-} from '../../../schemas/actions/device.ts'
+import type { DeviceSettings, DeviceState, SoundCard, Track } from '../../../schemas/actions/device.ts'
 import { connection, hub } from '../connection.ts'
 import { fields, message, Outcome } from '../ui.tsx'
+import { JITTER, SOUND_CARD, TRACK } from './schema-bounds.ts'
 
 /** A form's outcome and a runner that fills it: the hub's message on failure. */
 function useOutcome() {
@@ -72,7 +67,7 @@ export function SettingsForm({ device }: { device: DeviceState }) {
       return 'Saved: the device gets its new configuration'
     })
   }
-  const jitter = bounds(deviceSettingsFields.senderJitter)
+  const jitter = bounds(JITTER)
   return (
     <form onSubmit={submit} aria-labelledby={`${id}-h`}>
       <h3 id={`${id}-h`}>Settings</h3>
@@ -134,8 +129,8 @@ export function SettingsForm({ device }: { device: DeviceState }) {
   )
 }
 
-const DRIVERS = SoundCard.properties.driver.anyOf.map((literal) => literal.const)
-const P = SoundCard.properties
+const DRIVERS = SOUND_CARD.driver.anyOf.map((literal) => literal.const as SoundCard['driver'])
+const P = SOUND_CARD
 
 /** Adds a sound card, or replaces one by its name (`soundcard.set`), within the schema's bounds. */
 export function SoundCardForm({ device, card }: { device: DeviceState; card?: SoundCard }) {
@@ -289,8 +284,8 @@ function RemoveSoundCard({ device, name }: { device: DeviceState; name: string }
   )
 }
 
-const T = Track.properties
-const DIRECTIVITIES = T.directivity.anyOf.map((literal) => literal.const)
+const T = TRACK
+const DIRECTIVITIES = T.directivity.anyOf.map((literal) => literal.const as Track['directivity'])
 
 /** An input channel sent as a track: name, gain and directivity (`track.update`), or stop it (`track.remove`). */
 export function TrackForm({ device, track }: { device: DeviceState; track: Track }) {
