@@ -183,8 +183,9 @@ export class HubClient {
     const unsubscribe = this.#subscribe(filter)
     const unwatch = this.state.watch(filter, listener)
     return () => {
-      unwatch()
+      // released first: a pending release keeps the values for a watcher of the same filter
       unsubscribe()
+      unwatch()
     }
   }
 
@@ -206,9 +207,10 @@ export class HubClient {
 
   /** Counts one more user of `filter`, subscribing on the first; returns its release. */
   #subscribe(filter: string): () => void {
-    const users = this.#watched.get(filter) ?? 0
-    this.#watched.set(filter, users + 1)
-    if (users === 0 && this.#client && this.#connected) {
+    // 0: released in this task, its UNSUBSCRIBE not sent yet: still subscribed
+    const users = this.#watched.get(filter)
+    this.#watched.set(filter, (users ?? 0) + 1)
+    if (users === undefined && this.#client && this.#connected) {
       this.#client
         .subscribeAsync(filter, { qos: 1 })
         .then((granted) => this.#refused(granted))
@@ -223,8 +225,17 @@ export class HubClient {
         this.#watched.set(filter, left)
         return
       }
-      this.#watched.delete(filter)
-      this.#client?.unsubscribe(filter)
+      // UNSUBSCRIBE after this task, unless watched again meanwhile: a page replaced by one watching
+      // the same filter keeps the subscription and its values. (Sent at once, an UNSUBSCRIBE and a
+      // SUBSCRIBE of one filter could leave it unsubscribed: the new page then missed every change.)
+      this.#watched.set(filter, 0)
+      const keep = this.state.watch(filter, () => undefined)
+      setTimeout(() => {
+        keep()
+        if (this.#watched.get(filter) !== 0) return
+        this.#watched.delete(filter)
+        this.#client?.unsubscribe(filter)
+      }, 0)
     }
   }
 

@@ -316,3 +316,38 @@ t.test(
     t.ok(await client.request('stage.create', { name: 'Mine' }), 'requests are answered')
   },
 )
+
+t.test(
+  'a watch stopped and started again in one task (a page replaced by one watching the same filter) keeps the values and gets every later change; stopped for good, the filter is unsubscribed',
+  async (t) => {
+    const th = await startTestHub(t)
+    const { user, client } = await userClient(t, th)
+    const first = await client.request('stage.create', { name: 'First' })
+    const filter = `users/${user.id}/stages/+`
+    const topic = (stageId: string) => `users/${user.id}/stages/${stageId}`
+    let stop = client.watch(filter, () => undefined)
+    await waitUntil(() => client.state.get(topic(first.id)) !== undefined, 'the retained summary arrived')
+
+    for (let round = 1; round <= 3; round++) {
+      const seen: { topic: string; value: unknown }[] = []
+      // the old page's cleanup, then the new page's watch, in the same task
+      stop()
+      stop = client.watch(filter, (change) => seen.push(change))
+      t.match(
+        seen,
+        [{ topic: topic(first.id), value: { name: 'First' } }],
+        `round ${round}: the value at once`,
+      )
+      const next = await client.request('stage.create', { name: `Stage ${round}` })
+      await waitUntil(() => seen.some((c) => c.topic === topic(next.id)), `round ${round}: a later change`)
+      t.pass(`round ${round}: a later change arrives`)
+    }
+    stop()
+
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const after = await client.request('stage.create', { name: 'Unwatched' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.equal(client.state.get(topic(after.id)), undefined, 'stopped for good: nothing arrives any more')
+    t.same([...client.state.entries(filter).keys()], [], 'and the cache dropped the values')
+  },
+)
