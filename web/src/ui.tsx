@@ -10,9 +10,14 @@ export function fields(event: Event): (name: string) => string {
   }
 }
 
-/** What to show a person for a failure: the hub's own message where it sent one. */
+const sentence = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1)
+
+/**
+ * What to show a person for a failure: the hub's own message where it sent one, without the action
+ * and code (programs read `err.code`), as a sentence.
+ */
 export const message = (err: unknown): string =>
-  err instanceof RequestError ? err.message : err instanceof Error ? err.message : String(err)
+  sentence(err instanceof RequestError ? err.reason : err instanceof Error ? err.message : String(err))
 
 /** A form's outcome, announced: the hub's message on failure. */
 export function Outcome({ text, failed }: { text: string; failed: boolean }) {
