@@ -173,7 +173,7 @@ t.test(
     await annPage.getByTestId('member-Bo').waitFor({ state: 'detached' })
     t.pass("Bo's view says he was removed; Ann's roster lost him")
     t.equal(
-      await boPage.getByRole('link', { name: 'Back to your stages' }).getAttribute('href'),
+      await boPage.getByRole('link', { name: 'Back to stages' }).getAttribute('href'),
       '#/stages',
       'with a way back',
     )

@@ -11,6 +11,7 @@ import { StagePage } from './pages/stage.tsx'
 import { StageSettingsPage } from './pages/stage-settings.tsx'
 import { StagesPage } from './pages/stages.tsx'
 import { href, route } from './route.ts'
+import { usePageTitle } from './ui.tsx'
 import { HubHttpError, renewal, session, signedInAs, signIn, signOut, signUp } from './session.ts'
 
 const LABELS = {
@@ -58,11 +59,15 @@ function AuthForm() {
     }
   }
   const signingUp = mode.value === 'signup'
+  usePageTitle(signingUp ? 'Create your account' : 'Sign in')
   return (
     <main class="card">
       <h1 tabIndex={-1} ref={heading}>
         {signingUp ? 'Create your account' : 'Sign in'}
       </h1>
+      {route.value[0] === 'invite' && (
+        <p data-testid="invite-reason">Sign in or create an account to open your invitation.</p>
+      )}
       <form onSubmit={(e) => void submit(e)} aria-describedby={error.value ? 'auth-error' : undefined}>
         {signingUp && (
           <label>
@@ -181,14 +186,20 @@ function Page() {
   }
 }
 
+/**
+ * The main pages, the current one marked: `page` on the page itself, `location` on its sub-pages (a
+ * stage, its mixer and settings are in Stages). An unknown address shows the stages.
+ */
 function Navigation() {
-  const current = route.value[0] ?? 'stages'
+  const [first, ...rest] = route.value
+  const current = PAGES.some((p) => p.path === first) ? first : first === 'invite' ? undefined : 'stages'
+  const here = rest.length ? 'location' : 'page'
   return (
     <nav aria-label="Main">
       <ul>
         {PAGES.map(({ path, label }) => (
           <li key={path}>
-            <a href={href(path)} aria-current={current === path ? 'page' : undefined}>
+            <a href={href(path)} aria-current={current === path ? here : undefined}>
               {label}
             </a>
           </li>

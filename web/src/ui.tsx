@@ -1,4 +1,6 @@
+import { useEffect } from 'preact/hooks'
 import { RequestError } from '../../devices/hub-client/index.ts'
+import { href } from './route.ts'
 
 /** Reads a submitted form's text fields by name (and stops the page from navigating). */
 export function fields(event: Event): (name: string) => string {
@@ -28,5 +30,23 @@ export function Outcome({ text, failed }: { text: string; failed: boolean }) {
     </p>
   ) : (
     <p role="status">{text}</p>
+  )
+}
+
+/** The tab's and screen reader's name for the page: "Stage name · stagehub". */
+export function usePageTitle(title: string | undefined): void {
+  useEffect(() => {
+    document.title = title ? `${title} · stagehub` : 'stagehub'
+  }, [title])
+}
+
+/** The way up, the same on every page: "← Back to stages" above the heading. */
+export function BackLink({ to = ['stages'], label = 'stages' }: { to?: string[]; label?: string }) {
+  return (
+    <p class="back">
+      <a href={href(...to)}>
+        <span aria-hidden="true">← </span>Back to {label}
+      </a>
+    </p>
   )
 }

@@ -4,7 +4,7 @@ import { type ActionResult, HubClient, topics } from '../../../devices/hub-clien
 import type { AssignmentState, RouterState } from '../../../schemas/actions/router.ts'
 import type { HubStatus } from '../../../schemas/state.ts'
 import { explain, HubHttpError, hubOrigin } from '../session.ts'
-import { fields, message } from '../ui.tsx'
+import { fields, message, usePageTitle } from '../ui.tsx'
 import './operator.css'
 
 /**
@@ -398,6 +398,7 @@ function Console({ token }: { token: string }) {
 
 /** `#/operator`: the hub's status, routers and releases for an operator holding an admin token. */
 export function OperatorPage() {
+  usePageTitle('Operator')
   const token = adminToken.value
   return token ? <Console token={token} /> : <TokenForm />
 }
