@@ -1,6 +1,6 @@
 import type { Page } from 'playwright-core'
 import t from 'tap'
-import { actor, connectAs, connectDevice, ok, roomy } from '../helpers/actors.ts'
+import { actor, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import type { StoredDoc } from '../../services/store/port.ts'
 import { startTestHub } from '../helpers/hub.ts'
@@ -162,27 +162,16 @@ t.test(
     await bo.getByLabel("The stage's password").press('Enter')
     await bo.waitForURL(new RegExp(`#/stages/${stageId}$`))
     t.pass('joined: the stage page is open')
-    const boId = await bo.evaluate(
-      () => (JSON.parse(localStorage.getItem('stagehub.session')!) as { userId: string }).userId,
-    )
 
-    // Bo is in, not online until a device of theirs is
+    // Bo is in, and online: his open tab is a device of his (kind browser, web/src/browser-device.ts)
     await page.goto(`${th.httpUrl}/#/stages`)
     await item.getByText('1 of 1 member in the stage').waitFor()
-    await item.getByText('0 online').waitFor()
-    const boApp = await connectAs(th, boId, 'Bo')
-    const device = await ok<{ device: { id: string }; token: string }>(boApp, 'device.create', {
-      name: 'Bo laptop',
-      kind: 'browser',
-    })
-    const box = await connectDevice(th, device.device.id, device.token)
-    await box.client.publishAsync(
-      `devices/${device.device.id}/presence`,
-      JSON.stringify({ state: 'online', session: 1 }),
-      { qos: 1, retain: true },
-    )
     await item.getByText('1 online').waitFor()
-    t.match(await item.getByTestId('presence').textContent(), /1 online: Bo Player/, 'who is online, live')
+    t.match(
+      await item.getByTestId('presence').textContent(),
+      /1 online: Bo Player/,
+      "who is online, live: Bo's open tab",
+    )
     await shoot(t, page, 'stages-online')
 
     // Bo is no admin: the settings page says so
