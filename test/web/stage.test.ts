@@ -84,7 +84,7 @@ t.test(
     t.equal(await presence(boPage, 'Ann'), 'online', 'Bo sees Ann online')
     t.match(
       await boPage.getByTestId('member-Ann').textContent(),
-      /online.*Ann.*seat \d.*admin/,
+      /online.*Ann.*seat \d.*Admin/,
       "the dot's meaning in words for screen readers, the seat and the admin badge",
     )
     t.equal(
