@@ -87,6 +87,18 @@ t.test(
     t.equal(await page.title(), 'Mixer · Quartet · stagehub')
     t.equal(await main.getByRole('link', { name: 'Stages' }).getAttribute('aria-current'), 'location')
     await page.getByRole('link', { name: 'Back to Quartet' }).click()
+    await page.getByRole('heading', { name: 'Quartet', level: 1 }).waitFor()
+    t.equal(
+      await page.evaluate(
+        () =>
+          (globalThis as unknown as { document: { activeElement: { id: string } } }).document.activeElement
+            .id,
+      ),
+      'page',
+      'the link followed went away with its page: the focus is at the start of the new one, not lost',
+    )
+    await page.keyboard.press('Tab')
+    t.equal(await page.locator(':focus').textContent(), '← Back to stages', 'and Tab goes on in the new page')
     await page.getByRole('link', { name: 'Settings' }).click()
     await page.getByRole('heading', { name: 'Settings of Quartet' }).waitFor()
     t.equal(await page.title(), 'Settings · Quartet · stagehub')

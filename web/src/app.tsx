@@ -209,6 +209,29 @@ function Navigation() {
   )
 }
 
+/**
+ * The page, in a container that stays across addresses: after moving to another page the focus goes
+ * to its start (screen readers read on from there, Tab continues in it), unless the page put it
+ * somewhere itself. Not on the first load, where the browser's own start applies.
+ */
+function PageArea({ signedIn }: { signedIn: boolean }) {
+  const area = useRef<HTMLDivElement>(null)
+  const path = route.value.join('/')
+  const first = useRef(true)
+  useEffect(() => {
+    if (first.current) {
+      first.current = false
+      return
+    }
+    if (!area.current?.contains(document.activeElement)) area.current?.focus()
+  }, [path])
+  return (
+    <div id="page" tabIndex={-1} ref={area}>
+      {signedIn || route.value[0] === 'operator' ? <Page /> : <AuthForm />}
+    </div>
+  )
+}
+
 export function App() {
   // one connection per signed-in session; signing out closes it
   useSignalEffect(() => {
@@ -231,7 +254,7 @@ export function App() {
       </header>
       {signedIn && <Navigation />}
       {signedIn && <ConnectionProblems />}
-      {signedIn || route.value[0] === 'operator' ? <Page /> : <AuthForm />}
+      <PageArea signedIn={signedIn} />
     </>
   )
 }
