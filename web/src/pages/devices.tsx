@@ -322,7 +322,7 @@ export function DevicesPage() {
           ))}
         </ul>
       ) : (
-        <p role="status">No devices yet.</p>
+        <p role="status">No devices yet: add an ov-box below.</p>
       )}
       <AddDevice devices={devices.value} />
     </main>

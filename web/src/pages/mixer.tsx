@@ -304,7 +304,9 @@ export function MixerPage({ stageId }: { stageId: string }) {
       <Outcome {...outcome.value} />
       {groupList.length === 0 && (
         <p role="status">
-          {stage ? 'No groups in this stage yet.' : 'Loading… (only members of the stage see its mixer)'}
+          {stage
+            ? "No groups in this stage yet: its admins add them on the stage's page."
+            : 'Loading… (only members of the stage see its mixer)'}
         </p>
       )}
       {groupList.map((group) => {
@@ -316,7 +318,7 @@ export function MixerPage({ stageId }: { stageId: string }) {
               {group.name}
             </h2>
             {row(channel('group', group.id, group.id, group.name, group))}
-            {inGroup.length === 0 && <p class="empty">No members</p>}
+            {inGroup.length === 0 && <p class="empty">Nobody yet.</p>}
             <ul class="members">
               {inGroup.map((member) => (
                 <li key={member.id}>
