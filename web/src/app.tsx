@@ -11,8 +11,8 @@ import { StagePage } from './pages/stage.tsx'
 import { StageSettingsPage } from './pages/stage-settings.tsx'
 import { StagesPage } from './pages/stages.tsx'
 import { href, route } from './route.ts'
-import { usePageTitle } from './ui.tsx'
-import { HubHttpError, renewal, session, signedInAs, signIn, signOut, signUp } from './session.ts'
+import { message, usePageTitle } from './ui.tsx'
+import { renewal, session, signedInAs, signIn, signOut, signUp } from './session.ts'
 
 const LABELS = {
   connecting: 'Connecting…',
@@ -53,7 +53,7 @@ function AuthForm() {
         await signUp({ name: field('name'), email: field('email'), password: field('password') })
       else await signIn({ email: field('email'), password: field('password') })
     } catch (err) {
-      error.value = err instanceof HubHttpError ? err.message : String(err)
+      error.value = message(err)
     } finally {
       busy.value = false
     }
