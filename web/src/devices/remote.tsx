@@ -1,14 +1,9 @@
 import { useSignal } from '@preact/signals'
 import { useId } from 'preact/hooks'
-import {
-  type DeviceSettings,
-  type DeviceState,
-  deviceSettingsFields,
-  SoundCard,
-  Track,
-} from '../../../schemas/actions/device.ts'
+import type { DeviceSettings, DeviceState, SoundCard, Track } from '../../../schemas/actions/device.ts'
 import { connection, hub } from '../connection.ts'
 import { fields, message, Outcome } from '../ui.tsx'
+import { DIRECTIVITIES, DRIVERS, JITTER, SOUND_CARD, TRACK } from './limits.ts'
 
 /** A form's outcome and a runner that fills it: the hub's message on failure. */
 function useOutcome() {
@@ -72,7 +67,7 @@ export function SettingsForm({ device }: { device: DeviceState }) {
       return 'Saved: the device gets its new configuration'
     })
   }
-  const jitter = bounds(deviceSettingsFields.senderJitter)
+  const jitter = bounds(JITTER)
   return (
     <form onSubmit={submit} aria-labelledby={`${id}-h`}>
       <h3 id={`${id}-h`}>Settings</h3>
@@ -134,8 +129,7 @@ export function SettingsForm({ device }: { device: DeviceState }) {
   )
 }
 
-const DRIVERS = SoundCard.properties.driver.anyOf.map((literal) => literal.const)
-const P = SoundCard.properties
+const P = SOUND_CARD
 
 /** Adds a sound card, or replaces one by its name (`soundcard.set`), within the schema's bounds. */
 export function SoundCardForm({ device, card }: { device: DeviceState; card?: SoundCard }) {
@@ -289,8 +283,7 @@ function RemoveSoundCard({ device, name }: { device: DeviceState; name: string }
   )
 }
 
-const T = Track.properties
-const DIRECTIVITIES = T.directivity.anyOf.map((literal) => literal.const)
+const T = TRACK
 
 /** An input channel sent as a track: name, gain and directivity (`track.update`), or stop it (`track.remove`). */
 export function TrackForm({ device, track }: { device: DeviceState; track: Track }) {
@@ -369,7 +362,7 @@ export function AddTrackForm({ device }: { device: DeviceState }) {
   const online = connection.value.state === 'online'
   const card = device.soundCards.find((c) => c.name === cardName.value) ?? device.soundCards[0]
   if (!card) return <p>Add a sound card first: tracks are input channels of a sound card.</p>
-  const channels = Math.min(card.numInputChannels, (T.channel.maximum ?? 255) + 1)
+  const channels = Math.min(card.numInputChannels, T.channel.maximum + 1)
   const free = Array.from({ length: channels }, (_, channel) => channel).filter(
     (channel) => !device.tracks.some((t) => t.soundCardName === card.name && t.channel === channel),
   )
