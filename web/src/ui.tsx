@@ -1,4 +1,4 @@
-import { useEffect } from 'preact/hooks'
+import { useLayoutEffect } from 'preact/hooks'
 import { RequestError } from '../../devices/hub-client/index.ts'
 import { href } from './route.ts'
 
@@ -33,9 +33,12 @@ export function Outcome({ text, failed }: { text: string; failed: boolean }) {
   )
 }
 
-/** The tab's and screen reader's name for the page: "Stage name · stagehub". */
+/**
+ * The tab's and screen reader's name for the page: "Stage name · stagehub". Set with the render that
+ * shows the page (a layout effect), not a frame later.
+ */
 export function usePageTitle(title: string | undefined): void {
-  useEffect(() => {
+  useLayoutEffect(() => {
     document.title = title ? `${title} · stagehub` : 'stagehub'
   }, [title])
 }
