@@ -8,6 +8,10 @@ import { topicShapes as topics } from '../../schemas/topic-shapes.ts'
  */
 export type RequestErrorCode = ErrorCode | 'timeout' | 'not_connected'
 
+/**
+ * A failed request. `message` names the action and the code, for logs; `reason` is what to tell a
+ * person: the hub's own message for a refusal, a sentence for `timeout` and `not_connected`.
+ */
 export class RequestError extends Error {
   override readonly name = 'RequestError'
 
@@ -15,6 +19,7 @@ export class RequestError extends Error {
     readonly action: string,
     readonly code: RequestErrorCode,
     message: string,
+    readonly reason: string = message,
   ) {
     super(message)
   }
@@ -104,11 +109,23 @@ export class RequestClient {
         action,
         answer.error.code,
         `${action} refused (${answer.error.code}): ${answer.error.message}`,
+        answer.error.message,
       )
     }
     const failed = unsent as Error | undefined
-    if (failed) throw new RequestError(action, 'not_connected', `${action} not sent: ${failed.message}`)
-    throw new RequestError(action, 'timeout', `no response to ${action} within ${timeoutMs} ms (sent twice)`)
+    if (failed)
+      throw new RequestError(
+        action,
+        'not_connected',
+        `${action} not sent: ${failed.message}`,
+        'not connected to the hub: try again when the connection is back',
+      )
+    throw new RequestError(
+      action,
+      'timeout',
+      `no response to ${action} within ${timeoutMs} ms (sent twice)`,
+      'the hub did not answer in time: try again',
+    )
   }
 
   /** The response with `id`, or undefined after `timeoutMs`. */

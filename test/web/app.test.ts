@@ -59,7 +59,7 @@ t.test(
     await page.getByRole('button', { name: 'Sign in' }).click()
     t.match(
       await page.getByRole('alert').textContent(),
-      /wrong e-mail address or password/,
+      /^Wrong e-mail address or password/,
       "the hub's message",
     )
     await page.getByLabel('Password').fill('correct horse battery')

@@ -84,7 +84,7 @@ t.test(
     t.equal(await presence(boPage, 'Ann'), 'online', 'Bo sees Ann online')
     t.match(
       await boPage.getByTestId('member-Ann').textContent(),
-      /online.*Ann.*seat \d.*admin/,
+      /online.*Ann.*seat \d.*Admin/,
       "the dot's meaning in words for screen readers, the seat and the admin badge",
     )
     t.equal(
@@ -173,7 +173,7 @@ t.test(
     await annPage.getByTestId('member-Bo').waitFor({ state: 'detached' })
     t.pass("Bo's view says he was removed; Ann's roster lost him")
     t.equal(
-      await boPage.getByRole('link', { name: 'Back to your stages' }).getAttribute('href'),
+      await boPage.getByRole('link', { name: 'Back to stages' }).getAttribute('href'),
       '#/stages',
       'with a way back',
     )

@@ -163,11 +163,15 @@ t.test(
     await bo.waitForURL(new RegExp(`#/stages/${stageId}$`))
     t.pass('joined: the stage page is open')
 
-    // Bo is in, and online: his open tab is a device of his (kind browser)
+    // Bo is in, and online: his open tab is a device of his (kind browser, web/src/browser-device.ts)
     await page.goto(`${th.httpUrl}/#/stages`)
     await item.getByText('1 of 1 member in the stage').waitFor()
     await item.getByText('1 online').waitFor()
-    t.match(await item.getByTestId('presence').textContent(), /1 online: Bo Player/, 'who is online, live')
+    t.match(
+      await item.getByTestId('presence').textContent(),
+      /1 online: Bo Player/,
+      "who is online, live: Bo's open tab",
+    )
     await shoot(t, page, 'stages-online')
 
     // Bo is no admin: the settings page says so

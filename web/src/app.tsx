@@ -11,7 +11,8 @@ import { StagePage } from './pages/stage.tsx'
 import { StageSettingsPage } from './pages/stage-settings.tsx'
 import { StagesPage } from './pages/stages.tsx'
 import { href, route } from './route.ts'
-import { HubHttpError, renewal, session, signedInAs, signIn, signOut, signUp } from './session.ts'
+import { message, usePageTitle } from './ui.tsx'
+import { renewal, session, signedInAs, signIn, signOut, signUp } from './session.ts'
 
 const LABELS = {
   connecting: 'Connecting…',
@@ -52,17 +53,21 @@ function AuthForm() {
         await signUp({ name: field('name'), email: field('email'), password: field('password') })
       else await signIn({ email: field('email'), password: field('password') })
     } catch (err) {
-      error.value = err instanceof HubHttpError ? err.message : String(err)
+      error.value = message(err)
     } finally {
       busy.value = false
     }
   }
   const signingUp = mode.value === 'signup'
+  usePageTitle(signingUp ? 'Create your account' : 'Sign in')
   return (
     <main class="card">
       <h1 tabIndex={-1} ref={heading}>
         {signingUp ? 'Create your account' : 'Sign in'}
       </h1>
+      {route.value[0] === 'invite' && (
+        <p data-testid="invite-reason">Sign in or create an account to open your invitation.</p>
+      )}
       <form onSubmit={(e) => void submit(e)} aria-describedby={error.value ? 'auth-error' : undefined}>
         {signingUp && (
           <label>
@@ -181,20 +186,49 @@ function Page() {
   }
 }
 
+/**
+ * The main pages, the current one marked: `page` on the page itself, `location` on its sub-pages (a
+ * stage, its mixer and settings are in Stages). An unknown address shows the stages.
+ */
 function Navigation() {
-  const current = route.value[0] ?? 'stages'
+  const [first, ...rest] = route.value
+  const current = PAGES.some((p) => p.path === first) ? first : first === 'invite' ? undefined : 'stages'
+  const here = rest.length ? 'location' : 'page'
   return (
     <nav aria-label="Main">
       <ul>
         {PAGES.map(({ path, label }) => (
           <li key={path}>
-            <a href={href(path)} aria-current={current === path ? 'page' : undefined}>
+            <a href={href(path)} aria-current={current === path ? here : undefined}>
               {label}
             </a>
           </li>
         ))}
       </ul>
     </nav>
+  )
+}
+
+/**
+ * The page, in a container that stays across addresses: after moving to another page the focus goes
+ * to its start (screen readers read on from there, Tab continues in it), unless the page put it
+ * somewhere itself. Not on the first load, where the browser's own start applies.
+ */
+function PageArea({ signedIn }: { signedIn: boolean }) {
+  const area = useRef<HTMLDivElement>(null)
+  const path = route.value.join('/')
+  const first = useRef(true)
+  useEffect(() => {
+    if (first.current) {
+      first.current = false
+      return
+    }
+    if (!area.current?.contains(document.activeElement)) area.current?.focus()
+  }, [path])
+  return (
+    <div id="page" tabIndex={-1} ref={area}>
+      {signedIn || route.value[0] === 'operator' ? <Page /> : <AuthForm />}
+    </div>
   )
 }
 
@@ -220,7 +254,7 @@ export function App() {
       </header>
       {signedIn && <Navigation />}
       {signedIn && <ConnectionProblems />}
-      {signedIn || route.value[0] === 'operator' ? <Page /> : <AuthForm />}
+      <PageArea signedIn={signedIn} />
     </>
   )
 }

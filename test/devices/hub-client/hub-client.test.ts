@@ -122,6 +122,7 @@ t.test('a request without any response ends in a typed timeout error after its r
     code: 'timeout',
     action: 'user.update',
     message: /no response to user.update within 200 ms \(sent twice\)/,
+    reason: 'the hub did not answer in time: try again',
   })
   t.ok(Date.now() - started >= 400, 'it waited for the retry too')
 })

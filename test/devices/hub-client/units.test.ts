@@ -50,7 +50,7 @@ t.test('a request without a response in time is sent once more with the same id'
     clientId: 'box1',
     publish: async (_topic, payload) => {
       const { id } = JSON.parse(payload) as { id: string }
-      const error = { code: 'forbidden', message: 'no' }
+      const error = { code: 'forbidden', message: "only the stage's owner may change its sound card" }
       setImmediate(() =>
         refusing.handle('clients/box1/res', Buffer.from(JSON.stringify({ id, ok: false, error }))),
       )
@@ -58,6 +58,14 @@ t.test('a request without a response in time is sent once more with the same id'
   })
   const err = await refusing.request('soundcard.set', CARD_PARAMS).catch((e: unknown) => e)
   t.ok(err instanceof RequestError && err.code === 'forbidden', 'a refusal is not retried')
+  t.match(
+    err,
+    {
+      message: "soundcard.set refused (forbidden): only the stage's owner may change its sound card",
+      reason: "only the stage's owner may change its sound card",
+    },
+    "the message names the action and code for logs; the reason is the hub's message alone, for people",
+  )
 })
 
 t.test('subscription filters match as the broker matches them', async (t) => {

@@ -3,7 +3,7 @@ import { useId } from 'preact/hooks'
 import type { DeviceSettings, DeviceState, SoundCard, Track } from '../../../schemas/actions/device.ts'
 import { connection, hub } from '../connection.ts'
 import { fields, message, Outcome } from '../ui.tsx'
-import { JITTER, SOUND_CARD, TRACK } from './schema-bounds.ts'
+import { DIRECTIVITIES, DRIVERS, JITTER, SOUND_CARD, TRACK } from './schema-bounds.ts'
 
 /** A form's outcome and a runner that fills it: the hub's message on failure. */
 function useOutcome() {
@@ -129,7 +129,6 @@ export function SettingsForm({ device }: { device: DeviceState }) {
   )
 }
 
-const DRIVERS = SOUND_CARD.driver.anyOf.map((literal) => literal.const as SoundCard['driver'])
 const P = SOUND_CARD
 
 /** Adds a sound card, or replaces one by its name (`soundcard.set`), within the schema's bounds. */
@@ -285,7 +284,6 @@ function RemoveSoundCard({ device, name }: { device: DeviceState; name: string }
 }
 
 const T = TRACK
-const DIRECTIVITIES = T.directivity.anyOf.map((literal) => literal.const as Track['directivity'])
 
 /** An input channel sent as a track: name, gain and directivity (`track.update`), or stop it (`track.remove`). */
 export function TrackForm({ device, track }: { device: DeviceState; track: Track }) {
@@ -364,7 +362,7 @@ export function AddTrackForm({ device }: { device: DeviceState }) {
   const online = connection.value.state === 'online'
   const card = device.soundCards.find((c) => c.name === cardName.value) ?? device.soundCards[0]
   if (!card) return <p>Add a sound card first: tracks are input channels of a sound card.</p>
-  const channels = Math.min(card.numInputChannels, (T.channel.maximum ?? 255) + 1)
+  const channels = Math.min(card.numInputChannels, T.channel.maximum + 1)
   const free = Array.from({ length: channels }, (_, channel) => channel).filter(
     (channel) => !device.tracks.some((t) => t.soundCardName === card.name && t.channel === channel),
   )

@@ -1,8 +1,12 @@
 import { useSignal } from '@preact/signals'
 import { connection, hub, profile } from '../connection.ts'
 import { renewed } from '../session.ts'
-import { fields, message, Outcome } from '../ui.tsx'
+import { fields, message, Outcome, usePageTitle } from '../ui.tsx'
 
+/**
+ * The profile and password forms. Fields start from the profile and keep what the person types
+ * (defaults, not controlled values): a live profile update shows only in fields not edited yet.
+ */
 function ProfileForms() {
   const nameOutcome = useSignal({ text: '', failed: false })
   const passwordOutcome = useSignal({ text: '', failed: false })
@@ -41,7 +45,13 @@ function ProfileForms() {
         <form onSubmit={(e) => void rename(e)}>
           <label>
             Name
-            <input name="name" autoComplete="name" required maxLength={100} value={profile.value?.name} />
+            <input
+              name="name"
+              autoComplete="name"
+              required
+              maxLength={100}
+              defaultValue={profile.value?.name ?? ''}
+            />
           </label>
           <label>
             Picture (an https:// address, optional)
@@ -51,7 +61,7 @@ function ProfileForms() {
               inputMode="url"
               maxLength={2048}
               pattern="https?://.*"
-              value={profile.value?.avatarUrl ?? ''}
+              defaultValue={profile.value?.avatarUrl ?? ''}
             />
           </label>
           <Outcome {...nameOutcome.value} />
@@ -83,6 +93,7 @@ function ProfileForms() {
 
 /** The person's account: name, picture and password. */
 export function AccountPage() {
+  usePageTitle('Account')
   return (
     <main class="card">
       <div class="greeting">

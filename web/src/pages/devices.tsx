@@ -8,7 +8,7 @@ import { AddTrackForm, SettingsForm, SoundCardForm, TrackForm } from '../devices
 import { ClaimCode, TokenOnce } from '../devices/shown-once.tsx'
 import { useLive } from '../live.ts'
 import { hubOrigin, session } from '../session.ts'
-import { fields, message, Outcome } from '../ui.tsx'
+import { fields, message, Outcome, usePageTitle } from '../ui.tsx'
 import './devices.css'
 
 const KINDS: Record<DeviceKind, string> = { ovbox: 'ov-box', browser: 'Browser', native: 'App' }
@@ -301,6 +301,7 @@ function AddDevice({ devices }: { devices: ReadonlyMap<string, DeviceState> }) {
 
 /** Every device of the person, live from `users/{u}/devices/+`, with remote control of each. */
 export function DevicesPage() {
+  usePageTitle('Devices')
   const userId = session.value?.userId
   const devices = useLive<DeviceState>(userId ? topics.userDevice.filter({ u: userId }) : undefined)
   const list = [...devices.value.values()].sort(
@@ -321,7 +322,7 @@ export function DevicesPage() {
           ))}
         </ul>
       ) : (
-        <p role="status">No devices yet.</p>
+        <p role="status">No devices yet: add an ov-box below.</p>
       )}
       <AddDevice devices={devices.value} />
     </main>

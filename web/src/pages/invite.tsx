@@ -1,8 +1,8 @@
 import { useSignal, useSignalEffect } from '@preact/signals'
 import type { ActionResult } from '../../../devices/hub-client/index.ts'
 import { connection, hub } from '../connection.ts'
-import { href, navigate } from '../route.ts'
-import { fields, message, Outcome } from '../ui.tsx'
+import { navigate } from '../route.ts'
+import { BackLink, fields, message, Outcome, usePageTitle } from '../ui.tsx'
 import './invite.css'
 import './stage-fields.css'
 
@@ -25,6 +25,7 @@ function Invitation({ code }: { code: string }) {
   const busy = useSignal(false)
   const picked = useSignal('')
   const online = connection.value.state === 'online'
+  usePageTitle(preview.value ? `Invitation to ${preview.value.name}` : 'Invitation')
 
   useSignalEffect(() => {
     const client = hub.value
@@ -62,12 +63,10 @@ function Invitation({ code }: { code: string }) {
   if (refusal.value)
     return (
       <main class="card stage-area">
+        <BackLink />
         <h1>This invitation cannot be used</h1>
         <p class="error" role="alert">
           {refusal.value}
-        </p>
-        <p>
-          <a href={href('stages')}>Go to your stages</a>
         </p>
       </main>
     )

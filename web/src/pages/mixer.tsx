@@ -21,9 +21,8 @@ import {
   SEND_INTERVAL_MS,
   volumeToDb,
 } from '../mixer/coalesce.ts'
-import { href } from '../route.ts'
 import { session } from '../session.ts'
-import { message, Outcome } from '../ui.tsx'
+import { BackLink, message, Outcome, usePageTitle } from '../ui.tsx'
 import './mixer.css'
 
 /** Whose setting a row changes: the person's own mix, or (admins) the stage's for everyone. */
@@ -175,6 +174,7 @@ const byName = (a: { name?: string }, b: { name?: string }) => (a.name ?? '').lo
 export function MixerPage({ stageId }: { stageId: string }) {
   const userId = session.value?.userId
   const stage = useLiveValue<StageState>(topics.stage.build(stageId))
+  usePageTitle(`Mixer · ${stage?.name ?? 'Stage'}`)
   const groups = useLive<GroupState>(topics.group.filter({ s: stageId }))
   const members = useLive<MemberState>(topics.member.filter({ s: stageId }))
   const tracks = useLive<StageTrackState>(topics.track.filter({ s: stageId }))
@@ -271,9 +271,7 @@ export function MixerPage({ stageId }: { stageId: string }) {
 
   return (
     <main class="card mixer">
-      <p class="back">
-        <a href={href('stages', stageId)}>← {stage?.name ?? 'Stage'}</a>
-      </p>
+      <BackLink to={['stages', stageId]} label={stage?.name ?? 'the stage'} />
       <h1>Mixer{stage ? ` of ${stage.name}` : ''}</h1>
       {isAdmin && (
         <fieldset class="mode">
@@ -306,7 +304,9 @@ export function MixerPage({ stageId }: { stageId: string }) {
       <Outcome {...outcome.value} />
       {groupList.length === 0 && (
         <p role="status">
-          {stage ? 'No groups in this stage yet.' : 'Loading… (only members of the stage see its mixer)'}
+          {stage
+            ? "No groups in this stage yet: its admins add them on the stage's page."
+            : 'Loading… (only members of the stage see its mixer)'}
         </p>
       )}
       {groupList.map((group) => {
@@ -318,7 +318,7 @@ export function MixerPage({ stageId }: { stageId: string }) {
               {group.name}
             </h2>
             {row(channel('group', group.id, group.id, group.name, group))}
-            {inGroup.length === 0 && <p class="empty">No members</p>}
+            {inGroup.length === 0 && <p class="empty">Nobody yet.</p>}
             <ul class="members">
               {inGroup.map((member) => (
                 <li key={member.id}>

@@ -3,8 +3,8 @@ import { useEffect, useRef } from 'preact/hooks'
 import { type ActionResult, HubClient, topics } from '../../../devices/hub-client/index.ts'
 import type { AssignmentState, RouterState } from '../../../schemas/actions/router.ts'
 import type { HubStatus } from '../../../schemas/state.ts'
-import { explain, HubHttpError, hubOrigin } from '../session.ts'
-import { fields, message } from '../ui.tsx'
+import { explain, hubOrigin } from '../session.ts'
+import { fields, message, usePageTitle } from '../ui.tsx'
 import './operator.css'
 
 /**
@@ -58,7 +58,7 @@ function TokenForm() {
         adminToken.value = token
       }
     } catch (err) {
-      error.value = err instanceof HubHttpError ? err.message : String(err)
+      error.value = message(err)
     } finally {
       busy.value = false
     }
@@ -398,6 +398,7 @@ function Console({ token }: { token: string }) {
 
 /** `#/operator`: the hub's status, routers and releases for an operator holding an admin token. */
 export function OperatorPage() {
+  usePageTitle('Operator')
   const token = adminToken.value
   return token ? <Console token={token} /> : <TokenForm />
 }

@@ -6,7 +6,7 @@ import { connection, hub } from '../connection.ts'
 import { useLive, useLiveValue } from '../live.ts'
 import { href, navigate } from '../route.ts'
 import { session } from '../session.ts'
-import { fields, message, Outcome } from '../ui.tsx'
+import { BackLink, fields, message, Outcome, usePageTitle } from '../ui.tsx'
 import { readStageSettings, StageFields } from './stage-fields.tsx'
 import './stage-settings.css'
 
@@ -273,35 +273,32 @@ export function StageSettingsPage({ stageId }: { stageId: string }) {
   const groups = [...useLive<GroupState>(topics.group.build(stageId, '+')).value.values()].sort((a, b) =>
     a.name.localeCompare(b.name),
   )
-  const back = (
-    <p>
-      <a href={href('stages', stageId)}>Back to the stage</a> · <a href={href('stages')}>All stages</a>
-    </p>
-  )
+  usePageTitle(`Settings · ${stage?.name ?? summary?.name ?? 'Stage'}`)
+  const back = <BackLink to={['stages', stageId]} label={stage?.name ?? summary?.name ?? 'the stage'} />
   if (summary && !summary.isAdmin)
     return (
       <main class="card wide stage-area">
+        {back}
         <h1>Settings of {summary.name}</h1>
         <p role="status">Only the stage's admins can change its settings: ask one of them.</p>
-        {back}
       </main>
     )
   if (!stage || !summary)
     return (
       <main class="card wide stage-area">
+        {back}
         <h1>Stage settings</h1>
         <p role="status">
           {connection.value.state === 'online'
             ? 'Loading the stage… If it does not appear, it was deleted or you are not in it.'
             : 'Connecting…'}
         </p>
-        {back}
       </main>
     )
   return (
     <main class="card wide settings stage-area">
-      <h1>Settings of {stage.name}</h1>
       {back}
+      <h1>Settings of {stage.name}</h1>
       <EditStage key={stage.id} stage={stage} />
       <Invites key={stage.id} stage={stage} groups={groups} />
       <DeleteStage key={stage.id} stage={stage} />

@@ -10,7 +10,7 @@ import { Chat } from '../stage/chat.tsx'
 import { useFocusOn } from '../stage/focus.ts'
 import { Presence } from '../stage/presence.tsx'
 import { GroupCreateForm, Roster } from '../stage/roster.tsx'
-import { fields, message, Outcome } from '../ui.tsx'
+import { BackLink, fields, message, Outcome, usePageTitle } from '../ui.tsx'
 import './stage.css'
 
 /** How long after getting online the page waits for the retained summary before saying there is none. */
@@ -29,6 +29,7 @@ function StageView({ stageId }: { stageId: string }) {
   const members = useLive<MemberState>(topics.member.filter({ s: stageId }))
   // tracks are the mixer's; here only how many each member sends
   const tracks = useLive<{ memberId: string }>(topics.track.filter({ s: stageId }))
+  usePageTitle(stage?.name ?? summary?.name ?? 'Stage')
   const seen = useSignal(false)
   const settled = useSignal(false)
 
@@ -52,6 +53,7 @@ function StageView({ stageId }: { stageId: string }) {
     if (!settled.value)
       return (
         <main class="card" aria-busy="true">
+          <BackLink />
           <h1>Stage</h1>
           <p role="status">Loading the stage…</p>
         </main>
@@ -74,6 +76,7 @@ function StageView({ stageId }: { stageId: string }) {
 
   return (
     <main class="stage-page">
+      <BackLink />
       <header class="stage-head">
         <div>
           <h1>{stage?.name ?? summary.name}</h1>
@@ -86,7 +89,6 @@ function StageView({ stageId }: { stageId: string }) {
         <nav aria-label="This stage" class="stage-links">
           <a href={href('stages', stageId, 'mixer')}>Mixer</a>
           {isAdmin && <a href={href('stages', stageId, 'settings')}>Settings</a>}
-          <a href={href('stages')}>All stages</a>
         </nav>
       </header>
       <div class="stage-grid">
@@ -112,11 +114,9 @@ function StageView({ stageId }: { stageId: string }) {
 function Notice({ heading, children }: { heading: string; children: string }) {
   return (
     <main class="card">
+      <BackLink />
       <h1>{heading}</h1>
       <p role="status">{children}</p>
-      <p>
-        <a href={href('stages')}>Back to your stages</a>
-      </p>
     </main>
   )
 }

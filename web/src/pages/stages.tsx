@@ -5,7 +5,7 @@ import { connection, hub } from '../connection.ts'
 import { useLive } from '../live.ts'
 import { href, navigate } from '../route.ts'
 import { session } from '../session.ts'
-import { fields, message, Outcome } from '../ui.tsx'
+import { fields, message, Outcome, usePageTitle } from '../ui.tsx'
 import { readStageSettings, StageFields } from './stage-fields.tsx'
 import './stages.css'
 
@@ -109,6 +109,7 @@ function CreateStage({ open }: { open: boolean }) {
 
 /** My stages, live from the retained `users/{u}/stages/+` summaries, and a form to create one. */
 export function StagesPage() {
+  usePageTitle('Your stages')
   const userId = session.value?.userId
   const summaries = useLive<StageSummary>(userId && topics.stageSummary.build(userId, '+')).value
   const stages = [...summaries.values()].sort((a, b) => a.name.localeCompare(b.name))

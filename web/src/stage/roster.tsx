@@ -107,8 +107,8 @@ function MemberRow(props: RosterProps & { member: MemberState }) {
           {member.userId === userId && <span class="muted"> (you)</span>}
         </span>
         {member.seat !== null && <span class="muted">seat {member.seat + 1}</span>}
-        {member.isDirector && <span class="badge director">director</span>}
-        {admins.includes(member.userId) && <span class="badge admin">admin</span>}
+        {member.isDirector && <span class="badge director">Director</span>}
+        {admins.includes(member.userId) && <span class="badge admin">Admin</span>}
         {tracks > 0 && (
           <span class="muted">
             {tracks} {tracks === 1 ? 'track' : 'tracks'}
