@@ -1,0 +1,200 @@
+import type { Browser, Page } from 'playwright-core'
+import t, { type Test } from 'tap'
+import type { MemberState, StageState } from '../../schemas/actions/stage.ts'
+import { type Actor, connectAs, ok, roomy } from '../helpers/actors.ts'
+import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
+import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
+import { mediasoupMissing } from '../helpers/mediasoup.ts'
+import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { berlin, createRouter, operator, startAgent, watchStage } from '../services/media/fixture.ts'
+
+/**
+ * Browser media (issue 14): people in Chromium (fake microphone) join a mediasoup stage's audio
+ * through the hub's signalling and a real router agent with a real mediasoup worker.
+ */
+
+async function person(th: TestHub, name: string): Promise<{ actor: Actor; session: unknown }> {
+  const user = await th.hub.users.createUser({ name })
+  return { actor: await connectAs(th, user.id, name), session: th.hub.users.userToken(user) }
+}
+
+async function signedIn(t: Test, th: TestHub, browser: Browser, session: unknown, path: string) {
+  const context = await browser.newContext({ viewport: DESKTOP })
+  t.teardown(() => context.close())
+  const page = await context.newPage()
+  const problems: string[] = []
+  page.on('pageerror', (err) => problems.push(err.message))
+  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
+  await page.goto(`${th.httpUrl}/`)
+  await page.evaluate((s) => localStorage.setItem('stagehub.session', JSON.stringify(s)), session)
+  await page.goto(`${th.httpUrl}/${path}`)
+  await page.reload()
+  await page.getByTestId('connection').getByText('Online').waitFor()
+  return { page, problems }
+}
+
+interface Heard {
+  receiving: boolean
+  bytes: number
+  packets: number
+  level: number
+  gain: number
+  concealed: number
+  played: number
+}
+
+/** What `page` shows of the track it receives from `name`: the meter's counters (RTCPeerConnection stats). */
+async function heard(page: Page, name: string): Promise<Heard> {
+  const meter = page.getByTestId(`heard-${name}`).locator('meter')
+  const attr = async (a: string) => (await meter.getAttribute(a)) ?? ''
+  return {
+    receiving: (await attr('data-receiving')) === 'yes',
+    bytes: Number(await attr('data-bytes')),
+    packets: Number(await attr('data-packets')),
+    level: Number(await attr('data-level')),
+    gain: Number((await attr('data-gain')) || NaN),
+    concealed: Number(await attr('data-concealed')),
+    played: Number(await attr('data-played')),
+  }
+}
+
+/** Polls `page` until what it hears from `name` passes `check`. */
+async function until(page: Page, name: string, check: (h: Heard) => boolean, what: string, ms = 20_000) {
+  let last: Heard | undefined
+  try {
+    await waitUntil(
+      async () => {
+        if ((await page.getByTestId(`heard-${name}`).count()) === 0) return false
+        last = await heard(page, name)
+        return check(last)
+      },
+      what,
+      ms,
+    )
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (last seen: ${JSON.stringify(last)})`)
+  }
+  return last!
+}
+
+t.test(
+  'in Chromium, two members of a mediasoup stage join audio and hear each other through the router (bytes, packets and level grow); B mutes A in his own mix and A’s gain node goes to 0 while A’s view is unchanged; A leaves audio and B’s consumer closes',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
+    const ops = await operator(th)
+    const router = await createRouter(ops, 'eu-media')
+    const agent = await startAgent(t, th, router, { loadIntervalSeconds: 1 })
+    const ann = await person(th, 'Ann')
+    const bo = await person(th, 'Bo')
+    const stage = await ok<StageState>(ann.actor, 'stage.create', {
+      name: 'Jam',
+      preferredPosition: berlin,
+      audioType: 'mediasoup',
+      videoType: 'none',
+    })
+    const band = await ok<{ id: string }>(ann.actor, 'group.create', {
+      stageId: stage.id,
+      name: 'Band',
+      color: '#336699',
+    })
+    const annMember = await ok<MemberState>(ann.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    await ok(bo.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    const watch = await watchStage(ann.actor, stage.id)
+    await waitUntil(
+      () => watch.latest()?.mediaRouter?.router === router.id,
+      'the router serves the stage',
+      10_000,
+    )
+
+    const browser = await launchChromium(t, { args: MEDIA_ARGS })
+    const path = `#/stages/${stage.id}`
+    const a = await signedIn(t, th, browser, ann.session, path)
+    const b = await signedIn(t, th, browser, bo.session, path)
+
+    for (const { page } of [a, b]) {
+      await page.getByRole('heading', { name: 'Audio' }).waitFor()
+      await page.getByRole('button', { name: 'Join audio' }).click()
+    }
+    const clicked = Date.now()
+    for (const { page } of [a, b])
+      await page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
+
+    const annHearsBo = await until(a.page, 'Bo', (h) => h.packets > 0, 'Ann receives Bo’s audio')
+    const boHearsAnn = await until(b.page, 'Ann', (h) => h.packets > 0, 'Bo receives Ann’s audio')
+    t.comment(`from the clicks to inbound audio on both sides: ${Date.now() - clicked} ms`)
+    const annLater = await until(
+      a.page,
+      'Bo',
+      (h) => h.packets > annHearsBo.packets + 50 && h.bytes > annHearsBo.bytes && h.level > 0,
+      'Ann’s inbound audio from Bo grows and has a level',
+    )
+    const boLater = await until(
+      b.page,
+      'Ann',
+      (h) => h.packets > boHearsAnn.packets + 50 && h.bytes > boHearsAnn.bytes && h.level > 0,
+      'Bo’s inbound audio from Ann grows and has a level',
+    )
+    t.ok(
+      annLater.bytes > annHearsBo.bytes && annLater.packets > annHearsBo.packets,
+      'Ann: bytes and packets grow',
+    )
+    t.ok(annLater.level > 0, `Ann hears Bo at level ${annLater.level}`)
+    t.ok(
+      boLater.bytes > boHearsAnn.bytes && boLater.packets > boHearsAnn.packets,
+      'Bo: bytes and packets grow',
+    )
+    t.ok(boLater.level > 0, `Bo hears Ann at level ${boLater.level}`)
+    // what is heard goes through Web Audio: the track reaches the graph (its analyser, before the gain)
+    const annPlays = await until(
+      a.page,
+      'Bo',
+      (h) => h.played > 0,
+      'Bo’s audio reaches Ann’s Web Audio graph',
+    )
+    const boPlays = await until(
+      b.page,
+      'Ann',
+      (h) => h.played > 0,
+      'Ann’s audio reaches Bo’s Web Audio graph',
+    )
+    t.ok(annPlays.played > 0 && boPlays.played > 0, 'both graphs play the other’s audio')
+    t.equal(annLater.gain, 1, 'Ann hears Bo at 0 dB (no mix set)')
+    t.equal(boLater.gain, 1, 'Bo hears Ann at 0 dB')
+    await waitUntil(() => agent.load().consumers === 2, 'the router has a consumer for each of them', 5000)
+    t.match(agent.load(), { producers: 2, consumers: 2, transports: 4 }, 'two producers, two consumers')
+    const own = a.page.getByTestId('level-own')
+    await waitUntil(
+      async () => Number(await own.getAttribute('data-bytes')) > 0,
+      'Ann sees her microphone send',
+    )
+    await shoot(t, a.page, 'stage-audio')
+
+    // Bo mutes Ann in his own mix: only his gain for her track changes
+    await ok(bo.actor, 'mix.set', { kind: 'member', id: annMember.id, muted: true })
+    const muted = await until(b.page, 'Ann', (h) => h.gain === 0, 'Bo’s gain node for Ann goes to 0')
+    t.equal(muted.gain, 0, 'Bo’s GainNode for Ann’s track is 0')
+    t.match(await b.page.getByTestId('heard-Ann').textContent(), /muted in your mix/, 'and he reads why')
+    await until(
+      b.page,
+      'Ann',
+      (h) => h.packets > muted.packets,
+      'Ann’s audio still arrives at Bo (muted locally)',
+    )
+    t.equal((await heard(a.page, 'Bo')).gain, 1, 'Ann still hears Bo at 0 dB: her view is unchanged')
+    t.notMatch(await a.page.getByTestId('heard-Bo').textContent(), /muted/, 'nothing muted in Ann’s view')
+
+    // Ann leaves audio: her producer goes, and with it Bo's consumer
+    await a.page.getByRole('button', { name: 'Leave audio' }).click()
+    await a.page.getByRole('button', { name: 'Join audio' }).waitFor()
+    await b.page.getByTestId('heard-Ann').waitFor({ state: 'detached', timeout: 10_000 })
+    await b.page.getByText('No one else sends audio yet.').waitFor()
+    await waitUntil(() => agent.load().consumers === 0, 'the router closed Bo’s consumer of Ann', 10_000)
+    t.match(
+      agent.load(),
+      { producers: 1, consumers: 0, transports: 2 },
+      'only Bo’s transports and producer remain',
+    )
+    t.same([...a.problems, ...b.problems], [], 'no page error, no CSP violation')
+  },
+)
