@@ -78,7 +78,7 @@ async function until(page: Page, name: string, check: (h: Heard) => boolean, wha
 }
 
 t.test(
-  'in Chromium, two members of a mediasoup stage join audio and hear each other through the router (bytes, packets and level grow); B mutes A in his own mix and A’s gain node goes to 0 while A’s view is unchanged; A leaves audio and B’s consumer closes',
+  'in Chromium, two members of a mediasoup stage join audio and hear each other through the router (bytes, packets and level grow); B mutes A in his own mix and A’s gain node goes to 0 while A’s view is unchanged; the router dies, a second takes over and audio flows again without a reload; A leaves audio and B’s consumer closes',
   { skip: withoutChromium || mediasoupMissing },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -184,14 +184,43 @@ t.test(
     t.equal((await heard(a.page, 'Bo')).gain, 1, 'Ann still hears Bo at 0 dB: her view is unchanged')
     t.notMatch(await a.page.getByTestId('heard-Bo').textContent(), /muted/, 'nothing muted in Ann’s view')
 
+    // failover: the router agent dies, a second one takes the stage, audio resumes without a reload
+    const spare = await createRouter(ops, 'eu-spare')
+    const agent2 = await startAgent(t, th, spare, { loadIntervalSeconds: 1 })
+    const before = await a.page.getByTestId('heard-Bo').locator('meter').getAttribute('data-producer')
+    const lost = Date.now()
+    agent.crash()
+    await waitUntil(
+      () => watch.latest()?.mediaRouter?.router === spare.id,
+      'the stage moves to the second router',
+      20_000,
+    )
+    const moved = Date.now()
+    const meterOf = (page: Page, name: string) => page.getByTestId(`heard-${name}`).locator('meter')
+    await waitUntil(
+      async () =>
+        (await meterOf(a.page, 'Bo').count()) === 1 &&
+        ![before, null].includes(await meterOf(a.page, 'Bo').getAttribute('data-producer')),
+      'Ann’s page shows Bo’s new track',
+      20_000,
+    )
+    const annAgain = await until(a.page, 'Bo', (h) => h.packets > 50 && h.played > 0, 'Ann hears Bo again')
+    const boAgain = await until(b.page, 'Ann', (h) => h.packets > 50, 'Bo receives Ann again')
+    t.comment(
+      `failover: the stage moved ${moved - lost} ms after the router died; audio flowed again ${Date.now() - lost} ms after`,
+    )
+    t.ok(annAgain.level > 0 && annAgain.played > 0, 'Ann hears Bo through the second router')
+    t.equal(boAgain.gain, 0, 'Bo’s mix still mutes Ann on the new router')
+    t.match(agent2.load(), { producers: 2, consumers: 2 }, 'the second router carries both')
+
     // Ann leaves audio: her producer goes, and with it Bo's consumer
     await a.page.getByRole('button', { name: 'Leave audio' }).click()
     await a.page.getByRole('button', { name: 'Join audio' }).waitFor()
     await b.page.getByTestId('heard-Ann').waitFor({ state: 'detached', timeout: 10_000 })
     await b.page.getByText('No one else sends audio yet.').waitFor()
-    await waitUntil(() => agent.load().consumers === 0, 'the router closed Bo’s consumer of Ann', 10_000)
+    await waitUntil(() => agent2.load().consumers === 0, 'the router closed Bo’s consumer of Ann', 10_000)
     t.match(
-      agent.load(),
+      agent2.load(),
       { producers: 1, consumers: 0, transports: 2 },
       'only Bo’s transports and producer remain',
     )
