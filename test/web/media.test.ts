@@ -1,7 +1,7 @@
 import type { Browser, Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import type { MemberState, StageState } from '../../schemas/actions/stage.ts'
-import { type Actor, connectAs, ok, roomy } from '../helpers/actors.ts'
+import { type Actor, connectAs, connectDevice, ok, refused, roomy } from '../helpers/actors.ts'
 import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
 import { mediasoupMissing } from '../helpers/mediasoup.ts'
@@ -225,5 +225,53 @@ t.test(
       'only Bo’s transports and producer remain',
     )
     t.same([...a.problems, ...b.problems], [], 'no page error, no CSP violation')
+  },
+)
+
+t.test(
+  'in Chromium, joining audio before a router serves the stage says so and starts by itself once one does; a device of someone outside the stage is refused media',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
+    const ops = await operator(th)
+    const ann = await person(th, 'Ann')
+    const stage = await ok<StageState>(ann.actor, 'stage.create', {
+      name: 'Early',
+      preferredPosition: berlin,
+      audioType: 'mediasoup',
+      videoType: 'none',
+    })
+    const band = await ok<{ id: string }>(ann.actor, 'group.create', { stageId: stage.id, name: 'Band' })
+    await ok(ann.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+
+    const browser = await launchChromium(t, { args: MEDIA_ARGS })
+    const a = await signedIn(t, th, browser, ann.session, `#/stages/${stage.id}`)
+    await a.page.getByRole('button', { name: 'Join audio' }).click()
+    await a.page.getByText('No media router serves this stage yet').waitFor()
+    t.pass('no router yet: the page says so and what happens next')
+    await shoot(t, a.page, 'stage-audio-no-router')
+
+    const router = await createRouter(ops, 'late')
+    await startAgent(t, th, router)
+    await a.page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
+    const own = a.page.getByTestId('level-own')
+    await waitUntil(
+      async () => Number(await own.getAttribute('data-bytes')) > 0,
+      'her microphone is sent once the router serves the stage',
+      10_000,
+    )
+    t.pass('audio started by itself when the router came, without another click')
+    await a.page.getByText('No one else sends audio yet.').waitFor()
+
+    // someone outside the stage, over a device connection as the browser's: refused, with the reason
+    const cara = await person(th, 'Cara')
+    const box = await ok<{ device: { id: string }; token: string }>(cara.actor, 'device.create', {
+      name: 'Cara’s browser',
+      kind: 'browser',
+    })
+    const device = await connectDevice(th, box.device.id, box.token)
+    const refusal = await refused(device, 'media.capabilities')
+    t.match(refusal, { code: 'forbidden', message: /no stage/ }, 'a device of a non-member gets no media')
+    t.same(a.problems, [], 'no page error, no CSP violation')
   },
 )

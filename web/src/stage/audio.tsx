@@ -118,10 +118,11 @@ export function AudioPanel({
               />
             </p>
           )}
+          <h3 id="heard-heading">You hear</h3>
           {heard.length === 0 ? (
             <p>No one else sends audio yet.</p>
           ) : (
-            <ul class="heard" aria-label="You hear">
+            <ul class="heard" aria-labelledby="heard-heading">
               {heard.map(({ track, name, gain }) => {
                 const f = figures.received.get(track.id)
                 return (
