@@ -1,6 +1,7 @@
 /**
  * Builds the web app (web/) into static files the hub serves at `/`: `index.html` naming the hashed
- * `assets/main-<hash>.js` and `.css`, each beside its brotli and gzip forms (`.br`, `.gz`) for the hub
+ * `assets/main-<hash>.js` and `.css` (what loads on demand in chunks of their own, e.g.
+ * `engine-<hash>.js` with mediasoup-client), each beside its brotli and gzip forms (`.br`, `.gz`) for the hub
  * to send as they are. `npm run build:web` (and `npm ci`, through `prepare`).
  * `--out <dir>` builds elsewhere (tests); `--inputs` lists the source files that weigh most in the script
  * (esbuild's metafile).
