@@ -275,3 +275,43 @@ t.test(
     t.same(a.problems, [], 'no page error, no CSP violation')
   },
 )
+
+t.test(
+  'in Chromium, a refused microphone and a machine without one are said with what to do, and the person still hears the stage',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
+    const ops = await operator(th)
+    await startAgent(t, th, await createRouter(ops, 'eu-media'))
+    const ann = await person(th, 'Ann')
+    const stage = await ok<StageState>(ann.actor, 'stage.create', {
+      name: 'Quiet',
+      preferredPosition: berlin,
+      audioType: 'mediasoup',
+      videoType: 'none',
+    })
+    const band = await ok<{ id: string }>(ann.actor, 'group.create', { stageId: stage.id, name: 'Band' })
+    await ok(ann.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    const watch = await watchStage(ann.actor, stage.id)
+    await waitUntil(() => watch.latest()?.mediaRouter !== undefined, 'a router serves the stage', 10_000)
+
+    // a fake microphone but no permission (the prompt is dismissed), then no microphone at all
+    for (const [args, expected, shot] of [
+      [['--use-fake-device-for-media-stream'], /not allowed to use your microphone/, 'stage-audio-refused'],
+      [['--use-fake-ui-for-media-stream'], /No microphone was found/, 'stage-audio-no-microphone'],
+    ] as const) {
+      const browser = await launchChromium(t, { args })
+      const a = await signedIn(t, th, browser, ann.session, `#/stages/${stage.id}`)
+      await a.page.getByRole('button', { name: 'Join audio' }).click()
+      const alert = a.page.getByTestId('audio').getByRole('alert')
+      await alert.waitFor({ timeout: 20_000 })
+      t.match(await alert.textContent(), expected, `the alert says what happened and what to do: ${expected}`)
+      await a.page.getByText('You hear the stage; you send nothing.').waitFor()
+      t.pass('audio is on for listening')
+      if (shot === 'stage-audio-refused') await shoot(t, a.page, shot)
+      t.equal(await a.page.getByTestId('level-own').count(), 0, 'no microphone meter')
+      await a.page.getByRole('button', { name: 'Leave audio' }).click()
+      t.same(a.problems, [], 'no page error')
+    }
+  },
+)
