@@ -78,7 +78,7 @@ async function until(page: Page, name: string, check: (h: Heard) => boolean, wha
 }
 
 t.test(
-  'in Chromium, two members of a mediasoup stage join audio and hear each other through the router (bytes, packets and level grow); B mutes A in his own mix and A’s gain node goes to 0 while A’s view is unchanged; the router dies, a second takes over and audio flows again without a reload; A leaves audio and B’s consumer closes',
+  'in Chromium, two members of a mediasoup stage join audio and hear each other through the router (bytes, packets and level grow); B mutes A in his own mix and A’s gain node goes to 0 while A’s view is unchanged; the router dies, a second takes over and audio flows again without a reload, as after A’s connection drops; A leaves audio and B’s consumer closes',
   { skip: withoutChromium || mediasoupMissing },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -212,6 +212,24 @@ t.test(
     t.ok(annAgain.level > 0 && annAgain.played > 0, 'Ann hears Bo through the second router')
     t.equal(boAgain.gain, 0, 'Bo’s mix still mutes Ann on the new router')
     t.match(agent2.load(), { producers: 2, consumers: 2 }, 'the second router carries both')
+
+    // Ann's browser device loses its connection and comes back: her media starts over by itself
+    const annTrack = await meterOf(b.page, 'Ann').getAttribute('data-producer')
+    t.equal(
+      th.hub.broker.disconnectWhere((who) => who.role === 'device' && who.owner === ann.actor.id),
+      1,
+      'Ann’s browser device is cut off',
+    )
+    await waitUntil(
+      async () =>
+        (await meterOf(b.page, 'Ann').count()) === 1 &&
+        ![annTrack, null].includes(await meterOf(b.page, 'Ann').getAttribute('data-producer')),
+      'Bo’s page shows Ann’s new track after her reconnect',
+      20_000,
+    )
+    await until(b.page, 'Ann', (h) => h.packets > 50, 'Bo receives Ann again after her reconnect')
+    await until(a.page, 'Bo', (h) => h.packets > 50 && h.played > 0, 'Ann hears Bo again after her reconnect')
+    t.pass('after the reconnect both receive again, without a reload')
 
     // Ann leaves audio: her producer goes, and with it Bo's consumer
     await a.page.getByRole('button', { name: 'Leave audio' }).click()
