@@ -124,7 +124,7 @@ export class StageAudio {
     if (!this.#link) {
       this.status.value = {
         phase: 'waiting',
-        text: 'Waiting for this browser to connect as your device: audio starts once it is online.',
+        text: 'Waiting for this browser to connect as your device: audio starts once it is online. (With several tabs open, one of them is the device: join audio there, or close the others.)',
       }
       return
     }

@@ -106,6 +106,8 @@ export class AudioEngine {
     this.#recv = await this.#transport('recv')
     let stream: MediaStream
     try {
+      // processing off: it is made for speech (noise suppression eats sustained notes, automatic gain
+      // pumps); headphones keep the stage from echoing. Issue 14 item 2 makes these device settings
       stream = await navigator.mediaDevices.getUserMedia({
         audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
       })
@@ -223,6 +225,7 @@ export class AudioEngine {
     received.sink.disconnect()
     received.gain.disconnect()
     received.analyser.disconnect()
+    received.element.pause()
     received.element.srcObject = null
     received.consumer.close()
     // the router closed it with its producer already, as a rule: a not_found is expected
