@@ -6,6 +6,7 @@
 import type { DeviceSettings, SoundCard, Track } from '../schemas/actions/device.ts'
 import type { OvAudio, OvChannel, OvClientConfig } from '../schemas/firmware.ts'
 import type { Position, StageState } from '../schemas/actions/stage.ts'
+import { levelOf } from '../schemas/mix-rule.ts'
 
 /** Everything the rendering needs, as plain data. */
 export interface OvRenderInput {
@@ -147,8 +148,8 @@ export function renderOvClientConfig(input: OvRenderInput): OvClientConfig {
           channels: channels(peer.tracks, position),
           position: xyz(position),
           orientation: zyx(position),
-          gain: mix?.volume ?? peer.volume,
-          mute: mix?.muted ?? peer.muted,
+          gain: levelOf(mix, peer).volume,
+          mute: levelOf(mix, peer).muted,
         }
       }),
   }

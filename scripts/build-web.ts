@@ -1,6 +1,7 @@
 /**
  * Builds the web app (web/) into static files the hub serves at `/`: `index.html` naming the hashed
- * `assets/main-<hash>.js` and `.css`, each beside its brotli and gzip forms (`.br`, `.gz`) for the hub
+ * `assets/main-<hash>.js` and `.css` (what loads on demand in chunks of their own, e.g.
+ * `engine-<hash>.js` with mediasoup-client), each beside its brotli and gzip forms (`.br`, `.gz`) for the hub
  * to send as they are. `npm run build:web` (and `npm ci`, through `prepare`).
  * `--out <dir>` builds elsewhere (tests); `--inputs` lists the source files that weigh most in the script
  * (esbuild's metafile).
@@ -32,6 +33,9 @@ export function webBuildOptions(settings: WebBuildSettings = {}): BuildOptions {
     entryPoints: [join(WEB_ROOT, 'src/main.tsx')],
     outdir: join(outdir, 'assets'),
     entryNames: '[name]-[hash]',
+    // what loads only when needed (mediasoup-client, when a person joins audio) goes in a chunk of its own
+    splitting: true,
+    chunkNames: '[name]-[hash]',
     assetNames: '[name]-[hash]',
     bundle: true,
     format: 'esm',
@@ -110,15 +114,31 @@ export async function buildWeb(settings: WebBuildSettings = {}): Promise<Metafil
 export const FIRST_LOAD_BUDGET_BYTES = 200 * 1024
 
 export interface BundleReport {
-  /** What a first visit downloads: the entry's script and stylesheet, as they are and as served. */
+  /** What a first visit downloads: the entry's script and stylesheet and the chunks it imports statically. */
   firstLoad: { files: string[]; bytes: number; gzip: number; brotli: number }
-  /** The source files in the script, largest first (bytes they leave in the minified output). */
+  /** What loads later, by dynamic import (mediasoup-client on joining audio), gzip as served. */
+  lazy: { files: string[]; gzip: number }
+  /** The source files in the scripts (first load and lazy), largest first (bytes they leave in the minified output). */
   inputs: { path: string; bytes: number }[]
 }
 
 /** Measures a build from its metafile and the compressed forms beside its outputs. */
 export async function bundleReport(metafile: Metafile): Promise<BundleReport> {
-  const files = Object.keys(metafile.outputs).filter((file) => /\.(js|css)$/.test(file))
+  const all = Object.keys(metafile.outputs).filter((file) => /\.(js|css)$/.test(file))
+  // the entry, its stylesheet and what it imports statically, transitively
+  const first = new Set<string>()
+  const visit = (file: string) => {
+    if (first.has(file)) return
+    first.add(file)
+    const output = metafile.outputs[file]!
+    if (output.cssBundle) first.add(output.cssBundle)
+    for (const i of output.imports)
+      if (i.kind === 'import-statement' && metafile.outputs[i.path]) visit(i.path)
+  }
+  for (const [file, output] of Object.entries(metafile.outputs))
+    if (output.entryPoint?.endsWith('main.tsx') && file.endsWith('.js')) visit(file)
+  const files = all.filter((file) => first.has(file))
+  const lazyFiles = all.filter((file) => !first.has(file))
   // a form the build left out (not smaller) is served as the file itself
   const size = async (file: string, suffix: string) =>
     (await readFile(file + suffix).catch(() => readFile(file))).length
@@ -130,12 +150,15 @@ export async function bundleReport(metafile: Metafile): Promise<BundleReport> {
     gzipBytes += await size(file, '.gz')
     brotliBytes += await size(file, '.br')
   }
+  let lazyGzip = 0
+  for (const file of lazyFiles) lazyGzip += await size(file, '.gz')
   const inputs = new Map<string, number>()
-  for (const file of files)
+  for (const file of all)
     for (const [path, input] of Object.entries(metafile.outputs[file]!.inputs))
       inputs.set(path, (inputs.get(path) ?? 0) + input.bytesInOutput)
   return {
     firstLoad: { files: files.map((f) => basename(f)), bytes, gzip: gzipBytes, brotli: brotliBytes },
+    lazy: { files: lazyFiles.map((f) => basename(f)), gzip: lazyGzip },
     inputs: [...inputs]
       .map(([path, bytes]) => ({ path: shortPath(path), bytes }))
       .sort((a, b) => b.bytes - a.bytes),
@@ -157,7 +180,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const { firstLoad } = report
   process.stdout.write(
     `web app built into ${relative(process.cwd(), outdir) || '.'}: first load ${kb(firstLoad.gzip)} gzip, ` +
-      `${kb(firstLoad.brotli)} brotli (${kb(firstLoad.bytes)} as they are; budget ${kb(FIRST_LOAD_BUDGET_BYTES)} gzip)\n`,
+      `${kb(firstLoad.brotli)} brotli (${kb(firstLoad.bytes)} as they are; budget ${kb(FIRST_LOAD_BUDGET_BYTES)} gzip); ` +
+      `${kb(report.lazy.gzip)} gzip loaded later (${report.lazy.files.length} chunk(s))\n`,
   )
   if (process.argv.includes('--inputs'))
     for (const input of report.inputs.slice(0, 20))

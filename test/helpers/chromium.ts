@@ -11,9 +11,13 @@ export const withoutChromium: string | false = existsSync(CHROMIUM)
 
 /**
  * Headless Chromium, closed when the test ends. The background-networking switches keep it from
- * calling Google's hosts, which machines without internet refuse by the dozen.
+ * calling Google's hosts, which machines without internet refuse by the dozen. `args` adds switches
+ * (the media tests' fake microphone: `MEDIA_ARGS`).
  */
-export async function launchChromium(t: { teardown(fn: () => unknown): void }): Promise<Browser> {
+export async function launchChromium(
+  t: { teardown(fn: () => unknown): void },
+  options: { args?: readonly string[] } = {},
+): Promise<Browser> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -23,8 +27,12 @@ export async function launchChromium(t: { teardown(fn: () => unknown): void }): 
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
+      ...(options.args ?? []),
     ],
   })
   t.teardown(() => browser.close())
   return browser
 }
+
+/** A fake microphone (a beeping tone) that needs no permission prompt: for the browser media tests. */
+export const MEDIA_ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] as const

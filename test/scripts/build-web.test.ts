@@ -20,10 +20,22 @@ t.test(
           .map((i) => `${i.path} ${i.bytes}`)
           .join(', ')}`,
     )
-    t.same(firstLoad.files.map((f) => f.replace(/-[A-Z0-9]{8}\./, '-HASH.')).sort(), [
-      'main-HASH.css',
-      'main-HASH.js',
-    ])
+    const unhashed = (files: string[]) => files.map((f) => f.replace(/-[A-Z0-9]{8}\./, '-HASH.')).sort()
+    t.same(
+      unhashed(firstLoad.files),
+      ['chunk-HASH.js', 'main-HASH.css', 'main-HASH.js'],
+      'the entry, its stylesheet and the chunk it shares with what loads later',
+    )
+    t.same(unhashed(report.lazy.files), ['engine-HASH.js'], 'the browser media engine loads later')
+    const firstInputs = Object.entries(metafile.outputs)
+      .filter(([file]) => firstLoad.files.some((f) => file.endsWith(`/${f}`)))
+      .flatMap(([, output]) => Object.keys(output.inputs))
+    t.same(
+      firstInputs.filter((i) => i.includes('mediasoup-client')),
+      [],
+      'mediasoup-client is not in the first load: it comes with the engine when a person joins audio',
+    )
+    t.comment(`loaded later: ${report.lazy.gzip} B gzip`)
     t.ok(
       firstLoad.gzip < FIRST_LOAD_BUDGET_BYTES,
       `${firstLoad.gzip} B gzip within the ${FIRST_LOAD_BUDGET_BYTES} B budget`,
@@ -38,9 +50,10 @@ t.test(
     t.same(
       inputs
         .filter((i) => i.path.startsWith('schemas/') && !i.path.startsWith('schemas/json/'))
-        .map((i) => i.path),
-      ['schemas/topic-shapes.ts'],
-      'of schemas/ only the topic shapes (and generated JSON Schemas for form limits): no TypeBox schema reaches the browser',
+        .map((i) => i.path)
+        .sort(),
+      ['schemas/mix-rule.ts', 'schemas/topic-shapes.ts'],
+      'of schemas/ only the topic shapes, the mix rule (plain code) and generated JSON Schemas for form limits: no TypeBox schema reaches the browser',
     )
 
     for (const file of Object.keys(metafile.outputs).filter((f) => /\.(js|css)$/.test(f))) {

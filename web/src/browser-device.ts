@@ -22,6 +22,15 @@ interface StoredDevice {
 /** This browser's device id while it is connected as one (for "this browser" in the list). */
 export const browserDeviceId = signal<string | undefined>(undefined)
 
+/**
+ * This browser's device connection while it is online, a new value for every (re)connection: the
+ * browser's media (web/src/media/) is the device's, signalled over it and started over on each.
+ */
+export const browserDeviceLink = signal<
+  { client: HubClient; deviceId: string; connection: number } | undefined
+>(undefined)
+let connections = 0
+
 const key = (userId: string) => `stagehub.browserDevice.${userId}`
 
 function stored(userId: string): StoredDevice | undefined {
@@ -153,11 +162,16 @@ export function startBrowserDevice(userId: string): () => void {
         },
       },
       {
-        connected: () => (browserDeviceId.value = deviceId),
+        connected: () => {
+          browserDeviceId.value = deviceId
+          browserDeviceLink.value = { client: client!, deviceId, connection: ++connections }
+        },
+        disconnected: () => (browserDeviceLink.value = undefined),
       },
     )
     forget = () => {
       browserDeviceId.value = undefined
+      browserDeviceLink.value = undefined
       void client?.stop()
     }
     client.start()
@@ -175,6 +189,7 @@ export function startBrowserDevice(userId: string): () => void {
   return () => {
     stopped = true
     browserDeviceId.value = undefined
+    browserDeviceLink.value = undefined
     forget = undefined
     void client?.stop()
     release?.()

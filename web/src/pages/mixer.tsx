@@ -10,6 +10,7 @@ import type {
   StageState,
   StageTrackState,
 } from '../../../schemas/actions/stage.ts'
+import { levelOf } from '../../../schemas/mix-rule.ts'
 import { connection, hub } from '../connection.ts'
 import { useLive, useLiveValue } from '../live.ts'
 import {
@@ -223,8 +224,7 @@ export function MixerPage({ stageId }: { stageId: string }) {
       key: `mine:${kind}:${id}`,
       kind,
       name,
-      volume: mix?.volume ?? stageSetting?.volume ?? 1,
-      muted: mix?.muted ?? stageSetting?.muted ?? false,
+      ...levelOf(mix, stageSetting),
       overridden: mix !== undefined,
       stageVolume: stageSetting?.volume ?? 1,
       editable: true,

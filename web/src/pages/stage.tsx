@@ -1,11 +1,18 @@
 import { useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect } from 'preact/hooks'
 import { topics } from '../../../devices/hub-client/index.ts'
-import type { GroupState, MemberState, StageState, StageSummary } from '../../../schemas/actions/stage.ts'
+import type {
+  GroupState,
+  MemberState,
+  StageState,
+  StageSummary,
+  StageTrackState,
+} from '../../../schemas/actions/stage.ts'
 import { connection, hub } from '../connection.ts'
 import { useLive, useLiveValue } from '../live.ts'
 import { href, navigate } from '../route.ts'
 import { session } from '../session.ts'
+import { AudioPanel } from '../stage/audio.tsx'
 import { Chat } from '../stage/chat.tsx'
 import { useFocusOn } from '../stage/focus.ts'
 import { Presence } from '../stage/presence.tsx'
@@ -27,8 +34,8 @@ function StageView({ stageId }: { stageId: string }) {
   const stage = useLiveValue<StageState>(topics.stage.build(stageId))
   const groups = useLive<GroupState>(topics.group.filter({ s: stageId }))
   const members = useLive<MemberState>(topics.member.filter({ s: stageId }))
-  // tracks are the mixer's; here only how many each member sends
-  const tracks = useLive<{ memberId: string }>(topics.track.filter({ s: stageId }))
+  // how many each member sends, and the audio this browser receives
+  const tracks = useLive<StageTrackState>(topics.track.filter({ s: stageId }))
   usePageTitle(stage?.name ?? summary?.name ?? 'Stage')
   const seen = useSignal(false)
   const settled = useSignal(false)
@@ -94,6 +101,16 @@ function StageView({ stageId }: { stageId: string }) {
       <div class="stage-grid">
         <div class="stage-main">
           <YourPlace stageId={stageId} summary={summary} me={me} groups={groupList} />
+          {summary.joined && stage?.audioType === 'mediasoup' && (
+            <AudioPanel
+              stageId={stageId}
+              userId={userId}
+              stage={stage}
+              groups={groupList}
+              members={memberList}
+              tracks={tracks.value}
+            />
+          )}
           <Roster
             stageId={stageId}
             userId={userId}

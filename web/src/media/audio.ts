@@ -1,0 +1,177 @@
+import { signal } from '@preact/signals'
+import type { HubClient } from '../../../devices/hub-client/index.ts'
+import type { AudioEngine, MediaFigures, TrackInfo } from './engine.ts'
+
+/**
+ * A person's audio in one stage (issue 14): joined or not, and what it is doing. The engine (with
+ * mediasoup-client) loads only when the person joins audio; it starts over by itself when the
+ * stage's media router changes (failover) or this browser's device connection comes back, and waits
+ * honestly while the stage has no router or the device is offline.
+ */
+
+export type AudioPhase = 'off' | 'waiting' | 'starting' | 'on' | 'failed'
+
+export interface AudioStatus {
+  phase: AudioPhase
+  /** What is happening, or what went wrong and what to do. */
+  text: string
+  /** Set while the person hears the others but sends nothing (microphone refused or missing). */
+  microphone?: string
+}
+
+export interface DeviceLink {
+  client: HubClient
+  deviceId: string
+  connection: number
+}
+
+const FIGURES_INTERVAL_MS = 1000
+
+export class StageAudio {
+  readonly status = signal<AudioStatus>({ phase: 'off', text: '' })
+  /** Counters by producer id of the received tracks, and the microphone's, refreshed every second. */
+  readonly figures = signal<{ received: ReadonlyMap<string, MediaFigures>; sent?: MediaFigures }>({
+    received: new Map(),
+  })
+  readonly #userId: string
+  #wanted = false
+  #audio?: AudioContext
+  #engine?: AudioEngine
+  #routerId?: string
+  #link?: DeviceLink
+  #tracks: readonly TrackInfo[] = []
+  #gains: ReadonlyMap<string, number> = new Map()
+  /** Each start counts up: a start overtaken by a newer one closes what it made. */
+  #generation = 0
+  #timer?: ReturnType<typeof setInterval>
+
+  constructor(userId: string) {
+    this.#userId = userId
+  }
+
+  get joined(): boolean {
+    return this.#wanted
+  }
+
+  /** "Join audio" (call it from the click: browsers start audio output only after a gesture). */
+  join(): void {
+    this.#audio ??= new AudioContext()
+    void this.#audio.resume()
+    this.#wanted = true
+    this.#restart()
+  }
+
+  /** "Leave audio": the transports on the router are closed, the microphone's track goes from the stage. */
+  leave(): void {
+    this.#wanted = false
+    this.#generation++
+    this.#stopEngine(false)
+    this.status.value = { phase: 'off', text: '' }
+  }
+
+  /** The stage's router (`mediaRouter.router` of `stages/{s}`), undefined while none serves it. */
+  setRouter(routerId: string | undefined): void {
+    if (routerId === this.#routerId) return
+    const had = this.#routerId !== undefined
+    this.#routerId = routerId
+    if (this.#wanted) this.#restart(had)
+  }
+
+  /** This browser's device connection, a new value on every connection. */
+  setLink(link: DeviceLink | undefined): void {
+    if (link === this.#link) return
+    this.#link = link
+    if (this.#wanted) this.#restart()
+  }
+
+  /** The stage's retained tracks: other members' audio is consumed, gone tracks' consumers closed. */
+  setTracks(tracks: readonly TrackInfo[]): void {
+    this.#tracks = tracks
+    void this.#engine?.sync(tracks)
+  }
+
+  /** The gain of each track by id, from the mix (schemas/mix-rule.ts). */
+  setGains(gains: ReadonlyMap<string, number>): void {
+    this.#gains = gains
+    for (const [id, gain] of gains) this.#engine?.setGain(id, gain)
+  }
+
+  /** Leaves audio and closes the AudioContext: the stage view is gone. */
+  dispose(): void {
+    this.leave()
+    void this.#audio?.close()
+    this.#audio = undefined
+  }
+
+  #stopEngine(routerGone: boolean): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+    this.#engine?.close(routerGone)
+    this.#engine = undefined
+    this.figures.value = { received: new Map() }
+  }
+
+  #restart(routerGone = false): void {
+    const generation = ++this.#generation
+    this.#stopEngine(routerGone)
+    if (!this.#routerId) {
+      this.status.value = {
+        phase: 'waiting',
+        text: 'No media router serves this stage yet: audio starts by itself as soon as one does.',
+      }
+      return
+    }
+    if (!this.#link) {
+      this.status.value = {
+        phase: 'waiting',
+        text: 'Waiting for this browser to connect as your device: audio starts once it is online. (With several tabs open, one of them is the device: join audio there, or close the others.)',
+      }
+      return
+    }
+    this.status.value = { phase: 'starting', text: 'Connecting audio…' }
+    void this.#start(generation, this.#link)
+  }
+
+  async #start(generation: number, link: DeviceLink): Promise<void> {
+    let engine: AudioEngine | undefined
+    try {
+      const { AudioEngine } = await import('./engine.ts')
+      if (generation !== this.#generation) return
+      engine = new AudioEngine(link.client, this.#audio!, this.#userId, (why) => {
+        if (generation !== this.#generation) return
+        this.status.value = { phase: 'starting', text: `Reconnecting audio: ${why}…` }
+        this.#restart()
+      })
+      this.#engine = engine
+      const microphone = await engine.start()
+      if (generation !== this.#generation) return
+      for (const [id, gain] of this.#gains) engine.setGain(id, gain)
+      void engine.sync(this.#tracks)
+      this.status.value = {
+        phase: 'on',
+        text: microphone
+          ? 'You hear the stage; you send nothing.'
+          : 'Audio is on: you hear the stage and it hears you.',
+        ...(microphone ? { microphone } : {}),
+      }
+      this.#timer = setInterval(() => {
+        if (generation !== this.#generation) return
+        engine!
+          .figures()
+          .then((figures) => {
+            if (generation === this.#generation) this.figures.value = figures
+          })
+          .catch(() => undefined)
+      }, FIGURES_INTERVAL_MS)
+    } catch (err) {
+      if (generation !== this.#generation) return
+      engine?.close()
+      if (this.#engine === engine) this.#engine = undefined
+      const why = err instanceof Error ? err.message : String(err)
+      this.status.value = {
+        phase: 'failed',
+        text: `Audio could not start: ${why}. Leave audio and join again; the rest of the stage keeps working.`,
+      }
+    }
+  }
+}

@@ -1,0 +1,293 @@
+import { Device } from 'mediasoup-client'
+import type {
+  Consumer,
+  DtlsParameters,
+  IceCandidate,
+  IceParameters,
+  Producer,
+  RtpCapabilities,
+  RtpParameters,
+  Transport,
+  TransportOptions,
+} from 'mediasoup-client/types'
+import type { HubClient } from '../../../devices/hub-client/index.ts'
+
+/**
+ * The browser's media on one router, for one connection of this browser's device (loaded lazily with
+ * mediasoup-client when the person joins audio): the router's capabilities, a recv transport, the
+ * microphone on a send transport, a consumer per other member's audio track, each played through
+ * Web Audio with a GainNode. Every request is a hub `media.*` request over the device's connection.
+ * A new router or connection means a new engine (web/src/media/audio.ts): this one is closed.
+ */
+
+/** What `sync` receives: the retained stage tracks (`stages/{s}/tracks/+`). */
+export interface TrackInfo {
+  id: string
+  kind: string
+  userId: string
+}
+
+/** Counters of one received track, or of the microphone, from its RTCPeerConnection's getStats(). */
+export interface MediaFigures {
+  bytes: number
+  packets: number
+  /** 0…1, the audio level Chromium measures (received: of the decoded audio; sent: of the source). */
+  level: number
+  /** The gain applied now (received tracks), read from the GainNode. */
+  gain?: number
+  /** Samples the receiver had to make up (lost or undecodable packets). */
+  concealed?: number
+  /** The peak level reaching Web Audio over the last ⅔ s (received tracks, before the gain), 0…1. */
+  played?: number
+}
+
+interface Received {
+  consumer: Consumer
+  element: HTMLAudioElement
+  source: MediaStreamAudioSourceNode
+  /** Takes the element's own output, so that only the graph is heard. */
+  sink: MediaElementAudioSourceNode
+  gain: GainNode
+  /** Measures what reaches Web Audio (before the gain): the level meter of the track. */
+  analyser: AnalyserNode
+}
+
+/** The peak of the analyser's latest block, 0…1. */
+function peakOf(analyser: AnalyserNode): number {
+  const block = new Float32Array(analyser.fftSize)
+  analyser.getFloatTimeDomainData(block)
+  let peak = 0
+  for (const v of block) peak = Math.max(peak, Math.abs(v))
+  return peak
+}
+
+/** Why the microphone could not be used, with what to do (the person still hears the others). */
+export function microphoneProblem(err: unknown): string {
+  const name = err instanceof DOMException ? err.name : ''
+  if (name === 'NotAllowedError' || name === 'SecurityError')
+    return 'The browser was not allowed to use your microphone: allow it for this site (the icon in the address bar), then leave and join audio again. You hear the others meanwhile.'
+  if (name === 'NotFoundError' || name === 'OverconstrainedError')
+    return 'No microphone was found: connect one, then leave and join audio again. You hear the others meanwhile.'
+  if (name === 'NotReadableError')
+    return 'Your microphone is in use by another program or failed: close that program, then leave and join audio again.'
+  return `Your microphone could not be started (${err instanceof Error ? err.message : String(err)}). You hear the others meanwhile.`
+}
+
+export class AudioEngine {
+  readonly #client: HubClient
+  readonly #audio: AudioContext
+  readonly #userId: string
+  /** Called once when a transport fails for good (ICE/DTLS): the controller starts over. */
+  readonly #failed: (why: string) => void
+  #device?: Device
+  #send?: Transport
+  #recv?: Transport
+  #mic?: Producer
+  #stream?: MediaStream
+  readonly #received = new Map<string, Received>()
+  readonly #gains = new Map<string, number>()
+  #closed = false
+  /** Consumes and closes one after another: a burst of track changes never races itself. */
+  #queue: Promise<void> = Promise.resolve()
+
+  constructor(client: HubClient, audio: AudioContext, userId: string, failed: (why: string) => void) {
+    this.#client = client
+    this.#audio = audio
+    this.#userId = userId
+    this.#failed = failed
+  }
+
+  /** Loads the router's capabilities, creates the transports, produces the microphone; returns a microphone problem. */
+  async start(): Promise<string | undefined> {
+    const { rtpCapabilities } = await this.#client.request('media.capabilities', {})
+    const device = await Device.factory()
+    await device.load({ routerRtpCapabilities: rtpCapabilities as unknown as RtpCapabilities })
+    this.#device = device
+    this.#recv = await this.#transport('recv')
+    let stream: MediaStream
+    try {
+      // processing off: it is made for speech (noise suppression eats sustained notes, automatic gain
+      // pumps); headphones keep the stage from echoing. Issue 14 item 2 makes these device settings
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      })
+    } catch (err) {
+      return microphoneProblem(err)
+    }
+    if (this.#closed) {
+      for (const track of stream.getTracks()) track.stop()
+      return undefined
+    }
+    this.#stream = stream
+    const track = stream.getAudioTracks()[0]
+    if (!track) return microphoneProblem(new DOMException('no audio track', 'NotFoundError'))
+    this.#send = await this.#transport('send')
+    this.#mic = await this.#send.produce({ track, stopTracks: false })
+    return undefined
+  }
+
+  async #transport(direction: 'send' | 'recv'): Promise<Transport> {
+    const info = await this.#client.request('media.createTransport', { direction })
+    if (this.#closed) throw new Error('audio was left')
+    const options: TransportOptions = {
+      id: info.transportId,
+      iceParameters: info.iceParameters as unknown as IceParameters,
+      iceCandidates: info.iceCandidates as unknown as IceCandidate[],
+      dtlsParameters: info.dtlsParameters as unknown as DtlsParameters,
+    }
+    const transport =
+      direction === 'send'
+        ? this.#device!.createSendTransport(options)
+        : this.#device!.createRecvTransport(options)
+    transport.on('connect', ({ dtlsParameters }, done, fail) => {
+      this.#client
+        .request('media.connectTransport', {
+          transportId: transport.id,
+          dtlsParameters: dtlsParameters as never,
+        })
+        .then(() => done(), fail)
+    })
+    if (direction === 'send')
+      transport.on('produce', ({ kind, rtpParameters }, done, fail) => {
+        this.#client
+          .request('media.produce', {
+            transportId: transport.id,
+            kind,
+            rtpParameters: rtpParameters as never,
+          })
+          .then(({ producerId }) => done({ id: producerId }), fail)
+      })
+    transport.on('connectionstatechange', (state) => {
+      if (state === 'failed' && !this.#closed)
+        this.#failed(`the ${direction} connection to the media router failed`)
+    })
+    return transport
+  }
+
+  /** Consumes every other member's audio track not consumed yet and closes the consumers of tracks gone. */
+  sync(tracks: readonly TrackInfo[]): Promise<void> {
+    const wanted = new Set(
+      tracks.filter((t) => t.kind === 'audio' && t.userId !== this.#userId).map((t) => t.id),
+    )
+    this.#queue = this.#queue.then(async () => {
+      for (const producerId of [...this.#received.keys()])
+        if (!wanted.has(producerId)) this.#drop(producerId, true)
+      for (const producerId of wanted) {
+        if (this.#closed) return
+        if (this.#received.has(producerId)) continue
+        // a track of the previous router, not cleared yet, is refused: the next change tries again
+        await this.#consume(producerId).catch(() => undefined)
+      }
+    })
+    return this.#queue
+  }
+
+  async #consume(producerId: string): Promise<void> {
+    const answer = await this.#client.request('media.consume', {
+      producerId,
+      rtpCapabilities: this.#device!.recvRtpCapabilities as never,
+    })
+    if (this.#closed) return
+    const consumer = await this.#recv!.consume({
+      id: answer.consumerId,
+      producerId,
+      kind: answer.kind,
+      rtpParameters: answer.rtpParameters as unknown as RtpParameters,
+    })
+    const stream = new MediaStream([consumer.track])
+    // Chromium decodes a remote track only while a media element plays it, and a muted (or silent)
+    // element silences the track for every sink, Web Audio and stats included. So the element plays,
+    // unmuted, into a media element source that goes nowhere (which takes its output: it is not heard
+    // twice), and the track itself feeds the graph that is heard
+    const element = new Audio()
+    element.srcObject = stream
+    const sink = this.#audio.createMediaElementSource(element)
+    void element.play().catch(() => undefined)
+    const source = this.#audio.createMediaStreamSource(stream)
+    const gain = this.#audio.createGain()
+    gain.gain.value = this.#gains.get(producerId) ?? 1
+    const analyser = this.#audio.createAnalyser()
+    analyser.fftSize = 32768
+    source.connect(analyser)
+    source.connect(gain).connect(this.#audio.destination)
+    this.#received.set(producerId, { consumer, element, sink, source, gain, analyser })
+    // (the params type reads transportId as required, as for media.close: hence the cast)
+    await this.#client.request('media.resume', { consumerId: consumer.id } as unknown as {
+      transportId: string
+    })
+  }
+
+  #drop(producerId: string, tell: boolean): void {
+    const received = this.#received.get(producerId)
+    if (!received) return
+    this.#received.delete(producerId)
+    received.source.disconnect()
+    received.sink.disconnect()
+    received.gain.disconnect()
+    received.analyser.disconnect()
+    received.element.pause()
+    received.element.srcObject = null
+    received.consumer.close()
+    // the router closed it with its producer already, as a rule: a not_found is expected
+    if (tell) void this.#close({ consumerId: received.consumer.id })
+  }
+
+  /** `media.close` of one of ours; failures are dropped (the router may have closed it already). */
+  async #close(target: { consumerId: string } | { transportId: string }): Promise<void> {
+    // the action's params type (exactly one of the ids) reads transportId as required: hence the cast
+    await this.#client
+      .request('media.close', target as unknown as { transportId: string })
+      .catch(() => undefined)
+  }
+
+  /** The gain of a received track (linear; 0 = silent), applied at once and to a consumer made later. */
+  setGain(producerId: string, gain: number): void {
+    this.#gains.set(producerId, gain)
+    const node = this.#received.get(producerId)?.gain
+    if (node) node.gain.value = gain
+  }
+
+  /** The counters of each received track (by producer id) and of the microphone (`sent`). */
+  async figures(): Promise<{ received: Map<string, MediaFigures>; sent?: MediaFigures }> {
+    const received = new Map<string, MediaFigures>()
+    for (const [producerId, r] of this.#received) {
+      const stats = await r.consumer.getStats()
+      for (const s of stats.values() as Iterable<Record<string, unknown>>)
+        if (s.type === 'inbound-rtp' && s.kind === 'audio')
+          received.set(producerId, {
+            bytes: Number(s.bytesReceived ?? 0),
+            packets: Number(s.packetsReceived ?? 0),
+            level: Number(s.audioLevel ?? 0),
+            gain: r.gain.gain.value,
+            concealed: Number(s.concealedSamples ?? 0),
+            played: peakOf(r.analyser),
+          })
+    }
+    let sent: MediaFigures | undefined
+    if (this.#mic) {
+      sent = { bytes: 0, packets: 0, level: 0 }
+      for (const s of (await this.#mic.getStats()).values() as Iterable<Record<string, unknown>>) {
+        if (s.type === 'outbound-rtp') {
+          sent.bytes += Number(s.bytesSent ?? 0)
+          sent.packets += Number(s.packetsSent ?? 0)
+        }
+        if (s.type === 'media-source') sent.level = Number(s.audioLevel ?? 0)
+      }
+    }
+    return sent ? { received, sent } : { received }
+  }
+
+  /** Closes everything here and, unless the router is gone (`routerGone`), the transports on the router. */
+  close(routerGone = false): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const producerId of [...this.#received.keys()]) this.#drop(producerId, false)
+    for (const track of this.#stream?.getTracks() ?? []) track.stop()
+    for (const transport of [this.#send, this.#recv]) {
+      if (!transport) continue
+      transport.close()
+      // closing the send transport on the router removes the microphone's stage track at once
+      if (!routerGone) void this.#close({ transportId: transport.id })
+    }
+  }
+}
