@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
-import { type Browser, chromium } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { HubClient } from '../../devices/hub-client/index.ts'
 import type { TokenReply } from '../../schemas/http.ts'
 import { FIRST_LOAD_BUDGET_BYTES, buildWeb } from '../../scripts/build-web.ts'
+import { chromiumMissing, launchHeadlessChromium } from '../../scripts/chromium.ts'
 import { type Context, onHub, sleep } from '../lib/context.ts'
 import { round, summarize } from '../lib/results.ts'
 import type { HubTarget } from '../lib/targets.ts'
@@ -33,7 +33,6 @@ export const FIRST_STATE = {
 
 /** Where the app keeps its session (web/src/session.ts); the benchmark signs in by writing it. */
 const SESSION_KEY = 'stagehub.session'
-const CHROMIUM = '/usr/bin/chromium'
 
 export async function webLoad(ctx: Context): Promise<void> {
   const webDir = join(ctx.dir, 'web')
@@ -61,23 +60,13 @@ async function measure(ctx: Context, hub: HubTarget): Promise<void> {
     `web first load: ${round(transfer.gzip / 1024, 1)} KB gzip, ${round(transfer.br / 1024, 1)} KB brotli (budget ${budgetKb} KB)`,
   )
 
-  if (!existsSync(CHROMIUM)) {
-    ctx.log(`web_first_state skipped: no ${CHROMIUM} (Debian's chromium package)`)
+  if (chromiumMissing) {
+    ctx.log(`web_first_state skipped: ${chromiumMissing}`)
     return
   }
   const names = { user: 'Bench Person', stage: 'Bench Stage' }
   const session = await signUpWithStage(hub, origin, names)
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  })
+  const browser = await launchHeadlessChromium()
   try {
     const firstState: number[] = []
     const domContentLoaded: number[] = []

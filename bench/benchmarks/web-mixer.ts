@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
 import { buildWeb } from '../../scripts/build-web.ts'
+import { chromiumMissing, launchHeadlessChromium } from '../../scripts/chromium.ts'
 import { collections, type UserDoc } from '../../services/collections.ts'
 import {
   type GroupDoc,
@@ -33,7 +33,6 @@ import { formatDb } from '../../web/src/mixer/coalesce.ts'
 export const MIXER_MEMBERS = 30
 export const MIXER_TRACKS = 100
 export const MIXER_GROUPS = 3
-const CHROMIUM = '/usr/bin/chromium'
 const FRAME_MS = 1000 / 60
 
 function insert<T extends StoredDoc>(collection: string, doc: Omit<T, 'version'>): Write {
@@ -166,8 +165,8 @@ const STOP = `(() => {
 })()`
 
 export async function webMixer(ctx: Context): Promise<void> {
-  if (!existsSync(CHROMIUM)) {
-    ctx.log(`web_mixer skipped: no ${CHROMIUM} (Debian's chromium package)`)
+  if (chromiumMissing) {
+    ctx.log(`web_mixer skipped: ${chromiumMissing}`)
     return
   }
   const seconds = ctx.profile.webMixer.seconds
@@ -184,17 +183,7 @@ export async function webMixer(ctx: Context): Promise<void> {
       const httpUrl = `http://${hub.host}:${hub.httpPort}`
       const session = ctx.tokens.sign({ sub: seeded.admin, role: 'user', name: 'Player 1', ver: 0 }, 3600)
       const admin = await LiteRequester.connect(hub.host, hub.port, 'bench-mixer-admin', session.token)
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      })
+      const browser = await launchHeadlessChromium()
       try {
         const page = await browser.newPage({ viewport: { width: 1280, height: 800 } })
         await page.goto(`${httpUrl}/`)

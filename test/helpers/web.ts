@@ -64,3 +64,27 @@ export async function shoot(t: Test, page: Page, name: string): Promise<void> {
   }
   await page.setViewportSize(DESKTOP)
 }
+
+/** Collects a page's errors and Content-Security-Policy reports: a test ends with `t.same(problems, [])`. */
+export function watchProblems(page: Page): string[] {
+  const problems: string[] = []
+  page.on('pageerror', (err) => problems.push(err.message))
+  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
+  return problems
+}
+
+/** Where the app keeps the signed-in session (web/src/session.ts). */
+export const SESSION_KEY = 'stagehub.session'
+
+/**
+ * Opens `url` signed in as `session` (what `/auth/login` answers), as after an earlier sign-in: the
+ * page is loaded again so the app reads it (a change of the hash alone would not).
+ */
+export async function openSignedIn(page: Page, url: string, session: unknown): Promise<void> {
+  await page.goto(url)
+  await page.evaluate(([key, value]) => localStorage.setItem(key, JSON.stringify(value)), [
+    SESSION_KEY,
+    session,
+  ] as const)
+  await page.reload()
+}

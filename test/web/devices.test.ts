@@ -9,7 +9,7 @@ import { startSimulator } from '../../devices/simulator/simulator.ts'
 import { connectAs, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import { connackCode, type TestHub, startTestHub, waitUntil } from '../helpers/hub.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, DESKTOP, openSignedIn, shoot, watchProblems } from '../helpers/web.ts'
 
 interface StoredBrowserDevice {
   deviceId: string
@@ -25,15 +25,8 @@ async function signedInPage(
 ): Promise<{ page: Page; problems: string[] }> {
   // a clock the test can move on (time still flows by itself)
   if (clock) await page.clock.install()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  await page.goto(`${th.httpUrl}/#/devices`)
-  await page.evaluate(
-    (session) => localStorage.setItem('stagehub.session', JSON.stringify(session)),
-    th.hub.users.userToken(user),
-  )
-  await page.reload()
+  const problems = watchProblems(page)
+  await openSignedIn(page, `${th.httpUrl}/#/devices`, th.hub.users.userToken(user))
   await page.getByTestId('connection').getByText('Online').waitFor()
   return { page, problems }
 }

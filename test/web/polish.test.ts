@@ -1,17 +1,8 @@
-import type { Page } from 'playwright-core'
 import t from 'tap'
 import { connectAs, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub } from '../helpers/hub.ts'
-import { builtWebApp, DESKTOP, PHONE, shoot } from '../helpers/web.ts'
-
-/** Stops a test on page errors and Content-Security-Policy violations. */
-function watchProblems(page: Page): string[] {
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  return problems
-}
+import { builtWebApp, DESKTOP, PHONE, shoot, watchProblems } from '../helpers/web.ts'
 
 t.test(
   "in Chromium: an invite link signed out says why to sign in; a refused invite shows the hub's message alone; every page names itself in the title, marks its section in the navigation and has the same way back; typing in the profile survives a live update",

@@ -10,7 +10,7 @@ import type { StoredDoc } from '../../services/store/port.ts'
 import { roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import { type TestHub, startTestHub, waitUntil } from '../helpers/hub.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, DESKTOP, shoot, watchProblems } from '../helpers/web.ts'
 
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 
@@ -19,10 +19,7 @@ async function person(t: Test, browser: Browser): Promise<{ page: Page; problems
   const context = await browser.newContext({ viewport: DESKTOP })
   t.teardown(() => context.close())
   const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  return { page, problems }
+  return { page, problems: watchProblems(page) }
 }
 
 /** Signs up through the sign-in page's form, as a person does. */

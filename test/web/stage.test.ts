@@ -4,7 +4,7 @@ import { topics } from '../../schemas/topics.ts'
 import { type Actor, connectAs, connectDevice, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub } from '../helpers/hub.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, DESKTOP, openSignedIn, shoot, watchProblems } from '../helpers/web.ts'
 
 /** A person of the test: a user in the store, a Node connection for setup, a device online. */
 async function person(th: TestHub, name: string): Promise<{ actor: Actor; session: unknown }> {
@@ -29,13 +29,8 @@ async function signedIn(t: Test, th: TestHub, browser: Browser, session: unknown
   const context = await browser.newContext({ viewport: DESKTOP })
   t.teardown(() => context.close())
   const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  await page.goto(`${th.httpUrl}/`)
-  await page.evaluate((s) => localStorage.setItem('stagehub.session', JSON.stringify(s)), session)
-  await page.goto(`${th.httpUrl}/${path}`)
-  await page.reload() // the hash alone does not load the page again: the session is read on load
+  const problems = watchProblems(page)
+  await openSignedIn(page, `${th.httpUrl}/${path}`, session)
   await page.getByTestId('connection').getByText('Online').waitFor()
   return { page, problems }
 }

@@ -1,10 +1,9 @@
-import type { Page } from 'playwright-core'
 import t from 'tap'
 import { actor, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import type { StoredDoc } from '../../services/store/port.ts'
 import { startTestHub } from '../helpers/hub.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, DESKTOP, openSignedIn, shoot, watchProblems } from '../helpers/web.ts'
 
 interface StoredStage extends StoredDoc {
   name: string
@@ -12,21 +11,6 @@ interface StoredStage extends StoredDoc {
   audioType: string
   passwordHash?: string
   preferredPosition?: { lat: number; lng: number }
-}
-
-/** Stops a test on page errors and Content-Security-Policy violations. */
-function watchProblems(page: Page): string[] {
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  return problems
-}
-
-/** Opens `url` signed in with a stored session, as after an earlier sign-in. */
-async function signedIn(page: Page, url: string, session: unknown): Promise<void> {
-  await page.goto(url)
-  await page.evaluate((s) => localStorage.setItem('stagehub.session', JSON.stringify(s)), session)
-  await page.reload()
 }
 
 t.test(
@@ -42,7 +26,7 @@ t.test(
     await annContext.grantPermissions(['clipboard-read', 'clipboard-write'])
     const page = await annContext.newPage()
     const problems = watchProblems(page)
-    await signedIn(page, `${th.httpUrl}/#/stages`, th.hub.users.userToken(ann))
+    await openSignedIn(page, `${th.httpUrl}/#/stages`, th.hub.users.userToken(ann))
     await page.getByText(/You are in no stage yet. Create one below, or open an invite link/).waitFor()
     t.pass('no stage yet: the empty state says what to do, and the create form is open')
 
@@ -186,7 +170,7 @@ t.test(
     await invites.getByText('Invite revoked: its link no longer works').waitFor()
     await invites.getByText(/None: links you make show here/).waitFor()
     const carl = await browser.newPage({ viewport: DESKTOP })
-    await signedIn(carl, link, th.hub.users.userToken(await th.hub.users.createUser({ name: 'Carl' })))
+    await openSignedIn(carl, link, th.hub.users.userToken(await th.hub.users.createUser({ name: 'Carl' })))
     await carl.getByRole('heading', { name: 'This invitation cannot be used' }).waitFor()
     t.match(
       await carl.getByRole('alert').textContent(),
@@ -233,7 +217,7 @@ t.test(
     const problems = watchProblems(page)
     const bo = await th.hub.users.createUser({ name: 'Bo' })
     // a link with an unknown code first: the hub's message; then the right link in the same tab
-    await signedIn(page, `${th.httpUrl}/#/invite/${'A'.repeat(24)}`, th.hub.users.userToken(bo))
+    await openSignedIn(page, `${th.httpUrl}/#/invite/${'A'.repeat(24)}`, th.hub.users.userToken(bo))
     await page.getByRole('heading', { name: 'This invitation cannot be used' }).waitFor()
     t.match(
       await page.getByRole('alert').textContent(),
