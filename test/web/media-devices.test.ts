@@ -89,7 +89,7 @@ async function stalls(page: Page, name: string, what: string): Promise<number> {
 }
 
 t.test(
-  'in Chromium, a browser device reports its fake microphones and outputs to the hub and another of the person’s browsers offers them; remote device.update changes its microphone, echo cancellation (track settings) and sending live while audio flows; the panel edits and shows the same settings; receive off stops the other side',
+  'in Chromium, a browser device reports its fake microphones and outputs to the hub and another of the person’s browsers offers them; remote device.update changes its microphone, output (setSinkId), echo cancellation (track settings) and sending live while audio flows; the panel edits and shows the same settings; receive off stops the other side',
   { skip: withoutChromium || mediasoupMissing },
   async (t) => {
     const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
@@ -170,6 +170,24 @@ t.test(
     )
     t.pass('the remote choice replaced Ann’s microphone track')
     await grows(b.page, 'Ann', 'Bo still receives Ann on the new input')
+
+    // an output chosen remotely: the AudioContext that plays the stage plays through it
+    const output1 = (
+      reported as { mediaDevices: { audioOutputs: { id: string; label: string }[] } }
+    ).mediaDevices.audioOutputs.find((d) => /Fake Audio Output 1/.test(d.label))!.id
+    await ok(ann.actor, 'device.update', { deviceId: annDevice, settings: { outputAudioDeviceId: output1 } })
+    await waitUntil(
+      async () => (await a.page.getByTestId('audio').getAttribute('data-output')) === output1,
+      'Ann’s AudioContext plays through output 1 (setSinkId)',
+      10_000,
+    )
+    t.equal(
+      await a.page.getByTestId('audio-choices').getByLabel('Output').inputValue(),
+      output1,
+      'Ann’s panel shows output 1',
+    )
+    t.equal(await a.page.getByTestId('audio').getByRole('alert').count(), 0, 'no output problem shown')
+    await grows(a.page, 'Bo', 'Ann still receives Bo through the chosen output')
 
     // echo cancellation on, from another client: the track's settings change, audio keeps flowing
     await ok(ann.actor, 'device.update', { deviceId: annDevice, settings: { echoCancellation: true } })

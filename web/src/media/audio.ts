@@ -41,6 +41,8 @@ export class StageAudio {
   })
   /** Set when the output device of the settings could not be used (what happened, what to do). */
   readonly output = signal<string | undefined>(undefined)
+  /** The output device the stage plays through now ('' = the default). */
+  readonly sinkId = signal('')
   readonly #userId: string
   #wanted = false
   #audio?: AudioContext
@@ -132,9 +134,11 @@ export class StageAudio {
     try {
       await context.setSinkId(deviceId)
       this.output.value = undefined
+      this.sinkId.value = deviceId
     } catch (err) {
       this.output.value = `The chosen audio output could not be used (${err instanceof Error ? err.message : String(err)}): choose another one; the default plays meanwhile.`
       await context.setSinkId('').catch(() => undefined)
+      this.sinkId.value = ''
     }
   }
 

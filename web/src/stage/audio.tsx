@@ -75,7 +75,12 @@ export function AudioPanel({
   const joined = status.phase !== 'off'
 
   return (
-    <section aria-labelledby="audio-heading" class="panel audio-panel" data-testid="audio">
+    <section
+      aria-labelledby="audio-heading"
+      class="panel audio-panel"
+      data-testid="audio"
+      data-output={audio.sinkId.value}
+    >
       <h2 id="audio-heading">Audio</h2>
       <div class="place-row">
         <p role="status" data-phase={status.phase}>
