@@ -101,7 +101,7 @@ function BrowserAudioFields({ device }: { device: DeviceState }) {
         chosen={device.desired.outputAudioDeviceId}
       />
       {listed.audioInputs.length === 0 && (
-        <p>This browser has not reported its devices yet: it does once it is open and online.</p>
+        <p>No microphones or outputs reported yet: a browser reports them while it is open and online.</p>
       )}
       {PROCESSING.map(([key, label]) => (
         <label key={key} class="check">
