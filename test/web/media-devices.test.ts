@@ -204,7 +204,7 @@ t.test(
     // the panel changes the same setting (device.update): off again
     await a.page.getByTestId('audio-choices').locator('summary').click()
     await shoot(t, a.page, 'stage-audio-choices')
-    await checkbox.click()
+    await checkbox.uncheck()
     await a.page.getByTestId('audio-choices').getByText('Saved: this browser applies it now.').waitFor()
     await waitUntil(
       async () => (await attr('data-echo-cancellation')) === 'false',

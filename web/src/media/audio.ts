@@ -152,10 +152,9 @@ export class StageAudio {
       if (status.phase !== 'on') return
       this.status.value = {
         phase: 'on',
-        text:
-          problem || !this.#choices.sendAudio
-            ? 'You hear the stage; you send nothing.'
-            : 'Audio is on: you hear the stage and it hears you.',
+        text: engine.microphone()?.sending
+          ? 'Audio is on: you hear the stage and it hears you.'
+          : 'You hear the stage; you send nothing.',
         ...(problem ? { microphone: problem } : {}),
       }
       void refreshMediaDevices().catch(() => undefined)

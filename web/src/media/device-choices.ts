@@ -74,6 +74,16 @@ const listed = (devices: MediaDeviceInfo[], kind: MediaDeviceKind) =>
     .slice(0, MAX_REPORTED)
     .map((d) => ({ id: d.deviceId.slice(0, 200), label: d.label.slice(0, 200) }))
 
+/** The hub refuses a report over 8 KiB: long lists lose their last entries (rare: 12 each at most). */
+function fitted(list: MediaDeviceList): MediaDeviceList {
+  const fit = { audioInputs: [...list.audioInputs], audioOutputs: [...list.audioOutputs] }
+  while (JSON.stringify(fit).length > 7000) {
+    const longer = fit.audioInputs.length >= fit.audioOutputs.length ? fit.audioInputs : fit.audioOutputs
+    longer.pop()
+  }
+  return fit
+}
+
 /** Lists the inputs and outputs again (after a device change, or once the microphone was allowed). */
 export async function refreshMediaDevices(): Promise<void> {
   if (!navigator.mediaDevices?.enumerateDevices) return
@@ -101,7 +111,7 @@ export function followDeviceChoices(): () => void {
     const link = browserDeviceLink.value
     const list = mediaDevices.value
     if (!link) return
-    const report: ReportedPayload = { mediaDevices: list }
+    const report: ReportedPayload = { mediaDevices: fitted(list) }
     void link.client
       .publish(topics.deviceReported.build(link.deviceId), JSON.stringify(report))
       .catch(() => undefined)

@@ -156,7 +156,8 @@ export class AudioEngine {
       try {
         stream = await navigator.mediaDevices.getUserMedia({ audio: microphoneConstraints(choices) })
       } catch (err) {
-        return microphoneProblem(err)
+        const why = err instanceof Error ? err.message : String(err)
+        return `The chosen microphone or processing could not be used (${why}): the one before keeps sending. Choose another microphone, or the browser's default.`
       }
       const track = stream.getAudioTracks()[0]
       if (this.#closed || !track) {

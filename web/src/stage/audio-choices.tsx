@@ -1,9 +1,9 @@
 import { useSignal } from '@preact/signals'
-import { useId } from 'preact/hooks'
+import { useEffect, useId } from 'preact/hooks'
 import type { DeviceSettings } from '../../../schemas/actions/device.ts'
 import { browserDeviceId } from '../browser-device.ts'
 import { connection, hub } from '../connection.ts'
-import { audioChoices, mediaDevices } from '../media/device-choices.ts'
+import { type AudioChoices, audioChoices, mediaDevices } from '../media/device-choices.ts'
 import { message } from '../ui.tsx'
 
 const SWITCHES = [
@@ -34,20 +34,33 @@ export function AudioChoicesForm() {
   const id = useId()
   const outcome = useSignal({ text: '', failed: false })
   const deviceId = browserDeviceId.value
-  const choices = audioChoices.value
+  const applied = audioChoices.value
+  // what was just chosen shows until the configuration comes back (or the change is refused)
+  const pending = useSignal<Partial<AudioChoices>>({})
+  useEffect(() => {
+    pending.value = {}
+  }, [applied])
+  const choices = { ...applied, ...pending.value }
   const devices = mediaDevices.value
   const disabled = !deviceId || connection.value.state !== 'online'
 
-  const change = (settings: Partial<Record<keyof DeviceSettings, string | boolean | null>>) => {
+  const change = (
+    settings: Partial<Record<keyof DeviceSettings, string | boolean | null>>,
+    shown: Partial<AudioChoices>,
+  ) => {
     outcome.value = { text: 'Saving…', failed: false }
+    pending.value = { ...pending.value, ...shown }
     hub
       .value!.request('device.update', { deviceId: deviceId!, settings })
       .then(() => (outcome.value = { text: 'Saved: this browser applies it now.', failed: false }))
-      .catch((err: unknown) => (outcome.value = { text: message(err), failed: true }))
+      .catch((err: unknown) => {
+        pending.value = {}
+        outcome.value = { text: message(err), failed: true }
+      })
   }
   const chooseDevice = (key: 'inputAudioDeviceId' | 'outputAudioDeviceId') => (event: Event) => {
     const value = (event.currentTarget as HTMLSelectElement).value
-    change({ [key]: value || null })
+    change({ [key]: value || null }, key === 'inputAudioDeviceId' ? { input: value } : { output: value })
   }
 
   return (
@@ -81,7 +94,10 @@ export function AudioChoicesForm() {
               name={key}
               checked={choices[key]}
               disabled={disabled}
-              onChange={(event) => change({ [key]: (event.currentTarget as HTMLInputElement).checked })}
+              onChange={(event) => {
+                const on = (event.currentTarget as HTMLInputElement).checked
+                change({ [key]: on }, { [key]: on })
+              }}
             />
             {label}
           </label>
