@@ -241,3 +241,64 @@ t.test(
     t.same([...a.problems, ...b.problems, ...c.problems], [], 'no page error, no CSP violation')
   },
 )
+
+t.test(
+  'in Chromium, a browser device whose sendAudio is off joins audio without opening the microphone (no producer on the router); switching send on in the panel opens it and produces, and the other member receives it',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
+    const ops = await operator(th)
+    const router = await createRouter(ops, 'eu-media')
+    const agent = await startAgent(t, th, router, { loadIntervalSeconds: 1 })
+    const ann = await person(th, 'Ann')
+    const bo = await person(th, 'Bo')
+    const stage = await ok<StageState>(ann.actor, 'stage.create', {
+      name: 'Listen first',
+      preferredPosition: berlin,
+      audioType: 'mediasoup',
+      videoType: 'none',
+    })
+    const band = await ok<{ id: string }>(ann.actor, 'group.create', { stageId: stage.id, name: 'Band' })
+    await ok(ann.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    await ok(bo.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    const watch = await watchStage(ann.actor, stage.id)
+    await waitUntil(
+      () => watch.latest()?.mediaRouter?.router === router.id,
+      'a router serves the stage',
+      10_000,
+    )
+
+    const browser = await launchChromium(t, { args: MEDIA_ARGS })
+    const path = `#/stages/${stage.id}`
+    const a = await signedIn(t, th, browser, ann.session, path)
+    const b = await signedIn(t, th, browser, bo.session, path)
+    const annDevice = await deviceOf(a.page, ann.actor.id)
+    await ok(ann.actor, 'device.update', { deviceId: annDevice, settings: { sendAudio: false } })
+    const send = a.page.getByTestId('audio-choices').getByLabel('Send my audio')
+    await waitUntil(async () => !(await send.isChecked()), 'Ann’s panel shows send off', 10_000)
+
+    for (const { page } of [a, b]) await page.getByRole('button', { name: 'Join audio' }).click()
+    await a.page.getByText('You hear the stage; you send nothing.').waitFor({ timeout: 20_000 })
+    await b.page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
+    await grows(a.page, 'Bo', 'Ann hears Bo while sending nothing')
+    await waitUntil(() => agent.load().producers === 1, 'only Bo produces', 5000)
+    t.equal(await a.page.getByTestId('level-own').count(), 0, 'Ann has no microphone meter')
+    t.equal(await a.page.getByTestId('audio').getByRole('alert').count(), 0, 'and no alert: she chose it')
+    t.equal(await b.page.getByTestId('heard-Ann').count(), 0, 'Bo hears no one from Ann')
+
+    await a.page.getByTestId('audio-choices').locator('summary').click()
+    const switched = Date.now()
+    await send.check()
+    await a.page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
+    await b.page.getByTestId('heard-Ann').waitFor({ timeout: 20_000 })
+    await grows(b.page, 'Ann', 'Bo receives Ann once she sends', 10)
+    t.comment(`from the send switch to Bo receiving Ann: ${Date.now() - switched} ms`)
+    t.equal(agent.load().producers, 2, 'Ann’s microphone is produced on the router')
+    const doc = (await retainedOn(
+      ann.actor.client,
+      `users/${ann.actor.id}/devices/${annDevice}`,
+    )) as DeviceState
+    t.equal(doc.desired.sendAudio, true, 'the panel set the device setting')
+    t.same([...a.problems, ...b.problems], [], 'no page error, no CSP violation')
+  },
+)
