@@ -190,12 +190,15 @@ t.test(
     await grows(a.page, 'Bo', 'Ann still receives Bo through the chosen output')
 
     // echo cancellation on, from another client: the track's settings change, audio keeps flowing
+    const toggled = Date.now()
     await ok(ann.actor, 'device.update', { deviceId: annDevice, settings: { echoCancellation: true } })
     await waitUntil(
       async () => (await attr('data-echo-cancellation')) === 'true',
       'Ann’s track has echo cancellation on',
       15_000,
     )
+    // the page's figures refresh every second: this is an upper bound
+    t.comment(`remote echo cancellation → Ann's new track settings seen: ${Date.now() - toggled} ms`)
     t.equal(await attr('data-input'), input1, 'still on input 1')
     const checkbox = a.page.getByTestId('audio-choices').getByLabel('Echo cancellation')
     t.ok(await checkbox.isChecked(), 'Ann’s panel shows the remote change')
