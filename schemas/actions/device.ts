@@ -199,6 +199,20 @@ const FirmwareState = Type.Union(
   ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED', 'FAILED'].map((s) => Type.Literal(s)),
 )
 
+/** An audio input or output of a browser, as navigator.mediaDevices.enumerateDevices() lists it. */
+export const ReportedMediaDevice = Type.Object(
+  {
+    /** The browser's deviceId: what `inputAudioDeviceId` / `outputAudioDeviceId` take. */
+    id: Type.String({ maxLength: 200 }),
+    /** Empty until the page was allowed to use the microphone. */
+    label: Type.String({ maxLength: 200 }),
+  },
+  { additionalProperties: false },
+)
+
+/** At most this many inputs and outputs each are reported (the report stays under the hub's size limit). */
+export const MAX_REPORTED_MEDIA_DEVICES = 12
+
 /** `devices/{d}/reported` (not retained): what the device reports about itself; merged into `reported`. */
 export const ReportedPayload = Type.Object(
   {
@@ -224,6 +238,19 @@ export const ReportedPayload = Type.Object(
           version: Type.String({ maxLength: 64 }),
           state: FirmwareState,
           error: Type.Optional(Type.String({ maxLength: 500 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /**
+     * A browser's audio inputs and outputs (replaced as a whole on every report), so that another of
+     * its owner's devices can pick `inputAudioDeviceId` and `outputAudioDeviceId` remotely.
+     */
+    mediaDevices: Type.Optional(
+      Type.Object(
+        {
+          audioInputs: Type.Array(ReportedMediaDevice, { maxItems: MAX_REPORTED_MEDIA_DEVICES }),
+          audioOutputs: Type.Array(ReportedMediaDevice, { maxItems: MAX_REPORTED_MEDIA_DEVICES }),
         },
         { additionalProperties: false },
       ),

@@ -1,6 +1,7 @@
 import { signal, useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
 import { followSignedIn } from './browser-device.ts'
+import { followDeviceChoices } from './media/device-choices.ts'
 import { connect, connection } from './connection.ts'
 import { AccountPage } from './pages/account.tsx'
 import { DevicesPage } from './pages/devices.tsx'
@@ -240,6 +241,7 @@ export function App() {
     return connect(session.peek()!)
   })
   useEffect(followSignedIn, [])
+  useEffect(followDeviceChoices, [])
   const signedIn = session.value !== null
   return (
     <>

@@ -542,6 +542,18 @@ t.test(
         '{"firmware":{"version":"1","state":"BRICKED"}}',
         'invalid_request',
       ],
+      [
+        'a browser device list with an unknown field in an entry',
+        reportedTopic(d),
+        '{"mediaDevices":{"audioInputs":[{"id":"x","label":"Mic","kind":"audioinput"}],"audioOutputs":[]}}',
+        'invalid_request',
+      ],
+      [
+        'a browser device list without its outputs',
+        reportedTopic(d),
+        '{"mediaDevices":{"audioInputs":[]}}',
+        'invalid_request',
+      ],
       ['a report over 8 KiB', reportedTopic(d), big, 'too_large'],
     ]
     for (const [what, topic, payload, code] of cases) {

@@ -36,6 +36,99 @@ const SWITCHES = [
 /** What a device does without a setting: every stream on. */
 const switchedOn = (desired: DeviceSettings, key: (typeof SWITCHES)[number][0]) => desired[key] ?? true
 
+const PROCESSING = [
+  ['echoCancellation', 'Echo cancellation'],
+  ['noiseSuppression', 'Noise suppression'],
+  ['autoGainControl', 'Automatic gain'],
+] as const
+/** A browser's audio processing is off without a setting: it is made for speech, not music. */
+const processingOn = (desired: DeviceSettings, key: (typeof PROCESSING)[number][0]) => desired[key] ?? false
+
+interface ListedDevice {
+  id: string
+  label: string
+}
+
+/** The inputs and outputs a browser device reported (`reported.mediaDevices`). */
+function reportedDevices(device: DeviceState): { audioInputs: ListedDevice[]; audioOutputs: ListedDevice[] } {
+  const listed = (device.reported as Record<string, unknown>).mediaDevices as
+    { audioInputs?: ListedDevice[]; audioOutputs?: ListedDevice[] } | undefined
+  return { audioInputs: listed?.audioInputs ?? [], audioOutputs: listed?.audioOutputs ?? [] }
+}
+
+/** A browser's microphone or output: its default or one it reported (the chosen one kept if no longer listed). */
+function MediaDeviceSelect(props: {
+  name: 'inputAudioDeviceId' | 'outputAudioDeviceId'
+  label: string
+  list: ListedDevice[]
+  chosen: string | undefined
+}) {
+  const { name, label, list, chosen } = props
+  const all = chosen && !list.some((d) => d.id === chosen) ? [...list, { id: chosen, label: '' }] : list
+  return (
+    <label>
+      {label}
+      <select name={name}>
+        <option value="" selected={!chosen}>
+          The browser's default
+        </option>
+        {all.map((d, i) => (
+          <option key={d.id} value={d.id} selected={d.id === chosen}>
+            {d.label || `${label} ${i + 1} (unnamed until the browser allows its microphone)`}
+          </option>
+        ))}
+      </select>
+    </label>
+  )
+}
+
+/** A browser device's audio choices: the devices it reported and the processing switches. */
+function BrowserAudioFields({ device }: { device: DeviceState }) {
+  const listed = reportedDevices(device)
+  return (
+    <fieldset class="switches">
+      <legend>Browser audio</legend>
+      <MediaDeviceSelect
+        name="inputAudioDeviceId"
+        label="Microphone"
+        list={listed.audioInputs}
+        chosen={device.desired.inputAudioDeviceId}
+      />
+      <MediaDeviceSelect
+        name="outputAudioDeviceId"
+        label="Output"
+        list={listed.audioOutputs}
+        chosen={device.desired.outputAudioDeviceId}
+      />
+      {listed.audioInputs.length === 0 && (
+        <p>No microphones or outputs reported yet: a browser reports them while it is open and online.</p>
+      )}
+      {PROCESSING.map(([key, label]) => (
+        <label key={key} class="check">
+          <input type="checkbox" name={key} defaultChecked={processingOn(device.desired, key)} />
+          {label}
+        </label>
+      ))}
+    </fieldset>
+  )
+}
+
+/** A browser device's audio fields in a settings patch: only what changed. */
+function browserAudioPatch(
+  device: DeviceState,
+  form: HTMLFormElement,
+  patch: Record<string, string | number | boolean | null>,
+) {
+  for (const [key] of PROCESSING) {
+    const on = (form.elements.namedItem(key) as HTMLInputElement).checked
+    if (on !== processingOn(device.desired, key)) patch[key] = on
+  }
+  for (const key of ['inputAudioDeviceId', 'outputAudioDeviceId'] as const) {
+    const value = (form.elements.namedItem(key) as HTMLSelectElement).value || null
+    if (value !== (device.desired[key] ?? null)) patch[key] = value
+  }
+}
+
 /** Name, the switches, jitter and the active sound card: `device.update` with only what changed. */
 export function SettingsForm({ device }: { device: DeviceState }) {
   const { outcome, run } = useOutcome()
@@ -56,6 +149,7 @@ export function SettingsForm({ device }: { device: DeviceState }) {
       }
       const card = field('soundCardName') || null
       if (card !== (device.desired.soundCardName ?? null)) patch.soundCardName = card
+      if (device.kind === 'browser') browserAudioPatch(device, form, patch)
       const name = field('name').trim()
       const params = {
         deviceId: device.id,
@@ -84,6 +178,7 @@ export function SettingsForm({ device }: { device: DeviceState }) {
           </label>
         ))}
       </fieldset>
+      {device.kind === 'browser' && <BrowserAudioFields device={device} />}
       <div class="pair">
         <label>
           Sender jitter (ms)

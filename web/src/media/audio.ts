@@ -1,5 +1,6 @@
 import { signal } from '@preact/signals'
 import type { HubClient } from '../../../devices/hub-client/index.ts'
+import { type AudioChoices, choicesOf, refreshMediaDevices } from './device-choices.ts'
 import type { AudioEngine, MediaFigures, TrackInfo } from './engine.ts'
 
 /**
@@ -30,9 +31,18 @@ const FIGURES_INTERVAL_MS = 1000
 export class StageAudio {
   readonly status = signal<AudioStatus>({ phase: 'off', text: '' })
   /** Counters by producer id of the received tracks, and the microphone's, refreshed every second. */
-  readonly figures = signal<{ received: ReadonlyMap<string, MediaFigures>; sent?: MediaFigures }>({
+  readonly figures = signal<{
+    received: ReadonlyMap<string, MediaFigures>
+    sent?: MediaFigures
+    /** The microphone's applied settings (echo cancellation…) and whether it sends now. */
+    microphone?: { settings: MediaTrackSettings; sending: boolean }
+  }>({
     received: new Map(),
   })
+  /** Set when the output device of the settings could not be used (what happened, what to do). */
+  readonly output = signal<string | undefined>(undefined)
+  /** The output device the stage plays through now ('' = the default). */
+  readonly sinkId = signal('')
   readonly #userId: string
   #wanted = false
   #audio?: AudioContext
@@ -44,6 +54,9 @@ export class StageAudio {
   /** Each start counts up: a start overtaken by a newer one closes what it made. */
   #generation = 0
   #timer?: ReturnType<typeof setInterval>
+  #choices: AudioChoices = choicesOf({})
+  /** Applies setting changes one after another. */
+  #applying: Promise<unknown> = Promise.resolve()
 
   constructor(userId: string) {
     this.#userId = userId
@@ -55,7 +68,10 @@ export class StageAudio {
 
   /** "Join audio" (call it from the click: browsers start audio output only after a gesture). */
   join(): void {
-    this.#audio ??= new AudioContext()
+    if (!this.#audio) {
+      this.#audio = new AudioContext()
+      void this.#setOutput(this.#choices.output)
+    }
     void this.#audio.resume()
     this.#wanted = true
     this.#restart()
@@ -94,6 +110,55 @@ export class StageAudio {
   setGains(gains: ReadonlyMap<string, number>): void {
     this.#gains = gains
     for (const [id, gain] of gains) this.#engine?.setGain(id, gain)
+  }
+
+  /** The browser device's audio settings (web/src/media/device-choices.ts), applied live. */
+  setChoices(choices: AudioChoices): void {
+    const was = this.#choices
+    this.#choices = choices
+    if (was.output !== choices.output) void this.#setOutput(choices.output)
+    const engine = this.#engine
+    if (engine && this.status.peek().phase === 'on') this.#apply(engine, this.#generation)
+  }
+
+  /** Every received track plays through the AudioContext: its sink is the output device ('' = default). */
+  async #setOutput(deviceId: string): Promise<void> {
+    const context = this.#audio as (AudioContext & { setSinkId?: (id: string) => Promise<void> }) | undefined
+    if (!context) return
+    if (!context.setSinkId) {
+      this.output.value = deviceId
+        ? 'This browser cannot choose an audio output: the system default plays the stage.'
+        : undefined
+      return
+    }
+    try {
+      await context.setSinkId(deviceId)
+      this.output.value = undefined
+      this.sinkId.value = deviceId
+    } catch (err) {
+      this.output.value = `The chosen audio output could not be used (${err instanceof Error ? err.message : String(err)}): choose another one; the default plays meanwhile.`
+      await context.setSinkId('').catch(() => undefined)
+      this.sinkId.value = ''
+    }
+  }
+
+  /** Hands the latest choices to the engine, after what is being applied, and says a microphone problem. */
+  #apply(engine: AudioEngine, generation: number): void {
+    this.#applying = this.#applying.then(async () => {
+      if (generation !== this.#generation) return
+      const problem = await engine.apply(this.#choices).catch((err: unknown) => String(err))
+      if (generation !== this.#generation) return
+      const status = this.status.peek()
+      if (status.phase !== 'on') return
+      this.status.value = {
+        phase: 'on',
+        text: engine.microphone()?.sending
+          ? 'Audio is on: you hear the stage and it hears you.'
+          : 'You hear the stage; you send nothing.',
+        ...(problem ? { microphone: problem } : {}),
+      }
+      void refreshMediaDevices().catch(() => undefined)
+    })
   }
 
   /** Leaves audio and closes the AudioContext: the stage view is gone. */
@@ -143,23 +208,31 @@ export class StageAudio {
         this.#restart()
       })
       this.#engine = engine
-      const microphone = await engine.start()
+      const asked = this.#choices
+      const microphone = await engine.start(asked)
       if (generation !== this.#generation) return
       for (const [id, gain] of this.#gains) engine.setGain(id, gain)
       void engine.sync(this.#tracks)
       this.status.value = {
         phase: 'on',
-        text: microphone
-          ? 'You hear the stage; you send nothing.'
-          : 'Audio is on: you hear the stage and it hears you.',
+        text:
+          microphone || !this.#choices.sendAudio
+            ? 'You hear the stage; you send nothing.'
+            : 'Audio is on: you hear the stage and it hears you.',
         ...(microphone ? { microphone } : {}),
       }
+      // the labels of the inputs and outputs are there once the microphone is allowed
+      void refreshMediaDevices().catch(() => undefined)
+      // settings changed while it started
+      if (this.#choices !== asked) this.#apply(engine, generation)
       this.#timer = setInterval(() => {
         if (generation !== this.#generation) return
         engine!
           .figures()
           .then((figures) => {
-            if (generation === this.#generation) this.figures.value = figures
+            const microphone = engine!.microphone()
+            if (generation === this.#generation)
+              this.figures.value = microphone ? { ...figures, microphone } : figures
           })
           .catch(() => undefined)
       }, FIGURES_INTERVAL_MS)

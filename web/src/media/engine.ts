@@ -11,6 +11,7 @@ import type {
   TransportOptions,
 } from 'mediasoup-client/types'
 import type { HubClient } from '../../../devices/hub-client/index.ts'
+import { type AudioChoices, choicesOf, microphoneConstraints, newMicrophoneNeeded } from './device-choices.ts'
 
 /**
  * The browser's media on one router, for one connection of this browser's device (loaded lazily with
@@ -87,6 +88,8 @@ export class AudioEngine {
   readonly #received = new Map<string, Received>()
   readonly #gains = new Map<string, number>()
   #closed = false
+  /** The device settings applied now (web/src/media/device-choices.ts). */
+  #choices: AudioChoices = choicesOf({})
   /** Consumes and closes one after another: a burst of track changes never races itself. */
   #queue: Promise<void> = Promise.resolve()
 
@@ -98,19 +101,23 @@ export class AudioEngine {
   }
 
   /** Loads the router's capabilities, creates the transports, produces the microphone; returns a microphone problem. */
-  async start(): Promise<string | undefined> {
+  async start(choices: AudioChoices = choicesOf({})): Promise<string | undefined> {
+    this.#choices = choices
     const { rtpCapabilities } = await this.#client.request('media.capabilities', {})
     const device = await Device.factory()
     await device.load({ routerRtpCapabilities: rtpCapabilities as unknown as RtpCapabilities })
     this.#device = device
     this.#recv = await this.#transport('recv')
+    return choices.sendAudio ? this.#startMicrophone() : undefined
+  }
+
+  /** Opens the microphone with the device settings and produces it; returns a microphone problem. */
+  async #startMicrophone(): Promise<string | undefined> {
     let stream: MediaStream
     try {
-      // processing off: it is made for speech (noise suppression eats sustained notes, automatic gain
-      // pumps); headphones keep the stage from echoing. Issue 14 item 2 makes these device settings
-      stream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-      })
+      // processing is off by default: it is made for speech (noise suppression eats sustained notes,
+      // automatic gain pumps); headphones keep the stage from echoing
+      stream = await navigator.mediaDevices.getUserMedia({ audio: microphoneConstraints(this.#choices) })
     } catch (err) {
       return microphoneProblem(err)
     }
@@ -121,9 +128,66 @@ export class AudioEngine {
     this.#stream = stream
     const track = stream.getAudioTracks()[0]
     if (!track) return microphoneProblem(new DOMException('no audio track', 'NotFoundError'))
-    this.#send = await this.#transport('send')
-    this.#mic = await this.#send.produce({ track, stopTracks: false })
+    this.#send ??= await this.#transport('send')
+    // paused, it sends no RTP at all (not even silence): "send audio" off stops the packets
+    this.#mic = await this.#send.produce({ track, stopTracks: false, zeroRtpOnPause: true })
     return undefined
+  }
+
+  /**
+   * Applies new device settings live: a new input or processing switch replaces the microphone's
+   * track, "send audio" pauses or resumes (or first starts) the producer, "receive audio" pauses or
+   * resumes every consumer. Returns a microphone problem, if a new microphone could not be opened.
+   */
+  async apply(choices: AudioChoices): Promise<string | undefined> {
+    // before start() is through, the controller applies the latest choices once it is
+    if (this.#closed || !this.#recv) return undefined
+    const was = this.#choices
+    this.#choices = choices
+    if (was.receiveAudio !== choices.receiveAudio)
+      for (const { consumer } of this.#received.values()) await this.#receive(consumer, choices.receiveAudio)
+    if (!choices.sendAudio) {
+      if (this.#mic && !this.#mic.paused) this.#mic.pause()
+      return undefined
+    }
+    if (!this.#mic) return this.#startMicrophone()
+    if (newMicrophoneNeeded(was, choices)) {
+      let stream: MediaStream
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ audio: microphoneConstraints(choices) })
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err)
+        return `The chosen microphone or processing could not be used (${why}): the one before keeps sending. Choose another microphone, or the browser's default.`
+      }
+      const track = stream.getAudioTracks()[0]
+      if (this.#closed || !track) {
+        for (const t of stream.getTracks()) t.stop()
+        return undefined
+      }
+      await this.#mic.replaceTrack({ track })
+      for (const old of this.#stream?.getTracks() ?? []) old.stop()
+      this.#stream = stream
+    }
+    if (this.#mic.paused) this.#mic.resume()
+    return undefined
+  }
+
+  /** The microphone's applied settings (what the browser made of the constraints), and whether it sends. */
+  microphone(): { settings: MediaTrackSettings; sending: boolean } | undefined {
+    const track = this.#mic?.track ?? this.#stream?.getAudioTracks()[0]
+    return track && this.#mic ? { settings: track.getSettings(), sending: !this.#mic.paused } : undefined
+  }
+
+  /** Pauses or resumes a consumer here and on the router (paused, the router sends it nothing). */
+  async #receive(consumer: Consumer, on: boolean): Promise<void> {
+    if (on) consumer.resume()
+    else consumer.pause()
+    // (the params type reads transportId as required, as for media.close: hence the cast)
+    await this.#client
+      .request(on ? 'media.resume' : 'media.pause', { consumerId: consumer.id } as unknown as {
+        transportId: string
+      })
+      .catch(() => undefined)
   }
 
   async #transport(direction: 'send' | 'recv'): Promise<Transport> {
@@ -211,10 +275,9 @@ export class AudioEngine {
     source.connect(analyser)
     source.connect(gain).connect(this.#audio.destination)
     this.#received.set(producerId, { consumer, element, sink, source, gain, analyser })
-    // (the params type reads transportId as required, as for media.close: hence the cast)
-    await this.#client.request('media.resume', { consumerId: consumer.id } as unknown as {
-      transportId: string
-    })
+    // it starts paused on the router: resumed unless "receive audio" is off
+    if (this.#choices.receiveAudio) await this.#receive(consumer, true)
+    else consumer.pause()
   }
 
   #drop(producerId: string, tell: boolean): void {

@@ -12,6 +12,8 @@ import { gainOf } from '../../../schemas/mix-rule.ts'
 import { browserDeviceLink } from '../browser-device.ts'
 import { useLive } from '../live.ts'
 import { StageAudio } from '../media/audio.ts'
+import { audioChoices } from '../media/device-choices.ts'
+import { AudioChoicesForm } from './audio-choices.tsx'
 
 /** A gain as people read it: "−6.0 dB", "muted". */
 function describeGain(gain: number): string {
@@ -44,6 +46,7 @@ export function AudioPanel({
   const audio = useMemo(() => new StageAudio(userId), [userId])
   useEffect(() => () => audio.dispose(), [audio])
   useSignalEffect(() => audio.setLink(browserDeviceLink.value))
+  useSignalEffect(() => audio.setChoices(audioChoices.value))
   const routerId = stage.mediaRouter?.router
   useEffect(() => audio.setRouter(routerId), [audio, routerId])
   useEffect(() => audio.setTracks(tracks), [audio, tracks])
@@ -72,7 +75,12 @@ export function AudioPanel({
   const joined = status.phase !== 'off'
 
   return (
-    <section aria-labelledby="audio-heading" class="panel audio-panel" data-testid="audio">
+    <section
+      aria-labelledby="audio-heading"
+      class="panel audio-panel"
+      data-testid="audio"
+      data-output={audio.sinkId.value}
+    >
       <h2 id="audio-heading">Audio</h2>
       <div class="place-row">
         <p role="status" data-phase={status.phase}>
@@ -97,6 +105,11 @@ export function AudioPanel({
           {status.text}
         </p>
       )}
+      {audio.output.value && (
+        <p class="error" role="alert">
+          {audio.output.value}
+        </p>
+      )}
       {status.microphone && (
         <p class="error" role="alert">
           {status.microphone}
@@ -114,7 +127,13 @@ export function AudioPanel({
                 aria-label="Your microphone's level"
                 data-testid="level-own"
                 data-bytes={figures.sent.bytes}
+                data-packets={figures.sent.packets}
                 data-level={figures.sent.level}
+                data-sending={figures.microphone?.sending ? 'yes' : 'no'}
+                data-echo-cancellation={String(figures.microphone?.settings.echoCancellation)}
+                data-noise-suppression={String(figures.microphone?.settings.noiseSuppression)}
+                data-auto-gain-control={String(figures.microphone?.settings.autoGainControl)}
+                data-input={figures.microphone?.settings.deviceId ?? ''}
               />
             </p>
           )}
@@ -151,6 +170,7 @@ export function AudioPanel({
           )}
         </>
       )}
+      <AudioChoicesForm />
     </section>
   )
 }
