@@ -3,6 +3,7 @@ import { topics } from '../../../devices/hub-client/index.ts'
 import type { DeviceSettings, ReportedPayload } from '../../../schemas/actions/device.ts'
 import type { DeviceConfig } from '../../../schemas/firmware.ts'
 import { browserDeviceLink } from '../browser-device.ts'
+import reported from '../../../schemas/json/client/devices_d_reported.json' with { type: 'json' }
 
 /**
  * The browser device's audio choices (issue 14 item 2) are device settings, like an ov-box's: this
@@ -14,8 +15,8 @@ import { browserDeviceLink } from '../browser-device.ts'
 
 export type MediaDeviceList = NonNullable<ReportedPayload['mediaDevices']>
 
-/** Kept in step with MAX_REPORTED_MEDIA_DEVICES of schemas/actions/device.ts (a type-only import here). */
-const MAX_REPORTED = 12
+/** The schema's limit per list, read from the JSON Schema generated from it (no TypeBox in the bundle). */
+const MAX_REPORTED = reported.properties.mediaDevices.properties.audioInputs.maxItems
 
 /** The settings this browser device should follow now (`desired` of its configuration). */
 export const browserDeviceSettings = signal<DeviceSettings>({})
