@@ -6,7 +6,7 @@ import { buildWeb } from '../../scripts/build-web.ts'
 import { collections, type UserDoc } from '../../services/collections.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { type Context, onHub, sleep } from '../lib/context.ts'
-import { CpuWindow } from '../lib/procs.ts'
+import { CpuWindow, cpuTimeMs } from '../lib/procs.ts'
 import { LiteRequester } from '../lib/requests.ts'
 import { round } from '../lib/results.ts'
 import { seedId } from '../lib/seed.ts'
@@ -283,7 +283,11 @@ export async function webMedia(ctx: Context): Promise<void> {
         const measure = async (joined: Page[]) => {
           const start = await Promise.all(joined.map(inbound))
           const cpu = new CpuWindow({ worker: workerPid }).begin()
+          const cpu0 = cpuTimeMs(workerPid)
+          const t0 = performance.now()
           await sleep(seconds * 1000)
+          // CpuWindow rounds to 0.01 core: the worker's own figure is read to the ms
+          const worker = (cpuTimeMs(workerPid) - cpu0) / (performance.now() - t0)
           const used = cpu.end()
           const end = await Promise.all(joined.map(inbound))
           let received = 0
@@ -295,7 +299,7 @@ export async function webMedia(ctx: Context): Promise<void> {
             jitterMs = Math.max(jitterMs, e.jitterMs)
           })
           return {
-            worker: used.worker ?? NaN,
+            worker: round(worker, 4),
             machine: used.machine ?? NaN,
             others: used.others ?? NaN,
             received,
