@@ -18,9 +18,17 @@ async function person(th: TestHub, name: string): Promise<{ actor: Actor; sessio
   return { actor: await connectAs(th, user.id, name), session: th.hub.users.userToken(user) }
 }
 
-async function signedIn(t: Test, th: TestHub, browser: Browser, session: unknown, path: string) {
+async function signedIn(
+  t: Test,
+  th: TestHub,
+  browser: Browser,
+  session: unknown,
+  path: string,
+  init?: string,
+) {
   const context = await browser.newContext({ viewport: DESKTOP })
   t.teardown(() => context.close())
+  if (init) await context.addInitScript(init)
   const page = await context.newPage()
   const problems: string[] = []
   page.on('pageerror', (err) => problems.push(err.message))
@@ -179,6 +187,62 @@ t.test(
       20_000,
     )
     t.equal(await a.page.getByTestId('tile-Ann').getAttribute('data-video'), 'no', 'her own tile: initials')
+    t.same([...a.problems, ...b.problems], [], 'no page error')
+  },
+)
+
+/** Keeps the page's peer connections at hand (added through DevTools before the app loads). */
+const KEEP_PEER_CONNECTIONS = `(() => {
+  const pcs = []
+  const PC = globalThis.RTCPeerConnection
+  globalThis.RTCPeerConnection = class extends PC {
+    constructor(...args) { super(...args); pcs.push(this) }
+  }
+  globalThis.__pcs = pcs
+})()`
+/** Stops sending RTP on every sender (as a broken uplink would), keeping the tracks to put back. */
+const CUT = `(async () => {
+  const held = []
+  for (const pc of globalThis.__pcs)
+    for (const sender of pc.getSenders()) if (sender.track) { held.push([sender, sender.track]); await sender.replaceTrack(null) }
+  globalThis.__held = held
+  return held.length
+})()`
+const RESTORE = `(async () => { for (const [sender, track] of globalThis.__held) await sender.replaceTrack(track) })()`
+
+t.test(
+  'in Chromium, when nothing arrives from Bo any more (his browser stops sending), Ann’s tile of him warns of a poor connection within seconds, and the warning goes once his media flows again',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const { th, ann, bo, stage } = await videoStage(t)
+    const browser = await launchChromium(t, { args: MEDIA_ARGS })
+    const path = `#/stages/${stage.id}`
+    const a = await signedIn(t, th, browser, ann.session, path)
+    const b = await signedIn(t, th, browser, bo.session, path, KEEP_PEER_CONNECTIONS)
+    for (const { page } of [a, b]) await page.getByRole('button', { name: 'Join audio' }).click()
+    await waitUntil(
+      async () => ((await tileVideo(a.page, 'Bo'))?.width ?? 0) > 0,
+      'Ann sees Bo’s camera',
+      20_000,
+    )
+    const tile = a.page.getByTestId('tile-Bo')
+    const warning = tile.locator('.tile-warning')
+    t.equal(await warning.textContent(), '', 'no warning while his media flows')
+
+    t.equal(await b.page.evaluate(CUT), 2, 'Bo’s microphone and camera stop sending')
+    await waitUntil(async () => (await warning.textContent()) !== '', 'Ann’s tile of Bo warns', 10_000)
+    t.equal(
+      await warning.textContent(),
+      'Poor connection: nothing arrived for a moment',
+      'it says what is wrong',
+    )
+    t.equal(await warning.getAttribute('role'), 'status', 'announced to screen readers')
+    t.match(await tile.getAttribute('class'), /\bpoor\b/, 'and the tile is marked')
+    await shoot(t, a.page, 'stage-video-poor')
+
+    await b.page.evaluate(RESTORE)
+    await waitUntil(async () => (await warning.textContent()) === '', 'the warning goes', 10_000)
+    t.pass('Bo’s media flows again: no warning')
     t.same([...a.problems, ...b.problems], [], 'no page error')
   },
 )
