@@ -11,6 +11,7 @@ import { fanout } from './benchmarks/fanout.ts'
 import { requests } from './benchmarks/requests.ts'
 import { coldStart, retainedSubscribe } from './benchmarks/retained.ts'
 import { webLoad } from './benchmarks/web-load.ts'
+import { webMedia } from './benchmarks/web-media.ts'
 import { webMixer } from './benchmarks/web-mixer.ts'
 import { type Context, benchTokens, profiles, withOverrides } from './lib/context.ts'
 import { LoadPool } from './lib/pool.ts'
@@ -24,7 +25,8 @@ const USAGE = `npm run bench -- [--quick | --tiny] [--only NAME]... [--out FILE]
   --quick     smaller counts and shorter runs (about 5 minutes on 2 cores)
   --tiny      a few seconds per benchmark; what the test suite runs, figures meaningless
   --only      connect_storm (also memory_per_connection), fanout, request_latency, audit_cost,
-              retained_subscribe, cold_start, churn, web_load (web-load), web_mixer (web-mixer);
+              retained_subscribe, cold_start, churn, web_load (web-load), web_mixer (web-mixer),
+              web_media (web-media);
               repeatable or comma-separated
   --out       where to write the results (default bench/results.json)
   --keep      keep the scratch directory (logs of every target process, seeded stores)
@@ -40,6 +42,7 @@ const benchmarks: { name: string; aliases: string[]; run: (ctx: Context) => Prom
   { name: 'churn', aliases: ['soak'], run: churn },
   { name: 'web_load', aliases: ['web-load', 'web'], run: webLoad },
   { name: 'web_mixer', aliases: ['web-mixer', 'mixer'], run: webMixer },
+  { name: 'web_media', aliases: ['web-media', 'media'], run: webMedia },
 ]
 
 async function main(): Promise<void> {

@@ -27,3 +27,6 @@ export function launchHeadlessChromium(args: readonly string[] = []): Promise<Br
     ],
   })
 }
+
+/** A fake microphone and camera (a beeping tone, a test pattern) that need no permission prompt. */
+export const MEDIA_ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] as const

@@ -56,6 +56,8 @@ export interface Profile {
   webLoad: { runs: number }
   /** web_mixer: seconds of each window (the page idle, then receiving 50 updates a second). */
   webMixer: { seconds: number }
+  /** web_media: measured joins (median), browser members of the big stage, seconds of each CPU/loss window. */
+  webMedia: { joins: number; members: number; seconds: number }
   churn: {
     seconds: number
     /** Churn without slow readers first: its end is the memory baseline, its p99 the latency one. */
@@ -92,6 +94,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     coldStart: { documents: 1000 },
     webLoad: { runs: 2 },
     webMixer: { seconds: 1 },
+    webMedia: { joins: 1, members: 3, seconds: 1 },
     churn: {
       seconds: 2,
       warmupSeconds: 1,
@@ -122,6 +125,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     coldStart: { documents: 100_000 },
     webLoad: { runs: 5 },
     webMixer: { seconds: 5 },
+    webMedia: { joins: 5, members: 8, seconds: 10 },
     churn: {
       seconds: 60,
       warmupSeconds: 10,
@@ -158,6 +162,7 @@ export const profiles: Record<Profile['name'], Profile> = {
     coldStart: { documents: 100_000 },
     webLoad: { runs: 11 },
     webMixer: { seconds: 10 },
+    webMedia: { joins: 7, members: 8, seconds: 20 },
     churn: {
       seconds: 180,
       warmupSeconds: 20,

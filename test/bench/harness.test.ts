@@ -70,6 +70,10 @@ t.test('npm run bench -- --tiny writes well-formed results with baselines from t
     'web_first_load',
     // in Chromium: Debian's package, where installed
     ...(existsSync('/usr/bin/chromium') ? ['web_first_state'] : []),
+    // browser audio through a real mediasoup worker: where both are installed
+    ...(existsSync('/usr/bin/chromium') && existsSync(join(root, 'node_modules/mediasoup'))
+      ? ['web_media_join_to_first_packet']
+      : []),
   ]) {
     const rows = report.metrics.filter((m) => m.name.includes(word))
     t.ok(rows.length > 0, `${word}: measured`)

@@ -14,5 +14,4 @@ export async function launchChromium(
   return browser
 }
 
-/** A fake microphone (a beeping tone) that needs no permission prompt: for the browser media tests. */
-export const MEDIA_ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] as const
+export { MEDIA_ARGS } from '../../scripts/chromium.ts'

@@ -18,6 +18,8 @@ export interface AudioStatus {
   text: string
   /** Set while the person hears the others but sends nothing (microphone refused or missing). */
   microphone?: string
+  /** Set when the stage has video but the camera could not be sent: what happened and what to do. */
+  camera?: string
 }
 
 export interface DeviceLink {
@@ -43,7 +45,11 @@ export class StageAudio {
   readonly output = signal<string | undefined>(undefined)
   /** The output device the stage plays through now ('' = the default). */
   readonly sinkId = signal('')
+  /** Other members' video (the stage's video is mediasoup), by producer id, and the own camera. */
+  readonly videos = signal<ReadonlyMap<string, MediaStream>>(new Map())
+  readonly ownVideo = signal<MediaStream | undefined>(undefined)
   readonly #userId: string
+  #video = false
   #wanted = false
   #audio?: AudioContext
   #engine?: AudioEngine
@@ -97,6 +103,13 @@ export class StageAudio {
   setLink(link: DeviceLink | undefined): void {
     if (link === this.#link) return
     this.#link = link
+    if (this.#wanted) this.#restart()
+  }
+
+  /** Whether the stage's video is mediasoup: the camera is sent and others' video received from the next start. */
+  setVideo(enabled: boolean): void {
+    if (enabled === this.#video) return
+    this.#video = enabled
     if (this.#wanted) this.#restart()
   }
 
@@ -174,6 +187,8 @@ export class StageAudio {
     this.#engine?.close(routerGone)
     this.#engine = undefined
     this.figures.value = { received: new Map() }
+    this.videos.value = new Map()
+    this.ownVideo.value = undefined
   }
 
   #restart(routerGone = false): void {
@@ -197,6 +212,20 @@ export class StageAudio {
     void this.#start(generation, this.#link)
   }
 
+  /** Receives the others' video and sends the camera; returns a camera problem. */
+  async #startVideo(engine: AudioEngine, generation: number): Promise<string | undefined> {
+    engine.receiveVideo({
+      changed: (videos) => {
+        if (generation === this.#generation) this.videos.value = videos
+      },
+    })
+    const camera = await engine.startCamera()
+    if (generation !== this.#generation) return undefined
+    if ('problem' in camera) return camera.problem
+    this.ownVideo.value = camera.stream
+    return undefined
+  }
+
   async #start(generation: number, link: DeviceLink): Promise<void> {
     let engine: AudioEngine | undefined
     try {
@@ -211,9 +240,12 @@ export class StageAudio {
       const asked = this.#choices
       const microphone = await engine.start(asked)
       if (generation !== this.#generation) return
+      const camera = this.#video ? await this.#startVideo(engine, generation) : undefined
+      if (generation !== this.#generation) return
       for (const [id, gain] of this.#gains) engine.setGain(id, gain)
       void engine.sync(this.#tracks)
       this.status.value = {
+        ...(camera ? { camera } : {}),
         phase: 'on',
         text:
           microphone || !this.#choices.sendAudio

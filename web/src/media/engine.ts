@@ -40,6 +40,21 @@ export interface MediaFigures {
   concealed?: number
   /** The peak level reaching Web Audio over the last ⅔ s (received tracks, before the gain), 0…1. */
   played?: number
+  /** Packets the receiver counted as lost (received tracks: RTCP `packetsLost`). */
+  lost?: number
+  /** Interarrival jitter in ms (received tracks). */
+  jitter?: number
+}
+
+/** A consumed video track, shown in a `<video>` of its member's tile (web/src/stage/video.tsx). */
+interface Watched {
+  consumer: Consumer
+  stream: MediaStream
+}
+
+/** What the video of an engine does: the videos received (by producer id) and the own camera's stream. */
+export interface VideoSink {
+  changed(videos: ReadonlyMap<string, MediaStream>): void
 }
 
 interface Received {
@@ -74,6 +89,18 @@ export function microphoneProblem(err: unknown): string {
   return `Your microphone could not be started (${err instanceof Error ? err.message : String(err)}). You hear the others meanwhile.`
 }
 
+/** Why the camera could not be used, with what to do (audio goes on; the others see your name). */
+export function cameraProblem(err: unknown): string {
+  const name = err instanceof DOMException ? err.name : ''
+  if (name === 'NotAllowedError' || name === 'SecurityError')
+    return 'The browser was not allowed to use your camera: allow it for this site (the icon in the address bar), then leave and join again. The others see your name meanwhile.'
+  if (name === 'NotFoundError' || name === 'OverconstrainedError')
+    return 'No camera was found: connect one, then leave and join again. The others see your name meanwhile.'
+  if (name === 'NotReadableError')
+    return 'Your camera is in use by another program or failed: close that program, then leave and join again.'
+  return `Your camera could not be started (${err instanceof Error ? err.message : String(err)}). The others see your name meanwhile.`
+}
+
 export class AudioEngine {
   readonly #client: HubClient
   readonly #audio: AudioContext
@@ -86,6 +113,10 @@ export class AudioEngine {
   #mic?: Producer
   #stream?: MediaStream
   readonly #received = new Map<string, Received>()
+  readonly #watched = new Map<string, Watched>()
+  #video?: VideoSink
+  #camera?: Producer
+  #cameraStream?: MediaStream
   readonly #gains = new Map<string, number>()
   #closed = false
   /** The device settings applied now (web/src/media/device-choices.ts). */
@@ -190,6 +221,32 @@ export class AudioEngine {
       .catch(() => undefined)
   }
 
+  /** Receives other members' video from now on (the stage's video is mediasoup): `sink` hears of every change. */
+  receiveVideo(sink: VideoSink): void {
+    this.#video = sink
+  }
+
+  /** Produces the camera (after `start`); returns a camera problem, or the camera's own stream. */
+  async startCamera(): Promise<{ problem: string } | { stream: MediaStream }> {
+    let stream: MediaStream
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
+      })
+    } catch (err) {
+      return { problem: cameraProblem(err) }
+    }
+    const track = stream.getVideoTracks()[0]
+    if (this.#closed || !track) {
+      for (const t of stream.getTracks()) t.stop()
+      return { problem: cameraProblem(new DOMException('no video track', 'NotFoundError')) }
+    }
+    this.#cameraStream = stream
+    this.#send ??= await this.#transport('send')
+    this.#camera = await this.#send.produce({ track, stopTracks: false })
+    return { stream }
+  }
+
   async #transport(direction: 'send' | 'recv'): Promise<Transport> {
     const info = await this.#client.request('media.createTransport', { direction })
     if (this.#closed) throw new Error('audio was left')
@@ -233,6 +290,9 @@ export class AudioEngine {
     const wanted = new Set(
       tracks.filter((t) => t.kind === 'audio' && t.userId !== this.#userId).map((t) => t.id),
     )
+    const videos = this.#video
+      ? new Set(tracks.filter((t) => t.kind === 'video' && t.userId !== this.#userId).map((t) => t.id))
+      : new Set<string>()
     this.#queue = this.#queue.then(async () => {
       for (const producerId of [...this.#received.keys()])
         if (!wanted.has(producerId)) this.#drop(producerId, true)
@@ -242,6 +302,7 @@ export class AudioEngine {
         // a track of the previous router, not cleared yet, is refused: the next change tries again
         await this.#consume(producerId).catch(() => undefined)
       }
+      await this.#syncVideos(videos)
     })
     return this.#queue
   }
@@ -278,6 +339,49 @@ export class AudioEngine {
     // it starts paused on the router: resumed unless "receive audio" is off
     if (this.#choices.receiveAudio) await this.#receive(consumer, true)
     else consumer.pause()
+  }
+
+  async #syncVideos(wanted: ReadonlySet<string>): Promise<void> {
+    let changed = false
+    for (const [producerId, watched] of [...this.#watched]) {
+      if (wanted.has(producerId)) continue
+      this.#watched.delete(producerId)
+      watched.consumer.close()
+      void this.#close({ consumerId: watched.consumer.id })
+      changed = true
+    }
+    for (const producerId of wanted) {
+      if (this.#closed) return
+      if (this.#watched.has(producerId)) continue
+      const consumer = await this.#consumeTrack(producerId).catch(() => undefined)
+      if (!consumer) continue
+      this.#watched.set(producerId, { consumer, stream: new MediaStream([consumer.track]) })
+      changed = true
+    }
+    if (changed && !this.#closed) this.#showVideos()
+  }
+
+  #showVideos(): void {
+    this.#video?.changed(new Map([...this.#watched].map(([id, w]) => [id, w.stream])))
+  }
+
+  /** `media.consume`, the consumer here, then `media.resume`: the track is live. */
+  async #consumeTrack(producerId: string): Promise<Consumer | undefined> {
+    const answer = await this.#client.request('media.consume', {
+      producerId,
+      rtpCapabilities: this.#device!.recvRtpCapabilities as never,
+    })
+    if (this.#closed) return undefined
+    const consumer = await this.#recv!.consume({
+      id: answer.consumerId,
+      producerId,
+      kind: answer.kind,
+      rtpParameters: answer.rtpParameters as unknown as RtpParameters,
+    })
+    await this.#client.request('media.resume', { consumerId: consumer.id } as unknown as {
+      transportId: string
+    })
+    return consumer
   }
 
   #drop(producerId: string, tell: boolean): void {
@@ -324,6 +428,19 @@ export class AudioEngine {
             gain: r.gain.gain.value,
             concealed: Number(s.concealedSamples ?? 0),
             played: peakOf(r.analyser),
+            lost: Number(s.packetsLost ?? 0),
+            jitter: Number(s.jitter ?? 0) * 1000,
+          })
+    }
+    for (const [producerId, w] of this.#watched) {
+      for (const s of (await w.consumer.getStats()).values() as Iterable<Record<string, unknown>>)
+        if (s.type === 'inbound-rtp' && s.kind === 'video')
+          received.set(producerId, {
+            bytes: Number(s.bytesReceived ?? 0),
+            packets: Number(s.packetsReceived ?? 0),
+            level: 0,
+            lost: Number(s.packetsLost ?? 0),
+            jitter: Number(s.jitter ?? 0) * 1000,
           })
     }
     let sent: MediaFigures | undefined
@@ -345,7 +462,11 @@ export class AudioEngine {
     if (this.#closed) return
     this.#closed = true
     for (const producerId of [...this.#received.keys()]) this.#drop(producerId, false)
+    for (const watched of this.#watched.values()) watched.consumer.close()
+    this.#watched.clear()
     for (const track of this.#stream?.getTracks() ?? []) track.stop()
+    this.#camera?.close()
+    for (const track of this.#cameraStream?.getTracks() ?? []) track.stop()
     for (const transport of [this.#send, this.#recv]) {
       if (!transport) continue
       transport.close()

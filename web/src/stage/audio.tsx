@@ -14,6 +14,7 @@ import { useLive } from '../live.ts'
 import { StageAudio } from '../media/audio.ts'
 import { audioChoices } from '../media/device-choices.ts'
 import { AudioChoicesForm } from './audio-choices.tsx'
+import { VideoTiles } from './video.tsx'
 
 /** A gain as people read it: "−6.0 dB", "muted". */
 function describeGain(gain: number): string {
@@ -50,6 +51,8 @@ export function AudioPanel({
   const routerId = stage.mediaRouter?.router
   useEffect(() => audio.setRouter(routerId), [audio, routerId])
   useEffect(() => audio.setTracks(tracks), [audio, tracks])
+  const video = stage.videoType === 'mediasoup'
+  useEffect(() => audio.setVideo(video), [audio, video])
 
   const mixes = useLive<MixState>(topics.mix.filter({ u: userId }))
   const own = new Map<string, MixState>()
@@ -114,6 +117,14 @@ export function AudioPanel({
         <p class="error" role="alert">
           {status.microphone}
         </p>
+      )}
+      {status.camera && (
+        <p class="error" role="alert">
+          {status.camera}
+        </p>
+      )}
+      {status.phase === 'on' && video && (
+        <VideoTiles userId={userId} audio={audio} members={members} tracks={tracks} />
       )}
       {status.phase === 'on' && (
         <>
