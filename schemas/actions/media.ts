@@ -273,22 +273,17 @@ export const mediaConsume = defineAction({
 })
 
 /** Exactly one of the ids, of something the caller owns. */
-const Target = (transports: boolean) =>
-  Type.Object(
-    {
-      producerId: Type.Optional(MediaId),
-      consumerId: Type.Optional(MediaId),
-      ...(transports ? { transportId: Type.Optional(MediaId) } : {}),
-    },
-    { additionalProperties: false, minProperties: 1, maxProperties: 1 },
-  )
+const exactlyOne = { additionalProperties: false, minProperties: 1, maxProperties: 1 } as const
+const producerOrConsumer = { producerId: Type.Optional(MediaId), consumerId: Type.Optional(MediaId) }
+const PauseTarget = Type.Object(producerOrConsumer, exactlyOne)
+const CloseTarget = Type.Object({ ...producerOrConsumer, transportId: Type.Optional(MediaId) }, exactlyOne)
 
 export const mediaPause = defineAction({
   name: 'media.pause',
   changesState: false,
   targets: { producerId: 'params.producerId', consumerId: 'params.consumerId' },
   description: 'Pause one of your producers or consumers.',
-  params: Target(false),
+  params: PauseTarget,
   result: Empty,
 })
 
@@ -297,7 +292,7 @@ export const mediaResume = defineAction({
   changesState: false,
   targets: { producerId: 'params.producerId', consumerId: 'params.consumerId' },
   description: 'Resume one of your producers or consumers.',
-  params: Target(false),
+  params: PauseTarget,
   result: Empty,
 })
 
@@ -311,7 +306,7 @@ export const mediaClose = defineAction({
   },
   description:
     'Close one of your producers (its stage track goes), consumers, or transports (with everything on it).',
-  params: Target(true),
+  params: CloseTarget,
   result: Type.Object({ closedProducers: ClosedProducers }, { additionalProperties: false }),
 })
 

@@ -213,11 +213,8 @@ export class AudioEngine {
   async #receive(consumer: Consumer, on: boolean): Promise<void> {
     if (on) consumer.resume()
     else consumer.pause()
-    // (the params type reads transportId as required, as for media.close: hence the cast)
     await this.#client
-      .request(on ? 'media.resume' : 'media.pause', { consumerId: consumer.id } as unknown as {
-        transportId: string
-      })
+      .request(on ? 'media.resume' : 'media.pause', { consumerId: consumer.id })
       .catch(() => undefined)
   }
 
@@ -378,9 +375,7 @@ export class AudioEngine {
       kind: answer.kind,
       rtpParameters: answer.rtpParameters as unknown as RtpParameters,
     })
-    await this.#client.request('media.resume', { consumerId: consumer.id } as unknown as {
-      transportId: string
-    })
+    await this.#client.request('media.resume', { consumerId: consumer.id })
     return consumer
   }
 
@@ -401,10 +396,7 @@ export class AudioEngine {
 
   /** `media.close` of one of ours; failures are dropped (the router may have closed it already). */
   async #close(target: { consumerId: string } | { transportId: string }): Promise<void> {
-    // the action's params type (exactly one of the ids) reads transportId as required: hence the cast
-    await this.#client
-      .request('media.close', target as unknown as { transportId: string })
-      .catch(() => undefined)
+    await this.#client.request('media.close', target).catch(() => undefined)
   }
 
   /** The gain of a received track (linear; 0 = silent), applied at once and to a consumer made later. */
