@@ -417,6 +417,21 @@ t.test(
       'the signed-out browser is offline',
     )
     t.pass('signing out: the browser device is offline')
+    const left = await second.page.evaluate(
+      (userId) => JSON.parse(localStorage.getItem(`stagehub.browserDevice.${userId}`) ?? 'null') as unknown,
+      user.id,
+    )
+    t.same(
+      left,
+      { deviceId: secondId, session: (left as { session: number }).session },
+      'and no device token is left in the browser, only its id',
+    )
+
+    // signing in again re-keys the same device: no new one piles up
+    await openSignedIn(second.page, `${th.httpUrl}/#/devices`, th.hub.users.userToken(user))
+    const again = second.page.getByTestId('device').filter({ hasText: 'This browser' })
+    await again.getByTestId('presence').getByText('Online', { exact: true }).waitFor()
+    t.equal(await again.getAttribute('data-device-id'), secondId, 'the same device, online again')
     t.same([...first.problems, ...second.problems], [], 'no page errors, no CSP violations')
   },
 )

@@ -34,14 +34,31 @@ let connections = 0
 const key = (userId: string) => `stagehub.browserDevice.${userId}`
 
 function stored(userId: string): StoredDevice | undefined {
+  const value = storedEntry(userId)
+  return value?.deviceId && value.token && value.expiresAt
+    ? { session: 0, ...value, deviceId: value.deviceId, token: value.token, expiresAt: value.expiresAt }
+    : undefined
+}
+
+/** What this browser keeps of its device; after signing out only its id and session (no token). */
+function storedEntry(userId: string): Partial<StoredDevice> | undefined {
   try {
-    const value = JSON.parse(localStorage.getItem(key(userId)) ?? 'null') as Partial<StoredDevice> | null
-    return value?.deviceId && value.token && value.expiresAt
-      ? { session: 0, ...value, deviceId: value.deviceId, token: value.token, expiresAt: value.expiresAt }
-      : undefined
+    return (
+      (JSON.parse(localStorage.getItem(key(userId)) ?? 'null') as Partial<StoredDevice> | null) ?? undefined
+    )
   } catch {
     return undefined
   }
+}
+
+/**
+ * Signing out leaves no device token in this browser (another person at the same computer could
+ * act as the device): only the id stays, and the next sign-in re-keys the same device.
+ */
+function forgetToken(userId: string): void {
+  const entry = storedEntry(userId)
+  if (!entry?.deviceId) return
+  localStorage.setItem(key(userId), JSON.stringify({ deviceId: entry.deviceId, session: entry.session ?? 0 }))
 }
 
 const keep = (userId: string, device: StoredDevice) =>
@@ -89,7 +106,10 @@ function userHub(): Promise<HubClient> {
   })
 }
 
-/** The stored device, or a new one (device.create) when there is none or its token is no longer accepted. */
+/**
+ * The stored device; the same device with a new token (device.token) after a sign-out left only its
+ * id; or a new one (device.create) when there is none or it is gone.
+ */
 async function ensureDevice(userId: string, stopped: () => boolean): Promise<StoredDevice | undefined> {
   const known = stored(userId)
   if (known) {
@@ -99,6 +119,23 @@ async function ensureDevice(userId: string, stopped: () => boolean): Promise<Sto
   }
   const client = await userHub()
   if (stopped()) return undefined
+  const signedOutFrom = known ? undefined : storedEntry(userId)
+  if (signedOutFrom?.deviceId) {
+    const rekeyed = await client
+      .request('device.token', { deviceId: signedOutFrom.deviceId })
+      .catch(() => undefined)
+    if (stopped()) return undefined
+    if (rekeyed) {
+      const device = {
+        deviceId: signedOutFrom.deviceId,
+        token: rekeyed.token,
+        expiresAt: rekeyed.expiresAt,
+        session: signedOutFrom.session ?? 0,
+      }
+      keep(userId, device)
+      return device
+    }
+  }
   const created = await client.request('device.create', { name: browserName(), kind: 'browser' })
   const device = {
     deviceId: created.device.id,
@@ -200,11 +237,16 @@ const signedIn = computed(() => session.value?.userId)
 
 /**
  * This browser is the signed-in person's device while they are signed in: a new token for the same
- * person (a password change) changes nothing, signing out disconnects it (`offline`). Returns the stop.
+ * person (a password change) changes nothing, signing out disconnects it (`offline`) and forgets its
+ * token (the next sign-in re-keys the same device). Returns the stop.
  */
 export function followSignedIn(): () => void {
+  let previous: string | undefined
   return effect(() => {
     const userId = signedIn.value
+    // signed out (not a reload or a closed tab: those run no cleanup): the token goes
+    if (previous && previous !== userId) forgetToken(previous)
+    previous = userId
     return userId ? startBrowserDevice(userId) : undefined
   })
 }
