@@ -98,22 +98,26 @@ async function seedStage(dataDir: string) {
       targetId: members[0]!,
       muted: true,
     }),
-    ...tracks.map((id, t) =>
-      insert<StageTrackDoc>(stageCollections.stageTracks.name, {
+    // the tracks belong to the members other than the admin, who opens the mixer: the admin's
+    // browser becomes a device of theirs, and a member's device coming online makes the hub derive
+    // their ov tracks from their online ov-boxes again (none are seeded), which would clear theirs
+    ...tracks.map((id, t) => {
+      const sender = 1 + (t % (MIXER_MEMBERS - 1))
+      return insert<StageTrackDoc>(stageCollections.stageTracks.name, {
         id,
         stageId,
-        userId: users[t % MIXER_MEMBERS]!,
-        memberId: members[t % MIXER_MEMBERS]!,
-        deviceId: seedId('mixer-box', t % MIXER_MEMBERS),
+        userId: users[sender]!,
+        memberId: members[sender]!,
+        deviceId: seedId('mixer-box', sender),
         kind: 'ov',
         ov: {
           soundCardName: 'hw:1',
-          channel: Math.floor(t / MIXER_MEMBERS),
+          channel: Math.floor(t / (MIXER_MEMBERS - 1)),
           gain: 1,
           directivity: 'omni',
         },
-      }),
-    ),
+      })
+    }),
   ]
   await backend.commit([], [], writes)
   await backend.close()
