@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildWeb } from '../../scripts/build-web.ts'
-import type { Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import type { Test } from 'tap'
 import type { Teardown } from './hub.ts'
 
@@ -87,4 +87,26 @@ export async function openSignedIn(page: Page, url: string, session: unknown): P
     session,
   ] as const)
   await page.reload()
+}
+
+/**
+ * A person's browser context of its own (its own localStorage) signed in as `session` on `path`
+ * (`#/stages/…`), online when it returns; `init` is a script run in every page before the app.
+ */
+export async function signedInContext(
+  t: { teardown(fn: () => unknown): void },
+  origin: string,
+  browser: Browser,
+  session: unknown,
+  path: string,
+  init?: string,
+): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext({ viewport: DESKTOP })
+  t.teardown(() => context.close())
+  if (init) await context.addInitScript(init)
+  const page = await context.newPage()
+  const problems = watchProblems(page)
+  await openSignedIn(page, `${origin}/${path}`, session)
+  await page.getByTestId('connection').getByText('Online').waitFor()
+  return { page, problems }
 }

@@ -1,12 +1,12 @@
-import type { Browser, Page } from 'playwright-core'
-import t, { type Test } from 'tap'
+import type { Page } from 'playwright-core'
+import t from 'tap'
 import type { DeviceState } from '../../schemas/actions/device.ts'
 import type { StageState } from '../../schemas/actions/stage.ts'
 import { type Actor, connectAs, ok, retainedOn, roomy } from '../helpers/actors.ts'
 import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
 import { mediasoupMissing } from '../helpers/mediasoup.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, shoot, signedInContext } from '../helpers/web.ts'
 import { berlin, createRouter, operator, startAgent, watchStage } from '../services/media/fixture.ts'
 
 /**
@@ -18,21 +18,6 @@ import { berlin, createRouter, operator, startAgent, watchStage } from '../servi
 async function person(th: TestHub, name: string): Promise<{ actor: Actor; session: unknown }> {
   const user = await th.hub.users.createUser({ name })
   return { actor: await connectAs(th, user.id, name), session: th.hub.users.userToken(user) }
-}
-
-async function signedIn(t: Test, th: TestHub, browser: Browser, session: unknown, path: string) {
-  const context = await browser.newContext({ viewport: DESKTOP })
-  t.teardown(() => context.close())
-  const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  await page.goto(`${th.httpUrl}/`)
-  await page.evaluate((s) => localStorage.setItem('stagehub.session', JSON.stringify(s)), session)
-  await page.goto(`${th.httpUrl}/${path}`)
-  await page.reload()
-  await page.getByTestId('connection').getByText('Online').waitFor()
-  return { page, problems }
 }
 
 /** The id of the browser device a page runs as (kept in its localStorage). */
@@ -116,8 +101,8 @@ t.test(
 
     const browser = await launchChromium(t, { args: MEDIA_ARGS })
     const path = `#/stages/${stage.id}`
-    const a = await signedIn(t, th, browser, ann.session, path)
-    const b = await signedIn(t, th, browser, bo.session, path)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path)
     for (const { page } of [a, b]) await page.getByRole('button', { name: 'Join audio' }).click()
     for (const { page } of [a, b])
       await page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
@@ -152,7 +137,7 @@ t.test(
     t.ok(listed.audioInputs.length >= 2, 'several inputs are reported')
 
     // …and another of Ann's browsers offers them in her devices page
-    const c = await signedIn(t, th, browser, ann.session, '#/devices')
+    const c = await signedInContext(t, th.httpUrl, browser, ann.session, '#/devices')
     const card = c.page.locator(`[data-device-id="${annDevice}"]`)
     await card.getByText('Remote control').click()
     const microphone = card.getByLabel('Microphone')
@@ -273,8 +258,8 @@ t.test(
 
     const browser = await launchChromium(t, { args: MEDIA_ARGS })
     const path = `#/stages/${stage.id}`
-    const a = await signedIn(t, th, browser, ann.session, path)
-    const b = await signedIn(t, th, browser, bo.session, path)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path)
     const annDevice = await deviceOf(a.page, ann.actor.id)
     await ok(ann.actor, 'device.update', { deviceId: annDevice, settings: { sendAudio: false } })
     const send = a.page.getByTestId('audio-choices').getByLabel('Send my audio')

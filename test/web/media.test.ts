@@ -1,11 +1,11 @@
-import type { Browser, Page } from 'playwright-core'
-import t, { type Test } from 'tap'
+import type { Page } from 'playwright-core'
+import t from 'tap'
 import type { MemberState, StageState } from '../../schemas/actions/stage.ts'
 import { type Actor, connectAs, connectDevice, ok, refused, roomy } from '../helpers/actors.ts'
 import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
 import { mediasoupMissing } from '../helpers/mediasoup.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, shoot, signedInContext } from '../helpers/web.ts'
 import { berlin, createRouter, operator, startAgent, watchStage } from '../services/media/fixture.ts'
 
 /**
@@ -16,21 +16,6 @@ import { berlin, createRouter, operator, startAgent, watchStage } from '../servi
 async function person(th: TestHub, name: string): Promise<{ actor: Actor; session: unknown }> {
   const user = await th.hub.users.createUser({ name })
   return { actor: await connectAs(th, user.id, name), session: th.hub.users.userToken(user) }
-}
-
-async function signedIn(t: Test, th: TestHub, browser: Browser, session: unknown, path: string) {
-  const context = await browser.newContext({ viewport: DESKTOP })
-  t.teardown(() => context.close())
-  const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  await page.goto(`${th.httpUrl}/`)
-  await page.evaluate((s) => localStorage.setItem('stagehub.session', JSON.stringify(s)), session)
-  await page.goto(`${th.httpUrl}/${path}`)
-  await page.reload()
-  await page.getByTestId('connection').getByText('Online').waitFor()
-  return { page, problems }
 }
 
 interface Heard {
@@ -109,8 +94,8 @@ t.test(
 
     const browser = await launchChromium(t, { args: MEDIA_ARGS })
     const path = `#/stages/${stage.id}`
-    const a = await signedIn(t, th, browser, ann.session, path)
-    const b = await signedIn(t, th, browser, bo.session, path)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path)
 
     for (const { page } of [a, b]) {
       await page.getByRole('heading', { name: 'Audio' }).waitFor()
@@ -263,7 +248,7 @@ t.test(
     await ok(ann.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
 
     const browser = await launchChromium(t, { args: MEDIA_ARGS })
-    const a = await signedIn(t, th, browser, ann.session, `#/stages/${stage.id}`)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, `#/stages/${stage.id}`)
     await a.page.getByRole('button', { name: 'Join audio' }).click()
     await a.page.getByText('No media router serves this stage yet').waitFor()
     t.pass('no router yet: the page says so and what happens next')
@@ -319,7 +304,7 @@ t.test(
       [['--use-fake-ui-for-media-stream'], /No microphone was found/, 'stage-audio-no-microphone'],
     ] as const) {
       const browser = await launchChromium(t, { args })
-      const a = await signedIn(t, th, browser, ann.session, `#/stages/${stage.id}`)
+      const a = await signedInContext(t, th.httpUrl, browser, ann.session, `#/stages/${stage.id}`)
       await a.page.getByRole('button', { name: 'Join audio' }).click()
       const alert = a.page.getByTestId('audio').getByRole('alert')
       await alert.waitFor({ timeout: 20_000 })

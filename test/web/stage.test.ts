@@ -1,10 +1,10 @@
-import type { Browser, Page } from 'playwright-core'
-import t, { type Test } from 'tap'
+import type { Page } from 'playwright-core'
+import t from 'tap'
 import { topics } from '../../schemas/topics.ts'
 import { type Actor, connectAs, connectDevice, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub } from '../helpers/hub.ts'
-import { builtWebApp, DESKTOP, openSignedIn, shoot, watchProblems } from '../helpers/web.ts'
+import { builtWebApp, shoot, signedInContext } from '../helpers/web.ts'
 
 /** A person of the test: a user in the store, a Node connection for setup, a device online. */
 async function person(th: TestHub, name: string): Promise<{ actor: Actor; session: unknown }> {
@@ -22,17 +22,6 @@ async function person(th: TestHub, name: string): Promise<{ actor: Actor; sessio
     { qos: 1, retain: true },
   )
   return { actor, session: th.hub.users.userToken(user) }
-}
-
-/** A browser context of its own (its own localStorage) signed in as `session`, on `path`. */
-async function signedIn(t: Test, th: TestHub, browser: Browser, session: unknown, path: string) {
-  const context = await browser.newContext({ viewport: DESKTOP })
-  t.teardown(() => context.close())
-  const page = await context.newPage()
-  const problems = watchProblems(page)
-  await openSignedIn(page, `${th.httpUrl}/${path}`, session)
-  await page.getByTestId('connection').getByText('Online').waitFor()
-  return { page, problems }
 }
 
 const presence = (page: Page, name: string) =>
@@ -60,8 +49,8 @@ t.test(
 
     const browser = await launchChromium(t)
     const path = `#/stages/${stage.id}`
-    const a = await signedIn(t, th, browser, ann.session, path)
-    const b = await signedIn(t, th, browser, bo.session, path)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path)
     const annPage = a.page
     const boPage = b.page
 
@@ -222,7 +211,13 @@ t.test(
     })
     await ok(bo.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
     const browser = await launchChromium(t)
-    const { page, problems } = await signedIn(t, th, browser, ann.session, `#/stages/${stage.id}`)
+    const { page, problems } = await signedInContext(
+      t,
+      th.httpUrl,
+      browser,
+      ann.session,
+      `#/stages/${stage.id}`,
+    )
     await page.getByRole('heading', { name: 'Long chat' }).waitFor()
     t.ok(await page.getByLabel('Message').isDisabled(), 'not joined: the message input is disabled')
     await page.getByText('Join the stage to chat.').waitFor()

@@ -1,11 +1,11 @@
-import type { Browser, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import type { StageState } from '../../schemas/actions/stage.ts'
 import { type Actor, connectAs, ok, roomy } from '../helpers/actors.ts'
 import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
 import { mediasoupMissing } from '../helpers/mediasoup.ts'
-import { builtWebApp, DESKTOP, shoot } from '../helpers/web.ts'
+import { builtWebApp, shoot, signedInContext } from '../helpers/web.ts'
 import { berlin, createRouter, operator, startAgent, watchStage } from '../services/media/fixture.ts'
 
 /**
@@ -16,29 +16,6 @@ import { berlin, createRouter, operator, startAgent, watchStage } from '../servi
 async function person(th: TestHub, name: string): Promise<{ actor: Actor; session: unknown }> {
   const user = await th.hub.users.createUser({ name })
   return { actor: await connectAs(th, user.id, name), session: th.hub.users.userToken(user) }
-}
-
-async function signedIn(
-  t: Test,
-  th: TestHub,
-  browser: Browser,
-  session: unknown,
-  path: string,
-  init?: string,
-) {
-  const context = await browser.newContext({ viewport: DESKTOP })
-  t.teardown(() => context.close())
-  if (init) await context.addInitScript(init)
-  const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(err.message))
-  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && problems.push(m.text()))
-  await page.goto(`${th.httpUrl}/`)
-  await page.evaluate((s) => localStorage.setItem('stagehub.session', JSON.stringify(s)), session)
-  await page.goto(`${th.httpUrl}/${path}`)
-  await page.reload()
-  await page.getByTestId('connection').getByText('Online').waitFor()
-  return { page, problems }
 }
 
 /** The `<video>` of `name`'s tile on `page`: its size and whether it plays. */
@@ -92,8 +69,8 @@ t.test(
 
     const browser = await launchChromium(t, { args: MEDIA_ARGS })
     const path = `#/stages/${stage.id}`
-    const a = await signedIn(t, th, browser, ann.session, path)
-    const b = await signedIn(t, th, browser, bo.session, path)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path)
     for (const { page } of [a, b]) await page.getByRole('button', { name: 'Join audio' }).click()
     for (const { page } of [a, b])
       await page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
@@ -163,13 +140,13 @@ t.test(
   async (t) => {
     const { th, ann, bo, stage } = await videoStage(t)
     const withDevices = await launchChromium(t, { args: MEDIA_ARGS })
-    const b = await signedIn(t, th, withDevices, bo.session, `#/stages/${stage.id}`)
+    const b = await signedInContext(t, th.httpUrl, withDevices, bo.session, `#/stages/${stage.id}`)
     await b.page.getByRole('button', { name: 'Join audio' }).click()
     await b.page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
 
     // permission granted, but no device at all
     const without = await launchChromium(t, { args: ['--use-fake-ui-for-media-stream'] })
-    const a = await signedIn(t, th, without, ann.session, `#/stages/${stage.id}`)
+    const a = await signedInContext(t, th.httpUrl, without, ann.session, `#/stages/${stage.id}`)
     await a.page.getByRole('button', { name: 'Join audio' }).click()
     const alert = a.page
       .getByTestId('audio')
@@ -217,8 +194,8 @@ t.test(
     const { th, ann, bo, stage } = await videoStage(t)
     const browser = await launchChromium(t, { args: MEDIA_ARGS })
     const path = `#/stages/${stage.id}`
-    const a = await signedIn(t, th, browser, ann.session, path)
-    const b = await signedIn(t, th, browser, bo.session, path, KEEP_PEER_CONNECTIONS)
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path, KEEP_PEER_CONNECTIONS)
     for (const { page } of [a, b]) await page.getByRole('button', { name: 'Join audio' }).click()
     await waitUntil(
       async () => ((await tileVideo(a.page, 'Bo'))?.width ?? 0) > 0,
