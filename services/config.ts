@@ -1,7 +1,7 @@
 import { createPublicKey, randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, type JwtAlgorithm, type JwtConfig, type ListenerConfig } from '../broker/config.ts'
@@ -13,7 +13,11 @@ export interface HubConfig extends ListenerConfig {
   mongoUrl?: string | undefined
   /** What the embedded store checks when it opens (STORE_INTEGRITY_CHECK). */
   storeIntegrityCheck: StoreIntegrityCheck
-  redisUrl?: string | undefined
+  /**
+   * Several hub processes serving one deployment (REDIS_URL, docs/cluster.md): Redis carries the
+   * message bus, commits and leases between them; MONGO_URL is required with it.
+   */
+  cluster?: ClusterSettings | undefined
   logLevel: string
   /**
    * Per connection: messages (and their bytes) sent but not yet taken by its socket; beyond either
@@ -109,6 +113,12 @@ export interface Quotas {
   devicesPerUser: number
 }
 
+export interface ClusterSettings {
+  redisUrl: string
+  /** This process's name in the deployment (HUB_ID; default host-pid-random): Aedes' broker id, lease owner. */
+  processId: string
+}
+
 /** quick: PRAGMA quick_check (page and b-tree structure); full: integrity_check (also indexes); off: none. */
 export type StoreIntegrityCheck = 'quick' | 'full' | 'off'
 
@@ -186,6 +196,26 @@ export function storeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Stor
     mongoUrl: env.MONGO_URL || undefined,
     storeIntegrityCheck: check,
   }
+}
+
+const PROCESS_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+
+function clusterSettingsFromEnv(env: NodeJS.ProcessEnv): ClusterSettings | undefined {
+  if (!env.REDIS_URL) return undefined
+  if (!env.MONGO_URL) {
+    throw new ConfigError(
+      'REDIS_URL is set without MONGO_URL: hub processes share one deployment through Redis and MongoDB, and the embedded store belongs to one process. Set MONGO_URL (a replica set), or unset REDIS_URL to run one process.',
+    )
+  }
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 40) || 'hub'
+  const processId = env.HUB_ID || `${host}-${process.pid}-${randomBytes(3).toString('hex')}`
+  if (!PROCESS_ID.test(processId)) {
+    throw new ConfigError(`HUB_ID must be 1-63 letters, digits, '.', '_' or '-', got "${processId}"`)
+  }
+  return { redisUrl: env.REDIS_URL, processId }
 }
 
 /** The signing secret `stagehub start` keeps in DATA_DIR when neither JWT_SECRET nor JWT_PUBLIC_KEY is set. */
@@ -377,7 +407,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HubConfig {
       privateKey: fileOrPem('JWT_PRIVATE_KEY'),
     },
     ...storeSettingsFromEnv(env),
-    redisUrl: env.REDIS_URL || undefined,
+    cluster: clusterSettingsFromEnv(env),
     logLevel: env.LOG_LEVEL || defaults.logLevel,
     maxPayloadBytes: positive('MAX_PAYLOAD_BYTES', defaults.maxPayloadBytes),
     outbound: {

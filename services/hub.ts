@@ -171,7 +171,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
 /** `startHub`'s work; `undo` collects how to close each part opened so far. */
 async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)[]): Promise<Hub> {
-  if (config.redisUrl)
+  if (config.cluster)
     log.warn(
       'REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone',
     )

@@ -251,3 +251,24 @@ t.test(
     )
   },
 )
+
+t.test(
+  'REDIS_URL makes this process one of a deployment and needs MONGO_URL and a valid HUB_ID',
+  async (t) => {
+    t.equal(configFromEnv({ JWT_SECRET: SECRET }).cluster, undefined, 'one process without REDIS_URL')
+    t.throws(
+      () => configFromEnv({ JWT_SECRET: SECRET, REDIS_URL: 'redis://127.0.0.1:6379' }),
+      /REDIS_URL is set without MONGO_URL/,
+    )
+    const mongo = { JWT_SECRET: SECRET, REDIS_URL: 'redis://r:6379', MONGO_URL: 'mongodb://m/stagehub' }
+    t.same(configFromEnv({ ...mongo, HUB_ID: 'hub-1' }).cluster, {
+      redisUrl: 'redis://r:6379',
+      processId: 'hub-1',
+    })
+    const a = configFromEnv(mongo).cluster!.processId
+    const b = configFromEnv(mongo).cluster!.processId
+    t.match(a, /^[A-Za-z0-9][A-Za-z0-9._-]+-\d+-[0-9a-f]{6}$/, 'default: host-pid-random')
+    t.not(a, b, 'two processes on one host never share a default id')
+    t.throws(() => configFromEnv({ ...mongo, HUB_ID: 'hub 1/x' }), /HUB_ID must be/)
+  },
+)
