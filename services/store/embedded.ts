@@ -16,7 +16,8 @@ import {
   fingerprint,
 } from './port.ts'
 
-const NAME = /^[a-z][a-z0-9_]{0,62}$/
+/** A collection name; `_stagehub_` names are the hub's own (the change log). */
+const NAME = /^(?:_stagehub_)?[a-z][a-z0-9_]{0,62}$/
 const FIELD = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
 
 interface PendingCommit {
@@ -105,6 +106,15 @@ export class EmbeddedBackend implements StoreBackend {
   }
 
   async page(collection: string, query: PageQuery): Promise<StoredDoc[]> {
+    const rows = this.#page('doc', collection, query) as { doc: string }[]
+    return rows.map((r) => JSON.parse(r.doc) as StoredDoc)
+  }
+
+  async pageIds(collection: string, query: PageQuery): Promise<string[]> {
+    return (this.#page('id', collection, query) as { id: string }[]).map((r) => r.id)
+  }
+
+  #page(column: 'doc' | 'id', collection: string, query: PageQuery): unknown[] {
     const where: string[] = []
     const values: (string | number | null)[] = []
     for (const field of Object.keys(query.filter).sort()) {
@@ -125,9 +135,8 @@ export class EmbeddedBackend implements StoreBackend {
       where.push('id < ?')
       values.push(query.idBelow)
     }
-    const sql = `SELECT doc FROM ${tableName(collection)}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`
-    const rows = this.#watch(() => this.#statement(sql).all(...values, query.limit) as { doc: string }[])
-    return rows.map((r) => JSON.parse(r.doc) as StoredDoc)
+    const sql = `SELECT ${column} FROM ${tableName(collection)}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`
+    return this.#watch(() => this.#statement(sql).all(...values, query.limit))
   }
 
   commit(reads: readonly DocRead[], queries: readonly QueryRead[], writes: readonly Write[]): Promise<void> {

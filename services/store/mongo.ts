@@ -24,7 +24,8 @@ import {
   fingerprint,
 } from './port.ts'
 
-const NAME = /^[a-z][a-z0-9_]{0,62}$/
+/** A collection name; `_stagehub_` names are the hub's own (the change log). */
+const NAME = /^(?:_stagehub_)?[a-z][a-z0-9_]{0,62}$/
 const FIELD = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
 
 /** Lock documents live here; the leading underscore keeps it apart from every valid collection name. */
@@ -175,20 +176,22 @@ export class MongoBackend implements StoreBackend {
 
   async page(collection: string, query: PageQuery): Promise<StoredDoc[]> {
     this.#assertOpen()
-    const mongoQuery = equalities(query.filter)
-    if (query.contains) {
-      checkFields([query.contains.field])
-      // $eq on an array field matches any of its elements
-      mongoQuery[mongoField(query.contains.field)] = { $eq: query.contains.value }
-    }
-    const ids: Document = {}
-    if (query.idFrom !== undefined) ids.$gte = query.idFrom
-    if (query.idBelow !== undefined) ids.$lt = query.idBelow
-    if (Object.keys(ids).length > 0) mongoQuery._id = ids
     const docs = await this.#collection(collection)
-      .find(mongoQuery as MongoFilter<MongoDoc>, { sort: { _id: -1 }, limit: query.limit })
+      .find(pageQuery(query) as MongoFilter<MongoDoc>, { sort: { _id: -1 }, limit: query.limit })
       .toArray()
     return docs.map(fromMongo)
+  }
+
+  async pageIds(collection: string, query: PageQuery): Promise<string[]> {
+    this.#assertOpen()
+    const docs = await this.#collection(collection)
+      .find(pageQuery(query) as MongoFilter<MongoDoc>, {
+        sort: { _id: -1 },
+        limit: query.limit,
+        projection: { _id: 1 },
+      })
+      .toArray()
+    return docs.map((doc) => doc._id)
   }
 
   async commit(
@@ -270,6 +273,8 @@ export class MongoBackend implements StoreBackend {
       } else if (before?.version !== write.expectedVersion) {
         throw new VersionConflictError(`${write.collection}/${id} changed`)
       }
+      // a change-log entry conflicts with nothing: no lock, so the log is never a hot document
+      if (isLog(write.collection)) continue
       locks.add(idLock(write.collection, id))
       const after = write.op === 'delete' ? null : write.doc
       for (const fields of this.#fieldSets.get(write.collection) ?? []) {
@@ -327,7 +332,9 @@ export class MongoBackend implements StoreBackend {
       idsByCollection.set(collection, ids)
     }
     for (const read of reads) want(read.collection, read.id)
-    for (const write of writes) want(write.collection, write.op === 'delete' ? write.id : write.doc.id)
+    // a change-log entry has a fresh unique id: nothing to compare (the _id index refuses a duplicate)
+    for (const write of writes)
+      if (!isLog(write.collection)) want(write.collection, write.op === 'delete' ? write.id : write.doc.id)
     const current = new Map<string, StoredDoc>()
     for (const [collection, ids] of idsByCollection) {
       const cursor = this.#collection(collection).find({ _id: { $in: [...ids] } }, { session })
@@ -417,6 +424,26 @@ function equalities(filter: Filter): Document {
     query[mongoField(field)] = { $eq: filter[field] ?? null }
   }
   return query
+}
+
+/** The filter of a page query (equalities, an array element, an id range). */
+function pageQuery(query: PageQuery): Document {
+  const mongoQuery = equalities(query.filter)
+  if (query.contains) {
+    checkFields([query.contains.field])
+    // $eq on an array field matches any of its elements
+    mongoQuery[mongoField(query.contains.field)] = { $eq: query.contains.value }
+  }
+  const ids: Document = {}
+  if (query.idFrom !== undefined) ids.$gte = query.idFrom
+  if (query.idBelow !== undefined) ids.$lt = query.idBelow
+  if (Object.keys(ids).length > 0) mongoQuery._id = ids
+  return mongoQuery
+}
+
+/** The hub's own append-only logs (the change log): written with unique ids, never read in transactions. */
+function isLog(collection: string): boolean {
+  return collection.startsWith('_stagehub_')
 }
 
 function mongoField(field: string): string {

@@ -93,6 +93,8 @@ export interface StoreBackend {
    * transaction: for listings (the audit trail, whose ids sort by time), not for decisions.
    */
   page(collection: string, query: PageQuery): Promise<StoredDoc[]>
+  /** Optional: the ids `page` would return, without reading the documents. */
+  pageIds?(collection: string, query: PageQuery): Promise<string[]>
   /** Deletes, outside any transaction, every document whose numeric `field` is below `limit`; returns how many. */
   purgeExpired(collection: string, field: string, limit: number): Promise<number>
   /**

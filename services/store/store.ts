@@ -125,21 +125,24 @@ export class Transaction {
     })
   }
 
-  /** @internal used by Store */
-  async commit(): Promise<Change[]> {
+  /**
+   * @internal used by Store. With a commit log, its entry for these changes is inserted in the same
+   * backend commit: both are durable, or neither.
+   */
+  async commit(log?: CommitLog): Promise<{ changes: Change[]; entry?: StoredDoc }> {
     const entries = [...this.#writes.values()]
-    if (entries.length === 0) return []
-    await this.#backend.commit(
-      [...this.#reads.values()],
-      this.#queries,
-      entries.map((e) => e.write),
-    )
-    return entries.map(({ write, before }) => ({
+    if (entries.length === 0) return { changes: [] }
+    const changes = entries.map(({ write, before }) => ({
       collection: write.collection,
       id: write.op === 'delete' ? write.id : write.doc.id,
       before,
       after: write.op === 'delete' ? null : write.doc,
     }))
+    const writes = entries.map((e) => e.write)
+    const logged = log?.entry(changes)
+    if (logged) writes.push({ op: 'insert', collection: logged.collection, doc: logged.doc })
+    await this.#backend.commit([...this.#reads.values()], this.#queries, writes)
+    return logged ? { changes, entry: logged.doc } : { changes }
   }
 }
 
@@ -149,6 +152,20 @@ export class Transaction {
  * publishes goes out before the committing request is answered. Listeners handle their own errors.
  */
 export type ChangeListener = (changes: readonly Change[]) => void | Promise<void>
+
+/**
+ * A change log every commit writes to (services/cluster/change-feed.ts: several processes share the
+ * store, and each announces every commit of the deployment to its listeners).
+ */
+export interface CommitLog {
+  /** The log document to insert in the same backend commit as `changes`. */
+  entry(changes: readonly Change[]): { collection: string; doc: StoredDoc }
+  /**
+   * After that commit is durable: tells the other processes, and returns the changes to announce
+   * on this one (each change's `before` being what this process's listeners last saw of the document).
+   */
+  committed(entry: StoredDoc, changes: readonly Change[]): readonly Change[]
+}
 
 export interface TransactionOptions {
   /** How often a transaction that lost a race is re-run before giving up with a conflict. */
@@ -160,6 +177,7 @@ export class Store {
   readonly backend: StoreBackend
   readonly #listeners = new Set<ChangeListener>()
   readonly #collections = new Map<string, CollectionSpec>()
+  #log: CommitLog | undefined
 
   constructor(backend: StoreBackend) {
     this.backend = backend
@@ -204,16 +222,18 @@ export class Store {
     for (let attempt = 0; ; attempt++) {
       const tx = new Transaction(this.backend)
       const value = await work(tx)
-      let changes: Change[]
+      const log = this.#log
+      let committed: { changes: Change[]; entry?: StoredDoc }
       try {
-        changes = await tx.commit()
+        committed = await tx.commit(log)
       } catch (err) {
         if (!(err instanceof VersionConflictError) || attempt >= retries) throw err
         // jittered, capped backoff: contenders spread out instead of colliding again in lockstep
         await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)))
         continue
       }
-      if (changes.length > 0) await this.#announce(changes)
+      const { changes, entry } = committed
+      if (changes.length > 0) await this.#announce(log && entry ? log.committed(entry, changes) : changes)
       return { value, changes }
     }
   }
@@ -221,6 +241,28 @@ export class Store {
   onChange(listener: ChangeListener): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
+  }
+
+  /**
+   * From now on every commit also writes an entry of `log` and tells it once durable; undefined stops
+   * it. Without a log (one process) the store works as it always did.
+   */
+  useCommitLog(log: CommitLog | undefined): void {
+    this.#log = log
+  }
+
+  /**
+   * Announces changes committed by another process of the deployment (the change feed) to this
+   * process's listeners, exactly as its own commits are announced.
+   */
+  announce(changes: readonly Change[]): Promise<void> {
+    return this.#announce(changes)
+  }
+
+  /** The ids `page` would return, without the documents (cheap polling of a log whose ids sort by time). */
+  async pageIds(collection: string, query: PageQuery): Promise<string[]> {
+    if (this.backend.pageIds) return this.backend.pageIds(collection, query)
+    return (await this.backend.page(collection, query)).map((doc) => doc.id)
   }
 
   /** See StoreBackend.watchOutsideCommits; nothing is reported by a backend that cannot tell. */
