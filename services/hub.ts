@@ -12,6 +12,8 @@ import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { type Consumer, findTopic, topics } from '../schemas/topics.ts'
 import { AccessIndex } from './access.ts'
+import { ChangeFeed } from './cluster/change-feed.ts'
+import { ClusterLink } from './cluster/link.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
@@ -49,6 +51,8 @@ export interface Hub {
   users: UsersService
   claims: DeviceClaims
   pipeline: RequestPipeline
+  /** In a cluster: the change feed that announces the other processes' commits here (docs/cluster.md). */
+  feed?: ChangeFeed | undefined
   log: Logger
   /** Clean shutdown: hub/status offline, listeners and connections closed, store flushed and closed. */
   close(): Promise<void>
@@ -179,6 +183,15 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   const tokens = createTokenService(config.jwt)
   const store = await openStore(config)
   undo.push(() => store.close())
+  const link = config.cluster
+    ? await ClusterLink.open(config.cluster, log.child({ component: 'cluster' }))
+    : undefined
+  if (link) undo.push(() => link.close())
+  // before anything loads state or commits: every commit logs its changes, others' are held until start()
+  const feed = link
+    ? await ChangeFeed.open({ store, link, log: log.child({ component: 'change-feed' }) })
+    : undefined
+  if (feed) undo.push(() => feed.close())
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log, config.outbound)
@@ -359,6 +372,8 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
   undo.push(stopFollowing)
+  // every listener is registered: the other processes' commits are announced from now on
+  feed?.start()
 
   await publisher.republishAll(
     [...persistence.retainedTopics()].filter((t) => t !== topics.hubStatus.build()),
@@ -419,8 +434,10 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       await listenersClosed
       await metricsHttp?.close()
       await persistence.flush()
+      await feed?.close()
       await audit.stop()
       await store.close()
+      await link?.close()
       log.info('stopped')
     })())
 
@@ -434,6 +451,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     users,
     claims,
     pipeline,
+    feed,
     log,
     close,
   }

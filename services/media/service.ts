@@ -110,6 +110,9 @@ export class MediaService {
       deleteTracks(tx, (await tx.find<StageTrackDoc>(c.stageTracks.name)).filter(isMediaTrack)),
     )
     this.#registerActions()
+    // in a cluster every process runs it for every commit (the change feed): each forgets its own
+    // peers; deleting tracks is idempotent (the first commit wins, the others find nothing), and so
+    // is member.leave on the router, which then hears it once per process
     store.onChange((changes) => this.#afterCommit(changes))
   }
 

@@ -70,6 +70,9 @@ export class RoutersService {
     for (const spec of Object.values(routerCollections)) await store.ensureCollection(spec)
     publisher.project(routerProjection(store))
     this.#registerActions()
+    // In a cluster every process hears every commit (the change feed), so every process runs this.
+    // TODO(leases): RoutersService.distribute commits a distribution: only the coordinator lease's
+    // holder should run it (concurrent runs converge through transaction conflicts, but do the work N times).
     store.onChange((changes) => (changesDistribution(changes) ? this.distribute() : undefined))
   }
 

@@ -136,6 +136,9 @@ export class StagesService {
     users.onProfileChange((ctx, user) => this.#renameMembers(ctx, user))
     users.onAccountRemoval((ctx, user, choice, removal) => this.#removeAccount(ctx, user, choice, removal))
     // awaited by the store, so a request's membership effects are published before its answer
+    // in a cluster every process runs it for every commit (the change feed): the transaction only
+    // writes what differs from the store, so the others read, find nothing to do and commit nothing;
+    // and the derived state follows even when the committing process died right after its commit
     store.onChange((changes) =>
       Promise.all(
         [...usersToRefresh(changes)].map((userId) =>
