@@ -4,6 +4,8 @@ import type { GroupState, StageState } from '../../../schemas/actions/stage.ts'
 import { type Actor, actor, connectAs, ok, parse, roomy } from '../../helpers/actors.ts'
 import {
   type TestHub,
+  connackCode,
+  connectionClosed,
   nextMessage,
   recordMessages,
   sleep,
@@ -179,5 +181,86 @@ t.test(
       [128],
       'Carol may not subscribe again on process 2',
     )
+  },
+)
+
+t.test(
+  "a sign-out through process 1 closes the user's connections on processes 2 and 3 and refuses the old token there",
+  { skip },
+  async (t) => {
+    const [p1, p2, p3] = await cluster(t)
+    const ann = await userOn(p1, p1, 'Ann')
+    const oldToken = p1.token({ sub: ann.id, name: 'Ann' })
+    await waitUntil(() => p3.hub.access.hasUser(ann.id), 'process 3 knows Ann')
+    const onP2 = await p2.connect({ clientId: 'ann-phone', token: oldToken })
+    const onP3 = await p3.connect({ clientId: 'ann-web', token: oldToken, ws: true })
+    const closed = [connectionClosed(onP2, 1000), connectionClosed(onP3, 1000)]
+    const fresh = await ok<{ token: string; generation: number }>(ann, 'user.signOut')
+    t.equal(fresh.generation, 1)
+    await Promise.all(closed)
+    t.same(
+      [onP2.connected, onP3.connected],
+      [false, false],
+      'her connections on processes 2 and 3 are closed',
+    )
+    t.ok(ann.client.connected, 'the calling connection on process 1 stays')
+    t.equal(
+      await connackCode(p3.mqttUrl, { clientId: 'ann-again', username: 'token', password: oldToken }),
+      5,
+      'process 3 refuses the old token',
+    )
+    t.equal(
+      await connackCode(p2.mqttUrl, { clientId: 'ann-new', username: 'token', password: fresh.token }),
+      0,
+      'process 2 accepts the new one',
+    )
+  },
+)
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!
+
+t.test(
+  'request → delivery latency: a subscriber on another process gets every change, about as fast as one on the same process',
+  { skip },
+  async (t) => {
+    const { p1, alice, carol, stage, topic } = await rehearsal(t)
+    const watcher = await connectAs(p1, alice.id, 'Alice')
+    t.same(await subackCodes(watcher.client, [topic.stage]), [1])
+    const same: number[] = []
+    const other: number[] = []
+    const added: number[] = []
+    const rounds = 30
+    for (let i = 1; i <= rounds; i++) {
+      const name = `Take ${i}`
+      const started = performance.now()
+      const arrived = (client: MqttClient) =>
+        stateOn<StageState>(client, topic.stage, (s) => s.name === name).then(
+          () => performance.now() - started,
+        )
+      const onP1 = arrived(watcher.client)
+      const onP2 = arrived(carol.client)
+      await ok(alice, 'stage.update', { stageId: stage.id, patch: { name } })
+      same.push(await onP1)
+      other.push(await onP2)
+      added.push(other.at(-1)! - same.at(-1)!)
+    }
+    t.equal(other.length, rounds, `process 2 delivered all ${rounds} changes`)
+    same.sort((a, b) => a - b)
+    other.sort((a, b) => a - b)
+    added.sort((a, b) => a - b)
+    const figures = {
+      sameP50: percentile(same, 0.5),
+      sameP99: percentile(same, 0.99),
+      otherP50: percentile(other, 0.5),
+      otherP99: percentile(other, 0.99),
+    }
+    t.comment(
+      `same process p50 ${figures.sameP50.toFixed(1)} ms p99 ${figures.sameP99.toFixed(1)} ms; ` +
+        `other process p50 ${figures.otherP50.toFixed(1)} ms p99 ${figures.otherP99.toFixed(1)} ms; ` +
+        `ratio p50 ${(figures.otherP50 / figures.sameP50).toFixed(2)} p99 ${(figures.otherP99 / figures.sameP99).toFixed(2)}; ` +
+        `process 2 after process 1: p50 ${percentile(added, 0.5).toFixed(1)} ms p99 ${percentile(added, 0.99).toFixed(1)} ms`,
+    )
+    t.ok(figures.otherP99 < 1000, 'no change waited for the poll')
   },
 )
