@@ -68,6 +68,19 @@ function idAt(ms: number): string {
   return Math.max(0, Math.floor(ms)).toString(36).padStart(ID_TIME_WIDTH, '0')
 }
 
+/**
+ * A document as the store and Redis give it back (JSON: no undefined fields), so that what this
+ * process committed compares equal to the same state read back or received.
+ */
+function asStored(doc: StoredDoc | null): StoredDoc | null {
+  return doc === null ? null : (JSON.parse(JSON.stringify(doc)) as StoredDoc)
+}
+
+/** Equal documents, whatever the order of their fields. */
+function sameDoc(a: StoredDoc | null, b: StoredDoc | null): boolean {
+  return isDeepStrictEqual(a, b)
+}
+
 function docKey(collection: string, id: string): string {
   return `${collection}/${id}`
 }
@@ -239,11 +252,11 @@ export class ChangeFeed implements CommitLog {
     let adjusted: Change[] | undefined
     changes.forEach((change, i) => {
       const known = this.#known.get(docKey(change.collection, change.id))
-      if (known && !isDeepStrictEqual(known.doc, change.before)) {
+      if (known && !sameDoc(known.doc, asStored(change.before))) {
         adjusted ??= [...changes]
         adjusted[i] = { ...change, before: known.doc }
       }
-      this.#remember(change.collection, change.id, change.after)
+      this.#remember(change.collection, change.id, asStored(change.after))
     })
     return adjusted ?? changes
   }
@@ -307,7 +320,7 @@ export class ChangeFeed implements CommitLog {
         this.stats.verified++
         const now = current[i] ?? null
         const before = known ? known.doc : change.before
-        if (isDeepStrictEqual(before, now)) {
+        if (sameDoc(before, now)) {
           this.stats.stale++
           if (!known) this.#remember(change.collection, change.id, now)
           return
@@ -329,7 +342,7 @@ export class ChangeFeed implements CommitLog {
   #inOrder(change: Change, known: Known | undefined): boolean {
     if (!known) return true
     if (change.before === null) return false
-    return known.doc !== null && isDeepStrictEqual(known.doc, change.before)
+    return known.doc !== null && sameDoc(known.doc, change.before)
   }
 
   #remember(collection: string, id: string, doc: StoredDoc | null): void {
