@@ -428,6 +428,8 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       media.stop()
       routers.stop()
       stopFollowing()
+      // others' commits are no longer projected here; this process's last ones still reach them
+      await feed?.stopReceiving()
       await publisher.publish(topics.hubStatus.build(), status('offline'))
       const listenersClosed = listeners.close()
       await broker.close()

@@ -134,6 +134,7 @@ export class ChangeFeed implements CommitLog {
   #purgeTimer: NodeJS.Timeout | undefined
   #polling: Promise<void> | undefined
   #closed = false
+  #receiving = true
   readonly #onMessage = (channel: string, message: string): void => {
     if (channel !== this.#channel) return
     let entry: ChangeEntry
@@ -176,6 +177,7 @@ export class ChangeFeed implements CommitLog {
 
   /** Once every change listener is registered: announces what arrived meanwhile, and starts polling. */
   start(): void {
+    if (!this.#receiving) return
     const held = this.#held ?? []
     this.#held = undefined
     // entries from before the listeners loaded their state: each is checked against the store
@@ -206,11 +208,13 @@ export class ChangeFeed implements CommitLog {
     }
   }
 
-  /** Stops publishing, receiving and polling; waits for announcements under way. */
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    this.#store.useCommitLog(undefined)
+  /**
+   * Stops hearing the other processes (receiving, polling) and waits for announcements under way,
+   * while this process's own commits are still logged and published: for a shutdown, before the
+   * broker closes (the commits of its last disconnections must still reach the others).
+   */
+  async stopReceiving(): Promise<void> {
+    this.#receiving = false
     clearTimeout(this.#pollTimer)
     clearInterval(this.#purgeTimer)
     this.#link.subscriber.off('message', this.#onMessage)
@@ -218,6 +222,14 @@ export class ChangeFeed implements CommitLog {
     await this.#polling
     await this.#chain
     await Promise.allSettled([...this.#announcing])
+  }
+
+  /** Stops receiving, and stops logging and publishing this process's commits. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.stopReceiving()
+    this.#store.useCommitLog(undefined)
   }
 
   // ── CommitLog: this process's commits ───────────────────────────────────────────────────────
@@ -264,7 +276,7 @@ export class ChangeFeed implements CommitLog {
   // ── other processes' commits ────────────────────────────────────────────────────────────────
 
   #receive(entry: ChangeEntry, late: boolean): void {
-    if (this.#closed) return
+    if (!this.#receiving) return
     if (this.#held) {
       this.#held.push({ entry, late })
       return
@@ -306,7 +318,7 @@ export class ChangeFeed implements CommitLog {
               inOrder ? Promise.resolve(null) : this.#store.get(change.collection, change.id),
             ),
           )
-      if (this.#closed) return
+      if (!this.#receiving) return
       // a commit of this process changed one of them meanwhile: decide again on fresh reads
       if (attempt < 5 && plan.some(({ key, stamp }) => this.#known.get(key)?.stamp !== stamp)) continue
       const announce: Change[] = []
@@ -357,7 +369,7 @@ export class ChangeFeed implements CommitLog {
   // ── the poll ────────────────────────────────────────────────────────────────────────────────
 
   #schedulePoll(): void {
-    if (this.#closed) return
+    if (!this.#receiving) return
     this.#pollTimer = setTimeout(() => {
       this.#polling = this.#poll()
         .catch((err: unknown) => this.#log.warn({ err }, 'could not read the change log'))
@@ -373,7 +385,7 @@ export class ChangeFeed implements CommitLog {
     const missing = (await this.#recentIds()).filter((id) => !this.#seen.has(id))
     // oldest first: the order they committed in, as far as the clocks tell
     for (const id of missing.reverse()) {
-      if (this.#closed) return
+      if (!this.#receiving) return
       const entry = await this.#store.get<ChangeEntry>(changeLog.name, id)
       if (entry) this.#receive(entry, true)
     }
