@@ -142,6 +142,42 @@ t.test(
 )
 
 t.test(
+  'a refused commit writes no change-log entry, and a commit re-run after a conflict writes one',
+  { skip },
+  async (t) => {
+    const { processes } = await deployment(t, 2, { pollMs: 60_000 })
+    const [p1, p2] = processes as [Process, Process]
+    await insert(p1, 'a', 1)
+    await t.rejects(
+      insert(p2, 'a', 2),
+      { name: 'UniqueViolationError' },
+      'an insert of an existing id is refused',
+    )
+    t.equal((await p1.store.find(changeLog.name)).length, 1, 'and left no entry')
+    // two processes change the same document at once: one commit is re-run on fresh reads
+    let runs = 0
+    await Promise.all([
+      set(p1, 'a', 10),
+      p2.store.transaction(async (tx) => {
+        runs++
+        const doc = (await tx.get<Thing>(things.name, 'a'))!
+        await sleep(50)
+        return tx.replace(things.name, { ...doc, value: doc.value + 100 })
+      }),
+    ])
+    const entries = await p1.store.find<ChangeEntry>(changeLog.name)
+    t.equal(entries.length, 3, `one entry per commit (the transaction ran ${runs} times)`)
+    const final = (await p1.store.get<Thing>(things.name, 'a'))!
+    await waitUntil(
+      () => valuesOf(p1, 'a').at(-1) === final.value && valuesOf(p2, 'a').at(-1) === final.value,
+      'both processes announced the final value',
+    )
+    chained(t, p1, 'a')
+    chained(t, p2, 'a')
+  },
+)
+
+t.test(
   'a commit whose publish never happens (its process died right after it) reaches the others through the poll within about a second',
   { skip },
   async (t) => {
