@@ -177,7 +177,7 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)[]): Promise<Hub> {
   if (config.cluster)
     log.warn(
-      'REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone',
+      'REDIS_URL is set: this process follows every commit of the deployment (docs/cluster.md), but client messages do not reach the other processes yet',
     )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
