@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { isDeepStrictEqual } from 'node:util'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import {
@@ -316,6 +317,55 @@ t.test(
     await waitUntil(() => valuesOf(p2, 'a').length === 2, 'p2 heard the change')
     t.equal(p2.feed.stats.verified, 0, 'taken as the next change of what p2 announced')
     chained(t, p2, 'a')
+  },
+)
+
+t.test(
+  'three processes changing, deleting and re-inserting the same documents at once, one of them never publishing: every process ends where the store is, each document in one chain',
+  { skip },
+  async (t) => {
+    const { processes } = await deployment(t, 3)
+    const [, , p3] = processes as [Process, Process, Process]
+    p3.feed.withholdPublishes() // its commits reach the others through the poll only
+    const ids = ['x', 'y', 'z']
+    let next = 0
+    const step = (p: Process, id: string) =>
+      p.store.transaction(async (tx) => {
+        const doc = await tx.get<Thing>(things.name, id)
+        if (!doc) tx.insert<Thing>(things.name, { id, value: ++next })
+        else if (Math.random() < 0.3) tx.delete(things.name, doc)
+        else tx.replace(things.name, { ...doc, value: ++next })
+      })
+    await Promise.all(
+      processes.map(async (p) => {
+        for (let i = 0; i < 15; i++) await step(p, ids[Math.floor(Math.random() * ids.length)]!)
+      }),
+    )
+    const truth = new Map<string, unknown>()
+    for (const id of ids) truth.set(id, stored(await p3.store.get(things.name, id)))
+    const last = (p: Process, id: string) =>
+      stored(p.heard.filter((c) => c.collection === things.name && c.id === id).at(-1)?.after ?? null)
+    await waitUntil(
+      () => processes.every((p) => ids.every((id) => isDeepStrictEqual(last(p, id), truth.get(id)))),
+      'every process announced the stored state of every document',
+      2000,
+    )
+    for (const p of processes) {
+      t.same(
+        ids.map((id) => last(p, id)),
+        ids.map((id) => truth.get(id)),
+        `${p.id} ends with the stored documents`,
+      )
+      for (const id of ids) chained(t, p, id)
+    }
+    t.comment(
+      processes
+        .map(
+          (p) =>
+            `${p.id}: redis ${p.feed.stats.fromRedis}, poll ${p.feed.stats.fromPoll}, checked ${p.feed.stats.verified}, stale ${p.feed.stats.stale}`,
+        )
+        .join('; '),
+    )
   },
 )
 
