@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
 import type { GroupState, StageState } from '../../../schemas/actions/stage.ts'
-import { type Actor, actor, connectAs, ok, parse, roomy } from '../../helpers/actors.ts'
+import { type Actor, actor, connectAs, connectDevice, ok, parse, roomy } from '../../helpers/actors.ts'
 import {
   type TestHub,
   connackCode,
@@ -264,6 +264,31 @@ t.test(
     t.ok(
       percentile(added, 0.5) < 250,
       'most reach process 2 through Redis, well before a poll would find them',
+    )
+  },
+)
+
+t.test(
+  'a device removed through process 1 loses its connection on process 3, which refuses its token from then on',
+  { skip },
+  async (t) => {
+    const [p1, , p3] = await cluster(t)
+    const ann = await userOn(p1, p1, 'Ann')
+    const box = await ok<{ device: { id: string }; token: string }>(ann, 'device.create', {
+      name: 'Box',
+      kind: 'ovbox',
+    })
+    await waitUntil(() => p3.hub.access.deviceOwner(box.device.id) === ann.id, 'process 3 knows the box')
+    const device = await connectDevice(p3, box.device.id, box.token)
+    const closed = connectionClosed(device.client, 1000)
+    await ok(ann, 'device.remove', { deviceId: box.device.id })
+    await closed
+    t.notOk(device.client.connected, "the box's connection on process 3 is closed")
+    t.equal(p3.hub.access.deviceOwner(box.device.id), undefined, 'process 3 no longer knows the box')
+    t.equal(
+      await connackCode(p3.mqttUrl, { clientId: box.device.id, username: 'token', password: box.token }),
+      5,
+      'and refuses its token',
     )
   },
 )
