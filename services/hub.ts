@@ -13,6 +13,7 @@ import type { HubStatus } from '../schemas/state.ts'
 import { type Consumer, findTopic, topics } from '../schemas/topics.ts'
 import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
+import { ClusterLink } from './cluster/link.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
 import { webApp } from './http/web.ts'
@@ -171,14 +172,12 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
 /** `startHub`'s work; `undo` collects how to close each part opened so far. */
 async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)[]): Promise<Hub> {
-  if (config.cluster)
-    log.warn(
-      'REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone',
-    )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
   const store = await openStore(config)
   undo.push(() => store.close())
+  const link = config.cluster ? await ClusterLink.open(config.cluster, log) : undefined
+  undo.push(() => link?.close())
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log, config.outbound)
@@ -221,6 +220,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       },
     },
     persistence,
+    link,
   )
   undo.push(
     () => persistence.flush(),
@@ -420,6 +420,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       await metricsHttp?.close()
       await persistence.flush()
       await audit.stop()
+      await link?.close()
       await store.close()
       log.info('stopped')
     })())

@@ -135,7 +135,10 @@ export class DevicePresence {
       // will, and a lost connection may have had none, or had it refused (revoked credentials). Say it
       // for the device, so the retained presence does not claim online forever. (A will that did go
       // out was applied first: it was queued when the connection closed, before this.)
-      if (ended && this.#options.isRegistered(ended.id)) {
+      // unless the device said a newer session meanwhile (it reconnected, maybe through another process
+      // of a cluster): saying this one ended now would overwrite the newer presence
+      const newest = ended ? (this.#sessions.get(ended.id) ?? -1) : -1
+      if (ended && this.#options.isRegistered(ended.id) && newest <= (ended.session ?? 0)) {
         await this.#options.publisher.publish(deviceTopics.presence(ended.id), {
           state: reason === 'clean' ? 'offline' : 'lost',
           session: ended.session ?? 0,
@@ -146,6 +149,8 @@ export class DevicePresence {
 
   async #applyPresence(deviceId: string, event: PresenceEvent): Promise<void> {
     await this.#update(deviceId, (device) => {
+      // the store knows sessions said through other processes of a cluster too
+      if (device.session !== undefined) this.#noteSession(deviceId, device.session)
       const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
       if (!next) return null
       return { ...device, ...next, lastSeen: now() }

@@ -1,0 +1,243 @@
+import t from 'tap'
+import type { MqttClient } from 'mqtt'
+import { ClusterEmitter } from '../../../broker/cluster-emitter.ts'
+import type { DeviceDoc, RequestRecordDoc, StageDoc } from '../../../services/collections.ts'
+import { type Actor, connectAs, ok, parse, retainedOn, roomy } from '../../helpers/actors.ts'
+import {
+  type ReceivedMessage,
+  Requester,
+  type TestHub,
+  connectionClosed,
+  recordMessages,
+  sleep,
+  startTestHub,
+  waitForMessage,
+  waitUntil,
+} from '../../helpers/hub.ts'
+import { freshMongoUrl, mongoMissing } from '../../helpers/mongo.ts'
+import { redisMissing, startRedis } from '../../helpers/redis.ts'
+
+// The message bus of a cluster of hub processes (docs/cluster.md#message-bus): three processes on one
+// Redis and one MongoDB database, real MQTT clients on each.
+
+interface Created {
+  device: { id: string }
+  token: string
+}
+
+const presenceTopic = (d: string) => `devices/${d}/presence`
+const sessionPresence = (state: string, session: number) => JSON.stringify({ state, session })
+
+t.test('three hub processes share one message bus', { skip: redisMissing || mongoMissing }, async (t) => {
+  const redis = await startRedis(t)
+  const mongoUrl = freshMongoUrl(t)
+  const member = (id: string) => ({ ...roomy, MONGO_URL: mongoUrl, REDIS_URL: redis.url, HUB_ID: id })
+  const p1 = await startTestHub(t, member('p1'))
+  t.ok(
+    (p1.hub.broker.aedes as unknown as { mq: unknown }).mq instanceof ClusterEmitter,
+    'Aedes runs on the cluster emitter',
+  )
+  t.equal(p1.hub.broker.aedes.id, 'p1', "Aedes' broker id is the process id")
+
+  // the deployment's users, stage and device are made through process 1 before 2 and 3 start: they
+  // load them from the store (following another process's commits is the change feed's work)
+  const users = {
+    alice: (await p1.hub.users.createUser({ name: 'Alice' })).id,
+    bob: (await p1.hub.users.createUser({ name: 'Bob' })).id,
+    carol: (await p1.hub.users.createUser({ name: 'Carol' })).id,
+  }
+  const alice = await connectAs(p1, users.alice, 'Alice')
+  const stage = await ok<{ id: string }>(alice, 'stage.create', { name: 'Rehearsal' })
+  const group = await ok<{ id: string }>(alice, 'group.create', { stageId: stage.id, name: 'All' })
+  await ok(alice, 'stage.join', { stageId: stage.id, groupId: group.id })
+  for (const name of ['bob', 'carol'] as const) {
+    const a = await connectAs(p1, users[name], name)
+    await ok(a, 'stage.join', { stageId: stage.id, groupId: group.id })
+    await a.client.endAsync()
+  }
+  const device = await ok<Created>(alice, 'device.create', { name: 'Box', kind: 'ovbox' })
+  const d = device.device.id
+
+  const p2 = await startTestHub(t, member('p2'))
+  const p3 = await startTestHub(t, member('p3'))
+  const processes = [p1, p2, p3]
+
+  await t.test(
+    'a chat message sent through process 1 reaches its subscribers on processes 1, 2 and 3 exactly once',
+    async (t) => {
+      const chat = `stages/${stage.id}/chat`
+      const bob = await connectAs(p2, users.bob, 'Bob')
+      const carol = await connectAs(p3, users.carol, 'Carol')
+      const watchers = [alice, bob, carol]
+      const recordings = watchers.map((w) => recordMessages(w.client))
+      for (const w of watchers) await w.client.subscribeAsync([chat, `stages/${stage.id}/#`], { qos: 1 })
+      await sleep(100)
+      const sent = await ok<{ id: string; text: string }>(alice, 'chat.send', { text: 'across processes' })
+      await sleep(500)
+      for (const [i, w] of watchers.entries()) {
+        recordings[i]!.stop()
+        const got = recordings[i]!.messages.filter((m) => m.topic === chat)
+        t.equal(got.length, 1, `${w.name} (on process ${i + 1}) got the message once`)
+        t.match(parse(got[0]!.payload), { id: sent.id, text: 'across processes' })
+      }
+    },
+  )
+
+  await t.test(
+    'a device presence published through process 1 is retained on processes 2 and 3 for later subscribers',
+    async (t) => {
+      const box = await p1.connect({
+        clientId: d,
+        token: device.token,
+        will: {
+          topic: presenceTopic(d),
+          payload: Buffer.from(sessionPresence('lost', 1)),
+          qos: 1,
+          retain: true,
+        },
+      })
+      await box.publishAsync(presenceTopic(d), sessionPresence('online', 1), { qos: 1, retain: true })
+      await waitUntil(
+        async () => (await p1.hub.store.get<DeviceDoc>('devices', d))?.online === true,
+        'device online',
+      )
+      await sleep(200)
+      for (const [i, p] of processes.entries()) {
+        const owner = await connectAs(p, users.alice, 'Alice')
+        t.same(
+          await retainedOn(owner.client, presenceTopic(d)),
+          { state: 'online', session: 1 },
+          `a subscriber connecting to process ${i + 1} afterwards gets it`,
+        )
+        await owner.client.endAsync()
+      }
+      const owner = await connectAs(p3, users.alice, 'Alice')
+      const saidOffline = waitForMessage(
+        owner.client,
+        (m) => m.topic === presenceTopic(d) && (parse(m.payload) as { state: string }).state === 'offline',
+        5000,
+      )
+      await owner.client.subscribeAsync(presenceTopic(d), { qos: 1 })
+      await box.endAsync()
+      await saidOffline
+      t.pass('its clean disconnect is said on process 3 too')
+      await owner.client.endAsync()
+    },
+  )
+
+  await t.test(
+    'a device reconnecting through process 2 closes its connection on process 1 and never shows offline',
+    async (t) => {
+      const will = (session: number) => ({
+        topic: presenceTopic(d),
+        payload: Buffer.from(sessionPresence('lost', session)),
+        qos: 1 as const,
+        retain: true,
+      })
+      const first = await p1.connect({ clientId: d, token: device.token, will: will(2) })
+      await first.publishAsync(presenceTopic(d), sessionPresence('online', 2), { qos: 1, retain: true })
+      await waitUntil(
+        async () => (await p1.hub.store.get<DeviceDoc>('devices', d))?.session === 2,
+        'device online in session 2',
+      )
+      // the owner watches the presence on every process, and the store's flag is sampled meanwhile
+      const watchers: MqttClient[] = []
+      const recordings: { messages: ReceivedMessage[]; stop(): void }[] = []
+      for (const p of processes) {
+        const owner = await connectAs(p, users.alice, 'Alice')
+        await owner.client.subscribeAsync(presenceTopic(d), { qos: 1 })
+        watchers.push(owner.client)
+        recordings.push(recordMessages(owner.client))
+      }
+      const storedFlags: boolean[] = []
+      const sampling = setInterval(() => {
+        void p2.hub.store.get<DeviceDoc>('devices', d).then((doc) => storedFlags.push(doc?.online ?? false))
+      }, 10)
+      t.teardown(() => clearInterval(sampling))
+
+      const firstClosed = connectionClosed(first, 5000)
+      const second = await p2.connect({ clientId: d, token: device.token, will: will(3) })
+      await firstClosed
+      t.pass('the connection on process 1 was closed')
+      await second.publishAsync(presenceTopic(d), sessionPresence('online', 3), { qos: 1, retain: true })
+      await waitUntil(
+        async () => (await p1.hub.store.get<DeviceDoc>('devices', d))?.session === 3,
+        'device online in session 3',
+      )
+      await sleep(500)
+      clearInterval(sampling)
+
+      t.ok(storedFlags.length > 10, `the store's online flag was sampled (${storedFlags.length} times)`)
+      t.notOk(storedFlags.includes(false), 'the stored device never went offline')
+      for (const [i, recording] of recordings.entries()) {
+        recording.stop()
+        const states = recording.messages
+          .filter((m) => m.topic === presenceTopic(d))
+          .map((m) => (parse(m.payload) as { state: string } | undefined)?.state)
+        t.notOk(
+          states.some((s) => s !== 'online'),
+          `the presence on process ${i + 1} only ever said online (${recording.messages.map((m) => m.payload.toString()).join(', ')})`,
+        )
+        const late = await connectAs(processes[i]!, users.alice, 'Alice')
+        t.same(
+          await retainedOn(late.client, presenceTopic(d)),
+          { state: 'online', session: 3 },
+          `process ${i + 1} retains session 3 online`,
+        )
+        await late.client.endAsync()
+      }
+      const doc = await p3.hub.store.get<DeviceDoc>('devices', d)
+      t.match(doc, { online: true, session: 3 }, 'the store has it online in session 3')
+      await second.endAsync()
+    },
+  )
+
+  await t.test('a request retried through another process with the same id applies once', async (t) => {
+    const clientId = 'alice-retry'
+    const token = p1.token({ sub: users.alice, name: 'Alice' })
+    const onFirst = await p1.connect({ clientId, token })
+    const firstTry = await new Requester(onFirst).request('stage.create', { name: 'Once' }, 'same-id')
+    t.equal(firstTry.ok, true, 'applied through process 1')
+    await onFirst.endAsync()
+    const onSecond = await p2.connect({ clientId, token })
+    const retried = await new Requester(onSecond).request('stage.create', { name: 'Once' }, 'same-id')
+    t.same(retried, firstTry, 'process 2 answers the retry with the first answer')
+    const stages: StageDoc[] = []
+    for await (const s of p3.hub.store.scan<StageDoc>('stages')) if (s.name === 'Once') stages.push(s)
+    t.equal(stages.length, 1, 'one stage was created')
+    const records: RequestRecordDoc[] = []
+    for await (const r of p3.hub.store.scan<RequestRecordDoc>('requests'))
+      if (r.clientId === clientId) records.push(r)
+    t.equal(records.length, 1, 'one request record in the store, shared by every process')
+    t.equal(records[0]?.action, 'stage.create')
+  })
+})
+
+t.test('without REDIS_URL the hub runs alone, as before: no bus, no Redis', async (t) => {
+  const th: TestHub = await startTestHub(t, roomy)
+  t.notOk(
+    (th.hub.broker.aedes as unknown as { mq: unknown }).mq instanceof ClusterEmitter,
+    "Aedes' own in-process emitter",
+  )
+  t.equal(th.hub.config.cluster, undefined)
+  const user = await th.hub.users.createUser({ name: 'Solo' })
+  const solo: Actor = await connectAs(th, user.id, 'Solo')
+  const stage = await ok<{ id: string }>(solo, 'stage.create', { name: 'Alone' })
+  const group = await ok<{ id: string }>(solo, 'group.create', { stageId: stage.id, name: 'All' })
+  await ok(solo, 'stage.join', { stageId: stage.id, groupId: group.id })
+  const chat = `stages/${stage.id}/chat`
+  const recording = recordMessages(solo.client)
+  await solo.client.subscribeAsync(chat, { qos: 1 })
+  await ok(solo, 'chat.send', { text: 'hello' })
+  await sleep(200)
+  recording.stop()
+  t.equal(recording.messages.filter((m) => m.topic === chat).length, 1, 'the chat message arrives once')
+  const device = await ok<Created>(solo, 'device.create', { name: 'Box', kind: 'ovbox' })
+  const box = await th.connect({ clientId: device.device.id, token: device.token })
+  await box.publishAsync(presenceTopic(device.device.id), sessionPresence('online', 1), {
+    qos: 1,
+    retain: true,
+  })
+  await sleep(100)
+  t.same(await retainedOn(solo.client, presenceTopic(device.device.id)), { state: 'online', session: 1 })
+})
