@@ -31,7 +31,14 @@ const sessionPresence = (state: string, session: number) => JSON.stringify({ sta
 t.test('three hub processes share one message bus', { skip: redisMissing || mongoMissing }, async (t) => {
   const redis = await startRedis(t)
   const mongoUrl = freshMongoUrl(t)
-  const member = (id: string) => ({ ...roomy, MONGO_URL: mongoUrl, REDIS_URL: redis.url, HUB_ID: id })
+  const member = (id: string) => ({
+    ...roomy,
+    QUOTA_CHAT_PER_SECOND: '1000',
+    QUOTA_CHAT_BURST: '1000',
+    MONGO_URL: mongoUrl,
+    REDIS_URL: redis.url,
+    HUB_ID: id,
+  })
   const p1 = await startTestHub(t, member('p1'))
   t.ok(
     (p1.hub.broker.aedes as unknown as { mq: unknown }).mq instanceof ClusterEmitter,
@@ -80,6 +87,52 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
         t.equal(got.length, 1, `${w.name} (on process ${i + 1}) got the message once`)
         t.match(parse(got[0]!.payload), { id: sent.id, text: 'across processes' })
       }
+    },
+  )
+
+  await t.test(
+    'chat delivery latency: a subscriber on another process gets each message, a Redis round trip later',
+    async (t) => {
+      const chat = `stages/${stage.id}/chat`
+      const here = await connectAs(p1, users.bob, 'Bob')
+      const there = await connectAs(p3, users.carol, 'Carol')
+      for (const w of [here, there]) await w.client.subscribeAsync(chat, { qos: 1 })
+      const arrivals = new Map<MqttClient, Map<string, number>>()
+      for (const w of [here, there]) {
+        const got = new Map<string, number>()
+        arrivals.set(w.client, got)
+        w.client.on('message', (topic, payload) => {
+          if (topic === chat) got.set((parse(payload) as { text: string }).text, performance.now())
+        })
+      }
+      const sentAt = new Map<string, number>()
+      const count = 50
+      for (let i = 0; i < count; i++) {
+        sentAt.set(`m${i}`, performance.now())
+        await ok(alice, 'chat.send', { text: `m${i}` })
+      }
+      await sleep(300)
+      const percentile = (values: number[], p: number) =>
+        values.sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))]!
+      for (const [name, w] of [
+        ['same process', here],
+        ['another process', there],
+      ] as const) {
+        const got = arrivals.get(w.client)!
+        t.equal(got.size, count, `${name}: every message arrived`)
+        const latencies = [...sentAt].map(([text, at]) => got.get(text)! - at)
+        t.comment(
+          `request → chat delivery, subscriber on ${name}: p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms`,
+        )
+      }
+      const gap = [...sentAt.keys()].map(
+        (text) => arrivals.get(there.client)!.get(text)! - arrivals.get(here.client)!.get(text)!,
+      )
+      t.comment(
+        `another process's subscriber minus the same process's, per message: p50 ${percentile(gap, 0.5).toFixed(2)} ms, p99 ${percentile(gap, 0.99).toFixed(2)} ms`,
+      )
+      await here.client.endAsync()
+      await there.client.endAsync()
     },
   )
 
