@@ -184,6 +184,11 @@ export class HubBroker {
         carries: (topic) => routeOf(topic) === 'bus',
       })
       emitter.onRetained = (packet, origin) => persistence.storeArrived(packet as never, origin)
+      // Aedes queues what this process publishes for its persistent sessions; what others publish, here
+      emitter.onArrival = (packet) =>
+        packet.qos && packet.brokerId !== cluster.processId
+          ? persistence.enqueueArrived(packet as never)
+          : undefined
     }
     // the hooks close over `broker`, declared below: they only run once connections arrive, after it exists
     const aedes = await Aedes.createBroker({
@@ -275,11 +280,12 @@ export class HubBroker {
    * A client id connected through another process (Aedes' `$SYS/{process}/new/clients`, just before
    * Aedes closes the connection here): the connection is superseded before its will is handled, so
    * neither the will nor the close changes the client's presence, and its persistent session, if any,
-   * ends here (it does not follow the client to the other process).
+   * ends here (it does not follow the client to the other process), connected or kept offline.
    */
   #movedTo(clientId: string, processId: string): void {
     const who = this.#newest.get(clientId)
-    if (!who) return
+    // a session kept here offline is left behind too: the client's session is on that process now
+    if (!who) return void this.#endSession(clientId, 'moved')
     this.#options.log.info({ clientId, processId }, 'client connected through another process: taken over')
     this.#newest.delete(clientId)
     this.#movedAway.add(who)

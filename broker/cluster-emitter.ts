@@ -29,6 +29,11 @@ interface Emitter {
 
 interface RedisEmitter extends Emitter {
   state: { on(event: 'error', listener: (err: Error) => void): void }
+  /**
+   * mqemitter-redis's delivery to this process's listeners of a message Redis brought (mqemitter's own
+   * emit, which it keeps under this name): the ClusterEmitter runs `onArrival` before it.
+   */
+  _emit(packet: BusPacket, done?: () => void): void
 }
 
 const mqemitter = require('mqemitter') as (options: object) => Emitter
@@ -139,6 +144,14 @@ export class ClusterEmitter implements Emitter {
   onTakeover: ((clientId: string, processId: string) => void) | undefined
   /** Set by the persistence: a retained message the bus carried (from any process, this one too). */
   onRetained: ((packet: BusPacket, origin: string) => void) | undefined
+  /**
+   * Set by the broker: a message the bus brought, before any listener here gets it (a promise holds
+   * it, and every later one, until it settles: the order of arrival is kept).
+   */
+  onArrival: ((packet: BusPacket) => Promise<void> | undefined) | undefined
+  /** The arrivals held by an `onArrival` promise, in order; undefined when none is. */
+  #held: Promise<void> | undefined
+  readonly #channelPrefix: string
   readonly #wrapped = new WeakMap<Listener, Listener>()
 
   private constructor(options: ClusterEmitterOptions, bus: RedisEmitter) {
@@ -146,6 +159,10 @@ export class ClusterEmitter implements Emitter {
     this.#log = options.log
     this.#local = mqemitter(EMITTER_OPTIONS)
     this.#bus = bus
+    this.#channelPrefix = options.channelPrefix
+    const deliver = bus._emit
+    if (typeof deliver !== 'function') throw new Error('mqemitter-redis changed: its _emit is missing')
+    bus._emit = (packet, done) => this.#arrive(packet, (p) => deliver.call(bus, p, done))
     bus.state.on('error', (err) =>
       this.#log.warn({ err }, 'message bus: Redis connection error (ioredis reconnects)'),
     )
@@ -208,6 +225,20 @@ export class ClusterEmitter implements Emitter {
 
   close(done: () => void = () => {}): void {
     this.#bus.close(() => this.#local.close(done))
+  }
+
+  /** A message from Redis (its topic still under the channel prefix) on its way to the listeners. */
+  #arrive(packet: BusPacket, deliver: (packet: BusPacket) => void): void {
+    const waiting = this.onArrival?.({ ...packet, topic: packet.topic.slice(this.#channelPrefix.length) })
+    if (!waiting && !this.#held) return deliver(packet)
+    const delivered = (this.#held ?? Promise.resolve())
+      .then(() => waiting)
+      .catch((err: unknown) => this.#log.error({ err, topic: packet.topic }, 'message bus: arrival failed'))
+      .then(() => deliver(packet))
+    this.#held = delivered
+    void delivered.then(() => {
+      if (this.#held === delivered) this.#held = undefined
+    })
   }
 
   /**

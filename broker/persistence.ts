@@ -34,6 +34,8 @@ interface AsyncPersistence {
   setup(broker: Aedes): Promise<void>
   cleanSubscriptions(client: { id: string }): Promise<void>
   cleanIncoming(client: { id: string }): Promise<void>
+  addSubscriptions(client: { id: string }, subs: object[]): Promise<void>
+  subscriptionsByTopic(topic: string): Promise<object[]>
   storeRetained(packet: RetainedPacket): Promise<void>
   createRetainedStream(pattern: string): Readable
   createRetainedStreamCombi(patterns: string[]): Readable
@@ -127,6 +129,8 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   sessionEvents: SessionQueueEvents | undefined
   /** In a cluster (joinCluster): which retained topics the message bus carries, and this process. */
   #cluster: { carries(topic: string): boolean; processId: string } | undefined
+  /** Whether a persistent session ever subscribed here (then messages from the bus are queued). */
+  #sessionSubscribed = false
   /** Bus-carried topics that arrived before the archive was loaded: newer than what it holds. */
   #arrivedEarly: Set<string> | undefined = new Set()
 
@@ -276,6 +280,27 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   async endSession(clientId: string): Promise<void> {
     await this.cleanSubscriptions({ id: clientId })
     await this.cleanIncoming({ id: clientId })
+  }
+
+  /**
+   * A QoS 1 message another process of the cluster published: queued for this process's persistent
+   * sessions that subscribed to it, as Aedes queues what this process publishes (it only knows its
+   * own process's sessions). Undefined when no persistent session ever subscribed here.
+   */
+  enqueueArrived(packet: QueuedPacket): Promise<void> | undefined {
+    if (!this.#sessionSubscribed) return undefined
+    return (async () => {
+      let subs = (await this.subscriptionsByTopic(packet.topic)) as { clientId: string; topic: string }[]
+      // Aedes' rule for `$SYS` topics: a session's `#` and `+/…` filters do not take them
+      if (packet.topic.startsWith('$')) subs = subs.filter((sub) => !/^[#+]/.test(sub.topic))
+      if (subs.length > 0) await this.outgoingEnqueueCombi(subs, packet)
+    })()
+  }
+
+  /** Persistent sessions' subscriptions are stored here (a clean session's are not). */
+  override async addSubscriptions(client: { id: string }, subs: object[]): Promise<void> {
+    this.#sessionSubscribed = true
+    await super.addSubscriptions(client, subs)
   }
 
   /** A session's new connection: nothing in its queue has been sent on it yet. */

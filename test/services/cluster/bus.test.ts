@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { MqttClient } from 'mqtt'
+import mqtt, { type MqttClient } from 'mqtt'
 import { ClusterEmitter } from '../../../broker/cluster-emitter.ts'
 import type { DeviceDoc, RequestRecordDoc, StageDoc } from '../../../services/collections.ts'
 import { type Actor, connectAs, ok, parse, retainedOn, roomy } from '../../helpers/actors.ts'
@@ -14,6 +14,7 @@ import {
   waitForMessage,
   waitUntil,
 } from '../../helpers/hub.ts'
+import { metricValue } from '../../helpers/metrics.ts'
 import { freshMongoUrl, mongoMissing } from '../../helpers/mongo.ts'
 import { redisMissing, startRedis } from '../../helpers/redis.ts'
 
@@ -133,6 +134,74 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
       )
       await here.client.endAsync()
       await there.client.endAsync()
+    },
+  )
+
+  await t.test(
+    'a persistent session on process 2 queues what another process published while its client was away',
+    async (t) => {
+      const chat = `stages/${stage.id}/chat`
+      const options = {
+        clientId: 'bob-persistent',
+        protocolVersion: 4 as const,
+        username: 'token',
+        password: p2.token({ sub: users.bob, name: 'Bob' }),
+        clean: false,
+        reconnectPeriod: 0,
+      }
+      const away = await mqtt.connectAsync(p2.mqttUrl, options)
+      await away.subscribeAsync(chat, { qos: 1 })
+      await away.endAsync()
+      const sent = await ok<{ id: string }>(alice, 'chat.send', { text: 'while you were away' })
+      await sleep(200)
+      // listening before the CONNACK: the queued message follows it at once
+      const back = mqtt.connect(p2.mqttUrl, options)
+      t.teardown(() => back.endAsync(true))
+      const resumed = waitForMessage(back, (m) => m.topic === chat, 3000)
+      t.match(parse((await resumed).payload), { id: sent.id }, 'it gets the message sent through process 1')
+    },
+  )
+
+  await t.test(
+    'a persistent session does not follow its client to another process: the old process ends it, the new one starts afresh',
+    async (t) => {
+      const options = {
+        clientId: 'alice-persistent',
+        protocolVersion: 4 as const,
+        username: 'token',
+        password: p1.token({ sub: users.alice, name: 'Alice' }),
+        clean: false,
+        reconnectPeriod: 0,
+      }
+      const endedBefore = await metricValue(p1.httpUrl, 'stagehub_sessions_ended_total{reason="moved"}')
+      const onFirst = await mqtt.connectAsync(p1.mqttUrl, options)
+      t.teardown(() => onFirst.endAsync(true))
+      await onFirst.subscribeAsync(`stages/${stage.id}/chat`, { qos: 1 })
+      const firstClosed = connectionClosed(onFirst, 5000)
+      const onSecond = await mqtt.connectAsync(p2.mqttUrl, options)
+      t.teardown(() => onSecond.endAsync(true))
+      await firstClosed
+      t.pass('connecting through process 2 closed the connection on process 1')
+      await waitUntil(
+        async () =>
+          (await metricValue(p1.httpUrl, 'stagehub_sessions_ended_total{reason="moved"}')) > endedBefore,
+        'process 1 ended the session as moved',
+      )
+      await onSecond.endAsync()
+      const endedOn2 = await metricValue(p2.httpUrl, 'stagehub_sessions_ended_total{reason="moved"}')
+      const back = mqtt.connect(p1.mqttUrl, options)
+      t.teardown(() => back.endAsync(true))
+      const sessionPresent = await new Promise<boolean>((resolve) =>
+        back.once('connect', (connack) => resolve(connack.sessionPresent)),
+      )
+      t.equal(sessionPresent, false, 'back on process 1 the session starts afresh')
+      await waitUntil(
+        async () =>
+          (await metricValue(p2.httpUrl, 'stagehub_sessions_ended_total{reason="moved"}')) > endedOn2,
+        'process 2 ended its offline session as moved',
+      )
+      t.pass('and process 2 ended the session it kept offline')
+      await back.endAsync()
     },
   )
 
