@@ -314,6 +314,53 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
     },
   )
 
+  await t.test(
+    "a device's old connection that ends on process 1 before it heard of the newer session said through process 2 changes nothing",
+    async (t) => {
+      const first = await p1.connect({
+        clientId: d,
+        token: device.token,
+        will: {
+          topic: presenceTopic(d),
+          payload: Buffer.from(sessionPresence('lost', 10)),
+          qos: 1,
+          retain: true,
+        },
+      })
+      await first.publishAsync(presenceTopic(d), sessionPresence('online', 10), { qos: 1, retain: true })
+      await waitUntil(
+        async () => (await p1.hub.store.get<DeviceDoc>('devices', d))?.session === 10,
+        'device online in session 10',
+      )
+      // what process 2 does when the device says session 11 through it: its presence committed and
+      // retained everywhere; process 1 has not closed the old connection yet (the race a takeover closes)
+      await p2.hub.store.transaction(async (tx) => {
+        const doc = (await tx.get<DeviceDoc>('devices', d))!
+        tx.replace<DeviceDoc>('devices', { ...doc, online: true, session: 11 })
+      })
+      await p2.hub.broker.publish(presenceTopic(d), sessionPresence('online', 11), { qos: 1, retain: true })
+      await sleep(100)
+      // the old connection's network goes: process 1 sees it lost and publishes its will (session 10)
+      first.stream.destroy()
+      await connectionClosed(first)
+      await sleep(700)
+      t.match(
+        await p3.hub.store.get<DeviceDoc>('devices', d),
+        { online: true, session: 11 },
+        'the store still has it online in session 11',
+      )
+      for (const [i, p] of processes.entries()) {
+        const owner = await connectAs(p, users.alice, 'Alice')
+        t.same(
+          await retainedOn(owner.client, presenceTopic(d)),
+          { state: 'online', session: 11 },
+          `process ${i + 1} retains session 11 online`,
+        )
+        await owner.client.endAsync()
+      }
+    },
+  )
+
   await t.test('a request retried through another process with the same id applies once', async (t) => {
     const clientId = 'alice-retry'
     const token = p1.token({ sub: users.alice, name: 'Alice' })
