@@ -222,6 +222,10 @@ export class HubBroker {
         options.metrics.messagesOut.inc()
         return packet
       },
+    }).catch((err: unknown) => {
+      // the bus's Redis connections are open: they must not keep the process alive
+      emitter?.close()
+      throw err
     })
     const broker: HubBroker = new HubBroker(aedes, options, persistence)
     if (emitter) emitter.onTakeover = (clientId, processId) => broker.#movedTo(clientId, processId)

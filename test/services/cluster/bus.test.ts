@@ -2,6 +2,7 @@ import t from 'tap'
 import mqtt, { type MqttClient } from 'mqtt'
 import { ClusterEmitter } from '../../../broker/cluster-emitter.ts'
 import type { DeviceDoc, RequestRecordDoc, StageDoc } from '../../../services/collections.ts'
+import type { RouterDoc } from '../../../services/routers/model.ts'
 import { type Actor, connectAs, ok, parse, retainedOn, roomy } from '../../helpers/actors.ts'
 import {
   type ReceivedMessage,
@@ -65,6 +66,13 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
   }
   const device = await ok<Created>(alice, 'device.create', { name: 'Box', kind: 'ovbox' })
   const d = device.device.id
+  const ops = await p1.connect({ clientId: 'ops', token: p1.token({ sub: 'ops', role: 'admin' }) })
+  const router = await ok<{ router: { id: string }; token: string }>(
+    { id: 'ops', name: 'ops', client: ops, req: new Requester(ops) },
+    'router.create',
+    { name: 'Edge' },
+  )
+  await ops.endAsync()
 
   const p2 = await startTestHub(t, member('p2'))
   const p3 = await startTestHub(t, member('p3'))
@@ -358,6 +366,64 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
         )
         await owner.client.endAsync()
       }
+    },
+  )
+
+  await t.test(
+    'a router reconnecting through process 3 closes its connection on process 1 and never shows offline',
+    async (t) => {
+      const r = router.router.id
+      const topic = `routers/${r}/presence`
+      const online = (session: number) =>
+        JSON.stringify({
+          state: 'online',
+          session,
+          capabilities: ['ov'],
+          capacity: { ov: 2 },
+          position: { lat: 52.5, lng: 13.4 },
+          url: 'wss://edge.example',
+        })
+      const will = (session: number) => ({
+        topic,
+        payload: Buffer.from(sessionPresence('lost', session)),
+        qos: 1 as const,
+        retain: true,
+      })
+      const storedRouter = () => p1.hub.store.get<RouterDoc>('routers', r)
+      const first = await p1.connect({ clientId: r, token: router.token, will: will(1) })
+      await first.publishAsync(topic, online(1), { qos: 1, retain: true })
+      await waitUntil(async () => (await storedRouter())?.online === true, 'router online')
+      const recordings: { messages: ReceivedMessage[]; stop(): void }[] = []
+      for (const [i, p] of processes.entries()) {
+        const watcher = await p.connect({
+          clientId: `ops-${i}`,
+          token: p.token({ sub: 'ops', role: 'admin' }),
+        })
+        await watcher.subscribeAsync(topic, { qos: 1 })
+        recordings.push(recordMessages(watcher))
+      }
+      const flags: boolean[] = []
+      const sampling = setInterval(
+        () => void storedRouter().then((doc) => flags.push(doc?.online ?? false)),
+        10,
+      )
+      t.teardown(() => clearInterval(sampling))
+
+      const firstClosed = connectionClosed(first, 5000)
+      const second = await p3.connect({ clientId: r, token: router.token, will: will(2) })
+      await firstClosed
+      await second.publishAsync(topic, online(2), { qos: 1, retain: true })
+      await waitUntil(async () => (await storedRouter())?.session === 2, 'router online in session 2')
+      await sleep(500)
+      clearInterval(sampling)
+      t.ok(flags.length > 10, `the store's online flag was sampled (${flags.length} times)`)
+      t.notOk(flags.includes(false), 'the stored router never went offline')
+      for (const [i, recording] of recordings.entries()) {
+        recording.stop()
+        const states = recording.messages.map((m) => (parse(m.payload) as { state: string }).state)
+        t.same(states, ['online', 'online'], `process ${i + 1} only ever said online (sessions 1 and 2)`)
+      }
+      await second.endAsync()
     },
   )
 
