@@ -143,8 +143,8 @@ export class HubBroker {
   readonly #outboundEvents: OutboundEvents
   /** Connections already being closed as slow consumers (Aedes reports a drain timeout many times). */
   readonly #slowClosed = new WeakSet<Client>()
-  /** Connections whose client id connected through another process of the cluster. */
-  readonly #movedAway = new WeakSet<Identity>()
+  /** In a cluster: connections whose announcement (`$SYS/{process}/new/clients`) came back from Redis. */
+  readonly #announced = new WeakSet<Client>()
 
   private constructor(aedes: Aedes, options: BrokerOptions, persistence: DurableRetainedPersistence) {
     this.aedes = aedes
@@ -228,7 +228,13 @@ export class HubBroker {
       throw err
     })
     const broker: HubBroker = new HubBroker(aedes, options, persistence)
-    if (emitter) emitter.onTakeover = (clientId, processId) => broker.#movedTo(clientId, processId)
+    if (emitter) {
+      emitter.onTakeover = (clientId, processId) => broker.#movedTo(clientId, processId)
+      emitter.onAnnounced = (clientId) => {
+        const client = broker.#client(clientId)
+        if (client) broker.#announced.add(client)
+      }
+    }
     persistence.sessionEvents = {
       connected: (clientId) => broker.#client(clientId) !== undefined,
       overflow: (clientId, dropped, unacknowledged) =>
@@ -286,13 +292,22 @@ export class HubBroker {
    * neither the will nor the close changes the client's presence, and its persistent session, if any,
    * ends here (it does not follow the client to the other process), connected or kept offline.
    */
-  #movedTo(clientId: string, processId: string): void {
-    const who = this.#newest.get(clientId)
-    // a session kept here offline is left behind too: the client's session is on that process now
-    if (!who) return void this.#endSession(clientId, 'moved')
-    this.#options.log.info({ clientId, processId }, 'client connected through another process: taken over')
-    this.#newest.delete(clientId)
-    this.#movedAway.add(who)
+  #movedTo(clientId: string, processId: string): boolean {
+    // Redis orders every process's announcements alike: one that arrives before this process's own
+    // announcement of its connection was published before it, so that connection is the older one
+    // (its process closes it when this announcement reaches it); a client that reconnected within the
+    // bus's latency keeps its newer connection instead of losing both
+    const client = this.#client(clientId)
+    if (client && !client.closed && !this.#announced.has(client)) {
+      this.#options.log.info({ clientId, processId }, 'an older connection elsewhere: this one stays')
+      return false
+    }
+    if (this.#newest.delete(clientId))
+      this.#options.log.info({ clientId, processId }, 'client connected through another process: taken over')
+    // now, not when the connection's close is reported: Aedes reports none for a connection already
+    // closing (a DISCONNECT being handled); a session kept here offline is left behind too
+    this.#endSession(clientId, 'moved')
+    return true
   }
 
   /** Closes every connection whose identity matches (a revoked token generation, a removed device). */
@@ -686,8 +701,6 @@ export class HubBroker {
       if (!superseded) {
         this.#newest.delete(who.clientId)
         this.#sessionOffline(client, who)
-      } else if (this.#movedAway.has(who) && !this.#newest.has(who.clientId)) {
-        this.#endSession(who.clientId, 'moved')
       }
       const reason = (client as unknown as { _disconnected: boolean })._disconnected ? 'clean' : 'lost'
       delegate.onDisconnected?.(who, reason, superseded)

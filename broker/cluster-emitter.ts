@@ -140,8 +140,13 @@ export class ClusterEmitter implements Emitter {
   readonly #local: Emitter
   readonly #bus: RedisEmitter
   readonly #log: Logger
-  /** Set by the broker: a connection of this client id opened on another process. */
-  onTakeover: ((clientId: string, processId: string) => void) | undefined
+  /**
+   * Set by the broker: a connection of this client id opened on another process. Returning false
+   * keeps this process's connection (it is the newer one), and Aedes does not close it.
+   */
+  onTakeover: ((clientId: string, processId: string) => boolean) | undefined
+  /** Set by the broker: this process's announcement of a connection came back from Redis. */
+  onAnnounced: ((clientId: string) => void) | undefined
   /** Set by the persistence: a retained message the bus carried (from any process, this one too). */
   onRetained: ((packet: BusPacket, origin: string) => void) | undefined
   /**
@@ -243,13 +248,16 @@ export class ClusterEmitter implements Emitter {
 
   /**
    * Aedes' takeover listener closes the client id's connection here when another process announces
-   * a new one: the broker hears of it first, so the closing connection is superseded before its will.
+   * a new one: the broker hears of it first, so the closing connection is superseded before its will,
+   * and may keep its connection when that announcement is older than its own (see HubBroker).
    */
   #wrap(topic: string, listener: Listener): Listener {
     if (topic !== NEW_CLIENTS_FILTER) return listener
     const wrapped: Listener = (packet, done) => {
       const from = packet.topic.split('/')[1]!
-      if (from !== this.processId) this.onTakeover?.(packet.payload.toString('utf8'), from)
+      const clientId = packet.payload.toString('utf8')
+      if (from === this.processId) this.onAnnounced?.(clientId)
+      else if (this.onTakeover?.(clientId, from) === false) return done()
       listener(packet, done)
     }
     this.#wrapped.set(listener, wrapped)

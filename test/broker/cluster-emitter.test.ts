@@ -118,7 +118,7 @@ t.test(
 )
 
 t.test(
-  'through real Redis: a retained message the bus carries is told to every process with its origin; a takeover is told before the listener runs',
+  'through real Redis: a retained message the bus carries is told to every process with its origin; a takeover is told before the listener runs, which it may stop',
   { skip: redisMissing },
   async (t) => {
     const server = await startRedis(t)
@@ -130,8 +130,12 @@ t.test(
     a.onRetained = (p, origin) => retained.push(`a ${p.topic} from ${origin}`)
     b.onRetained = (p, origin) => retained.push(`b ${p.topic} from ${origin}`)
     const order: string[] = []
-    b.onTakeover = (clientId, from) => order.push(`takeover ${clientId} by ${from}`)
-    a.onTakeover = () => order.push('a heard its own takeover')
+    b.onTakeover = (clientId, from) => {
+      order.push(`takeover ${clientId} by ${from}`)
+      return clientId !== 'dev-2' // b keeps its connection of dev-2 (the newer one)
+    }
+    a.onTakeover = () => order.push('a heard its own announcement as a takeover') > 0
+    a.onAnnounced = (clientId) => order.push(`a's own announcement of ${clientId} came back`)
     await new Promise<void>((resolve) =>
       b.on(
         '$SYS/+/new/clients',
@@ -148,7 +152,20 @@ t.test(
     a.emit(packet(topics.devicePresence.build('d2'), { retain: false, brokerId: 'pa', brokerCounter: 2 }))
     a.emit(packet('$SYS/pa/new/clients', { payload: Buffer.from('dev-1'), qos: 0 }))
     await settle()
+    a.emit(packet('$SYS/pa/new/clients', { payload: Buffer.from('dev-2'), qos: 0 }))
+    await settle()
     t.same(retained.sort(), ['a devices/d1/presence from pa', 'b devices/d1/presence from pa'])
-    t.same(order, ['takeover dev-1 by pa', 'listener dev-1'])
+    t.same([...order].sort(), [
+      "a's own announcement of dev-1 came back",
+      "a's own announcement of dev-2 came back",
+      'listener dev-1',
+      'takeover dev-1 by pa',
+      'takeover dev-2 by pa',
+    ])
+    t.ok(
+      order.indexOf('takeover dev-1 by pa') < order.indexOf('listener dev-1'),
+      "the broker hears of a takeover before Aedes' listener closes the connection",
+    )
+    t.notOk(order.includes('listener dev-2'), "a takeover the broker declines does not reach Aedes' listener")
   },
 )

@@ -235,7 +235,7 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
       for (const [i, p] of processes.entries()) {
         const owner = await connectAs(p, users.alice, 'Alice')
         t.same(
-          await retainedOn(owner.client, presenceTopic(d)),
+          await retainedOn(owner.client, presenceTopic(d), 2000),
           { state: 'online', session: 1 },
           `a subscriber connecting to process ${i + 1} afterwards gets it`,
         )
@@ -310,7 +310,7 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
         )
         const late = await connectAs(processes[i]!, users.alice, 'Alice')
         t.same(
-          await retainedOn(late.client, presenceTopic(d)),
+          await retainedOn(late.client, presenceTopic(d), 2000),
           { state: 'online', session: 3 },
           `process ${i + 1} retains session 3 online`,
         )
@@ -360,7 +360,7 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
       for (const [i, p] of processes.entries()) {
         const owner = await connectAs(p, users.alice, 'Alice')
         t.same(
-          await retainedOn(owner.client, presenceTopic(d)),
+          await retainedOn(owner.client, presenceTopic(d), 2000),
           { state: 'online', session: 11 },
           `process ${i + 1} retains session 11 online`,
         )
@@ -446,6 +446,31 @@ t.test('three hub processes share one message bus', { skip: redisMissing || mong
     t.equal(records.length, 1, 'one request record in the store, shared by every process')
     t.equal(records[0]?.action, 'stage.create')
   })
+
+  await t.test(
+    'process 1 restarted with the same id: what it publishes reaches subscribers on process 2 again',
+    async (t) => {
+      const chat = `stages/${stage.id}/chat`
+      const bob = await connectAs(p2, users.bob, 'Bob')
+      await bob.client.subscribeAsync(chat, { qos: 1 })
+      const recording = recordMessages(bob.client)
+      // process 1's message counter is well past what it will count after a restart
+      for (let i = 0; i < 5; i++) await ok(alice, 'chat.send', { text: `before ${i}` })
+      await p1.restart()
+      const aliceAgain = await connectAs(p1, users.alice, 'Alice')
+      await ok(aliceAgain, 'chat.send', { text: 'after the restart' })
+      await sleep(500)
+      recording.stop()
+      const texts = recording.messages
+        .filter((m) => m.topic === chat)
+        .map((m) => (parse(m.payload) as { text: string }).text)
+      t.same(
+        texts,
+        ['before 0', 'before 1', 'before 2', 'before 3', 'before 4', 'after the restart'],
+        "Aedes' birth message reset what Bob's connection had counted of process 1",
+      )
+    },
+  )
 })
 
 t.test('without REDIS_URL the hub runs alone, as before: no bus, no Redis', async (t) => {
@@ -474,5 +499,8 @@ t.test('without REDIS_URL the hub runs alone, as before: no bus, no Redis', asyn
     retain: true,
   })
   await sleep(100)
-  t.same(await retainedOn(solo.client, presenceTopic(device.device.id)), { state: 'online', session: 1 })
+  t.same(await retainedOn(solo.client, presenceTopic(device.device.id), 2000), {
+    state: 'online',
+    session: 1,
+  })
 })
