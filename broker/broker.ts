@@ -5,12 +5,14 @@ import {
   type Client,
   type PublishPacket,
 } from 'aedes'
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { ExplainReply } from '../schemas/http.ts'
 import { topics } from '../schemas/topics.ts'
 import type { Acl } from './acl.ts'
+import { ClusterEmitter, routeOf } from './cluster-emitter.ts'
 import type { HubMetrics } from './metrics.ts'
 import {
   DRAIN_TIMEOUT_MESSAGE,
@@ -90,8 +92,21 @@ export interface BrokerOptions {
   sessions: { expiryMs: number; maxPerIdentity: number }
 }
 
-/** Why a persistent session ended without its holder ending it (stagehub_sessions_ended_total). */
-type SessionEnd = 'expired' | 'identity_cap' | 'revoked'
+/**
+ * This process's link to the other processes of a cluster (services/cluster/link.ts's ClusterLink):
+ * its id, its Redis command connection (the message bus opens two like it) and its key prefix.
+ */
+export interface BrokerClusterLink {
+  readonly processId: string
+  readonly commands: Redis
+  key(name: string): string
+}
+
+/**
+ * Why a persistent session ended without its holder ending it (stagehub_sessions_ended_total);
+ * `moved`: its client connected through another process of the cluster.
+ */
+type SessionEnd = 'expired' | 'identity_cap' | 'revoked' | 'moved'
 
 const NOTHING = Buffer.alloc(0)
 /** setTimeout's ceiling (~24.8 days); a later expiry is re-armed when this fires. */
@@ -128,6 +143,8 @@ export class HubBroker {
   readonly #outboundEvents: OutboundEvents
   /** Connections already being closed as slow consumers (Aedes reports a drain timeout many times). */
   readonly #slowClosed = new WeakSet<Client>()
+  /** In a cluster: connections whose announcement (`$SYS/{process}/new/clients`) came back from Redis. */
+  readonly #announced = new WeakSet<Client>()
 
   private constructor(aedes: Aedes, options: BrokerOptions, persistence: DurableRetainedPersistence) {
     this.aedes = aedes
@@ -145,9 +162,37 @@ export class HubBroker {
     }
   }
 
-  static async create(options: BrokerOptions, persistence: DurableRetainedPersistence): Promise<HubBroker> {
+  /**
+   * With `cluster`, this process is one of several serving the deployment (docs/cluster.md#message-bus):
+   * Aedes' broker id is the process id, and its messages travel on a ClusterEmitter.
+   */
+  static async create(
+    options: BrokerOptions,
+    persistence: DurableRetainedPersistence,
+    cluster?: BrokerClusterLink,
+  ): Promise<HubBroker> {
+    let emitter: ClusterEmitter | undefined
+    if (cluster) {
+      emitter = await ClusterEmitter.open({
+        processId: cluster.processId,
+        redis: cluster.commands,
+        channelPrefix: cluster.key('mqtt/'),
+        log: options.log,
+      })
+      persistence.joinCluster({
+        processId: cluster.processId,
+        carries: (topic) => routeOf(topic) === 'bus',
+      })
+      emitter.onRetained = (packet, origin) => persistence.storeArrived(packet as never, origin)
+      // Aedes queues what this process publishes for its persistent sessions; what others publish, here
+      emitter.onArrival = (packet) =>
+        packet.qos && packet.brokerId !== cluster.processId
+          ? persistence.enqueueArrived(packet as never)
+          : undefined
+    }
     // the hooks close over `broker`, declared below: they only run once connections arrive, after it exists
     const aedes = await Aedes.createBroker({
+      ...(cluster && emitter ? { id: cluster.processId, mq: emitter as never } : {}),
       persistence: persistence as never,
       maxClientsIdLength: 64,
       // Aedes closes a connection whose socket stays full this long; #watchConnections counts it
@@ -177,8 +222,19 @@ export class HubBroker {
         options.metrics.messagesOut.inc()
         return packet
       },
+    }).catch((err: unknown) => {
+      // the bus's Redis connections are open: they must not keep the process alive
+      emitter?.close()
+      throw err
     })
     const broker: HubBroker = new HubBroker(aedes, options, persistence)
+    if (emitter) {
+      emitter.onTakeover = (clientId, processId) => broker.#movedTo(clientId, processId)
+      emitter.onAnnounced = (clientId) => {
+        const client = broker.#client(clientId)
+        if (client) broker.#announced.add(client)
+      }
+    }
     persistence.sessionEvents = {
       connected: (clientId) => broker.#client(clientId) !== undefined,
       overflow: (clientId, dropped, unacknowledged) =>
@@ -228,6 +284,30 @@ export class HubBroker {
    */
   isCurrent(who: Identity): boolean {
     return this.#newest.get(who.clientId) === who
+  }
+
+  /**
+   * A client id connected through another process (Aedes' `$SYS/{process}/new/clients`, just before
+   * Aedes closes the connection here): the connection is superseded before its will is handled, so
+   * neither the will nor the close changes the client's presence, and its persistent session, if any,
+   * ends here (it does not follow the client to the other process), connected or kept offline.
+   */
+  #movedTo(clientId: string, processId: string): boolean {
+    // Redis orders every process's announcements alike: one that arrives before this process's own
+    // announcement of its connection was published before it, so that connection is the older one
+    // (its process closes it when this announcement reaches it); a client that reconnected within the
+    // bus's latency keeps its newer connection instead of losing both
+    const client = this.#client(clientId)
+    if (client && !client.closed && !this.#announced.has(client)) {
+      this.#options.log.info({ clientId, processId }, 'an older connection elsewhere: this one stays')
+      return false
+    }
+    if (this.#newest.delete(clientId))
+      this.#options.log.info({ clientId, processId }, 'client connected through another process: taken over')
+    // now, not when the connection's close is reported: Aedes reports none for a connection already
+    // closing (a DISCONNECT being handled); a session kept here offline is left behind too
+    this.#endSession(clientId, 'moved')
+    return true
   }
 
   /** Closes every connection whose identity matches (a revoked token generation, a removed device). */

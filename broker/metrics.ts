@@ -43,7 +43,7 @@ export class HubMetrics {
   })
   readonly sessionsEnded = new Counter({
     name: 'stagehub_sessions_ended_total',
-    help: 'Persistent sessions ended by the hub (expired offline, identity_cap, revoked credentials)',
+    help: 'Persistent sessions ended by the hub (expired offline, identity_cap, revoked credentials, moved to another process)',
     labelNames: ['reason'],
     registers: [this.registry],
   })

@@ -34,6 +34,8 @@ interface AsyncPersistence {
   setup(broker: Aedes): Promise<void>
   cleanSubscriptions(client: { id: string }): Promise<void>
   cleanIncoming(client: { id: string }): Promise<void>
+  addSubscriptions(client: { id: string }, subs: object[]): Promise<void>
+  subscriptionsByTopic(topic: string): Promise<object[]>
   storeRetained(packet: RetainedPacket): Promise<void>
   createRetainedStream(pattern: string): Readable
   createRetainedStreamCombi(patterns: string[]): Readable
@@ -63,6 +65,12 @@ const ARCHIVE_CHUNK = 1000
 const Packet = (
   require('aedes-persistence/asyncPersistence.js') as { Packet: new (p: object) => QueuedPacket }
 ).Packet
+
+/**
+ * Appended by a cluster's emitter (broker/cluster-emitter.ts) to the broker id of the messages a
+ * process keeps local, so they count apart from its bus messages.
+ */
+export const LOCAL_BROKER_SUFFIX = '#local'
 
 /** Per persistent session: QoS 1 messages queued or sent and not yet acknowledged (PUBACK). */
 export interface SessionQueueLimits {
@@ -119,6 +127,12 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   #sent = new WeakSet<QueuedPacket>()
   /** Set by the broker that uses this persistence. */
   sessionEvents: SessionQueueEvents | undefined
+  /** In a cluster (joinCluster): which retained topics the message bus carries, and this process. */
+  #cluster: { carries(topic: string): boolean; processId: string } | undefined
+  /** Whether a persistent session ever subscribed here (then messages from the bus are queued). */
+  #sessionSubscribed = false
+  /** Bus-carried topics that arrived before the archive was loaded: newer than what it holds. */
+  #arrivedEarly: Set<string> | undefined = new Set()
 
   constructor(archive: RetainedArchive, log: Logger, sessionLimits: SessionQueueLimits) {
     super()
@@ -129,17 +143,61 @@ export class DurableRetainedPersistence extends MemoryPersistence {
 
   override async setup(broker: Aedes): Promise<void> {
     await super.setup(broker)
-    for await (const record of this.#archive.load()) this.#retained.set(record.topic, stored(record))
+    const cluster = this.#cluster
+    for await (const record of this.#archive.load()) {
+      // in a cluster only what the bus carries is archived: each process projects the hub's own state
+      if (cluster && (!cluster.carries(record.topic) || this.#arrivedEarly?.has(record.topic))) continue
+      this.#retained.set(record.topic, stored(record))
+    }
+    this.#arrivedEarly = undefined
+  }
+
+  /**
+   * Makes this persistence one process's of a cluster (docs/cluster.md#message-bus). Retained topics
+   * the bus carries (clients' presence) are stored when they arrive from the bus, on every process and
+   * in the bus's order, this process's own publishes included (`storeArrived`), and archived only by
+   * the process that received them. The hub's projected state is kept here and not archived: every
+   * process republishes it from the store when it starts. Call before Aedes sets this up.
+   */
+  joinCluster(cluster: { carries(topic: string): boolean; processId: string }): void {
+    this.#cluster = cluster
+  }
+
+  /**
+   * A retained message the bus carried, from `origin` (a process id). Archived when this process
+   * received it from its client (or published it itself).
+   */
+  storeArrived(packet: RetainedPacket, origin: string): void {
+    this.#arrivedEarly?.add(packet.topic)
+    this.#storeRetained(packet, origin === this.#cluster?.processId)
   }
 
   override async storeRetained(packet: RetainedPacket): Promise<void> {
+    const cluster = this.#cluster
+    if (!cluster) return this.#storeRetained(packet, true)
+    // the bus carries it back to this process too: stored then, in the order every process sees
+    if (cluster.carries(packet.topic)) return
+    this.#storeRetained(packet, false)
+  }
+
+  /**
+   * Aedes replays the stored wills of brokers whose heartbeat stopped (3 heartbeats, checked every 4).
+   * This memory persistence only holds this process's own wills, of connections still open: a replay
+   * (its own heartbeat held up, by a bus outage in a cluster) would publish the wills of live
+   * connections. A dead process's devices are healed by the cluster's liveness instead.
+   */
+  streamWill(): Readable {
+    return Readable.from([])
+  }
+
+  #storeRetained(packet: RetainedPacket, archive: boolean): void {
     if (packet.payload.length === 0) {
-      if (this.#retained.delete(packet.topic)) this.#queue(packet.topic, null)
+      if (this.#retained.delete(packet.topic) && archive) this.#queue(packet.topic, null)
       return
     }
     const record = { topic: packet.topic, payload: packet.payload, qos: packet.qos }
     const previous = this.#retained.set(packet.topic, stored(record))
-    if (previous?.payload.equals(packet.payload)) return
+    if (previous?.payload.equals(packet.payload) || !archive) return
     this.#queue(packet.topic, record)
   }
 
@@ -172,9 +230,13 @@ export class DurableRetainedPersistence extends MemoryPersistence {
    */
   async outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void> {
     const packets = this.#outgoing.get(client.id)?.packets ?? []
+    // a message a cluster process kept local was queued under its broker id before it was marked
+    const brokerId = packet.brokerId?.endsWith(LOCAL_BROKER_SUFFIX)
+      ? packet.brokerId.slice(0, -LOCAL_BROKER_SUFFIX.length)
+      : packet.brokerId
     for (let i = 0; i < packets.length; i++) {
       const queued = packets[i]!
-      if (queued.brokerId === packet.brokerId) {
+      if (queued.brokerId === brokerId) {
         if (queued.brokerCounter === packet.brokerCounter) {
           queued.messageId = packet.messageId
           this.#sent.add(queued)
@@ -218,6 +280,27 @@ export class DurableRetainedPersistence extends MemoryPersistence {
   async endSession(clientId: string): Promise<void> {
     await this.cleanSubscriptions({ id: clientId })
     await this.cleanIncoming({ id: clientId })
+  }
+
+  /**
+   * A QoS 1 message another process of the cluster published: queued for this process's persistent
+   * sessions that subscribed to it, as Aedes queues what this process publishes (it only knows its
+   * own process's sessions). Undefined when no persistent session ever subscribed here.
+   */
+  enqueueArrived(packet: QueuedPacket): Promise<void> | undefined {
+    if (!this.#sessionSubscribed) return undefined
+    return (async () => {
+      let subs = (await this.subscriptionsByTopic(packet.topic)) as { clientId: string; topic: string }[]
+      // Aedes' rule for `$SYS` topics: a session's `#` and `+/…` filters do not take them
+      if (packet.topic.startsWith('$')) subs = subs.filter((sub) => !/^[#+]/.test(sub.topic))
+      if (subs.length > 0) await this.outgoingEnqueueCombi(subs, packet)
+    })()
+  }
+
+  /** Persistent sessions' subscriptions are stored here (a clean session's are not). */
+  override async addSubscriptions(client: { id: string }, subs: object[]): Promise<void> {
+    this.#sessionSubscribed = true
+    await super.addSubscriptions(client, subs)
   }
 
   /** A session's new connection: nothing in its queue has been sent on it yet. */

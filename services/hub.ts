@@ -175,10 +175,6 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
 /** `startHub`'s work; `undo` collects how to close each part opened so far. */
 async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)[]): Promise<Hub> {
-  if (config.cluster)
-    log.warn(
-      'REDIS_URL is set: this process follows every commit of the deployment (docs/cluster.md), but client messages do not reach the other processes yet',
-    )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
   const store = await openStore(config)
@@ -234,6 +230,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       },
     },
     persistence,
+    link,
   )
   undo.push(
     () => persistence.flush(),

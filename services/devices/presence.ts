@@ -62,6 +62,8 @@ export class DevicePresence {
    * of an older session is dropped before the broker retains it, not only ignored by nextPresence.
    */
   readonly #sessions = new Map<string, number>()
+  /** The session each connection said it is (its accepted presence). */
+  readonly #connectionSessions = new WeakMap<Identity, number>()
 
   constructor(options: DevicePresenceOptions) {
     this.#options = options
@@ -97,6 +99,7 @@ export class DevicePresence {
       if (newest !== undefined && event.session < newest)
         return `presence of session ${event.session}, older than session ${newest}`
       this.#noteSession(presence.d, event.session)
+      this.#connectionSessions.set(who, event.session)
       this.#queue.run(presence.d, () => this.#applyPresence(presence.d, event))
       return undefined
     }
@@ -127,15 +130,23 @@ export class DevicePresence {
   disconnected(who: Identity, reason: 'clean' | 'lost', superseded: boolean): void {
     // after a takeover the new connection is the device: the old one's end says nothing about it
     if (who.role !== 'device' || superseded) return
+    // a newer session in the store came from a newer connection (through another process of a
+    // cluster, before this one's close was known there): this connection's end says nothing about it
+    const own = this.#connectionSessions.get(who)
     this.#queue.run(who.id, async () => {
       const ended = await this.#update(who.id, (d) =>
-        d.online ? { ...d, online: false, lastSeen: now() } : null,
+        d.online && (own === undefined || (d.session ?? -1) <= own)
+          ? { ...d, online: false, lastSeen: now() }
+          : null,
       )
       // still online here means nothing said otherwise: a DISCONNECT without a prior `offline` fires no
       // will, and a lost connection may have had none, or had it refused (revoked credentials). Say it
       // for the device, so the retained presence does not claim online forever. (A will that did go
       // out was applied first: it was queued when the connection closed, before this.)
-      if (ended && this.#options.isRegistered(ended.id)) {
+      // unless the device said a newer session meanwhile (it reconnected, maybe through another process
+      // of a cluster): saying this one ended now would overwrite the newer presence
+      const newest = ended ? (this.#sessions.get(ended.id) ?? -1) : -1
+      if (ended && this.#options.isRegistered(ended.id) && newest <= (ended.session ?? 0)) {
         await this.#options.publisher.publish(deviceTopics.presence(ended.id), {
           state: reason === 'clean' ? 'offline' : 'lost',
           session: ended.session ?? 0,
@@ -145,11 +156,23 @@ export class DevicePresence {
   }
 
   async #applyPresence(deviceId: string, event: PresenceEvent): Promise<void> {
+    let newer: DeviceDoc | undefined
     await this.#update(deviceId, (device) => {
+      // the store knows sessions said through other processes of a cluster too
+      if (device.session !== undefined) this.#noteSession(deviceId, device.session)
+      newer = event.session < (device.session ?? -1) && device.online ? device : undefined
       const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
       if (!next) return null
       return { ...device, ...next, lastSeen: now() }
     })
+    // an older session's end was retained before this process knew of the newer session (said
+    // through another process of a cluster): the retained presence says the newer one again
+    if (newer && event.state !== 'online' && this.#options.isRegistered(deviceId)) {
+      await this.#options.publisher.publish(deviceTopics.presence(deviceId), {
+        state: 'online',
+        session: newer.session ?? 0,
+      })
+    }
   }
 
   /** Changes a stored device; `change` returns null for no change. */
