@@ -13,6 +13,9 @@ import type { HubStatus } from '../schemas/state.ts'
 import { type Consumer, findTopic, topics } from '../schemas/topics.ts'
 import { AccessIndex } from './access.ts'
 import { AuditTrail } from './audit/trail.ts'
+import { singleProcess } from './cluster/coordination.ts'
+import { ClusterLink } from './cluster/link.ts'
+import { ClusterMembership } from './cluster/membership.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
 import { webApp } from './http/web.ts'
@@ -171,14 +174,24 @@ export async function startHub(config: HubConfig, options: { log?: Logger } = {}
 
 /** `startHub`'s work; `undo` collects how to close each part opened so far. */
 async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)[]): Promise<Hub> {
-  if (config.cluster)
-    log.warn(
-      'REDIS_URL is set, but sharing one deployment between hub processes is not built yet: this process runs alone',
-    )
   const metrics = new HubMetrics()
   const tokens = createTokenService(config.jwt)
   const store = await openStore(config)
   undo.push(() => store.close())
+  const link = config.cluster ? await ClusterLink.open(config.cluster, log) : undefined
+  if (link) undo.push(() => link.close())
+  // work done once per deployment (docs/cluster.md#leases-and-liveness) runs where this says so
+  const membership = link
+    ? new ClusterMembership({
+        link,
+        log,
+        // its devices and routers were marked lost meanwhile: they reconnect and say online again
+        onDeclaredDead: () => broker.disconnectWhere((who) => who.role === 'device' || who.role === 'router'),
+        onLiveChange: () => void publishStatus('online'),
+      })
+    : undefined
+  const coordination = membership?.coordination ?? singleProcess(log)
+  const isCoordinator = () => coordination.isCoordinator()
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log, config.outbound)
@@ -187,6 +200,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     metrics,
     log: log.child({ component: 'audit' }),
     retentionDays: config.auditRetentionDays,
+    isCoordinator,
   })
   undo.push(() => audit.stop())
   await audit.start()
@@ -247,11 +261,17 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     accountRateLimit: config.accountRateLimit,
     requestIdTtlMs: config.requestIdTtlMs,
     onOutcome: (outcome) => audit.request(outcome),
+    isCoordinator,
   })
   undo.push(() => pipeline.stop())
   await pipeline.start()
   audit.registerQuery(pipeline)
-  registerHubStatus(pipeline, { metrics, version: HUB_VERSION, store: store.kind })
+  registerHubStatus(pipeline, {
+    metrics,
+    version: HUB_VERSION,
+    store: store.kind,
+    cluster: membership && (() => membership.view()),
+  })
 
   const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
   const users = new UsersService({
@@ -270,6 +290,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     },
     userTokenTtlSeconds: config.userTokenTtlSeconds,
     log: log.child({ component: 'users' }),
+    isCoordinator,
   })
   await users.start()
   const stages = new StagesService({
@@ -307,6 +328,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
     // HTTP answers only once every listener is open
     ports: () => listening.ports!,
+    isCoordinator,
   })
   await claims.start()
   await new FirmwareService(store, pipeline).start()
@@ -318,6 +340,8 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     routerReturnGraceSeconds: config.routerReturnGraceSeconds,
     log: log.child({ component: 'routers' }),
     isCurrent: (who) => broker.isCurrent(who),
+    isCoordinator,
+    processId: link?.processId,
   })
   await routers.start()
   const media = new MediaService({
@@ -335,6 +359,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
     isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
+    processId: link?.processId,
     tellDevice: (clientId, code, message) => {
       broker
         .publish(
@@ -353,8 +378,16 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     routers: (who, topic, payload) => routers.inspect(who, topic, payload),
     media: (who, topic, payload) => media.inspect(who, topic, payload),
   }
-  await presence.markAllOffline()
-  await routers.markAllOffline()
+  // one process: nothing is connected yet; in a cluster, what is online through other live processes stays
+  const isLive = membership ? await membership.liveOthers() : undefined
+  await presence.markAllOffline(isLive)
+  await routers.markAllOffline(isLive)
+  // a coordinator plans the distribution afresh (another process may have changed it meanwhile)
+  coordination.onGained(() => void routers.distribute())
+  membership?.heal([presence, routers])
+  // periodic once-per-deployment tasks register here: coordination.every(name, intervalMs, task).
+  // CHANGE LOG PURGE HOOK (engineer "feed"): coordination.every('change log purge', …, () => feed.purge())
+  undo.push(() => coordination.stop())
   publisher.follow(store)
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
@@ -363,12 +396,20 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   await publisher.republishAll(
     [...persistence.retainedTopics()].filter((t) => t !== topics.hubStatus.build()),
   )
+  const since = new Date().toISOString()
   const status = (state: HubStatus['state']): HubStatus => ({
     state,
     version: HUB_VERSION,
-    since: new Date().toISOString(),
+    since: state === 'online' ? since : new Date().toISOString(),
+    ...(membership && state === 'online' ? { processes: Math.max(1, membership.liveness.live.length) } : {}),
   })
-  await publisher.publish(topics.hubStatus.build(), status('online'))
+  let statusClosed = false
+  const publishStatus = (state: HubStatus['state']): Promise<void> =>
+    statusClosed && state === 'online'
+      ? Promise.resolve()
+      : publisher
+          .publish(topics.hubStatus.build(), status(state))
+          .catch((err: unknown) => log.warn({ err }, 'could not publish hub/status'))
 
   const http = await createHttpServer(broker, config, log)
   undo.push(() => http.close())
@@ -395,6 +436,11 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     metricsRoute(metricsHttp, { metrics, metricsToken: config.metricsToken })
     await metricsHttp.listen({ port: config.metricsPort, host: config.metricsHost })
   }
+  if (membership) {
+    undo.push(() => membership.stop())
+    await membership.start()
+  }
+  await publishStatus('online')
   const listeners = await startListeners(broker, http, config)
   listening.ports = listeners.ports
   const ports = {
@@ -413,7 +459,10 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       media.stop()
       routers.stop()
       stopFollowing()
-      await publisher.publish(topics.hubStatus.build(), status('offline'))
+      coordination.stop()
+      await membership?.stop()
+      statusClosed = true
+      await publishStatus('offline')
       const listenersClosed = listeners.close()
       await broker.close()
       await listenersClosed
@@ -421,6 +470,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       await persistence.flush()
       await audit.stop()
       await store.close()
+      await link?.close()
       log.info('stopped')
     })())
 

@@ -45,6 +45,11 @@ export interface DevicePresenceOptions {
   isRegistered(deviceId: string): boolean
   /** Answers a device on its response topic when its message was refused. */
   tellDevice(clientId: string, code: 'invalid_request' | 'too_large', message: string): void
+  /**
+   * In a cluster, this process's id: a device online through it carries it (`hub`), so the
+   * coordinator can mark it lost when this process dies (markLostOf). Unset: one process.
+   */
+  processId?: string | undefined
 }
 
 /**
@@ -71,14 +76,54 @@ export class DevicePresence {
   }
 
   /**
-   * At start no device is connected: whatever the store says, every device is offline now. Also
-   * learns each device's newest session, so an older session's message is refused after a restart.
+   * At start no device is connected here: whatever the store says, every device is offline now,
+   * except, in a cluster, those online through another live process (`isLive`). Also learns each
+   * device's newest session, so an older session's message is refused after a restart.
    */
-  async markAllOffline(): Promise<void> {
+  async markAllOffline(isLive: (processId: string) => boolean = () => false): Promise<void> {
     for await (const device of this.#options.store.scan<DeviceDoc>(collections.devices.name)) {
       if (device.session !== undefined) this.#noteSession(device.id, device.session)
-      if (device.online) await this.#update(device.id, (d) => ({ ...d, online: false }))
+      if (device.online && !(device.hub !== undefined && isLive(device.hub)))
+        await this.#update(device.id, (d) => (d.online ? offline(d) : null))
     }
+  }
+
+  /**
+   * The coordinator's part when process `processId` died (docs/cluster.md#leases-and-liveness): each
+   * device still online through it is offline in the store and its retained presence says `lost`,
+   * as its will would have. Returns how many.
+   */
+  async markLostOf(processId: string): Promise<number> {
+    const { store, publisher } = this.#options
+    const online = await store.find<DeviceDoc>(collections.devices.name, { hub: processId })
+    let marked = 0
+    const failures: unknown[] = []
+    await Promise.all(
+      online.map((device) =>
+        this.#queue.run(device.id, async () => {
+          try {
+            const lost = await this.#update(device.id, (d) =>
+              d.online && d.hub === processId ? { ...offline(d), lastSeen: now() } : null,
+            )
+            if (!lost) return
+            marked++
+            if (this.#options.isRegistered(lost.id))
+              await publisher.publish(deviceTopics.presence(lost.id), {
+                state: 'lost',
+                session: lost.session ?? 0,
+              })
+          } catch (err) {
+            failures.push(err)
+          }
+        }),
+      ),
+    )
+    // the coordinator tries again on its next check: the process stays listed as dead until then
+    if (failures.length > 0)
+      throw new Error(`could not mark ${failures.length} devices of lost process ${processId} offline`, {
+        cause: failures[0],
+      })
+    return marked
   }
 
   /** The broker's hook for client publishes; returns a reason to refuse the message. */
@@ -128,9 +173,7 @@ export class DevicePresence {
     // after a takeover the new connection is the device: the old one's end says nothing about it
     if (who.role !== 'device' || superseded) return
     this.#queue.run(who.id, async () => {
-      const ended = await this.#update(who.id, (d) =>
-        d.online ? { ...d, online: false, lastSeen: now() } : null,
-      )
+      const ended = await this.#update(who.id, (d) => (d.online ? { ...offline(d), lastSeen: now() } : null))
       // still online here means nothing said otherwise: a DISCONNECT without a prior `offline` fires no
       // will, and a lost connection may have had none, or had it refused (revoked credentials). Say it
       // for the device, so the retained presence does not claim online forever. (A will that did go
@@ -148,7 +191,10 @@ export class DevicePresence {
     await this.#update(deviceId, (device) => {
       const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
       if (!next) return null
-      return { ...device, ...next, lastSeen: now() }
+      const { processId } = this.#options
+      if (next.online)
+        return { ...device, ...next, lastSeen: now(), ...(processId ? { hub: processId } : {}) }
+      return { ...offline(device), ...next, lastSeen: now() }
     })
   }
 
@@ -176,3 +222,9 @@ export class DevicePresence {
 }
 
 const now = () => new Date().toISOString()
+
+/** A device offline: online through no process. */
+function offline(device: DeviceDoc): DeviceDoc {
+  const { hub: _hub, ...rest } = device
+  return { ...rest, online: false }
+}

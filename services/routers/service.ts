@@ -39,6 +39,13 @@ export interface RoutersServiceOptions {
   log: Logger
   /** Whether this identity is the newest connection of its client id (not superseded by a takeover). */
   isCurrent(who: Identity): boolean
+  /**
+   * Whether this process distributes stages (services/cluster/coordination.ts): always for one
+   * process; in a cluster only the coordinator. Default: always.
+   */
+  isCoordinator?: () => boolean
+  /** In a cluster, this process's id: a router online through it carries it (`hub`). */
+  processId?: string | undefined
 }
 
 /**
@@ -74,16 +81,18 @@ export class RoutersService {
   }
 
   /**
-   * At start no router is connected: every router is offline until it says online again. Its stages
-   * stay assigned to it for the grace period: a router that reconnects in time keeps them with the
-   * same relay, so no ov-box gets a new configuration because the hub restarted; after it, the stages
-   * of routers still away move on.
+   * At start no router is connected here: every router is offline until it says online again, except,
+   * in a cluster, those online through another live process (`isLive`). Its stages stay assigned to
+   * it for the grace period: a router that reconnects in time keeps them with the same relay, so no
+   * ov-box gets a new configuration because the hub restarted; after it, the stages of routers still
+   * away move on.
    */
-  async markAllOffline(): Promise<void> {
+  async markAllOffline(isLive: (processId: string) => boolean = () => false): Promise<void> {
     const grace = this.#options.routerReturnGraceSeconds
     for await (const router of this.#options.store.scan<RouterDoc>(routerCollections.routers.name)) {
+      if (router.online && router.hub !== undefined && isLive(router.hub)) continue
       if (grace > 0) this.#returning.add(router.id)
-      if (router.online) await this.#update(router.id, (r) => ({ ...r, online: false }))
+      if (router.online) await this.#update(router.id, (r) => (r.online ? offline(r) : null))
     }
     if (this.#returning.size > 0) {
       this.#returnTimer = setTimeout(() => {
@@ -104,9 +113,35 @@ export class RoutersService {
     clearTimeout(this.#returnTimer)
   }
 
-  /** Plans and applies the distribution once more; concurrent calls share the next run. */
+  /**
+   * The coordinator's part when process `processId` died (docs/cluster.md#leases-and-liveness): each
+   * router still online through it is offline in the store, its retained presence says `lost`, and
+   * its stages move on (the commit triggers the distribution, with no grace: it is not coming back
+   * through that process). Returns how many.
+   */
+  async markLostOf(processId: string): Promise<number> {
+    const { store, publisher } = this.#options
+    const online = await store.find<RouterDoc>(routerCollections.routers.name, { hub: processId })
+    let marked = 0
+    for (const router of online) {
+      this.#returning.delete(router.id)
+      const lost = await this.#update(router.id, (r) =>
+        r.online && r.hub === processId ? { ...offline(r), lastSeen: now() } : null,
+      )
+      if (!lost) continue
+      marked++
+      await publisher.publish(routerTopics.presence(lost.id), { state: 'lost', session: lost.session ?? 0 })
+    }
+    return marked
+  }
+
+  /**
+   * Plans and applies the distribution once more; concurrent calls share the next run. Only the
+   * coordinator distributes (a cluster's other processes leave it to it).
+   */
   distribute(): Promise<void> {
     if (this.#distributionPending || this.#stopped) return this.#distribution
+    if (this.#options.isCoordinator && !this.#options.isCoordinator()) return this.#distribution
     this.#distributionPending = true
     this.#distribution = this.#distribution.then(async () => {
       this.#distributionPending = false
@@ -137,13 +172,15 @@ export class RoutersService {
       return 'presence of a superseded connection'
     // back (or gone again): from now on its presence decides, as for any router
     this.#returning.delete(routerId)
+    const { processId } = this.#options
     this.#queue.run(routerId, () =>
       this.#update(routerId, (router) => {
         const next = nextPresence({ online: router.online, session: router.session ?? -1 }, message)
         if (!next) return null
-        if (message.state !== 'online') return { ...router, ...next, lastSeen: now() }
+        if (message.state !== 'online') return { ...offline(router), ...next, lastSeen: now() }
         const { capabilities, capacity, position, url } = message
-        return { ...router, ...next, capabilities, capacity, position, url, lastSeen: now() }
+        const hub = processId ? { hub: processId } : {}
+        return { ...router, ...next, capabilities, capacity, position, url, lastSeen: now(), ...hub }
       }),
     )
     return undefined
@@ -153,9 +190,7 @@ export class RoutersService {
   disconnected(who: Identity, superseded: boolean): void {
     if (who.role !== 'router' || superseded) return
     this.#queue.run(who.id, async () => {
-      const ended = await this.#update(who.id, (r) =>
-        r.online ? { ...r, online: false, lastSeen: now() } : null,
-      )
+      const ended = await this.#update(who.id, (r) => (r.online ? { ...offline(r), lastSeen: now() } : null))
       // no will fires on DISCONNECT: say it for the router so its retained presence does not lie
       if (ended) {
         await this.#options.publisher.publish(routerTopics.presence(ended.id), {
@@ -321,3 +356,9 @@ function requireAdmin(who: Identity): void {
 }
 
 const now = () => new Date().toISOString()
+
+/** A router offline: online through no process. */
+function offline(router: RouterDoc): RouterDoc {
+  const { hub: _hub, ...rest } = router
+  return { ...rest, online: false }
+}
