@@ -1,0 +1,81 @@
+import { MongoClient } from 'mongodb'
+import t from 'tap'
+import type { DeviceState } from '../../../schemas/actions/device.ts'
+import { actor, ok, retainedOn, roomy } from '../../helpers/actors.ts'
+import { Requester, startTestHub, waitUntil } from '../../helpers/hub.ts'
+import { freshMongoUrl, mongoMissing } from '../../helpers/mongo.ts'
+import { redisMissing, startRedis } from '../../helpers/redis.ts'
+
+/**
+ * A process starting in a cluster (docs/cluster.md#leases-and-liveness) marks offline only what no
+ * live process holds: a device online through another live process stays online, one left online by
+ * a process that is gone is offline. The `hub` field that says which process is internal: owners never
+ * see it.
+ */
+t.test(
+  'a process starting in a cluster leaves online what another live process holds and marks offline what a gone one left',
+  { skip: redisMissing || mongoMissing },
+  async (t) => {
+    const redis = await startRedis(t)
+    const mongoUrl = freshMongoUrl(t)
+    const env = { ...roomy, MONGO_URL: mongoUrl, REDIS_URL: redis.url }
+    const p1 = await startTestHub(t, { ...env, HUB_ID: 'p1' })
+    const alice = await actor(p1, 'Alice')
+    const held = await ok<{ device: DeviceState; token: string }>(alice, 'device.create', {
+      name: 'Held',
+      kind: 'native',
+    })
+    const ghost = await ok<{ device: DeviceState; token: string }>(alice, 'device.create', {
+      name: 'Ghost',
+      kind: 'native',
+    })
+    const box = await p1.connect({ clientId: held.device.id, token: held.token })
+    await box.publishAsync(
+      `devices/${held.device.id}/presence`,
+      JSON.stringify({ state: 'online', session: 1 }),
+      {
+        qos: 1,
+        retain: true,
+      },
+    )
+    const mongo = new MongoClient(mongoUrl)
+    t.teardown(() => mongo.close())
+    const devices = mongo.db().collection<{ _id: string; online: boolean; hub?: string }>('devices')
+    await waitUntil(
+      async () => (await devices.findOne({ _id: held.device.id }))?.hub === 'p1',
+      'the held device online through p1',
+    )
+    t.match(
+      await devices.findOne({ _id: held.device.id }),
+      { online: true, hub: 'p1' },
+      'stored with its process',
+    )
+    // what a process killed earlier left behind: online through a process that no longer renews
+    await devices.updateOne({ _id: ghost.device.id }, { $set: { online: true, hub: 'gone' } })
+
+    const p2 = await startTestHub(t, { ...env, HUB_ID: 'p2' })
+    t.match(
+      await devices.findOne({ _id: held.device.id }),
+      { online: true, hub: 'p1' },
+      'p1 still holds its device',
+    )
+    t.match(
+      await devices.findOne({ _id: ghost.device.id }),
+      { online: false },
+      'the gone process device is offline',
+    )
+    t.notOk((await devices.findOne({ _id: ghost.device.id }))?.hub, 'and carries no process')
+
+    const document = (await retainedOn(
+      alice.client,
+      `users/${alice.id}/devices/${held.device.id}`,
+      1000,
+    )) as Record<string, unknown>
+    t.equal(document.online, true, 'the owner sees the device online')
+    t.notOk('hub' in document, 'the owner never sees which process holds it')
+    const opsClient = await p2.connect({ clientId: 'ops-1', token: p2.token({ sub: 'ops', role: 'admin' }) })
+    const ops = { id: 'ops', name: 'ops', client: opsClient, req: new Requester(opsClient) }
+    const status = await ok<{ cluster?: { processes: string[] } }>(ops, 'hub.status')
+    t.same(status.cluster?.processes, ['p1', 'p2'], 'hub.status lists both live processes')
+  },
+)
