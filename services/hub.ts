@@ -417,8 +417,16 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   errorReplies(http, metrics)
   corsHeaders(http, config.corsOrigins)
   healthRoutes(http, {
-    // HTTP answers only once every listener is open, so a reachable store is what is left to check
-    ready: () => store.ping(),
+    // HTTP answers only once every listener is open, so a reachable store is what is left to check;
+    // in a cluster also Redis: without it this process cannot renew its liveness, and the others
+    // mark its clients lost (a load balancer takes it out, see haproxy.cfg)
+    ready: async () => {
+      await store.ping()
+      if (link && link.commands.status !== 'ready')
+        throw new Error(
+          `Redis (REDIS_URL) is unreachable (${link.commands.status}): this process cannot renew its liveness`,
+        )
+    },
   })
   explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))
   await http.register(users.routes)

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { MongoClient } from 'mongodb'
 import t from 'tap'
 import type { DeviceState } from '../../../schemas/actions/device.ts'
@@ -77,5 +78,33 @@ t.test(
     const ops = { id: 'ops', name: 'ops', client: opsClient, req: new Requester(opsClient) }
     const status = await ok<{ cluster?: { processes: string[] } }>(ops, 'hub.status')
     t.same(status.cluster?.processes, ['p1', 'p2'], 'hub.status lists both live processes')
+  },
+)
+
+t.test(
+  'a cluster process that loses Redis is not ready (a load balancer takes it out), and ready again when Redis is back',
+  { skip: redisMissing || mongoMissing },
+  async (t) => {
+    const redis = await startRedis(t)
+    const th = await startTestHub(t, { MONGO_URL: freshMongoUrl(t), REDIS_URL: redis.url, HUB_ID: 'p1' })
+    const ready = async () => {
+      const response = await fetch(`${th.httpUrl}/readyz`)
+      return { status: response.status, body: (await response.json()) as { reason?: string } }
+    }
+    t.equal((await ready()).status, 200, 'ready with Redis')
+    redis.process.kill('SIGKILL')
+    await waitUntil(async () => (await ready()).status === 503, 'not ready without Redis')
+    t.match((await ready()).body.reason, /Redis \(REDIS_URL\) is unreachable/, 'and says why')
+    // Redis back on its address: ioredis reconnects by itself
+    const back = spawn(
+      'redis-server',
+      ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    )
+    t.teardown(() => void back.kill('SIGKILL'))
+    await waitUntil(async () => (await ready()).status === 200, 'ready again with Redis', 10_000)
+    t.pass('ready again once Redis answers')
   },
 )
