@@ -173,7 +173,9 @@ export class DevicePresence {
     // after a takeover the new connection is the device: the old one's end says nothing about it
     if (who.role !== 'device' || superseded) return
     this.#queue.run(who.id, async () => {
-      const ended = await this.#update(who.id, (d) => (d.online ? { ...offline(d), lastSeen: now() } : null))
+      const ended = await this.#update(who.id, (d) =>
+        d.online && !heldElsewhere(d, this.#options.processId) ? { ...offline(d), lastSeen: now() } : null,
+      )
       // still online here means nothing said otherwise: a DISCONNECT without a prior `offline` fires no
       // will, and a lost connection may have had none, or had it refused (revoked credentials). Say it
       // for the device, so the retained presence does not claim online forever. (A will that did go
@@ -189,9 +191,13 @@ export class DevicePresence {
 
   async #applyPresence(deviceId: string, event: PresenceEvent): Promise<void> {
     await this.#update(deviceId, (device) => {
-      const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
-      if (!next) return null
       const { processId } = this.#options
+      if (heldElsewhere(device, processId, event)) return null
+      const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
+      // the same session online again through this process: it reconnected here, this process holds it now
+      if (!next && event.state === 'online' && processId && device.online && device.hub !== processId)
+        return { ...device, hub: processId, lastSeen: now() }
+      if (!next) return null
       if (next.online)
         return { ...device, ...next, lastSeen: now(), ...(processId ? { hub: processId } : {}) }
       return { ...offline(device), ...next, lastSeen: now() }
@@ -222,6 +228,20 @@ export class DevicePresence {
 }
 
 const now = () => new Date().toISOString()
+
+/**
+ * In a cluster: whether a device (or router) is online through another process than this one, so that an end
+ * of its connection here (its will, the connection closing) says nothing about it: it moved on. A
+ * newer session speaks for itself.
+ */
+export function heldElsewhere(
+  device: { online: boolean; hub?: string; session?: number },
+  processId: string | undefined,
+  event?: PresenceEvent,
+): boolean {
+  if (!processId || !device.online || device.hub === undefined || device.hub === processId) return false
+  return !event || (event.state !== 'online' && event.session <= (device.session ?? -1))
+}
 
 /** A device offline: online through no process. */
 function offline(device: DeviceDoc): DeviceDoc {

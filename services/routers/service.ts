@@ -12,7 +12,7 @@ import {
 } from '../../schemas/actions/router.ts'
 import { validator } from '../../schemas/validate.ts'
 import { topics } from '../../schemas/topics.ts'
-import { nextPresence } from '../devices/presence.ts'
+import { heldElsewhere, nextPresence } from '../devices/presence.ts'
 import { HubError, conflict, forbidden, notFound } from '../errors.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
@@ -175,7 +175,11 @@ export class RoutersService {
     const { processId } = this.#options
     this.#queue.run(routerId, () =>
       this.#update(routerId, (router) => {
+        if (heldElsewhere(router, processId, message)) return null
         const next = nextPresence({ online: router.online, session: router.session ?? -1 }, message)
+        // the same session online again through this process: it reconnected here, this process holds it now
+        if (!next && message.state === 'online' && processId && router.online && router.hub !== processId)
+          return { ...router, hub: processId, lastSeen: now() }
         if (!next) return null
         if (message.state !== 'online') return { ...offline(router), ...next, lastSeen: now() }
         const { capabilities, capacity, position, url } = message
@@ -190,7 +194,9 @@ export class RoutersService {
   disconnected(who: Identity, superseded: boolean): void {
     if (who.role !== 'router' || superseded) return
     this.#queue.run(who.id, async () => {
-      const ended = await this.#update(who.id, (r) => (r.online ? { ...offline(r), lastSeen: now() } : null))
+      const ended = await this.#update(who.id, (r) =>
+        r.online && !heldElsewhere(r, this.#options.processId) ? { ...offline(r), lastSeen: now() } : null,
+      )
       // no will fires on DISCONNECT: say it for the router so its retained presence does not lie
       if (ended) {
         await this.#options.publisher.publish(routerTopics.presence(ended.id), {

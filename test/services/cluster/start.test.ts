@@ -108,3 +108,59 @@ t.test(
     t.pass('ready again once Redis answers')
   },
 )
+
+t.test(
+  'a device that reconnected through another process stays online when its old connection ends and its will fires',
+  { skip: redisMissing || mongoMissing },
+  async (t) => {
+    const redis = await startRedis(t)
+    const mongoUrl = freshMongoUrl(t)
+    const env = { ...roomy, MONGO_URL: mongoUrl, REDIS_URL: redis.url }
+    const p1 = await startTestHub(t, { ...env, HUB_ID: 'p1' })
+    const alice = await actor(p1, 'Alice')
+    const { device, token } = await ok<{ device: DeviceState; token: string }>(alice, 'device.create', {
+      name: 'Mover',
+      kind: 'native',
+    })
+    const p2 = await startTestHub(t, { ...env, HUB_ID: 'p2' })
+    const presence = `devices/${device.id}/presence`
+    const will = {
+      topic: presence,
+      payload: Buffer.from(JSON.stringify({ state: 'lost', session: 1 })),
+      qos: 1 as const,
+      retain: true,
+    }
+    const mongo = new MongoClient(mongoUrl)
+    t.teardown(() => mongo.close())
+    const devices = mongo.db().collection<{ _id: string; online: boolean; hub?: string }>('devices')
+    const stored = () => devices.findOne({ _id: device.id })
+
+    const old = await p1.connect({ clientId: device.id, token, will })
+    await old.publishAsync(presence, JSON.stringify({ state: 'online', session: 1 }), {
+      qos: 1,
+      retain: true,
+    })
+    await waitUntil(async () => (await stored())?.hub === 'p1', 'online through p1')
+    // the same session again through p2 (its network moved; p1 has not noticed the old connection end)
+    const moved = await p2.connect({ clientId: device.id, token, will })
+    await moved.publishAsync(presence, JSON.stringify({ state: 'online', session: 1 }), {
+      qos: 1,
+      retain: true,
+    })
+    await waitUntil(async () => (await stored())?.hub === 'p2', 'held by p2 now')
+    // the old connection dies: p1 publishes its will and sees it closed
+    const watcher = await p1.connect({ clientId: 'watch', token: p1.token({ sub: alice.id }) })
+    old.stream.destroy()
+    await waitUntil(
+      async () =>
+        ((await retainedOn(watcher, presence, 200)) as { state?: string } | undefined)?.state === 'lost',
+      'the old connection will went out on p1',
+    )
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    t.match(
+      await stored(),
+      { online: true, hub: 'p2' },
+      'still online, held by p2: the old end says nothing about it',
+    )
+  },
+)
