@@ -83,8 +83,9 @@ export class DevicePresence {
   async markAllOffline(isLive: (processId: string) => boolean = () => false): Promise<void> {
     for await (const device of this.#options.store.scan<DeviceDoc>(collections.devices.name)) {
       if (device.session !== undefined) this.#noteSession(device.id, device.session)
-      if (device.online && !(device.hub !== undefined && isLive(device.hub)))
-        await this.#update(device.id, (d) => (d.online ? offline(d) : null))
+      const stale = (d: DeviceDoc) => d.online && !(d.hub !== undefined && isLive(d.hub))
+      // checked again in the transaction: it may have come online through a live process meanwhile
+      if (stale(device)) await this.#update(device.id, (d) => (stale(d) ? offline(d) : null))
     }
   }
 

@@ -92,7 +92,9 @@ export class RoutersService {
     for await (const router of this.#options.store.scan<RouterDoc>(routerCollections.routers.name)) {
       if (router.online && router.hub !== undefined && isLive(router.hub)) continue
       if (grace > 0) this.#returning.add(router.id)
-      if (router.online) await this.#update(router.id, (r) => (r.online ? offline(r) : null))
+      // checked again in the transaction: it may have come online through a live process meanwhile
+      const stale = (r: RouterDoc) => r.online && !(r.hub !== undefined && isLive(r.hub))
+      if (router.online) await this.#update(router.id, (r) => (stale(r) ? offline(r) : null))
     }
     if (this.#returning.size > 0) {
       this.#returnTimer = setTimeout(() => {
