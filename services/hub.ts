@@ -426,6 +426,10 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
         throw new Error(
           `Redis (REDIS_URL) is unreachable (${link.commands.status}): this process cannot renew its liveness`,
         )
+      if (membership && !membership.liveness.current)
+        throw new Error(
+          `this process could not renew its liveness in Redis (REDIS_URL) for ${membership.liveness.secondsSinceRenewal} s: the others take over its clients`,
+        )
     },
   })
   explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))

@@ -61,6 +61,8 @@ export class Liveness {
   #renewing = false
   #registered = false
   #live: string[] = []
+  /** When the last successful renewal was sent (ms since the epoch). */
+  #renewedAt = 0
 
   constructor(options: LivenessOptions) {
     this.#options = { ttlMs: 5000, intervalMs: 1000, ...options }
@@ -73,6 +75,20 @@ export class Liveness {
   /** The processes alive at the last renewal, this one included, sorted. */
   get live(): readonly string[] {
     return this.#live
+  }
+
+  /**
+   * Whether this process's liveness key is surely still there: its last successful renewal was sent
+   * less than the ttl ago. False while Redis cannot be reached or does not answer: the others are
+   * about to declare this process dead, so it should not take clients (readiness).
+   */
+  get current(): boolean {
+    return Date.now() - this.#renewedAt < this.#options.ttlMs
+  }
+
+  /** Seconds since the last successful renewal was sent. */
+  get secondsSinceRenewal(): number {
+    return Math.round((Date.now() - this.#renewedAt) / 100) / 10
   }
 
   /** Registers this process (resolves once it is listed) and renews it every interval. */
@@ -127,6 +143,7 @@ export class Liveness {
     if (this.#renewing) return
     this.#renewing = true
     const { link, log, ttlMs } = this.#options
+    const sentAt = Date.now()
     try {
       const listed = await link.commands.eval(
         RENEW,
@@ -145,6 +162,7 @@ export class Liveness {
         this.#options.onDeclaredDead?.()
       }
       this.#registered = true
+      this.#renewedAt = sentAt
       const live = await this.liveProcesses()
       const changed = live.join() !== this.#live.join()
       this.#live = live

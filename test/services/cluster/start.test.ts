@@ -5,6 +5,7 @@ import type { DeviceState } from '../../../schemas/actions/device.ts'
 import { actor, ok, retainedOn, roomy } from '../../helpers/actors.ts'
 import { Requester, startTestHub, waitUntil } from '../../helpers/hub.ts'
 import { freshMongoUrl, mongoMissing } from '../../helpers/mongo.ts'
+import { startProxy } from '../../helpers/proxy.ts'
 import { redisMissing, startRedis } from '../../helpers/redis.ts'
 
 /**
@@ -162,5 +163,40 @@ t.test(
       { online: true, hub: 'p2' },
       'still online, held by p2: the old end says nothing about it',
     )
+  },
+)
+
+t.test(
+  'a cluster process whose Redis connection goes silent is not ready once its liveness lapses, and says for how long',
+  { skip: redisMissing || mongoMissing },
+  async (t) => {
+    const redis = await startRedis(t)
+    const proxy = await startProxy(t, () => ({ host: '127.0.0.1', port: redis.port }))
+    const th = await startTestHub(t, {
+      MONGO_URL: freshMongoUrl(t),
+      REDIS_URL: proxy.url.replace('mqtt:', 'redis:'),
+      HUB_ID: 'p1',
+    })
+    const ready = async () => {
+      const response = await fetch(`${th.httpUrl}/readyz`)
+      return { status: response.status, body: (await response.json()) as { reason?: string } }
+    }
+    t.equal((await ready()).status, 200, 'ready')
+    // a partition: the connection stays open but carries nothing, so the client library sees no error
+    const silencedAt = Date.now()
+    proxy.silence()
+    await waitUntil(async () => (await ready()).status === 503, 'not ready once its liveness lapsed', 8000)
+    const after = Date.now() - silencedAt
+    t.ok(
+      after >= 3000 && after <= 6500,
+      `not ready ${after} ms after the silence (liveness ttl 5 s, renewed every 1 s)`,
+    )
+    t.match(
+      (await ready()).body.reason,
+      /could not renew its liveness in Redis \(REDIS_URL\) for \d/,
+      'and says why',
+    )
+    // the silenced connection never answers: cut it so the hub can close (ioredis reconnects through the proxy)
+    proxy.cut()
   },
 )
