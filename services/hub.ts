@@ -418,18 +418,10 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   corsHeaders(http, config.corsOrigins)
   healthRoutes(http, {
     // HTTP answers only once every listener is open, so a reachable store is what is left to check;
-    // in a cluster also Redis: without it this process cannot renew its liveness, and the others
-    // mark its clients lost (a load balancer takes it out, see haproxy.cfg)
+    // in a cluster also this process's liveness (a load balancer takes it out, see haproxy.cfg)
     ready: async () => {
       await store.ping()
-      if (link && link.commands.status !== 'ready')
-        throw new Error(
-          `Redis (REDIS_URL) is unreachable (${link.commands.status}): this process cannot renew its liveness`,
-        )
-      if (membership && !membership.liveness.current)
-        throw new Error(
-          `this process could not renew its liveness in Redis (REDIS_URL) for ${membership.liveness.secondsSinceRenewal} s: the others take over its clients`,
-        )
+      membership?.checkReady()
     },
   })
   explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))

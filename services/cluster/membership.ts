@@ -102,6 +102,22 @@ export class ClusterMembership {
     })
   }
 
+  /**
+   * Throws, saying why, when this process should take no clients (readiness): Redis unreachable, or
+   * its liveness not renewed within the ttl, so the others are declaring it dead.
+   */
+  checkReady(): void {
+    const { commands } = this.#options.link
+    if (commands.status !== 'ready')
+      throw new Error(
+        `Redis (REDIS_URL) is unreachable (${commands.status}): this process cannot renew its liveness`,
+      )
+    if (!this.liveness.current)
+      throw new Error(
+        `this process could not renew its liveness in Redis (REDIS_URL) for ${this.liveness.secondsSinceRenewal} s: the others take over its clients`,
+      )
+  }
+
   view(): ClusterView {
     return {
       processId: this.processId,
