@@ -66,7 +66,7 @@ export class Lease {
   /** The value stored while held by this owner (`owner/term`), or the last held. */
   #value = ''
   #term = 0
-  /** Until when this owner may act as holder (ms since the epoch); 0: not holder. */
+  /** Until when this owner may act as holder (performance.now(), a monotonic clock); 0: not holder. */
   #validUntil = 0
   #held = false
   #timer: NodeJS.Timeout | undefined
@@ -84,7 +84,7 @@ export class Lease {
 
   /** Whether this owner holds the lease now (and may act as its holder). */
   get held(): boolean {
-    return this.#held && Date.now() < this.#validUntil
+    return this.#held && performance.now() < this.#validUntil
   }
 
   /** The fencing term of the current or last holding; 0 before the first. */
@@ -130,7 +130,7 @@ export class Lease {
     if (this.#inFlight || this.#stopped) return
     this.#inFlight = true
     const { redis, key, owner, ttlMs, log } = this.#options
-    const sentAt = Date.now()
+    const sentAt = performance.now()
     try {
       const reply = await withTimeout(
         this.#held
@@ -140,12 +140,12 @@ export class Lease {
       )
       if (this.#stopped) return
       if (this.#held) {
-        if (reply === 1 && sentAt + ttlMs > Date.now()) this.#extend(sentAt + ttlMs)
+        if (reply === 1 && sentAt + ttlMs > performance.now()) this.#extend(sentAt + ttlMs)
         else {
           log.warn({ lease: key, term: this.#term }, 'lease lost: another owner holds it now')
           this.#lose()
         }
-      } else if (typeof reply === 'string' && sentAt + ttlMs > Date.now()) {
+      } else if (typeof reply === 'string' && sentAt + ttlMs > performance.now()) {
         this.#value = reply
         this.#term = Number(reply.slice(reply.lastIndexOf('/') + 1))
         this.#held = true
@@ -170,7 +170,7 @@ export class Lease {
         'lease expired before it could be renewed: no longer acting as its holder',
       )
       this.#lose()
-    }, validUntil - Date.now())
+    }, validUntil - performance.now())
     this.#expiry.unref()
   }
 

@@ -61,8 +61,8 @@ export class Liveness {
   #renewing = false
   #registered = false
   #live: string[] = []
-  /** When the last successful renewal was sent (ms since the epoch). */
-  #renewedAt = 0
+  /** When the last successful renewal was sent (performance.now(), a monotonic clock). */
+  #renewedAt = -Infinity
 
   constructor(options: LivenessOptions) {
     this.#options = { ttlMs: 5000, intervalMs: 1000, ...options }
@@ -83,12 +83,12 @@ export class Liveness {
    * about to declare this process dead, so it should not take clients (readiness).
    */
   get current(): boolean {
-    return Date.now() - this.#renewedAt < this.#options.ttlMs
+    return performance.now() - this.#renewedAt < this.#options.ttlMs
   }
 
   /** Seconds since the last successful renewal was sent. */
   get secondsSinceRenewal(): number {
-    return Math.round((Date.now() - this.#renewedAt) / 100) / 10
+    return Math.round((performance.now() - this.#renewedAt) / 100) / 10
   }
 
   /** Registers this process (resolves once it is listed) and renews it every interval. */
@@ -143,7 +143,7 @@ export class Liveness {
     if (this.#renewing) return
     this.#renewing = true
     const { link, log, ttlMs } = this.#options
-    const sentAt = Date.now()
+    const sentAt = performance.now()
     try {
       const listed = await link.commands.eval(
         RENEW,
