@@ -7,6 +7,12 @@ export const HubStatus = Type.Object(
     state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
     version: Type.String({ description: 'stagehub release' }),
     since: Timestamp,
+    processes: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description: 'live hub processes serving the deployment; only when there are several (REDIS_URL)',
+      }),
+    ),
   },
   { additionalProperties: false, $id: 'HubStatus' },
 )

@@ -52,6 +52,8 @@ export interface DeviceDoc
   tokenVersion: number
   /** The newest presence session seen (docs/protocol/README.md#presence). */
   session?: number
+  /** In a cluster, the process the device is online through (docs/cluster.md); internal, never projected. */
+  hub?: string
   reported: Record<string, unknown>
   soundCards?: SoundCard[]
   tracks?: Track[]
@@ -64,6 +66,8 @@ export type DeviceRegistration = Pick<DeviceDoc, 'id' | 'version' | 'owner' | 't
 export interface RouterDoc extends StoredDoc {
   /** Current token generation: tokens with a lower `ver` are revoked. */
   tokenVersion: number
+  /** In a cluster, the process the router is online through (docs/cluster.md); internal, never projected. */
+  hub?: string
 }
 
 /**
@@ -128,8 +132,8 @@ export const collections = {
     ],
     indexes: [['stageId'], ['userId'], ['groupId']],
   },
-  devices: { name: 'devices', indexes: [['owner']] },
-  routers: { name: 'routers' },
+  devices: { name: 'devices', indexes: [['owner'], ['hub']] },
+  routers: { name: 'routers', indexes: [['hub']] },
   assignments: { name: 'router_assignments', indexes: [['routerId']] },
   requests: { name: 'requests', indexes: [['expiresAt']] },
   retained: { name: 'retained' },

@@ -12,9 +12,11 @@ import { createTokenService, type TokenService } from '../broker/tokens.ts'
 import type { HubStatus } from '../schemas/state.ts'
 import { type Consumer, findTopic, topics } from '../schemas/topics.ts'
 import { AccessIndex } from './access.ts'
-import { ChangeFeed } from './cluster/change-feed.ts'
-import { ClusterLink } from './cluster/link.ts'
 import { AuditTrail } from './audit/trail.ts'
+import { ChangeFeed } from './cluster/change-feed.ts'
+import { singleProcess } from './cluster/coordination.ts'
+import { ClusterLink } from './cluster/link.ts'
+import { ClusterMembership } from './cluster/membership.ts'
 import { type UserDoc, collections } from './collections.ts'
 import { corsHeaders } from './http/cors.ts'
 import { webApp } from './http/web.ts'
@@ -35,6 +37,9 @@ import { RoutersService } from './routers/service.ts'
 import { StagesService } from './stages/service.ts'
 import { PasswordPool } from './users/password-pool.ts'
 import { UsersService } from './users/service.ts'
+
+/** How often the coordinator deletes expired change-log entries. */
+const CHANGE_LOG_PURGE_MS = 60_000
 
 export const HUB_VERSION: string = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -185,9 +190,27 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   if (link) undo.push(() => link.close())
   // before anything loads state or commits: every commit logs its changes, others' are held until start()
   const feed = link
-    ? await ChangeFeed.open({ store, link, log: log.child({ component: 'change-feed' }) })
+    ? await ChangeFeed.open({
+        store,
+        link,
+        log: log.child({ component: 'change-feed' }),
+        // the coordinator purges the deployment's log (below)
+        purgeEveryMs: 0,
+      })
     : undefined
   if (feed) undo.push(() => feed.close())
+  // work done once per deployment (docs/cluster.md#leases-and-liveness) runs where this says so
+  const membership = link
+    ? new ClusterMembership({
+        link,
+        log,
+        // its devices and routers were marked lost meanwhile: they reconnect and say online again
+        onDeclaredDead: () => broker.disconnectWhere((who) => who.role === 'device' || who.role === 'router'),
+        onLiveChange: () => void publishStatus('online'),
+      })
+    : undefined
+  const coordination = membership?.coordination ?? singleProcess(log)
+  const isCoordinator = () => coordination.isCoordinator()
   const access = await AccessIndex.load(store)
   const acl = new Acl(access)
   const persistence = new DurableRetainedPersistence(await storeRetainedArchive(store), log, config.outbound)
@@ -196,6 +219,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     metrics,
     log: log.child({ component: 'audit' }),
     retentionDays: config.auditRetentionDays,
+    isCoordinator,
   })
   undo.push(() => audit.stop())
   await audit.start()
@@ -257,11 +281,17 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     accountRateLimit: config.accountRateLimit,
     requestIdTtlMs: config.requestIdTtlMs,
     onOutcome: (outcome) => audit.request(outcome),
+    isCoordinator,
   })
   undo.push(() => pipeline.stop())
   await pipeline.start()
   audit.registerQuery(pipeline)
-  registerHubStatus(pipeline, { metrics, version: HUB_VERSION, store: store.kind })
+  registerHubStatus(pipeline, {
+    metrics,
+    version: HUB_VERSION,
+    store: store.kind,
+    cluster: membership && (() => membership.view()),
+  })
 
   const passwords = new PasswordPool({ cost: config.passwordHashCost, ...config.passwordHashing })
   const users = new UsersService({
@@ -280,6 +310,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     },
     userTokenTtlSeconds: config.userTokenTtlSeconds,
     log: log.child({ component: 'users' }),
+    isCoordinator,
   })
   await users.start()
   const stages = new StagesService({
@@ -317,6 +348,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     deviceTokenTtlSeconds: config.deviceTokenTtlSeconds,
     // HTTP answers only once every listener is open
     ports: () => listening.ports!,
+    isCoordinator,
   })
   await claims.start()
   await new FirmwareService(store, pipeline).start()
@@ -328,6 +360,8 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     routerReturnGraceSeconds: config.routerReturnGraceSeconds,
     log: log.child({ component: 'routers' }),
     isCurrent: (who) => broker.isCurrent(who),
+    isCoordinator,
+    processId: link?.processId,
   })
   await routers.start()
   const media = new MediaService({
@@ -345,6 +379,7 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     log: log.child({ component: 'presence' }),
     isCurrent: (who) => broker.isCurrent(who),
     isRegistered: (deviceId) => access.deviceOwner(deviceId) !== undefined,
+    processId: link?.processId,
     tellDevice: (clientId, code, message) => {
       broker
         .publish(
@@ -363,8 +398,16 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     routers: (who, topic, payload) => routers.inspect(who, topic, payload),
     media: (who, topic, payload) => media.inspect(who, topic, payload),
   }
-  await presence.markAllOffline()
-  await routers.markAllOffline()
+  // one process: nothing is connected yet; in a cluster, what is online through other live processes stays
+  const isLive = membership ? await membership.liveOthers() : undefined
+  await presence.markAllOffline(isLive)
+  await routers.markAllOffline(isLive)
+  // a coordinator plans the distribution afresh (another process may have changed it meanwhile)
+  coordination.onGained(() => void routers.distribute())
+  membership?.heal([presence, routers])
+  // periodic once-per-deployment tasks register here: coordination.every(name, intervalMs, task).
+  if (feed) coordination.every('change log purge', CHANGE_LOG_PURGE_MS, () => feed.purge())
+  undo.push(() => coordination.stop())
   publisher.follow(store)
   closeRevokedConnections(store, broker, access, users)
   const stopFollowing = followOutsideCommits(store, broker, access, log)
@@ -375,12 +418,20 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   await publisher.republishAll(
     [...persistence.retainedTopics()].filter((t) => t !== topics.hubStatus.build()),
   )
+  const since = new Date().toISOString()
   const status = (state: HubStatus['state']): HubStatus => ({
     state,
     version: HUB_VERSION,
-    since: new Date().toISOString(),
+    since: state === 'online' ? since : new Date().toISOString(),
+    ...(membership && state === 'online' ? { processes: Math.max(1, membership.liveness.live.length) } : {}),
   })
-  await publisher.publish(topics.hubStatus.build(), status('online'))
+  let statusClosed = false
+  const publishStatus = (state: HubStatus['state']): Promise<void> =>
+    statusClosed && state === 'online'
+      ? Promise.resolve()
+      : publisher
+          .publish(topics.hubStatus.build(), status(state))
+          .catch((err: unknown) => log.warn({ err }, 'could not publish hub/status'))
 
   const http = await createHttpServer(broker, config, log)
   undo.push(() => http.close())
@@ -388,8 +439,12 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
   errorReplies(http, metrics)
   corsHeaders(http, config.corsOrigins)
   healthRoutes(http, {
-    // HTTP answers only once every listener is open, so a reachable store is what is left to check
-    ready: () => store.ping(),
+    // HTTP answers only once every listener is open, so a reachable store is what is left to check;
+    // in a cluster also this process's liveness (a load balancer takes it out, see haproxy.cfg)
+    ready: async () => {
+      await store.ping()
+      membership?.checkReady()
+    },
   })
   explainRoute(http, (token, clientId) => broker.explainConnect(token, clientId))
   await http.register(users.routes)
@@ -407,6 +462,11 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
     metricsRoute(metricsHttp, { metrics, metricsToken: config.metricsToken })
     await metricsHttp.listen({ port: config.metricsPort, host: config.metricsHost })
   }
+  if (membership) {
+    undo.push(() => membership.stop())
+    await membership.start()
+  }
+  await publishStatus('online')
   const listeners = await startListeners(broker, http, config)
   listening.ports = listeners.ports
   const ports = {
@@ -427,7 +487,10 @@ async function assembleHub(config: HubConfig, log: Logger, undo: (() => unknown)
       stopFollowing()
       // others' commits are no longer projected here; this process's last ones still reach them
       await feed?.stopReceiving()
-      await publisher.publish(topics.hubStatus.build(), status('offline'))
+      coordination.stop()
+      await membership?.stop()
+      statusClosed = true
+      await publishStatus('offline')
       const listenersClosed = listeners.close()
       await broker.close()
       await listenersClosed

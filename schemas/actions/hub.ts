@@ -25,6 +25,23 @@ export const hubStatus = defineAction({
           description: 'open MQTT connections (TCP, TLS and WebSocket) by role',
         },
       ),
+      cluster: Type.Optional(
+        Type.Object(
+          {
+            processId: Type.String({ description: 'the hub process that answered (HUB_ID)' }),
+            coordinator: Type.Boolean({
+              description: 'whether it holds the coordinator lease (distribution, purges, healing)',
+            }),
+            processes: Type.Array(Type.String(), {
+              description: 'the live hub processes of the deployment, this one included',
+            }),
+          },
+          {
+            additionalProperties: false,
+            description: 'only when several hub processes serve the deployment (REDIS_URL)',
+          },
+        ),
+      ),
     },
     { additionalProperties: false },
   ),

@@ -23,6 +23,11 @@ import {
 import { RateLimiter } from '../requests/rate-limit.ts'
 
 export interface AuditTrailOptions {
+  /**
+   * Whether this process does the deployment's once-only work (services/cluster/coordination.ts):
+   * its periodic purge runs only while it is true. Default: always (one process).
+   */
+  isCoordinator?: () => boolean
   store: Store
   metrics: HubMetrics
   log: Logger
@@ -83,13 +88,18 @@ export class AuditTrail {
     const { store, retentionDays } = this.#options
     await store.ensureCollection(collections.audit)
     if (!this.enabled) return
-    await this.prune()
+    if (this.#pruning()) await this.prune()
     this.#flushTimer = setInterval(() => void this.flush(), FLUSH_MS)
     this.#flushTimer.unref()
     // a retention shorter than ten hours is pruned every tenth of it (for tests and trials)
     const every = Math.max(100, Math.min(PRUNE_MS, (retentionDays * DAY_MS) / 10))
-    this.#pruneTimer = setInterval(() => void this.prune(), every)
+    this.#pruneTimer = setInterval(() => void (this.#pruning() ? this.prune() : undefined), every)
     this.#pruneTimer.unref()
+  }
+
+  /** Whether this process prunes the deployment's trail now. */
+  #pruning(): boolean {
+    return this.#options.isCoordinator?.() ?? true
   }
 
   /** Stops the timers and writes what is pending (before the store closes). */

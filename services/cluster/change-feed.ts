@@ -195,9 +195,8 @@ export class ChangeFeed implements CommitLog {
   }
 
   /**
-   * Deletes the entries past their retention; returns how many. Once per deployment is enough
-   * (TODO(leases): the coordinator lease calls it; until then every process runs it on an interval,
-   * which is harmless).
+   * Deletes the entries past their retention; returns how many. Once per deployment is enough: the
+   * hub has the coordinator call it (`purgeEveryMs: 0`).
    */
   async purge(): Promise<number> {
     try {

@@ -62,6 +62,11 @@ type Exchange =
   | { ok: false; reason: 'kind'; kind: DeviceKind; asked: DeviceKind }
 
 export interface DeviceClaimsOptions {
+  /**
+   * Whether this process does the deployment's once-only work (services/cluster/coordination.ts):
+   * its periodic purge runs only while it is true. Default: always (one process).
+   */
+  isCoordinator?: () => boolean
   store: Store
   pipeline: RequestPipeline
   tokens: TokenService
@@ -114,7 +119,10 @@ export class DeviceClaims {
       else ctx.tx.insert<ClaimDoc>(claimCollection.name, claim)
       return { code, expiresAt: new Date(expiresAt).toISOString() }
     })
-    this.#purger = setInterval(() => void this.purge(), PURGE_INTERVAL_MS)
+    this.#purger = setInterval(
+      () => void ((this.#options.isCoordinator?.() ?? true) ? this.purge() : undefined),
+      PURGE_INTERVAL_MS,
+    )
     this.#purger.unref()
   }
 

@@ -45,6 +45,11 @@ export interface DevicePresenceOptions {
   isRegistered(deviceId: string): boolean
   /** Answers a device on its response topic when its message was refused. */
   tellDevice(clientId: string, code: 'invalid_request' | 'too_large', message: string): void
+  /**
+   * In a cluster, this process's id: a device online through it carries it (`hub`), so the
+   * coordinator can mark it lost when this process dies (markLostOf). Unset: one process.
+   */
+  processId?: string | undefined
 }
 
 /**
@@ -73,14 +78,55 @@ export class DevicePresence {
   }
 
   /**
-   * At start no device is connected: whatever the store says, every device is offline now. Also
-   * learns each device's newest session, so an older session's message is refused after a restart.
+   * At start no device is connected here: whatever the store says, every device is offline now,
+   * except, in a cluster, those online through another live process (`isLive`). Also learns each
+   * device's newest session, so an older session's message is refused after a restart.
    */
-  async markAllOffline(): Promise<void> {
+  async markAllOffline(isLive: (processId: string) => boolean = () => false): Promise<void> {
     for await (const device of this.#options.store.scan<DeviceDoc>(collections.devices.name)) {
       if (device.session !== undefined) this.#noteSession(device.id, device.session)
-      if (device.online) await this.#update(device.id, (d) => ({ ...d, online: false }))
+      const stale = (d: DeviceDoc) => d.online && !(d.hub !== undefined && isLive(d.hub))
+      // checked again in the transaction: it may have come online through a live process meanwhile
+      if (stale(device)) await this.#update(device.id, (d) => (stale(d) ? offline(d) : null))
     }
+  }
+
+  /**
+   * The coordinator's part when process `processId` died (docs/cluster.md#leases-and-liveness): each
+   * device still online through it is offline in the store and its retained presence says `lost`,
+   * as its will would have. Returns how many.
+   */
+  async markLostOf(processId: string): Promise<number> {
+    const { store, publisher } = this.#options
+    const online = await store.find<DeviceDoc>(collections.devices.name, { hub: processId })
+    let marked = 0
+    const failures: unknown[] = []
+    await Promise.all(
+      online.map((device) =>
+        this.#queue.run(device.id, async () => {
+          try {
+            const lost = await this.#update(device.id, (d) =>
+              d.online && d.hub === processId ? { ...offline(d), lastSeen: now() } : null,
+            )
+            if (!lost) return
+            marked++
+            if (this.#options.isRegistered(lost.id))
+              await publisher.publish(deviceTopics.presence(lost.id), {
+                state: 'lost',
+                session: lost.session ?? 0,
+              })
+          } catch (err) {
+            failures.push(err)
+          }
+        }),
+      ),
+    )
+    // the coordinator tries again on its next check: the process stays listed as dead until then
+    if (failures.length > 0)
+      throw new Error(`could not mark ${failures.length} devices of lost process ${processId} offline`, {
+        cause: failures[0],
+      })
+    return marked
   }
 
   /** The broker's hook for client publishes; returns a reason to refuse the message. */
@@ -135,8 +181,10 @@ export class DevicePresence {
     const own = this.#connectionSessions.get(who)
     this.#queue.run(who.id, async () => {
       const ended = await this.#update(who.id, (d) =>
-        d.online && (own === undefined || (d.session ?? -1) <= own)
-          ? { ...d, online: false, lastSeen: now() }
+        d.online &&
+        (own === undefined || (d.session ?? -1) <= own) &&
+        !heldElsewhere(d, this.#options.processId)
+          ? { ...offline(d), lastSeen: now() }
           : null,
       )
       // still online here means nothing said otherwise: a DISCONNECT without a prior `offline` fires no
@@ -161,9 +209,16 @@ export class DevicePresence {
       // the store knows sessions said through other processes of a cluster too
       if (device.session !== undefined) this.#noteSession(deviceId, device.session)
       newer = event.session < (device.session ?? -1) && device.online ? device : undefined
+      const { processId } = this.#options
+      if (heldElsewhere(device, processId, event)) return null
       const next = nextPresence({ online: device.online, session: device.session ?? -1 }, event)
+      // the same session online again through this process: it reconnected here, this process holds it now
+      if (!next && event.state === 'online' && processId && device.online && device.hub !== processId)
+        return { ...device, hub: processId, lastSeen: now() }
       if (!next) return null
-      return { ...device, ...next, lastSeen: now() }
+      if (next.online)
+        return { ...device, ...next, lastSeen: now(), ...(processId ? { hub: processId } : {}) }
+      return { ...offline(device), ...next, lastSeen: now() }
     })
     // an older session's end was retained before this process knew of the newer session (said
     // through another process of a cluster): the retained presence says the newer one again
@@ -199,3 +254,23 @@ export class DevicePresence {
 }
 
 const now = () => new Date().toISOString()
+
+/**
+ * In a cluster: whether a device (or router) is online through another process than this one, so that an end
+ * of its connection here (its will, the connection closing) says nothing about it: it moved on. A
+ * newer session speaks for itself.
+ */
+export function heldElsewhere(
+  device: { online: boolean; hub?: string; session?: number },
+  processId: string | undefined,
+  event?: PresenceEvent,
+): boolean {
+  if (!processId || !device.online || device.hub === undefined || device.hub === processId) return false
+  return !event || (event.state !== 'online' && event.session <= (device.session ?? -1))
+}
+
+/** A device offline: online through no process. */
+function offline(device: DeviceDoc): DeviceDoc {
+  const { hub: _hub, ...rest } = device
+  return { ...rest, online: false }
+}

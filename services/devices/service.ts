@@ -22,7 +22,13 @@ import type { Store, Transaction } from '../store/store.ts'
 import type { UsersService } from '../users/service.ts'
 
 export function deviceState(device: DeviceDoc): DeviceState {
-  const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = device
+  const {
+    tokenVersion: _tokenVersion,
+    createdAt: _createdAt,
+    session: _session,
+    hub: _hub,
+    ...visible
+  } = device
   return { ...visible, soundCards: device.soundCards ?? [], tracks: device.tracks ?? [] }
 }
 

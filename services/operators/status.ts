@@ -22,7 +22,13 @@ export async function connectionsByRole(metrics: HubMetrics): Promise<Connection
 /** `hub.status` for admin-role tokens, from the broker's live connection counts (its metrics). */
 export function registerHubStatus(
   pipeline: RequestPipeline,
-  hub: { metrics: HubMetrics; version: string; store: ActionResult<typeof hubStatus>['store'] },
+  hub: {
+    metrics: HubMetrics
+    version: string
+    store: ActionResult<typeof hubStatus>['store']
+    /** In a cluster, this process's view of the deployment. */
+    cluster?: (() => ActionResult<typeof hubStatus>['cluster']) | undefined
+  },
 ): void {
   const startedAt = new Date()
   pipeline.register(hubStatus, async (ctx) => {
@@ -33,6 +39,7 @@ export function registerHubStatus(
       uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 100) / 10,
       store: hub.store,
       connections: await connectionsByRole(hub.metrics),
+      ...(hub.cluster ? { cluster: hub.cluster() } : {}),
     }
   })
 }

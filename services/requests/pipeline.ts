@@ -61,6 +61,11 @@ interface RegisteredAction {
 }
 
 export interface PipelineOptions {
+  /**
+   * Whether this process does the deployment's once-only work (services/cluster/coordination.ts):
+   * its periodic purge runs only while it is true. Default: always (one process).
+   */
+  isCoordinator?: () => boolean
   store: Store
   publisher: StatePublisher
   tokens: TokenService
@@ -100,7 +105,8 @@ export class RequestPipeline {
     await this.#options.store.ensureCollection(collections.requests)
     this.#sweeper = setInterval(() => {
       this.#limits.sweep()
-      void this.#purgeExpired() // never rejects: it logs its failure
+      // request records are the deployment's: one process purges them
+      if (this.#options.isCoordinator?.() ?? true) void this.#purgeExpired() // never rejects: it logs its failure
     }, 60_000)
     this.#sweeper.unref()
   }

@@ -17,6 +17,12 @@ export const routerCollections = {
 } satisfies Record<string, CollectionSpec>
 
 export function routerState(router: RouterDoc, assignments: readonly AssignmentDoc[]): RouterState {
-  const { tokenVersion: _tokenVersion, createdAt: _createdAt, session: _session, ...visible } = router
+  const {
+    tokenVersion: _tokenVersion,
+    createdAt: _createdAt,
+    session: _session,
+    hub: _hub,
+    ...visible
+  } = router
   return { ...visible, assignments: assignments.map((a) => a.stageId).sort() }
 }

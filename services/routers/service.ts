@@ -12,7 +12,7 @@ import {
 } from '../../schemas/actions/router.ts'
 import { validator } from '../../schemas/validate.ts'
 import { topics } from '../../schemas/topics.ts'
-import { nextPresence } from '../devices/presence.ts'
+import { heldElsewhere, nextPresence } from '../devices/presence.ts'
 import { HubError, conflict, forbidden, notFound } from '../errors.ts'
 import { KeyedQueue } from '../keyed-queue.ts'
 import { parseClientMessage } from '../client-message.ts'
@@ -39,6 +39,13 @@ export interface RoutersServiceOptions {
   log: Logger
   /** Whether this identity is the newest connection of its client id (not superseded by a takeover). */
   isCurrent(who: Identity): boolean
+  /**
+   * Whether this process distributes stages (services/cluster/coordination.ts): always for one
+   * process; in a cluster only the coordinator. Default: always.
+   */
+  isCoordinator?: () => boolean
+  /** In a cluster, this process's id: a router online through it carries it (`hub`). */
+  processId?: string | undefined
 }
 
 /**
@@ -70,23 +77,25 @@ export class RoutersService {
     for (const spec of Object.values(routerCollections)) await store.ensureCollection(spec)
     publisher.project(routerProjection(store))
     this.#registerActions()
-    // In a cluster every process hears every commit (the change feed), so every process runs this.
-    // TODO(leases): RoutersService.distribute commits a distribution: only the coordinator lease's
-    // holder should run it (concurrent runs converge through transaction conflicts, but do the work N times).
+    // in a cluster every process hears every commit (the change feed); distribute() acts on the coordinator only
     store.onChange((changes) => (changesDistribution(changes) ? this.distribute() : undefined))
   }
 
   /**
-   * At start no router is connected: every router is offline until it says online again. Its stages
-   * stay assigned to it for the grace period: a router that reconnects in time keeps them with the
-   * same relay, so no ov-box gets a new configuration because the hub restarted; after it, the stages
-   * of routers still away move on.
+   * At start no router is connected here: every router is offline until it says online again, except,
+   * in a cluster, those online through another live process (`isLive`). Its stages stay assigned to
+   * it for the grace period: a router that reconnects in time keeps them with the same relay, so no
+   * ov-box gets a new configuration because the hub restarted; after it, the stages of routers still
+   * away move on.
    */
-  async markAllOffline(): Promise<void> {
+  async markAllOffline(isLive: (processId: string) => boolean = () => false): Promise<void> {
     const grace = this.#options.routerReturnGraceSeconds
     for await (const router of this.#options.store.scan<RouterDoc>(routerCollections.routers.name)) {
+      if (router.online && router.hub !== undefined && isLive(router.hub)) continue
       if (grace > 0) this.#returning.add(router.id)
-      if (router.online) await this.#update(router.id, (r) => ({ ...r, online: false }))
+      // checked again in the transaction: it may have come online through a live process meanwhile
+      const stale = (r: RouterDoc) => r.online && !(r.hub !== undefined && isLive(r.hub))
+      if (router.online) await this.#update(router.id, (r) => (stale(r) ? offline(r) : null))
     }
     if (this.#returning.size > 0) {
       this.#returnTimer = setTimeout(() => {
@@ -107,9 +116,35 @@ export class RoutersService {
     clearTimeout(this.#returnTimer)
   }
 
-  /** Plans and applies the distribution once more; concurrent calls share the next run. */
+  /**
+   * The coordinator's part when process `processId` died (docs/cluster.md#leases-and-liveness): each
+   * router still online through it is offline in the store, its retained presence says `lost`, and
+   * its stages move on (the commit triggers the distribution, with no grace: it is not coming back
+   * through that process). Returns how many.
+   */
+  async markLostOf(processId: string): Promise<number> {
+    const { store, publisher } = this.#options
+    const online = await store.find<RouterDoc>(routerCollections.routers.name, { hub: processId })
+    let marked = 0
+    for (const router of online) {
+      this.#returning.delete(router.id)
+      const lost = await this.#update(router.id, (r) =>
+        r.online && r.hub === processId ? { ...offline(r), lastSeen: now() } : null,
+      )
+      if (!lost) continue
+      marked++
+      await publisher.publish(routerTopics.presence(lost.id), { state: 'lost', session: lost.session ?? 0 })
+    }
+    return marked
+  }
+
+  /**
+   * Plans and applies the distribution once more; concurrent calls share the next run. Only the
+   * coordinator distributes (a cluster's other processes leave it to it).
+   */
   distribute(): Promise<void> {
     if (this.#distributionPending || this.#stopped) return this.#distribution
+    if (this.#options.isCoordinator && !this.#options.isCoordinator()) return this.#distribution
     this.#distributionPending = true
     this.#distribution = this.#distribution.then(async () => {
       this.#distributionPending = false
@@ -140,13 +175,19 @@ export class RoutersService {
       return 'presence of a superseded connection'
     // back (or gone again): from now on its presence decides, as for any router
     this.#returning.delete(routerId)
+    const { processId } = this.#options
     this.#queue.run(routerId, () =>
       this.#update(routerId, (router) => {
+        if (heldElsewhere(router, processId, message)) return null
         const next = nextPresence({ online: router.online, session: router.session ?? -1 }, message)
+        // the same session online again through this process: it reconnected here, this process holds it now
+        if (!next && message.state === 'online' && processId && router.online && router.hub !== processId)
+          return { ...router, hub: processId, lastSeen: now() }
         if (!next) return null
-        if (message.state !== 'online') return { ...router, ...next, lastSeen: now() }
+        if (message.state !== 'online') return { ...offline(router), ...next, lastSeen: now() }
         const { capabilities, capacity, position, url } = message
-        return { ...router, ...next, capabilities, capacity, position, url, lastSeen: now() }
+        const hub = processId ? { hub: processId } : {}
+        return { ...router, ...next, capabilities, capacity, position, url, lastSeen: now(), ...hub }
       }),
     )
     return undefined
@@ -157,7 +198,7 @@ export class RoutersService {
     if (who.role !== 'router' || superseded) return
     this.#queue.run(who.id, async () => {
       const ended = await this.#update(who.id, (r) =>
-        r.online ? { ...r, online: false, lastSeen: now() } : null,
+        r.online && !heldElsewhere(r, this.#options.processId) ? { ...offline(r), lastSeen: now() } : null,
       )
       // no will fires on DISCONNECT: say it for the router so its retained presence does not lie
       if (ended) {
@@ -324,3 +365,9 @@ function requireAdmin(who: Identity): void {
 }
 
 const now = () => new Date().toISOString()
+
+/** A router offline: online through no process. */
+function offline(router: RouterDoc): RouterDoc {
+  const { hub: _hub, ...rest } = router
+  return { ...rest, online: false }
+}

@@ -149,6 +149,11 @@ export type AccountRemovalHook = (
 ) => Promise<void>
 
 export interface UsersServiceOptions {
+  /**
+   * Whether this process does the deployment's once-only work (services/cluster/coordination.ts):
+   * its periodic purge runs only while it is true. Default: always (one process).
+   */
+  isCoordinator?: () => boolean
   store: Store
   pipeline: RequestPipeline
   publisher: StatePublisher
@@ -218,6 +223,7 @@ export class UsersService {
     // as often as a tombstone can expire, at most hourly: few accounts are deleted
     const sweepMs = Math.min(3600, this.#options.userTokenTtlSeconds) * 1000
     this.#tombstoneSweeper = setInterval(() => {
+      if (!(this.#options.isCoordinator?.() ?? true)) return
       this.#purgeTombstones().catch((err: unknown) =>
         this.#options.log.warn({ err }, 'could not purge the tombstones of deleted accounts'),
       )

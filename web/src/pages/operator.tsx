@@ -225,6 +225,16 @@ function HubSection({ hub }: { hub: ReturnType<typeof useOperatorHub> }) {
           <dt>Started</dt>
           <dd>{when(s?.startedAt ?? retained?.since)}</dd>
         </div>
+        {s?.cluster && (
+          <div class="wide">
+            <dt>Processes</dt>
+            <dd data-testid="hub-processes">
+              {s.cluster.processes.length} live process{s.cluster.processes.length === 1 ? '' : 'es'}:{' '}
+              {s.cluster.processes.join(', ')} · this page is on {s.cluster.processId}
+              {s.cluster.coordinator ? ' (the coordinator)' : ''}
+            </dd>
+          </div>
+        )}
       </dl>
       <h3>Connected clients</h3>
       <ul class="counts" data-testid="client-counts">
