@@ -1,5 +1,5 @@
 import { signal } from '@preact/signals'
-import type { HubClient } from '../../../devices/hub-client/index.ts'
+import { type HubClient, RequestError } from '../../../devices/hub-client/index.ts'
 import { type AudioChoices, choicesOf, refreshMediaDevices } from './device-choices.ts'
 import type { AudioEngine, MediaFigures, TrackInfo } from './engine.ts'
 
@@ -20,7 +20,16 @@ export interface AudioStatus {
   microphone?: string
   /** Set when the stage has video but the camera could not be sent: what happened and what to do. */
   camera?: string
+  /** The hub refused media (`forbidden`): the person is not in the stage. */
+  refused?: boolean
 }
+
+/**
+ * Where the person is, from their profile (`users/{u}`, `stageId`): in this stage, in none, in
+ * another one, or not known yet. A media request names no stage: the hub serves the caller's current
+ * stage, so media is asked for only here, or in none (where the hub's refusal says why).
+ */
+export type StagePlace = 'here' | 'nowhere' | 'elsewhere' | 'unknown'
 
 export interface DeviceLink {
   client: HubClient
@@ -54,6 +63,7 @@ export class StageAudio {
   #audio?: AudioContext
   #engine?: AudioEngine
   #routerId?: string
+  #place: StagePlace = 'unknown'
   #link?: DeviceLink
   #tracks: readonly TrackInfo[] = []
   #gains: ReadonlyMap<string, number> = new Map()
@@ -97,6 +107,16 @@ export class StageAudio {
     const had = this.#routerId !== undefined
     this.#routerId = routerId
     if (this.#wanted) this.#restart(had)
+  }
+
+  /** Where the person is now (their profile's current stage). */
+  setPlace(place: StagePlace): void {
+    const was = this.#place
+    if (place === was) return
+    this.#place = place
+    // learning that the person is here changes nothing for media already on its way
+    const same = (p: StagePlace) => p === 'here' || p === 'unknown'
+    if (this.#wanted && !(same(was) && same(place))) this.#restart()
   }
 
   /** This browser's device connection, a new value on every connection. */
@@ -194,7 +214,15 @@ export class StageAudio {
   #restart(routerGone = false): void {
     const generation = ++this.#generation
     this.#stopEngine(routerGone)
-    if (!this.#routerId) {
+    if (this.#place === 'elsewhere') {
+      this.status.value = {
+        phase: 'failed',
+        text: 'You are in another stage now, and audio is for the stage you are in: open that stage to join its audio, or join this stage first.',
+      }
+      return
+    }
+    // in no stage: the hub is asked all the same and says why not (the retained state may lag)
+    if (!this.#routerId && this.#place !== 'nowhere') {
       this.status.value = {
         phase: 'waiting',
         text: 'No media router serves this stage yet: audio starts by itself as soon as one does.',
@@ -272,7 +300,16 @@ export class StageAudio {
       if (generation !== this.#generation) return
       engine?.close()
       if (this.#engine === engine) this.#engine = undefined
-      const why = err instanceof Error ? err.message : String(err)
+      if (err instanceof RequestError && err.code === 'forbidden') {
+        // not a member (any more), or not in the stage now: trying again changes nothing
+        this.status.value = {
+          phase: 'failed',
+          refused: true,
+          text: `The hub refused this browser media: ${err.reason}. Only the members who are in the stage hear and send its audio: join the stage (an admin's invitation link if you are not a member), then join audio.`,
+        }
+        return
+      }
+      const why = err instanceof RequestError ? err.reason : err instanceof Error ? err.message : String(err)
       this.status.value = {
         phase: 'failed',
         text: `Audio could not start: ${why}. Leave audio and join again; the rest of the stage keeps working.`,

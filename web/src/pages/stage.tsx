@@ -105,8 +105,7 @@ function StageView({ stageId }: { stageId: string }) {
             <AudioPanel
               stageId={stageId}
               userId={userId}
-              stage={stage}
-              groups={groupList}
+              video={stage.videoType === 'mediasoup'}
               members={memberList}
               tracks={tracks.value}
             />
