@@ -271,3 +271,51 @@ t.test(
     t.same([...first.problems, ...problems], [], 'no page error, no CSP violation')
   },
 )
+
+t.test(
+  'in Chromium, turning "Send my audio" off pauses Ann’s producer on the router: Bo’s inbound packets from her stop growing; on again, the producer resumes there and they grow',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const { th, agent, ann, bo, stage, browser } = await jam(t)
+    // the router's own producers, as mediasoup has them
+    const producers: { paused: boolean; appData: unknown; id: string }[] = []
+    agent
+      .room(stage.id)!
+      .router.observer.on('newtransport', (transport) =>
+        transport.observer.on('newproducer', (producer) => producers.push(producer)),
+      )
+    const [a, b] = await bothInAudio(t, th, browser, stage.id, [ann.session, bo.session])
+    const annTrack = await b!.page.getByTestId('heard-Ann').locator('meter').getAttribute('data-producer')
+    const annProducer = producers.find((p) => p.id === annTrack)
+    t.ok(annProducer && !annProducer.paused, 'Ann’s producer runs on the router')
+
+    const send = a!.page.getByTestId('audio-choices').getByLabel('Send my audio')
+    await a!.page.getByTestId('audio-choices').locator('summary').click()
+    await send.uncheck()
+    await a!.page.getByText('You hear the stage; you send nothing.').waitFor({ timeout: 10_000 })
+    await waitUntil(() => annProducer!.paused, 'Ann’s producer is paused on the router', 10_000)
+    t.pass('paused on the router')
+    // what was on its way has arrived: from now on nothing more
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const stopped = await packetsFrom(b!.page, 'Ann')
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    t.ok(
+      (await packetsFrom(b!.page, 'Ann')) - stopped <= 5,
+      `Bo’s inbound packets from Ann stop growing (${stopped} → ${await packetsFrom(b!.page, 'Ann')})`,
+    )
+    t.equal(
+      await b!.page.getByTestId('heard-Ann').count(),
+      1,
+      'her track stays listed: she is paused, not gone',
+    )
+    await grows(a!.page, 'Bo', await packetsFrom(a!.page, 'Bo'), 'Ann still hears Bo')
+
+    await send.check()
+    await a!.page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 10_000 })
+    await waitUntil(() => !annProducer!.paused, 'Ann’s producer resumes on the router', 10_000)
+    await grows(b!.page, 'Ann', await packetsFrom(b!.page, 'Ann'), 'Bo’s inbound packets from Ann grow again')
+    t.pass('resumed: Bo receives Ann again')
+    t.equal(agent.load().producers, 2, 'the same two producers throughout')
+    t.same([...a!.problems, ...b!.problems], [], 'no page error, no CSP violation')
+  },
+)

@@ -47,6 +47,8 @@ export class StageAudio {
     sent?: MediaFigures
     /** The microphone's applied settings (echo cancellation…) and whether it sends now. */
     microphone?: { settings: MediaTrackSettings; sending: boolean }
+    /** The camera's producer, its applied settings (which camera) and whether it sends now. */
+    camera?: { producerId: string; settings: MediaTrackSettings; sending: boolean }
   }>({
     received: new Map(),
   })
@@ -59,6 +61,8 @@ export class StageAudio {
   readonly ownVideo = signal<MediaStream | undefined>(undefined)
   readonly #userId: string
   #video = false
+  /** Whether the stage's audio is mediasoup (else only video goes through the router). */
+  #audioOn = true
   #wanted = false
   #audio?: AudioContext
   #engine?: AudioEngine
@@ -133,6 +137,21 @@ export class StageAudio {
     if (this.#wanted) this.#restart()
   }
 
+  /** Whether the stage's audio is mediasoup: the microphone is sent and others' audio received from the next start. */
+  setAudio(enabled: boolean): void {
+    if (enabled === this.#audioOn) return
+    this.#audioOn = enabled
+    if (this.#wanted) this.#restart()
+  }
+
+  /** What the status says while media is on. */
+  #onText(sending: boolean): string {
+    if (!this.#audioOn) return 'Video is on: you see the others (the stage’s audio goes another way).'
+    return sending
+      ? 'Audio is on: you hear the stage and it hears you.'
+      : 'You hear the stage; you send nothing.'
+  }
+
   /** The stage's retained tracks: other members' audio is consumed, gone tracks' consumers closed. */
   setTracks(tracks: readonly TrackInfo[]): void {
     this.#tracks = tracks
@@ -179,16 +198,19 @@ export class StageAudio {
   #apply(engine: AudioEngine, generation: number): void {
     this.#applying = this.#applying.then(async () => {
       if (generation !== this.#generation) return
-      const problem = await engine.apply(this.#choices).catch((err: unknown) => String(err))
+      const applied = await engine
+        .apply(this.#choices)
+        .catch((err: unknown) => ({ microphone: String(err), camera: undefined }))
       if (generation !== this.#generation) return
       const status = this.status.peek()
       if (status.phase !== 'on') return
+      const camera = applied.camera
+      if (camera) this.ownVideo.value = camera.stream
       this.status.value = {
         phase: 'on',
-        text: engine.microphone()?.sending
-          ? 'Audio is on: you hear the stage and it hears you.'
-          : 'You hear the stage; you send nothing.',
-        ...(problem ? { microphone: problem } : {}),
+        text: this.#onText(engine.microphone()?.sending ?? false),
+        ...(applied.microphone ? { microphone: applied.microphone } : {}),
+        ...(camera?.problem ? { camera: camera.problem } : {}),
       }
       void refreshMediaDevices().catch(() => undefined)
     })
@@ -247,11 +269,11 @@ export class StageAudio {
         if (generation === this.#generation) this.videos.value = videos
       },
     })
-    const camera = await engine.startCamera()
+    // "send video" off: no camera at all (it starts once the setting is on)
+    const camera = await engine.applyCamera(undefined)
     if (generation !== this.#generation) return undefined
-    if ('problem' in camera) return camera.problem
     this.ownVideo.value = camera.stream
-    return undefined
+    return camera.problem
   }
 
   async #start(generation: number, link: DeviceLink): Promise<void> {
@@ -266,7 +288,7 @@ export class StageAudio {
       })
       this.#engine = engine
       const asked = this.#choices
-      const microphone = await engine.start(asked)
+      const microphone = await engine.start(asked, this.#audioOn)
       if (generation !== this.#generation) return
       const camera = this.#video ? await this.#startVideo(engine, generation) : undefined
       if (generation !== this.#generation) return
@@ -275,10 +297,7 @@ export class StageAudio {
       this.status.value = {
         ...(camera ? { camera } : {}),
         phase: 'on',
-        text:
-          microphone || !this.#choices.sendAudio
-            ? 'You hear the stage; you send nothing.'
-            : 'Audio is on: you hear the stage and it hears you.',
+        text: this.#onText(!microphone && this.#choices.sendAudio),
         ...(microphone ? { microphone } : {}),
       }
       // the labels of the inputs and outputs are there once the microphone is allowed
@@ -291,8 +310,13 @@ export class StageAudio {
           .figures()
           .then((figures) => {
             const microphone = engine!.microphone()
+            const camera = engine!.camera()
             if (generation === this.#generation)
-              this.figures.value = microphone ? { ...figures, microphone } : figures
+              this.figures.value = {
+                ...figures,
+                ...(microphone ? { microphone } : {}),
+                ...(camera ? { camera } : {}),
+              }
           })
           .catch(() => undefined)
       }, FIGURES_INTERVAL_MS)

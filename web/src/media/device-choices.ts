@@ -33,6 +33,10 @@ export interface AudioChoices {
   autoGainControl: boolean
   sendAudio: boolean
   receiveAudio: boolean
+  /** The camera ('' = the browser's default) and the video switches (a stage with mediasoup video). */
+  videoInput: string
+  sendVideo: boolean
+  receiveVideo: boolean
 }
 
 export function choicesOf(settings: DeviceSettings): AudioChoices {
@@ -44,6 +48,9 @@ export function choicesOf(settings: DeviceSettings): AudioChoices {
     autoGainControl: settings.autoGainControl ?? false,
     sendAudio: settings.sendAudio ?? true,
     receiveAudio: settings.receiveAudio ?? true,
+    videoInput: settings.inputVideoDeviceId ?? '',
+    sendVideo: settings.sendVideo ?? true,
+    receiveVideo: settings.receiveVideo ?? true,
   }
 }
 
@@ -56,6 +63,16 @@ export function microphoneConstraints(choices: AudioChoices): MediaTrackConstrai
     noiseSuppression: choices.noiseSuppression,
     autoGainControl: choices.autoGainControl,
     ...(choices.input ? { deviceId: { exact: choices.input } } : {}),
+  }
+}
+
+/** The camera's getUserMedia constraints ('' = the browser's default camera). */
+export function cameraConstraints(choices: AudioChoices): MediaTrackConstraints {
+  return {
+    width: { ideal: 640 },
+    height: { ideal: 360 },
+    frameRate: { ideal: 24 },
+    ...(choices.videoInput ? { deviceId: { exact: choices.videoInput } } : {}),
   }
 }
 

@@ -111,7 +111,10 @@ function startSession(stageId: string, userId: string): MediaSession {
       const value = stages.value.get(topics.stage.build(stageId))
       stage.value = value
       audio.setRouter(value?.mediaRouter?.router)
-      if (value) audio.setVideo(value.videoType === 'mediasoup')
+      if (value) {
+        audio.setAudio(value.audioType === 'mediasoup')
+        audio.setVideo(value.videoType === 'mediasoup')
+      }
     }),
     effect(() => {
       const profile = profiles.value.get(topics.user.build(userId))

@@ -101,10 +101,11 @@ function StageView({ stageId }: { stageId: string }) {
       <div class="stage-grid">
         <div class="stage-main">
           <YourPlace stageId={stageId} summary={summary} me={me} groups={groupList} />
-          {summary.joined && stage?.audioType === 'mediasoup' && (
+          {summary.joined && (stage?.audioType === 'mediasoup' || stage?.videoType === 'mediasoup') && (
             <AudioPanel
               stageId={stageId}
               userId={userId}
+              audio={stage.audioType === 'mediasoup'}
               video={stage.videoType === 'mediasoup'}
               members={memberList}
               tracks={tracks.value}

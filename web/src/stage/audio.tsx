@@ -21,12 +21,15 @@ function describeGain(gain: number): string {
 export function AudioPanel({
   stageId,
   userId,
+  audio: hasAudio,
   video,
   members,
   tracks: trackMap,
 }: {
   stageId: string
   userId: string
+  /** The stage's audio is mediasoup (else only its video goes through the router). */
+  audio: boolean
   /** The stage's video is mediasoup. */
   video: boolean
   members: readonly MemberState[]
@@ -50,22 +53,24 @@ export function AudioPanel({
       data-testid="audio"
       data-output={audio?.sinkId.value ?? ''}
     >
-      <h2 id="audio-heading">Audio</h2>
+      <h2 id="audio-heading">{hasAudio ? 'Audio' : 'Video'}</h2>
       <div class="place-row">
         <p role="status" data-phase={status.phase}>
           {!joined
-            ? 'Audio is off: join to hear the others and be heard.'
+            ? hasAudio
+              ? 'Audio is off: join to hear the others and be heard.'
+              : 'Video is off: join to see the others and be seen.'
             : status.phase === 'failed'
-              ? 'Audio is off.'
+              ? `${hasAudio ? 'Audio' : 'Video'} is off.`
               : status.text}
         </p>
         {joined ? (
           <button type="button" class="secondary" onClick={leaveAudio}>
-            Leave audio
+            {hasAudio ? 'Leave audio' : 'Leave video'}
           </button>
         ) : (
           <button type="button" onClick={() => (notice.value = joinAudio(stageId) ?? '')}>
-            Join audio
+            {hasAudio ? 'Join audio' : 'Join video'}
           </button>
         )}
       </div>
@@ -98,7 +103,7 @@ export function AudioPanel({
       {status.phase === 'on' && video && audio && (
         <VideoTiles userId={userId} audio={audio} members={members} tracks={tracks} />
       )}
-      {status.phase === 'on' && (
+      {status.phase === 'on' && hasAudio && (
         <>
           {figures.sent && (
             <p class="level-row">
@@ -153,7 +158,7 @@ export function AudioPanel({
           )}
         </>
       )}
-      <AudioChoicesForm />
+      <AudioChoicesForm audio={hasAudio} video={video} />
     </section>
   )
 }
