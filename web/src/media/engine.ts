@@ -18,6 +18,7 @@ import {
   microphoneConstraints,
   newMicrophoneNeeded,
 } from './device-choices.ts'
+import { forgetTransport, rememberTransport } from './leftovers.ts'
 
 /**
  * The browser's media on one router, for one connection of this browser's device (loaded lazily with
@@ -326,7 +327,11 @@ export class AudioEngine {
 
   async #transport(direction: 'send' | 'recv'): Promise<Transport> {
     const info = await this.#client.request('media.createTransport', { direction })
-    if (this.#closed) throw new Error('audio was left')
+    rememberTransport(info.transportId)
+    if (this.#closed) {
+      void this.#close({ transportId: info.transportId })
+      throw new Error('audio was left')
+    }
     const options: TransportOptions = {
       id: info.transportId,
       iceParameters: info.iceParameters as unknown as IceParameters,
@@ -549,7 +554,9 @@ export class AudioEngine {
       if (!transport) continue
       transport.close()
       // closing the send transport on the router removes the microphone's stage track at once
-      if (!routerGone) void this.#close({ transportId: transport.id })
+      // forgotten once the hub answered: a page that closes meanwhile leaves it to the next page
+      if (routerGone) forgetTransport(transport.id)
+      else void this.#close({ transportId: transport.id }).then(() => forgetTransport(transport.id))
     }
   }
 }

@@ -16,6 +16,7 @@ import { route } from '../route.ts'
 import { signedInAs } from '../session.ts'
 import { StageAudio } from './audio.ts'
 import { audioChoices } from './device-choices.ts'
+import { closeLeftovers } from './leftovers.ts'
 
 /**
  * The tab's media session (issue 14): at most one per tab, for one stage, started by "Join audio" and
@@ -198,6 +199,14 @@ export function followMediaSession(): () => void {
   // a closing tab closes its transports on the router: another tab taking over this browser's device
   // within the hub's grace period would otherwise inherit them (and the stage a producer that is gone)
   addEventListener('pagehide', leaveAudio)
+  // this page's first device connection closes what an earlier page of this browser left open
+  let cleaned = false
+  const stopCleaning = effect(() => {
+    const link = browserDeviceLink.value
+    if (!link || cleaned) return
+    cleaned = true
+    void closeLeftovers(link.client)
+  })
   const stop = effect(() => {
     const session = mediaSession.value
     if (!session) return
@@ -208,6 +217,7 @@ export function followMediaSession(): () => void {
   })
   return () => {
     removeEventListener('pagehide', leaveAudio)
+    stopCleaning()
     stop()
   }
 }
