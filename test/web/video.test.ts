@@ -314,6 +314,13 @@ t.test(
     )
     const boConsumer = consumers.find((c) => c.producerId === annCamera.id)
     await waitUntil(() => boConsumer!.paused, 'Bo’s consumer of Ann is paused on the router', 10_000)
+    // nothing arrives, as Bo chose: that is no sign of a poor connection
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    t.equal(
+      (await boSeesAnn.locator('.tile-warning').textContent()) ?? '',
+      '',
+      'no poor-connection warning for what Bo paused himself',
+    )
     await boChoices.getByLabel('Receive the others’ video').check()
     await waitUntil(
       async () => (await boSeesAnn.getAttribute('data-video')) === 'yes',

@@ -51,6 +51,8 @@ export interface MediaFigures {
   lost?: number
   /** Interarrival jitter in ms (received tracks). */
   jitter?: number
+  /** Paused here ("receive" off): nothing is expected from it, so it says nothing of the connection. */
+  paused?: boolean
 }
 
 /** A consumed video track, shown in a `<video>` of its member's tile (web/src/stage/video.tsx). */
@@ -513,6 +515,7 @@ export class AudioEngine {
             played: peakOf(r.analyser),
             lost: Number(s.packetsLost ?? 0),
             jitter: Number(s.jitter ?? 0) * 1000,
+            paused: r.consumer.paused,
           })
     }
     for (const [producerId, w] of this.#watched) {
@@ -524,6 +527,7 @@ export class AudioEngine {
             level: 0,
             lost: Number(s.packetsLost ?? 0),
             jitter: Number(s.jitter ?? 0) * 1000,
+            paused: w.consumer.paused,
           })
     }
     let sent: MediaFigures | undefined

@@ -73,7 +73,8 @@ export function VideoTiles({
             : qualityOf(
                 before,
                 figures,
-                theirs.map((t) => t.id),
+                // what this browser paused ("receive" off) is expected to stay silent
+                theirs.filter((t) => !figures.get(t.id)?.paused).map((t) => t.id),
               )
           const name = mine ? `${member.name} (you)` : member.name
           return (
