@@ -132,7 +132,7 @@ t.test(
 )
 
 t.test(
-  'in Chromium, audio goes on while the person opens the stage’s mixer, settings and other pages (a small "in audio" bar says where, with Leave); back on the stage there is still one pair of transports; opening another stage, leaving the stage and Leave in the bar each end it',
+  'in Chromium, audio goes on while the person opens the stage’s mixer, settings and other pages (a small "in audio" bar says where, with Leave); back on the stage there is still one pair of transports; opening another stage, Leave in the bar, signing out and leaving the stage each end it',
   { skip: withoutChromium || mediasoupMissing },
   async (t) => {
     const { th, agent, ann, bo, stage, browser } = await jam(t)
@@ -196,6 +196,16 @@ t.test(
     await bar.getByRole('button', { name: 'Leave audio' }).click()
     await bar.waitFor({ state: 'detached' })
     await transportsSettle(agent, 2, 'Leave in the bar closed Ann’s transports')
+
+    // signing out ends it too
+    await a!.page.goto(`${th.httpUrl}/#/stages/${stage.id}`)
+    await a!.page.getByRole('button', { name: 'Join audio' }).click()
+    await a!.page.getByText('Audio is on: you hear the stage and it hears you.').waitFor({ timeout: 20_000 })
+    await transportsSettle(agent, 4, 'Ann is in audio once more')
+    await a!.page.getByRole('button', { name: 'Sign out' }).click()
+    await a!.page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    await waitUntil(() => agent.load().transports === 2, 'signing out closed Ann’s transports', 15_000)
+    t.pass('signing out ends the audio')
 
     // Bo leaves the stage (from another client of his): his audio ends with it
     await ok(bo.actor, 'stage.leave', {})

@@ -111,11 +111,12 @@ function startSession(stageId: string, userId: string): MediaSession {
     effect(() => {
       const value = stages.value.get(topics.stage.build(stageId))
       stage.value = value
-      audio.setRouter(value?.mediaRouter?.router)
+      // the media types first: a new router then starts the media they call for, once
       if (value) {
         audio.setAudio(value.audioType === 'mediasoup')
         audio.setVideo(value.videoType === 'mediasoup')
       }
+      audio.setRouter(value?.mediaRouter?.router)
     }),
     effect(() => {
       const profile = profiles.value.get(topics.user.build(userId))
