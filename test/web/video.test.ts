@@ -1,7 +1,7 @@
 import type { Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import type { StageState } from '../../schemas/actions/stage.ts'
-import { type Actor, connectAs, ok, roomy } from '../helpers/actors.ts'
+import { type Actor, connectAs, ok, retainedOn, roomy } from '../helpers/actors.ts'
 import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
 import { mediasoupMissing } from '../helpers/mediasoup.ts'
@@ -328,6 +328,32 @@ t.test(
       10_000,
     )
     t.notOk(boConsumer!.paused, 'resumed on the router')
+
+    // Ann's browser reports its cameras: another of her devices can choose one remotely
+    const annDevice = await a.page.evaluate(
+      (key) => (JSON.parse(localStorage.getItem(key)!) as { deviceId: string }).deviceId,
+      `stagehub.browserDevice.${ann.actor.id}`,
+    )
+    let cameras: { id: string; label: string }[] = []
+    await waitUntil(
+      async () => {
+        const doc = (await retainedOn(ann.actor.client, `users/${ann.actor.id}/devices/${annDevice}`)) as
+          { reported?: { mediaDevices?: { videoInputs?: { id: string; label: string }[] } } } | undefined
+        cameras = doc?.reported?.mediaDevices?.videoInputs ?? []
+        return cameras.some((c) => c.label !== '')
+      },
+      'the hub has Ann’s cameras with their labels',
+      15_000,
+    )
+    t.comment(`cameras reported: ${JSON.stringify(cameras)}`)
+    const devices = await signedInContext(t, th.httpUrl, browser, ann.session, '#/devices')
+    const card = devices.page.locator(`[data-device-id="${annDevice}"]`)
+    await card.getByText('Remote control').click()
+    await card
+      .getByLabel('Camera')
+      .locator('option', { hasText: cameras[0]!.label })
+      .waitFor({ state: 'attached' })
+    t.pass('her devices page offers the camera in the browser’s remote control')
 
     // Ann chooses her camera by its id: the same producer sends a new track from it
     const own = a.page.getByTestId('tile-Ann')

@@ -36,23 +36,6 @@ function options(list: readonly { id: string; label: string }[], chosen: string,
  */
 export function AudioChoicesForm({ audio = true, video = false }: { audio?: boolean; video?: boolean }) {
   const id = useId()
-  // cameras are not reported (the schema lists audio devices): this browser lists its own
-  const cameras = useSignal<{ id: string; label: string }[]>([])
-  useEffect(() => {
-    if (!video || !navigator.mediaDevices?.enumerateDevices) return
-    const list = () =>
-      void navigator.mediaDevices
-        .enumerateDevices()
-        .then((all) => {
-          cameras.value = all
-            .filter((d) => d.kind === 'videoinput' && d.deviceId)
-            .map((d) => ({ id: d.deviceId, label: d.label }))
-        })
-        .catch(() => undefined)
-    list()
-    navigator.mediaDevices.addEventListener?.('devicechange', list)
-    return () => navigator.mediaDevices.removeEventListener?.('devicechange', list)
-  }, [video])
   const SWITCHES = [...(audio ? AUDIO_SWITCHES : []), ...(video ? VIDEO_SWITCHES : [])]
   const outcome = useSignal({ text: '', failed: false })
   const deviceId = browserDeviceId.value
@@ -106,7 +89,7 @@ export function AudioChoicesForm({ audio = true, video = false }: { audio?: bool
             onChange={chooseDevice('inputVideoDeviceId')}
           >
             <option value="">The browser’s default</option>
-            {options(cameras.value, choices.videoInput, 'Camera')}
+            {options(devices.videoInputs ?? [], choices.videoInput, 'Camera')}
           </select>
         </label>
       )}
