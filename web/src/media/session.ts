@@ -197,8 +197,8 @@ export function joinAudio(stageId: string): string | undefined {
  * stage's own pages (view, mixer, settings) and every other page keep it. Returns the stop.
  */
 export function followMediaSession(): () => void {
-  // a closing tab closes its transports on the router: another tab taking over this browser's device
-  // within the hub's grace period would otherwise inherit them (and the stage a producer that is gone)
+  // a closing tab stops its microphone and camera and asks the router to close its transports (the
+  // request rarely leaves a closing page: the next page's first connection closes what is left)
   addEventListener('pagehide', leaveAudio)
   // this page's first device connection closes what an earlier page of this browser left open
   let cleaned = false
