@@ -199,10 +199,10 @@ const FirmwareState = Type.Union(
   ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED', 'FAILED'].map((s) => Type.Literal(s)),
 )
 
-/** An audio input or output of a browser, as navigator.mediaDevices.enumerateDevices() lists it. */
+/** An audio input or output or a camera of a browser, as navigator.mediaDevices.enumerateDevices() lists it. */
 export const ReportedMediaDevice = Type.Object(
   {
-    /** The browser's deviceId: what `inputAudioDeviceId` / `outputAudioDeviceId` take. */
+    /** The browser's deviceId: what `inputAudioDeviceId` / `outputAudioDeviceId` / `inputVideoDeviceId` take. */
     id: Type.String({ maxLength: 200 }),
     /** Empty until the page was allowed to use the microphone. */
     label: Type.String({ maxLength: 200 }),
@@ -243,14 +243,19 @@ export const ReportedPayload = Type.Object(
       ),
     ),
     /**
-     * A browser's audio inputs and outputs (replaced as a whole on every report), so that another of
-     * its owner's devices can pick `inputAudioDeviceId` and `outputAudioDeviceId` remotely.
+     * A browser's audio inputs and outputs and its cameras (replaced as a whole on every report), so
+     * that another of its owner's devices can pick `inputAudioDeviceId`, `outputAudioDeviceId` and
+     * `inputVideoDeviceId` remotely.
      */
     mediaDevices: Type.Optional(
       Type.Object(
         {
           audioInputs: Type.Array(ReportedMediaDevice, { maxItems: MAX_REPORTED_MEDIA_DEVICES }),
           audioOutputs: Type.Array(ReportedMediaDevice, { maxItems: MAX_REPORTED_MEDIA_DEVICES }),
+          /** Its cameras, for `inputVideoDeviceId` (absent from browsers that report no cameras). */
+          videoInputs: Type.Optional(
+            Type.Array(ReportedMediaDevice, { maxItems: MAX_REPORTED_MEDIA_DEVICES }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -1,7 +1,7 @@
 import type { Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import type { StageState } from '../../schemas/actions/stage.ts'
-import { type Actor, connectAs, ok, roomy } from '../helpers/actors.ts'
+import { type Actor, connectAs, ok, retainedOn, roomy } from '../helpers/actors.ts'
 import { launchChromium, MEDIA_ARGS, withoutChromium } from '../helpers/chromium.ts'
 import { startTestHub, type TestHub, waitUntil } from '../helpers/hub.ts'
 import { mediasoupMissing } from '../helpers/mediasoup.ts'
@@ -221,5 +221,160 @@ t.test(
     await waitUntil(async () => (await warning.textContent()) === '', 'the warning goes', 10_000)
     t.pass('Bo’s media flows again: no warning')
     t.same([...a.problems, ...b.problems], [], 'no page error')
+  },
+)
+
+t.test(
+  'in Chromium, a stage with mediasoup video and no audio through the router (audio type none): Join video sends the camera and shows the others’ (no microphone, no audio through the router); "Send my video" off pauses the camera’s producer on the router and Bo’s inbound video stops growing, on again it grows; "Receive the others’ video" off pauses Bo’s consumer and shows initials; choosing a camera replaces the track of the same producer',
+  { skip: withoutChromium || mediasoupMissing },
+  async (t) => {
+    const th = await startTestHub(t, { WEB_DIR: await builtWebApp(t), ...roomy })
+    const ops = await operator(th)
+    const router = await createRouter(ops, 'eu-media')
+    const agent = await startAgent(t, th, router, { loadIntervalSeconds: 1 })
+    const ann = await person(th, 'Ann')
+    const bo = await person(th, 'Bo')
+    const stage = await ok<StageState>(ann.actor, 'stage.create', {
+      name: 'Picture',
+      preferredPosition: berlin,
+      audioType: 'none',
+      videoType: 'mediasoup',
+    })
+    const band = await ok<{ id: string }>(ann.actor, 'group.create', { stageId: stage.id, name: 'Band' })
+    await ok(ann.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    await ok(bo.actor, 'stage.join', { stageId: stage.id, groupId: band.id })
+    const watch = await watchStage(ann.actor, stage.id)
+    await waitUntil(
+      () => watch.latest()?.mediaRouter?.router === router.id,
+      'the router serves the stage',
+      10_000,
+    )
+    const producers: { paused: boolean; id: string; kind: string }[] = []
+    const consumers: { paused: boolean; producerId: string }[] = []
+    agent.room(stage.id)!.router.observer.on('newtransport', (transport) => {
+      transport.observer.on('newproducer', (p) => producers.push(p))
+      transport.observer.on('newconsumer', (c) => consumers.push(c))
+    })
+
+    const browser = await launchChromium(t, { args: MEDIA_ARGS })
+    const path = `#/stages/${stage.id}`
+    const a = await signedInContext(t, th.httpUrl, browser, ann.session, path)
+    const b = await signedInContext(t, th.httpUrl, browser, bo.session, path)
+    for (const { page } of [a, b]) await page.getByRole('button', { name: 'Join video' }).click()
+    for (const { page } of [a, b])
+      await page.getByText('Video is on: you see the others').waitFor({ timeout: 20_000 })
+    const boSeesAnn = b.page.getByTestId('tile-Ann')
+    const packets = async () => Number(await boSeesAnn.getAttribute('data-packets'))
+    await waitUntil(
+      async () => (await tileVideo(b.page, 'Ann'))?.width !== undefined && (await packets()) > 20,
+      'Bo sees Ann',
+      20_000,
+    )
+    await waitUntil(async () => ((await tileVideo(a.page, 'Bo'))?.width ?? 0) > 0, 'Ann sees Bo', 20_000)
+    t.match(agent.load(), { producers: 2, transports: 4 }, 'two cameras, no microphone')
+    t.same(
+      producers.map((p) => p.kind),
+      ['video', 'video'],
+      'only video is produced',
+    )
+    t.equal(await a.page.getByTestId('level-own').count(), 0, 'no microphone meter')
+    await shoot(t, a.page, 'stage-video-only')
+
+    const annProducerId = await boSeesAnn.getAttribute('data-producer')
+    const annCamera = producers.find((p) => p.id === annProducerId)!
+    t.ok(annCamera && !annCamera.paused, 'Ann’s camera runs on the router')
+    const choices = a.page.getByTestId('audio-choices')
+    await choices.locator('summary').click()
+    await choices.getByLabel('Send my video').uncheck()
+    await waitUntil(() => annCamera.paused, 'Ann’s camera is paused on the router', 10_000)
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const stopped = await packets()
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    t.ok(
+      (await packets()) - stopped <= 5,
+      `Bo’s inbound video from Ann stops growing (${stopped} → ${await packets()})`,
+    )
+    await choices.getByLabel('Send my video').check()
+    await waitUntil(() => !annCamera.paused, 'Ann’s camera resumes on the router', 10_000)
+    await waitUntil(
+      async () => (await packets()) > stopped + 30,
+      'Bo’s inbound video from Ann grows again',
+      15_000,
+    )
+    t.pass('send video off and on: paused and resumed on the router')
+
+    // Bo turns receiving video off: his consumer of Ann pauses on the router, her tile shows initials
+    const boChoices = b.page.getByTestId('audio-choices')
+    await boChoices.locator('summary').click()
+    await boChoices.getByLabel('Receive the others’ video').uncheck()
+    await waitUntil(
+      async () => (await boSeesAnn.getAttribute('data-video')) === 'no',
+      'Bo’s tile of Ann shows her initials',
+      10_000,
+    )
+    const boConsumer = consumers.find((c) => c.producerId === annCamera.id)
+    await waitUntil(() => boConsumer!.paused, 'Bo’s consumer of Ann is paused on the router', 10_000)
+    // nothing arrives, as Bo chose: that is no sign of a poor connection
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    t.equal(
+      (await boSeesAnn.locator('.tile-warning').textContent()) ?? '',
+      '',
+      'no poor-connection warning for what Bo paused himself',
+    )
+    await boChoices.getByLabel('Receive the others’ video').check()
+    await waitUntil(
+      async () => (await boSeesAnn.getAttribute('data-video')) === 'yes',
+      'Ann’s camera plays again at Bo',
+      10_000,
+    )
+    t.notOk(boConsumer!.paused, 'resumed on the router')
+
+    // Ann's browser reports its cameras: another of her devices can choose one remotely
+    const annDevice = await a.page.evaluate(
+      (key) => (JSON.parse(localStorage.getItem(key)!) as { deviceId: string }).deviceId,
+      `stagehub.browserDevice.${ann.actor.id}`,
+    )
+    let cameras: { id: string; label: string }[] = []
+    await waitUntil(
+      async () => {
+        const doc = (await retainedOn(ann.actor.client, `users/${ann.actor.id}/devices/${annDevice}`)) as
+          { reported?: { mediaDevices?: { videoInputs?: { id: string; label: string }[] } } } | undefined
+        cameras = doc?.reported?.mediaDevices?.videoInputs ?? []
+        return cameras.some((c) => c.label !== '')
+      },
+      'the hub has Ann’s cameras with their labels',
+      15_000,
+    )
+    t.comment(`cameras reported: ${JSON.stringify(cameras)}`)
+    const devices = await signedInContext(t, th.httpUrl, browser, ann.session, '#/devices')
+    const card = devices.page.locator(`[data-device-id="${annDevice}"]`)
+    await card.getByText('Remote control').click()
+    await card
+      .getByLabel('Camera')
+      .locator('option', { hasText: cameras[0]!.label })
+      .waitFor({ state: 'attached' })
+    t.pass('her devices page offers the camera in the browser’s remote control')
+
+    // Ann chooses her camera by its id: the same producer sends a new track from it
+    const own = a.page.getByTestId('tile-Ann')
+    const cameraId = await a.page.evaluate(async () => {
+      const media = (
+        globalThis as unknown as {
+          navigator: { mediaDevices: { enumerateDevices(): Promise<{ kind: string; deviceId: string }[]> } }
+        }
+      ).navigator.mediaDevices
+      return (await media.enumerateDevices()).find((d) => d.kind === 'videoinput')!.deviceId
+    })
+    await choices.getByLabel('Camera').selectOption(cameraId)
+    await waitUntil(
+      async () => (await own.getAttribute('data-camera')) === cameraId,
+      'Ann’s camera track is the chosen one',
+      10_000,
+    )
+    t.equal(await own.getAttribute('data-producer'), annCamera.id, 'the same producer (replaceTrack)')
+    const after = await packets()
+    await waitUntil(async () => (await packets()) > after + 30, 'Bo keeps receiving Ann’s video', 15_000)
+    t.equal(agent.load().producers, 2, 'still two producers')
+    t.same([...a.problems, ...b.problems], [], 'no page error, no CSP violation')
   },
 )

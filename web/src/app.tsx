@@ -2,6 +2,7 @@ import { signal, useSignal, useSignalEffect } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
 import { followSignedIn } from './browser-device.ts'
 import { followDeviceChoices } from './media/device-choices.ts'
+import { followMediaSession, leaveAudio, mediaSession } from './media/session.ts'
 import { connect, connection } from './connection.ts'
 import { AccountPage } from './pages/account.tsx'
 import { DevicesPage } from './pages/devices.tsx'
@@ -211,6 +212,42 @@ function Navigation() {
 }
 
 /**
+ * While the tab is in a stage's audio and the person is on another page (the stage's mixer or
+ * settings, their devices…): which stage, a way back and Leave, and whether sound still arrives. On
+ * the stage's own page its audio panel says all this.
+ */
+function InAudio() {
+  const session = mediaSession.value
+  const [first, stageId, sub] = route.value
+  if (!session || (first === 'stages' && stageId === session.stageId && !sub)) return null
+  const status = session.audio.status.value
+  const figures = session.audio.figures.value
+  let bytes = 0
+  let packets = 0
+  for (const f of figures.received.values()) {
+    bytes += f.bytes
+    packets += f.packets
+  }
+  const name = session.stage.value?.name ?? 'this stage'
+  return (
+    <section class="in-audio" aria-label="Audio" data-testid="in-audio" data-phase={status.phase}>
+      <p role="status" data-bytes={bytes} data-packets={packets}>
+        {status.phase === 'on' ? 'In audio' : status.phase === 'failed' ? 'Audio stopped' : 'Joining audio'}:{' '}
+        <a href={href('stages', session.stageId)}>{name}</a>
+      </p>
+      <button type="button" class="secondary" onClick={leaveAudio}>
+        Leave audio
+      </button>
+      {status.phase === 'failed' && (
+        <p class="error" role="alert">
+          {status.text}
+        </p>
+      )}
+    </section>
+  )
+}
+
+/**
  * The page, in a container that stays across addresses: after moving to another page the focus goes
  * to its start (screen readers read on from there, Tab continues in it), unless the page put it
  * somewhere itself. Not on the first load, where the browser's own start applies.
@@ -242,6 +279,7 @@ export function App() {
   })
   useEffect(followSignedIn, [])
   useEffect(followDeviceChoices, [])
+  useEffect(followMediaSession, [])
   const signedIn = session.value !== null
   return (
     <>
@@ -255,6 +293,7 @@ export function App() {
         )}
       </header>
       {signedIn && <Navigation />}
+      {signedIn && <InAudio />}
       {signedIn && <ConnectionProblems />}
       <PageArea signedIn={signedIn} />
     </>

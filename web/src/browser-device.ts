@@ -31,6 +31,12 @@ export const browserDeviceLink = signal<
 >(undefined)
 let connections = 0
 
+/**
+ * True while another tab of this browser holds the device (the Web Lock): this tab has no device
+ * connection, so no media; it takes over when that tab closes.
+ */
+export const browserDeviceElsewhere = signal(false)
+
 const key = (userId: string) => `stagehub.browserDevice.${userId}`
 
 function stored(userId: string): StoredDevice | undefined {
@@ -216,8 +222,18 @@ export function startBrowserDevice(userId: string): () => void {
   }
 
   const locks = typeof navigator.locks?.request === 'function' ? navigator.locks : undefined
+  const lockName = `stagehub-browser-device-${userId}`
   const started = locks
-    ? locks.request(`stagehub-browser-device-${userId}`, () => (stopped ? undefined : run()))
+    ? locks.request(lockName, { ifAvailable: true }, (lock) => {
+        if (stopped) return undefined
+        if (lock) return run()
+        // another tab is the device: this one waits for the lock, and says so meanwhile
+        browserDeviceElsewhere.value = true
+        return locks.request(lockName, () => {
+          browserDeviceElsewhere.value = false
+          return stopped ? undefined : run()
+        })
+      })
     : run()
   started.catch(() => {
     // the hub refused to create the device (e.g. over the device quota): the app works without it
@@ -225,6 +241,7 @@ export function startBrowserDevice(userId: string): () => void {
 
   return () => {
     stopped = true
+    browserDeviceElsewhere.value = false
     browserDeviceId.value = undefined
     browserDeviceLink.value = undefined
     forget = undefined

@@ -1,6 +1,11 @@
 import { render } from 'preact'
 import { App } from './app.tsx'
+import { joinAudio, mediaSession } from './media/session.ts'
 import './styles.css'
+
+// the console's (and the browser tests') way to what "Join audio" does, for any stage id: the hub
+// decides, as for every client (a page script can do anything the page does anyway)
+Object.assign(globalThis, { stagehub: { joinAudio, mediaSession } })
 
 render(<App />, document.getElementById('app')!)
 

@@ -50,15 +50,23 @@ interface ListedDevice {
 }
 
 /** The inputs and outputs a browser device reported (`reported.mediaDevices`). */
-function reportedDevices(device: DeviceState): { audioInputs: ListedDevice[]; audioOutputs: ListedDevice[] } {
+function reportedDevices(device: DeviceState): {
+  audioInputs: ListedDevice[]
+  audioOutputs: ListedDevice[]
+  videoInputs: ListedDevice[]
+} {
   const listed = (device.reported as Record<string, unknown>).mediaDevices as
-    { audioInputs?: ListedDevice[]; audioOutputs?: ListedDevice[] } | undefined
-  return { audioInputs: listed?.audioInputs ?? [], audioOutputs: listed?.audioOutputs ?? [] }
+    { audioInputs?: ListedDevice[]; audioOutputs?: ListedDevice[]; videoInputs?: ListedDevice[] } | undefined
+  return {
+    audioInputs: listed?.audioInputs ?? [],
+    audioOutputs: listed?.audioOutputs ?? [],
+    videoInputs: listed?.videoInputs ?? [],
+  }
 }
 
 /** A browser's microphone or output: its default or one it reported (the chosen one kept if no longer listed). */
 function MediaDeviceSelect(props: {
-  name: 'inputAudioDeviceId' | 'outputAudioDeviceId'
+  name: 'inputAudioDeviceId' | 'outputAudioDeviceId' | 'inputVideoDeviceId'
   label: string
   list: ListedDevice[]
   chosen: string | undefined
@@ -74,7 +82,7 @@ function MediaDeviceSelect(props: {
         </option>
         {all.map((d, i) => (
           <option key={d.id} value={d.id} selected={d.id === chosen}>
-            {d.label || `${label} ${i + 1} (unnamed until the browser allows its microphone)`}
+            {d.label || `${label} ${i + 1} (unnamed until the browser allows it)`}
           </option>
         ))}
       </select>
@@ -100,6 +108,12 @@ function BrowserAudioFields({ device }: { device: DeviceState }) {
         list={listed.audioOutputs}
         chosen={device.desired.outputAudioDeviceId}
       />
+      <MediaDeviceSelect
+        name="inputVideoDeviceId"
+        label="Camera"
+        list={listed.videoInputs}
+        chosen={device.desired.inputVideoDeviceId}
+      />
       {listed.audioInputs.length === 0 && (
         <p>No microphones or outputs reported yet: a browser reports them while it is open and online.</p>
       )}
@@ -123,7 +137,7 @@ function browserAudioPatch(
     const on = (form.elements.namedItem(key) as HTMLInputElement).checked
     if (on !== processingOn(device.desired, key)) patch[key] = on
   }
-  for (const key of ['inputAudioDeviceId', 'outputAudioDeviceId'] as const) {
+  for (const key of ['inputAudioDeviceId', 'outputAudioDeviceId', 'inputVideoDeviceId'] as const) {
     const value = (form.elements.namedItem(key) as HTMLSelectElement).value || null
     if (value !== (device.desired[key] ?? null)) patch[key] = value
   }

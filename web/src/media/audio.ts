@@ -1,5 +1,5 @@
 import { signal } from '@preact/signals'
-import type { HubClient } from '../../../devices/hub-client/index.ts'
+import { type HubClient, RequestError } from '../../../devices/hub-client/index.ts'
 import { type AudioChoices, choicesOf, refreshMediaDevices } from './device-choices.ts'
 import type { AudioEngine, MediaFigures, TrackInfo } from './engine.ts'
 
@@ -20,7 +20,16 @@ export interface AudioStatus {
   microphone?: string
   /** Set when the stage has video but the camera could not be sent: what happened and what to do. */
   camera?: string
+  /** The hub refused media (`forbidden`): the person is not in the stage. */
+  refused?: boolean
 }
+
+/**
+ * Where the person is, from their profile (`users/{u}`, `stageId`): in this stage, in none, in
+ * another one, or not known yet. A media request names no stage: the hub serves the caller's current
+ * stage, so media is asked for only here, or in none (where the hub's refusal says why).
+ */
+export type StagePlace = 'here' | 'nowhere' | 'elsewhere' | 'unknown'
 
 export interface DeviceLink {
   client: HubClient
@@ -38,6 +47,8 @@ export class StageAudio {
     sent?: MediaFigures
     /** The microphone's applied settings (echo cancellation…) and whether it sends now. */
     microphone?: { settings: MediaTrackSettings; sending: boolean }
+    /** The camera's producer, its applied settings (which camera) and whether it sends now. */
+    camera?: { producerId: string; settings: MediaTrackSettings; sending: boolean }
   }>({
     received: new Map(),
   })
@@ -50,10 +61,13 @@ export class StageAudio {
   readonly ownVideo = signal<MediaStream | undefined>(undefined)
   readonly #userId: string
   #video = false
+  /** Whether the stage's audio is mediasoup (else only video goes through the router). */
+  #audioOn = true
   #wanted = false
   #audio?: AudioContext
   #engine?: AudioEngine
   #routerId?: string
+  #place: StagePlace = 'unknown'
   #link?: DeviceLink
   #tracks: readonly TrackInfo[] = []
   #gains: ReadonlyMap<string, number> = new Map()
@@ -99,6 +113,16 @@ export class StageAudio {
     if (this.#wanted) this.#restart(had)
   }
 
+  /** Where the person is now (their profile's current stage). */
+  setPlace(place: StagePlace): void {
+    const was = this.#place
+    if (place === was) return
+    this.#place = place
+    // learning that the person is here changes nothing for media already on its way
+    const same = (p: StagePlace) => p === 'here' || p === 'unknown'
+    if (this.#wanted && !(same(was) && same(place))) this.#restart()
+  }
+
   /** This browser's device connection, a new value on every connection. */
   setLink(link: DeviceLink | undefined): void {
     if (link === this.#link) return
@@ -111,6 +135,21 @@ export class StageAudio {
     if (enabled === this.#video) return
     this.#video = enabled
     if (this.#wanted) this.#restart()
+  }
+
+  /** Whether the stage's audio is mediasoup: the microphone is sent and others' audio received from the next start. */
+  setAudio(enabled: boolean): void {
+    if (enabled === this.#audioOn) return
+    this.#audioOn = enabled
+    if (this.#wanted) this.#restart()
+  }
+
+  /** What the status says while media is on. */
+  #onText(sending: boolean): string {
+    if (!this.#audioOn) return 'Video is on: you see the others (the stage’s audio goes another way).'
+    return sending
+      ? 'Audio is on: you hear the stage and it hears you.'
+      : 'You hear the stage; you send nothing.'
   }
 
   /** The stage's retained tracks: other members' audio is consumed, gone tracks' consumers closed. */
@@ -159,16 +198,19 @@ export class StageAudio {
   #apply(engine: AudioEngine, generation: number): void {
     this.#applying = this.#applying.then(async () => {
       if (generation !== this.#generation) return
-      const problem = await engine.apply(this.#choices).catch((err: unknown) => String(err))
+      const applied = await engine
+        .apply(this.#choices)
+        .catch((err: unknown) => ({ microphone: String(err), camera: undefined }))
       if (generation !== this.#generation) return
       const status = this.status.peek()
       if (status.phase !== 'on') return
+      const camera = applied.camera
+      if (camera) this.ownVideo.value = camera.stream
       this.status.value = {
         phase: 'on',
-        text: engine.microphone()?.sending
-          ? 'Audio is on: you hear the stage and it hears you.'
-          : 'You hear the stage; you send nothing.',
-        ...(problem ? { microphone: problem } : {}),
+        text: this.#onText(engine.microphone()?.sending ?? false),
+        ...(applied.microphone ? { microphone: applied.microphone } : {}),
+        ...(camera?.problem ? { camera: camera.problem } : {}),
       }
       void refreshMediaDevices().catch(() => undefined)
     })
@@ -194,7 +236,15 @@ export class StageAudio {
   #restart(routerGone = false): void {
     const generation = ++this.#generation
     this.#stopEngine(routerGone)
-    if (!this.#routerId) {
+    if (this.#place === 'elsewhere') {
+      this.status.value = {
+        phase: 'failed',
+        text: 'You are in another stage now, and audio is for the stage you are in: open that stage to join its audio, or join this stage first.',
+      }
+      return
+    }
+    // in no stage: the hub is asked all the same and says why not (the retained state may lag)
+    if (!this.#routerId && this.#place !== 'nowhere') {
       this.status.value = {
         phase: 'waiting',
         text: 'No media router serves this stage yet: audio starts by itself as soon as one does.',
@@ -219,11 +269,11 @@ export class StageAudio {
         if (generation === this.#generation) this.videos.value = videos
       },
     })
-    const camera = await engine.startCamera()
+    // "send video" off: no camera at all (it starts once the setting is on)
+    const camera = await engine.applyCamera(undefined)
     if (generation !== this.#generation) return undefined
-    if ('problem' in camera) return camera.problem
     this.ownVideo.value = camera.stream
-    return undefined
+    return camera.problem
   }
 
   async #start(generation: number, link: DeviceLink): Promise<void> {
@@ -238,7 +288,7 @@ export class StageAudio {
       })
       this.#engine = engine
       const asked = this.#choices
-      const microphone = await engine.start(asked)
+      const microphone = await engine.start(asked, this.#audioOn)
       if (generation !== this.#generation) return
       const camera = this.#video ? await this.#startVideo(engine, generation) : undefined
       if (generation !== this.#generation) return
@@ -247,10 +297,7 @@ export class StageAudio {
       this.status.value = {
         ...(camera ? { camera } : {}),
         phase: 'on',
-        text:
-          microphone || !this.#choices.sendAudio
-            ? 'You hear the stage; you send nothing.'
-            : 'Audio is on: you hear the stage and it hears you.',
+        text: this.#onText(!microphone && this.#choices.sendAudio),
         ...(microphone ? { microphone } : {}),
       }
       // the labels of the inputs and outputs are there once the microphone is allowed
@@ -263,8 +310,13 @@ export class StageAudio {
           .figures()
           .then((figures) => {
             const microphone = engine!.microphone()
+            const camera = engine!.camera()
             if (generation === this.#generation)
-              this.figures.value = microphone ? { ...figures, microphone } : figures
+              this.figures.value = {
+                ...figures,
+                ...(microphone ? { microphone } : {}),
+                ...(camera ? { camera } : {}),
+              }
           })
           .catch(() => undefined)
       }, FIGURES_INTERVAL_MS)
@@ -272,7 +324,16 @@ export class StageAudio {
       if (generation !== this.#generation) return
       engine?.close()
       if (this.#engine === engine) this.#engine = undefined
-      const why = err instanceof Error ? err.message : String(err)
+      if (err instanceof RequestError && err.code === 'forbidden') {
+        // not a member (any more), or not in the stage now: trying again changes nothing
+        this.status.value = {
+          phase: 'failed',
+          refused: true,
+          text: `The hub refused this browser media: ${err.reason}. Only the members who are in the stage hear and send its audio: join the stage (an admin's invitation link if you are not a member), then join audio.`,
+        }
+        return
+      }
+      const why = err instanceof RequestError ? err.reason : err instanceof Error ? err.message : String(err)
       this.status.value = {
         phase: 'failed',
         text: `Audio could not start: ${why}. Leave audio and join again; the rest of the stage keeps working.`,

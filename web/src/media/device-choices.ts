@@ -21,8 +21,8 @@ const MAX_REPORTED = reported.properties.mediaDevices.properties.audioInputs.max
 /** The settings this browser device should follow now (`desired` of its configuration). */
 export const browserDeviceSettings = signal<DeviceSettings>({})
 
-/** This browser's audio inputs and outputs (labels are empty until the microphone was allowed). */
-export const mediaDevices = signal<MediaDeviceList>({ audioInputs: [], audioOutputs: [] })
+/** This browser's audio inputs and outputs and cameras (labels are empty until they were allowed). */
+export const mediaDevices = signal<MediaDeviceList>({ audioInputs: [], audioOutputs: [], videoInputs: [] })
 
 /** What the media code applies: processing off (made for speech, not music), every stream on. */
 export interface AudioChoices {
@@ -33,6 +33,10 @@ export interface AudioChoices {
   autoGainControl: boolean
   sendAudio: boolean
   receiveAudio: boolean
+  /** The camera ('' = the browser's default) and the video switches (a stage with mediasoup video). */
+  videoInput: string
+  sendVideo: boolean
+  receiveVideo: boolean
 }
 
 export function choicesOf(settings: DeviceSettings): AudioChoices {
@@ -44,6 +48,9 @@ export function choicesOf(settings: DeviceSettings): AudioChoices {
     autoGainControl: settings.autoGainControl ?? false,
     sendAudio: settings.sendAudio ?? true,
     receiveAudio: settings.receiveAudio ?? true,
+    videoInput: settings.inputVideoDeviceId ?? '',
+    sendVideo: settings.sendVideo ?? true,
+    receiveVideo: settings.receiveVideo ?? true,
   }
 }
 
@@ -56,6 +63,16 @@ export function microphoneConstraints(choices: AudioChoices): MediaTrackConstrai
     noiseSuppression: choices.noiseSuppression,
     autoGainControl: choices.autoGainControl,
     ...(choices.input ? { deviceId: { exact: choices.input } } : {}),
+  }
+}
+
+/** The camera's getUserMedia constraints ('' = the browser's default camera). */
+export function cameraConstraints(choices: AudioChoices): MediaTrackConstraints {
+  return {
+    width: { ideal: 640 },
+    height: { ideal: 360 },
+    frameRate: { ideal: 24 },
+    ...(choices.videoInput ? { deviceId: { exact: choices.videoInput } } : {}),
   }
 }
 
@@ -77,10 +94,14 @@ const listed = (devices: MediaDeviceInfo[], kind: MediaDeviceKind) =>
 
 /** The hub refuses a report over 8 KiB: long lists lose their last entries (rare: 12 each at most). */
 function fitted(list: MediaDeviceList): MediaDeviceList {
-  const fit = { audioInputs: [...list.audioInputs], audioOutputs: [...list.audioOutputs] }
+  const fit = {
+    audioInputs: [...list.audioInputs],
+    audioOutputs: [...list.audioOutputs],
+    videoInputs: [...(list.videoInputs ?? [])],
+  }
   while (JSON.stringify(fit).length > 7000) {
-    const longer = fit.audioInputs.length >= fit.audioOutputs.length ? fit.audioInputs : fit.audioOutputs
-    longer.pop()
+    const lists = [fit.audioInputs, fit.audioOutputs, fit.videoInputs]
+    lists.reduce((a, b) => (b.length > a.length ? b : a)).pop()
   }
   return fit
 }
@@ -89,7 +110,11 @@ function fitted(list: MediaDeviceList): MediaDeviceList {
 export async function refreshMediaDevices(): Promise<void> {
   if (!navigator.mediaDevices?.enumerateDevices) return
   const devices = await navigator.mediaDevices.enumerateDevices()
-  const next = { audioInputs: listed(devices, 'audioinput'), audioOutputs: listed(devices, 'audiooutput') }
+  const next = {
+    audioInputs: listed(devices, 'audioinput'),
+    audioOutputs: listed(devices, 'audiooutput'),
+    videoInputs: listed(devices, 'videoinput'),
+  }
   if (JSON.stringify(next) !== JSON.stringify(mediaDevices.peek())) mediaDevices.value = next
 }
 

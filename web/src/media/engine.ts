@@ -11,7 +11,14 @@ import type {
   TransportOptions,
 } from 'mediasoup-client/types'
 import type { HubClient } from '../../../devices/hub-client/index.ts'
-import { type AudioChoices, choicesOf, microphoneConstraints, newMicrophoneNeeded } from './device-choices.ts'
+import {
+  type AudioChoices,
+  cameraConstraints,
+  choicesOf,
+  microphoneConstraints,
+  newMicrophoneNeeded,
+} from './device-choices.ts'
+import { forgetTransport, rememberTransport } from './leftovers.ts'
 
 /**
  * The browser's media on one router, for one connection of this browser's device (loaded lazily with
@@ -44,6 +51,8 @@ export interface MediaFigures {
   lost?: number
   /** Interarrival jitter in ms (received tracks). */
   jitter?: number
+  /** Paused here ("receive" off): nothing is expected from it, so it says nothing of the connection. */
+  paused?: boolean
 }
 
 /** A consumed video track, shown in a `<video>` of its member's tile (web/src/stage/video.tsx). */
@@ -119,6 +128,8 @@ export class AudioEngine {
   #cameraStream?: MediaStream
   readonly #gains = new Map<string, number>()
   #closed = false
+  /** Whether the stage's audio is mediasoup: without, no microphone and no audio consumers (video only). */
+  #audioOn = true
   /** The device settings applied now (web/src/media/device-choices.ts). */
   #choices: AudioChoices = choicesOf({})
   /** Consumes and closes one after another: a burst of track changes never races itself. */
@@ -132,14 +143,15 @@ export class AudioEngine {
   }
 
   /** Loads the router's capabilities, creates the transports, produces the microphone; returns a microphone problem. */
-  async start(choices: AudioChoices = choicesOf({})): Promise<string | undefined> {
+  async start(choices: AudioChoices = choicesOf({}), audio = true): Promise<string | undefined> {
     this.#choices = choices
+    this.#audioOn = audio
     const { rtpCapabilities } = await this.#client.request('media.capabilities', {})
     const device = await Device.factory()
     await device.load({ routerRtpCapabilities: rtpCapabilities as unknown as RtpCapabilities })
     this.#device = device
     this.#recv = await this.#transport('recv')
-    return choices.sendAudio ? this.#startMicrophone() : undefined
+    return audio && choices.sendAudio ? this.#startMicrophone() : undefined
   }
 
   /** Opens the microphone with the device settings and produces it; returns a microphone problem. */
@@ -170,15 +182,28 @@ export class AudioEngine {
    * track, "send audio" pauses or resumes (or first starts) the producer, "receive audio" pauses or
    * resumes every consumer. Returns a microphone problem, if a new microphone could not be opened.
    */
-  async apply(choices: AudioChoices): Promise<string | undefined> {
+  async apply(
+    choices: AudioChoices,
+  ): Promise<{ microphone?: string; camera?: { problem?: string; stream?: MediaStream } }> {
     // before start() is through, the controller applies the latest choices once it is
-    if (this.#closed || !this.#recv) return undefined
+    if (this.#closed || !this.#recv) return {}
     const was = this.#choices
     this.#choices = choices
+    const microphone = this.#audioOn ? await this.#applyAudio(was, choices) : undefined
+    if (!this.#video) return microphone ? { microphone } : {}
+    if (was.receiveVideo !== choices.receiveVideo) {
+      for (const { consumer } of this.#watched.values()) await this.#receive(consumer, choices.receiveVideo)
+      this.#showVideos()
+    }
+    const camera = await this.applyCamera(was)
+    return microphone ? { microphone, camera } : { camera }
+  }
+
+  async #applyAudio(was: AudioChoices, choices: AudioChoices): Promise<string | undefined> {
     if (was.receiveAudio !== choices.receiveAudio)
       for (const { consumer } of this.#received.values()) await this.#receive(consumer, choices.receiveAudio)
     if (!choices.sendAudio) {
-      if (this.#mic && !this.#mic.paused) this.#mic.pause()
+      if (this.#mic && !this.#mic.paused) await this.#sending(this.#mic, false)
       return undefined
     }
     if (!this.#mic) return this.#startMicrophone()
@@ -199,8 +224,20 @@ export class AudioEngine {
       for (const old of this.#stream?.getTracks() ?? []) old.stop()
       this.#stream = stream
     }
-    if (this.#mic.paused) this.#mic.resume()
+    if (this.#mic.paused) await this.#sending(this.#mic, true)
     return undefined
+  }
+
+  /**
+   * Pauses or resumes a producer here (paused, it sends no RTP at all) and on the router (paused
+   * there, the others' consumers of it get nothing and learn that it is paused).
+   */
+  async #sending(producer: Producer, on: boolean): Promise<void> {
+    if (on) producer.resume()
+    else producer.pause()
+    await this.#client
+      .request(on ? 'media.resume' : 'media.pause', { producerId: producer.id })
+      .catch(() => undefined)
   }
 
   /** The microphone's applied settings (what the browser made of the constraints), and whether it sends. */
@@ -227,9 +264,7 @@ export class AudioEngine {
   async startCamera(): Promise<{ problem: string } | { stream: MediaStream }> {
     let stream: MediaStream
     try {
-      stream = await navigator.mediaDevices.getUserMedia({
-        video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
-      })
+      stream = await navigator.mediaDevices.getUserMedia({ video: cameraConstraints(this.#choices) })
     } catch (err) {
       return { problem: cameraProblem(err) }
     }
@@ -244,9 +279,61 @@ export class AudioEngine {
     return { stream }
   }
 
+  /**
+   * Applies the video settings live: "send video" pauses or resumes the camera's producer here and
+   * on the router (or first starts it), a new camera replaces its track (`replaceTrack`, the same
+   * producer). Returns the own camera's stream now (undefined: none sent) or a camera problem.
+   */
+  async applyCamera(was: AudioChoices | undefined): Promise<{ problem?: string; stream?: MediaStream }> {
+    const choices = this.#choices
+    if (this.#closed) return {}
+    if (!choices.sendVideo) {
+      if (this.#camera && !this.#camera.paused) await this.#sending(this.#camera, false)
+      return {}
+    }
+    if (!this.#camera) {
+      const started = await this.startCamera()
+      return 'problem' in started ? { problem: started.problem } : { stream: started.stream }
+    }
+    if (was && was.videoInput !== choices.videoInput) {
+      let stream: MediaStream
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ video: cameraConstraints(choices) })
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err)
+        return {
+          problem: `The chosen camera could not be used (${why}): the one before keeps sending. Choose another camera, or the browser's default.`,
+          ...(this.#cameraStream ? { stream: this.#cameraStream } : {}),
+        }
+      }
+      const track = stream.getVideoTracks()[0]
+      if (this.#closed || !track) {
+        for (const t of stream.getTracks()) t.stop()
+        return {}
+      }
+      await this.#camera.replaceTrack({ track })
+      for (const old of this.#cameraStream?.getTracks() ?? []) old.stop()
+      this.#cameraStream = stream
+    }
+    if (this.#camera.paused) await this.#sending(this.#camera, true)
+    return this.#cameraStream ? { stream: this.#cameraStream } : {}
+  }
+
+  /** The camera producer's id and its track's settings (the tests read which camera sends). */
+  camera(): { producerId: string; settings: MediaTrackSettings; sending: boolean } | undefined {
+    const track = this.#camera?.track
+    return this.#camera && track
+      ? { producerId: this.#camera.id, settings: track.getSettings(), sending: !this.#camera.paused }
+      : undefined
+  }
+
   async #transport(direction: 'send' | 'recv'): Promise<Transport> {
     const info = await this.#client.request('media.createTransport', { direction })
-    if (this.#closed) throw new Error('audio was left')
+    rememberTransport(info.transportId)
+    if (this.#closed) {
+      void this.#close({ transportId: info.transportId })
+      throw new Error('audio was left')
+    }
     const options: TransportOptions = {
       id: info.transportId,
       iceParameters: info.iceParameters as unknown as IceParameters,
@@ -285,7 +372,9 @@ export class AudioEngine {
   /** Consumes every other member's audio track not consumed yet and closes the consumers of tracks gone. */
   sync(tracks: readonly TrackInfo[]): Promise<void> {
     const wanted = new Set(
-      tracks.filter((t) => t.kind === 'audio' && t.userId !== this.#userId).map((t) => t.id),
+      this.#audioOn
+        ? tracks.filter((t) => t.kind === 'audio' && t.userId !== this.#userId).map((t) => t.id)
+        : [],
     )
     const videos = this.#video
       ? new Set(tracks.filter((t) => t.kind === 'video' && t.userId !== this.#userId).map((t) => t.id))
@@ -358,8 +447,10 @@ export class AudioEngine {
     if (changed && !this.#closed) this.#showVideos()
   }
 
+  /** The received videos to show: none while "receive video" is off (the tiles show initials). */
   #showVideos(): void {
-    this.#video?.changed(new Map([...this.#watched].map(([id, w]) => [id, w.stream])))
+    const shown = this.#choices.receiveVideo ? [...this.#watched] : []
+    this.#video?.changed(new Map(shown.map(([id, w]) => [id, w.stream])))
   }
 
   /** `media.consume`, the consumer here, then `media.resume`: the track is live. */
@@ -375,7 +466,9 @@ export class AudioEngine {
       kind: answer.kind,
       rtpParameters: answer.rtpParameters as unknown as RtpParameters,
     })
-    await this.#client.request('media.resume', { consumerId: consumer.id })
+    // it starts paused on the router: resumed unless "receive video" is off
+    if (this.#choices.receiveVideo) await this.#client.request('media.resume', { consumerId: consumer.id })
+    else consumer.pause()
     return consumer
   }
 
@@ -422,6 +515,7 @@ export class AudioEngine {
             played: peakOf(r.analyser),
             lost: Number(s.packetsLost ?? 0),
             jitter: Number(s.jitter ?? 0) * 1000,
+            paused: r.consumer.paused,
           })
     }
     for (const [producerId, w] of this.#watched) {
@@ -433,6 +527,7 @@ export class AudioEngine {
             level: 0,
             lost: Number(s.packetsLost ?? 0),
             jitter: Number(s.jitter ?? 0) * 1000,
+            paused: w.consumer.paused,
           })
     }
     let sent: MediaFigures | undefined
@@ -463,7 +558,9 @@ export class AudioEngine {
       if (!transport) continue
       transport.close()
       // closing the send transport on the router removes the microphone's stage track at once
-      if (!routerGone) void this.#close({ transportId: transport.id })
+      // forgotten once the hub answered: a page that closes meanwhile leaves it to the next page
+      if (routerGone) forgetTransport(transport.id)
+      else void this.#close({ transportId: transport.id }).then(() => forgetTransport(transport.id))
     }
   }
 }

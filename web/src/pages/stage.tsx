@@ -101,12 +101,12 @@ function StageView({ stageId }: { stageId: string }) {
       <div class="stage-grid">
         <div class="stage-main">
           <YourPlace stageId={stageId} summary={summary} me={me} groups={groupList} />
-          {summary.joined && stage?.audioType === 'mediasoup' && (
+          {summary.joined && (stage?.audioType === 'mediasoup' || stage?.videoType === 'mediasoup') && (
             <AudioPanel
               stageId={stageId}
               userId={userId}
-              stage={stage}
-              groups={groupList}
+              audio={stage.audioType === 'mediasoup'}
+              video={stage.videoType === 'mediasoup'}
               members={memberList}
               tracks={tracks.value}
             />

@@ -6,12 +6,16 @@ import { connection, hub } from '../connection.ts'
 import { type AudioChoices, audioChoices, mediaDevices } from '../media/device-choices.ts'
 import { message } from '../ui.tsx'
 
-const SWITCHES = [
+const AUDIO_SWITCHES = [
   ['sendAudio', 'Send my audio'],
   ['receiveAudio', 'Receive the others’ audio'],
   ['echoCancellation', 'Echo cancellation'],
   ['noiseSuppression', 'Noise suppression'],
   ['autoGainControl', 'Automatic gain'],
+] as const
+const VIDEO_SWITCHES = [
+  ['sendVideo', 'Send my video'],
+  ['receiveVideo', 'Receive the others’ video'],
 ] as const
 
 /** A device list's options, with the chosen one kept even when this browser does not list it (any more). */
@@ -30,8 +34,9 @@ function options(list: readonly { id: string; label: string }[], chosen: string,
  * the same setting another of the person's devices changes remotely; what is shown is the device's
  * configuration, so a remote change shows here too.
  */
-export function AudioChoicesForm() {
+export function AudioChoicesForm({ audio = true, video = false }: { audio?: boolean; video?: boolean }) {
   const id = useId()
+  const SWITCHES = [...(audio ? AUDIO_SWITCHES : []), ...(video ? VIDEO_SWITCHES : [])]
   const outcome = useSignal({ text: '', failed: false })
   const deviceId = browserDeviceId.value
   const applied = audioChoices.value
@@ -58,33 +63,54 @@ export function AudioChoicesForm() {
         outcome.value = { text: message(err), failed: true }
       })
   }
-  const chooseDevice = (key: 'inputAudioDeviceId' | 'outputAudioDeviceId') => (event: Event) => {
-    const value = (event.currentTarget as HTMLSelectElement).value
-    change({ [key]: value || null }, key === 'inputAudioDeviceId' ? { input: value } : { output: value })
-  }
+  const chooseDevice =
+    (key: 'inputAudioDeviceId' | 'outputAudioDeviceId' | 'inputVideoDeviceId') => (event: Event) => {
+      const value = (event.currentTarget as HTMLSelectElement).value
+      const field = {
+        inputAudioDeviceId: 'input',
+        outputAudioDeviceId: 'output',
+        inputVideoDeviceId: 'videoInput',
+      }
+      change({ [key]: value || null }, { [field[key]]: value })
+    }
 
   return (
     <details class="audio-choices" data-testid="audio-choices">
-      <summary id={`${id}-h`}>This browser’s audio settings</summary>
+      <summary id={`${id}-h`}>This browser’s {audio ? 'audio' : 'video'} settings</summary>
       {!deviceId && (
         <p>This browser is not connected as your device yet: the settings can be changed once it is.</p>
       )}
-      <div class="pair">
+      {video && (
         <label>
-          Microphone
-          <select value={choices.input} disabled={disabled} onChange={chooseDevice('inputAudioDeviceId')}>
+          Camera
+          <select
+            value={choices.videoInput}
+            disabled={disabled}
+            onChange={chooseDevice('inputVideoDeviceId')}
+          >
             <option value="">The browser’s default</option>
-            {options(devices.audioInputs, choices.input, 'Microphone')}
+            {options(devices.videoInputs ?? [], choices.videoInput, 'Camera')}
           </select>
         </label>
-        <label>
-          Output
-          <select value={choices.output} disabled={disabled} onChange={chooseDevice('outputAudioDeviceId')}>
-            <option value="">The browser’s default</option>
-            {options(devices.audioOutputs, choices.output, 'Output')}
-          </select>
-        </label>
-      </div>
+      )}
+      {audio && (
+        <div class="pair">
+          <label>
+            Microphone
+            <select value={choices.input} disabled={disabled} onChange={chooseDevice('inputAudioDeviceId')}>
+              <option value="">The browser’s default</option>
+              {options(devices.audioInputs, choices.input, 'Microphone')}
+            </select>
+          </label>
+          <label>
+            Output
+            <select value={choices.output} disabled={disabled} onChange={chooseDevice('outputAudioDeviceId')}>
+              <option value="">The browser’s default</option>
+              {options(devices.audioOutputs, choices.output, 'Output')}
+            </select>
+          </label>
+        </div>
+      )}
       <fieldset class="switches">
         <legend>Streams and processing (processing is made for speech: off for music)</legend>
         {SWITCHES.map(([key, label]) => (

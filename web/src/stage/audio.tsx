@@ -1,18 +1,8 @@
-import { useSignalEffect } from '@preact/signals'
-import { useEffect, useMemo } from 'preact/hooks'
-import { topics } from '../../../devices/hub-client/index.ts'
-import type {
-  GroupState,
-  MemberState,
-  MixState,
-  StageState,
-  StageTrackState,
-} from '../../../schemas/actions/stage.ts'
-import { gainOf } from '../../../schemas/mix-rule.ts'
-import { browserDeviceLink } from '../browser-device.ts'
-import { useLive } from '../live.ts'
-import { StageAudio } from '../media/audio.ts'
-import { audioChoices } from '../media/device-choices.ts'
+import { useSignal } from '@preact/signals'
+import type { MemberState, StageTrackState } from '../../../schemas/actions/stage.ts'
+import type { AudioStatus, StageAudio } from '../media/audio.ts'
+import { browserDeviceElsewhere } from '../browser-device.ts'
+import { joinAudio, leaveAudio, mediaSession } from '../media/session.ts'
 import { AudioChoicesForm } from './audio-choices.tsx'
 import { VideoTiles } from './video.tsx'
 
@@ -31,50 +21,29 @@ function describeGain(gain: number): string {
 export function AudioPanel({
   stageId,
   userId,
-  stage,
-  groups,
+  audio: hasAudio,
+  video,
   members,
   tracks: trackMap,
 }: {
   stageId: string
   userId: string
-  stage: StageState
-  groups: readonly GroupState[]
+  /** The stage's audio is mediasoup (else only its video goes through the router). */
+  audio: boolean
+  /** The stage's video is mediasoup. */
+  video: boolean
   members: readonly MemberState[]
   tracks: ReadonlyMap<string, StageTrackState>
 }) {
-  const tracks = useMemo(() => [...trackMap.values()], [trackMap])
-  const audio = useMemo(() => new StageAudio(userId), [userId])
-  useEffect(() => () => audio.dispose(), [audio])
-  useSignalEffect(() => audio.setLink(browserDeviceLink.value))
-  useSignalEffect(() => audio.setChoices(audioChoices.value))
-  const routerId = stage.mediaRouter?.router
-  useEffect(() => audio.setRouter(routerId), [audio, routerId])
-  useEffect(() => audio.setTracks(tracks), [audio, tracks])
-  const video = stage.videoType === 'mediasoup'
-  useEffect(() => audio.setVideo(video), [audio, video])
-
-  const mixes = useLive<MixState>(topics.mix.filter({ u: userId }))
-  const own = new Map<string, MixState>()
-  for (const mix of mixes.value.values()) if (mix.stageId === stageId) own.set(`${mix.kind}:${mix.id}`, mix)
-  const heard = tracks
-    .filter((t) => t.kind === 'audio' && t.userId !== userId)
-    .map((track) => {
-      const member = members.find((m) => m.id === track.memberId)
-      const group = groups.find((g) => g.id === member?.groupId)
-      const gain = gainOf([
-        { own: group && own.get(`group:${group.id}`), stage: group },
-        { own: member && own.get(`member:${member.id}`), stage: member },
-        { own: own.get(`track:${track.id}`) },
-      ])
-      return { track, name: member?.name ?? 'Someone', gain }
-    })
-    .sort((a, b) => a.name.localeCompare(b.name) || a.track.id.localeCompare(b.track.id))
-  const gainKey = heard.map((h) => `${h.track.id}=${h.gain}`).join(',')
-  useEffect(() => audio.setGains(new Map(heard.map((h) => [h.track.id, h.gain]))), [audio, gainKey])
-
-  const status = audio.status.value
-  const figures = audio.figures.value
+  // the tab's media session (web/src/media/session.ts) if it is this stage's: it outlives this page
+  const current = mediaSession.value
+  const session = current?.stageId === stageId ? current : undefined
+  const audio = session?.audio
+  const notice = useSignal('')
+  const tracks = [...trackMap.values()]
+  const heard = session?.heard.value ?? []
+  const status: AudioStatus = audio?.status.value ?? { phase: 'off', text: '' }
+  const figures: StageAudio['figures']['value'] = audio?.figures.value ?? { received: new Map() }
   const joined = status.phase !== 'off'
 
   return (
@@ -82,33 +51,41 @@ export function AudioPanel({
       aria-labelledby="audio-heading"
       class="panel audio-panel"
       data-testid="audio"
-      data-output={audio.sinkId.value}
+      data-output={audio?.sinkId.value ?? ''}
     >
-      <h2 id="audio-heading">Audio</h2>
+      <h2 id="audio-heading">{hasAudio ? 'Audio' : 'Video'}</h2>
       <div class="place-row">
         <p role="status" data-phase={status.phase}>
           {!joined
-            ? 'Audio is off: join to hear the others and be heard.'
+            ? hasAudio
+              ? 'Audio is off: join to hear the others and be heard.'
+              : 'Video is off: join to see the others and be seen.'
             : status.phase === 'failed'
-              ? 'Audio is off.'
+              ? `${hasAudio ? 'Audio' : 'Video'} is off.`
               : status.text}
         </p>
         {joined ? (
-          <button type="button" class="secondary" onClick={() => audio.leave()}>
-            Leave audio
+          <button type="button" class="secondary" onClick={leaveAudio}>
+            {hasAudio ? 'Leave audio' : 'Leave video'}
           </button>
         ) : (
-          <button type="button" onClick={() => audio.join()}>
-            Join audio
+          <button type="button" onClick={() => (notice.value = joinAudio(stageId) ?? '')}>
+            {hasAudio ? 'Join audio' : 'Join video'}
           </button>
         )}
       </div>
+      {/* said after a click on Join audio, while another tab carries this browser's device */}
+      {!joined && notice.value && browserDeviceElsewhere.value && (
+        <p role="status" data-testid="audio-notice">
+          {notice.value}
+        </p>
+      )}
       {status.phase === 'failed' && (
         <p class="error" role="alert">
           {status.text}
         </p>
       )}
-      {audio.output.value && (
+      {audio?.output.value && (
         <p class="error" role="alert">
           {audio.output.value}
         </p>
@@ -123,10 +100,10 @@ export function AudioPanel({
           {status.camera}
         </p>
       )}
-      {status.phase === 'on' && video && (
+      {status.phase === 'on' && video && audio && (
         <VideoTiles userId={userId} audio={audio} members={members} tracks={tracks} />
       )}
-      {status.phase === 'on' && (
+      {status.phase === 'on' && hasAudio && (
         <>
           {figures.sent && (
             <p class="level-row">
@@ -181,7 +158,7 @@ export function AudioPanel({
           )}
         </>
       )}
-      <AudioChoicesForm />
+      <AudioChoicesForm audio={hasAudio} video={video} />
     </section>
   )
 }

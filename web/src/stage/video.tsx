@@ -47,6 +47,7 @@ export function VideoTiles({
   const figures = audio.figures.value.received
   const videos = audio.videos.value
   const own = audio.ownVideo.value
+  const camera = audio.figures.value.camera
   // the figures one reading ago: the warning is about the last second, not the whole call
   const previous = useRef<{
     now: ReadonlyMap<string, MediaFigures>
@@ -60,7 +61,7 @@ export function VideoTiles({
   const shown = members.filter((m) => m.joined)
   return (
     <section aria-labelledby="video-heading" class="video-panel" data-testid="video">
-      <h3 id="video-heading">Video</h3>
+      <h3 id="video-heading">Cameras</h3>
       <ul class="tiles">
         {shown.map((member) => {
           const mine = member.userId === userId
@@ -72,7 +73,8 @@ export function VideoTiles({
             : qualityOf(
                 before,
                 figures,
-                theirs.map((t) => t.id),
+                // what this browser paused ("receive" off) is expected to stay silent
+                theirs.filter((t) => !figures.get(t.id)?.paused).map((t) => t.id),
               )
           const name = mine ? `${member.name} (you)` : member.name
           return (
@@ -81,6 +83,10 @@ export function VideoTiles({
               class={`tile${quality?.poor ? ' poor' : ''}`}
               data-testid={`tile-${member.name}`}
               data-video={stream ? 'yes' : 'no'}
+              data-packets={mine ? undefined : ((video && figures.get(video.id)?.packets) ?? 0)}
+              data-sending={mine ? (camera?.sending ? 'yes' : 'no') : undefined}
+              data-camera={mine ? (camera?.settings.deviceId ?? '') : undefined}
+              data-producer={mine ? (camera?.producerId ?? '') : theirs.find((t) => t.kind === 'video')?.id}
             >
               {stream ? (
                 <StreamVideo stream={stream} label={`${name}: camera`} />
