@@ -139,6 +139,8 @@ export class ClusterEmitter implements Emitter {
   readonly processId: string
   readonly #local: Emitter
   readonly #bus: RedisEmitter
+  /** The bus's own Redis connections (publish, subscribe). */
+  readonly #connections: readonly Redis[]
   readonly #log: Logger
   /**
    * Set by the broker: a connection of this client id opened on another process. Returning false
@@ -159,8 +161,9 @@ export class ClusterEmitter implements Emitter {
   readonly #channelPrefix: string
   readonly #wrapped = new WeakMap<Listener, Listener>()
 
-  private constructor(options: ClusterEmitterOptions, bus: RedisEmitter) {
+  private constructor(options: ClusterEmitterOptions, bus: RedisEmitter, connections: readonly Redis[]) {
     this.processId = options.processId
+    this.#connections = connections
     this.#log = options.log
     this.#local = mqemitter(EMITTER_OPTIONS)
     this.#bus = bus
@@ -187,7 +190,7 @@ export class ClusterEmitter implements Emitter {
       throw new Error(`the message bus cannot reach Redis: ${(err as Error).message}`, { cause: err })
     }
     const bus = new MQEmitterRedisPrefix(options.channelPrefix, { ...EMITTER_OPTIONS, pubConn, subConn })
-    const emitter = new ClusterEmitter(options, bus)
+    const emitter = new ClusterEmitter(options, bus, [pubConn, subConn])
     await Promise.all(
       retainedBusFilters.map(
         (filter) =>
@@ -229,7 +232,14 @@ export class ClusterEmitter implements Emitter {
   }
 
   close(done: () => void = () => {}): void {
-    this.#bus.close(() => this.#local.close(done))
+    if (this.#connections.every((connection) => connection.status === 'ready')) {
+      this.#bus.close(() => this.#local.close(done))
+      return
+    }
+    // mqemitter-redis QUITs and waits for both connections to end, which a Redis that is unreachable
+    // never lets happen: the process could not end. Drop them instead.
+    for (const connection of this.#connections) connection.disconnect()
+    this.#local.close(done)
   }
 
   /** A message from Redis (its topic still under the channel prefix) on its way to the listeners. */

@@ -217,7 +217,9 @@ export class ChangeFeed implements CommitLog {
     clearTimeout(this.#pollTimer)
     clearInterval(this.#purgeTimer)
     this.#link.subscriber.off('message', this.#onMessage)
-    await this.#link.subscriber.unsubscribe(this.#channel).catch(() => undefined)
+    // an unreachable Redis would hold the UNSUBSCRIBE (and this process's shutdown) until it is back
+    if (this.#link.subscriber.status === 'ready')
+      await this.#link.subscriber.unsubscribe(this.#channel).catch(() => undefined)
     await this.#polling
     await this.#chain
     await Promise.allSettled([...this.#announcing])

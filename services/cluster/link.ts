@@ -57,6 +57,11 @@ export class ClusterLink {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.commands.quit(), this.subscriber.quit()])
+    // QUIT waits for Redis; one that is unreachable may never answer, and the process must still end
+    await Promise.allSettled(
+      [this.commands, this.subscriber].map((redis) =>
+        redis.status === 'ready' ? redis.quit() : Promise.resolve(redis.disconnect()),
+      ),
+    )
   }
 }
