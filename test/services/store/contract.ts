@@ -379,6 +379,104 @@ export function storeContract(
       ])
     })
 
+    t.test(
+      'transactions that read the same documents and queries but write different ones never conflict',
+      async (t) => {
+        const { store } = await setup(t, factory)
+        await insert<Item>(store, 'items', [{ id: 'stage', name: 'stage', kind: 'x' }])
+        const n = 5
+        const runs = new Array<number>(n).fill(0)
+        let arrived = 0
+        let release!: () => void
+        const allRead = new Promise<void>((resolve) => (release = resolve))
+        await Promise.all(
+          Array.from({ length: n }, (_, i) =>
+            store.transaction(
+              async (tx) => {
+                runs[i]!++
+                await tx.get<Item>('items', 'stage')
+                await tx.find<Item>('items', { kind: 'x' })
+                await tx.find<Member>('members', { stageId: 's1' })
+                // every transaction has read before any commits: the reads overlap in time
+                if (++arrived === n) release()
+                await allRead
+                tx.insert<Account>('accounts', { id: `own${i}`, tenant: 't', email: `${i}@example.org` })
+              },
+              { retries: 0 },
+            ),
+          ),
+        )
+        t.same(runs, new Array<number>(n).fill(1), 'each ran once: no conflict, no re-run')
+        t.equal((await store.find('accounts', { tenant: 't' })).length, n)
+        t.match(await store.get('items', 'stage'), { version: 1 }, 'the document only read was not written')
+        const readOnly = await Promise.all(
+          Array.from({ length: n }, () =>
+            store.transaction(async (tx) => (await tx.get<Item>('items', 'stage'))!.name, { retries: 0 }),
+          ),
+        )
+        t.same(
+          readOnly.map((r) => r.value),
+          new Array<string>(n).fill('stage'),
+          'read-only transactions commit without conflict',
+        )
+      },
+    )
+
+    t.test('write skew: a quota counted with a query holds when contenders insert at once', async (t) => {
+      const { store } = await setup(t, factory)
+      const quota = 3
+      let arrived = 0
+      let release!: () => void
+      const allCounted = new Promise<void>((resolve) => (release = resolve))
+      const n = 6
+      const results = await Promise.allSettled(
+        Array.from({ length: n }, (_, i) =>
+          store.transaction(
+            async (tx) => {
+              const present = await tx.find<Item>('items', { kind: 'slot' })
+              if (arrived < n && ++arrived === n) release()
+              await allCounted // all counted the same empty set before anyone commits
+              if (present.length >= quota) return false
+              tx.insert<Item>('items', { id: `slot${i}`, name: `slot ${i}`, kind: 'slot' })
+              return true
+            },
+            { retries: 50 },
+          ),
+        ),
+      )
+      t.same(
+        results.map((r) => r.status),
+        new Array<string>(n).fill('fulfilled'),
+      )
+      t.equal((await store.find('items', { kind: 'slot' })).length, quota, 'exactly the quota, not one more')
+    })
+
+    t.test('write skew: a value two transactions both saw free in a set is taken by one only', async (t) => {
+      const { store } = await setup(t, factory)
+      await insert<Item>(store, 'items', [
+        { id: 'g1', name: 'one', kind: 'group', group: 'blue' },
+        { id: 'g2', name: 'two', kind: 'group', group: 'green' },
+      ])
+      let arrived = 0
+      let release!: () => void
+      const bothRead = new Promise<void>((resolve) => (release = resolve))
+      const recolour = (id: string) =>
+        store.transaction(
+          async (tx) => {
+            const groups = await tx.find<Item>('items', { kind: 'group' })
+            if (arrived < 2 && ++arrived === 2) release()
+            await bothRead
+            const taken = new Set(groups.filter((g) => g.id !== id).map((g) => g.group))
+            const colour = ['red', 'yellow', 'purple'].find((c) => !taken.has(c))!
+            tx.replace('items', { ...groups.find((g) => g.id === id)!, group: colour })
+          },
+          { retries: 10 },
+        )
+      await Promise.all([recolour('g1'), recolour('g2')])
+      const colours = (await store.find<Item>('items', { kind: 'group' })).map((g) => g.group)
+      t.equal(new Set(colours).size, 2, `distinct colours: ${colours.join(', ')}`)
+    })
+
     t.test('delete', async (t) => {
       const { store } = await setup(t, factory)
       await insert<Item>(store, 'items', [
