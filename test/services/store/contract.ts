@@ -477,6 +477,38 @@ export function storeContract(
       t.equal(new Set(colours).size, 2, `distinct colours: ${colours.join(', ')}`)
     })
 
+    t.test(
+      '30 contenders for the lowest free seat all commit with the default retries, each re-run once at most',
+      async (t) => {
+        const { store } = await setup(t, factory)
+        const n = 30
+        const runs = new Array<number>(n).fill(0)
+        const results = await Promise.allSettled(
+          Array.from({ length: n }, (_, i) =>
+            store.transaction(async (tx) => {
+              runs[i]!++
+              const taken = new Set((await tx.find<Member>('members', { stageId: 's1' })).map((m) => m.seat))
+              let seat = 0
+              while (taken.has(seat)) seat++
+              return tx.insert<Member>('members', { id: `m${i}`, stageId: 's1', seat }).seat
+            }),
+          ),
+        )
+        t.same(
+          results.filter((r) => r.status === 'rejected'),
+          [],
+          'no contender gave up',
+        )
+        const seats = (await store.find<Member>('members', { stageId: 's1' })).map((m) => m.seat)
+        t.same(
+          seats.sort((a, b) => a - b),
+          Array.from({ length: n }, (_, i) => i),
+        )
+        // re-runs queue behind each other per contended set: each sees the seats taken before it
+        t.ok(Math.max(...runs) <= 2, `runs per contender: ${runs.join(' ')}`)
+      },
+    )
+
     t.test('delete', async (t) => {
       const { store } = await setup(t, factory)
       await insert<Item>(store, 'items', [
