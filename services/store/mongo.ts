@@ -359,33 +359,37 @@ export class MongoBackend implements StoreBackend {
 
     await this.#bumpCounters(session, counters)
 
-    for (const write of writes) {
-      const collection = this.#collection(write.collection)
-      if (write.op === 'delete') {
-        const { deletedCount } = await collection.deleteOne(
-          { _id: write.id, version: write.expectedVersion },
-          { session },
-        )
-        if (deletedCount !== 1) throw new VersionConflictError(`${write.collection}/${write.id} changed`)
-        continue
-      }
+    // one bulk write per collection (ordered, in the transaction's order): a round trip per collection, not per document
+    const byCollection = new Map<string, Write[]>()
+    for (const write of writes)
+      byCollection.set(write.collection, [...(byCollection.get(write.collection) ?? []), write])
+    for (const [name, batch] of byCollection) {
+      const operations: AnyBulkWriteOperation<MongoDoc>[] = batch.map((write) =>
+        write.op === 'insert'
+          ? { insertOne: { document: toMongo(write.doc) } }
+          : write.op === 'replace'
+            ? {
+                replaceOne: {
+                  filter: { _id: write.doc.id, version: write.expectedVersion },
+                  replacement: withoutId(write.doc),
+                },
+              }
+            : { deleteOne: { filter: { _id: write.id, version: write.expectedVersion } } },
+      )
+      let result: { matchedCount: number; deletedCount: number }
       try {
-        if (write.op === 'insert') {
-          await collection.insertOne(toMongo(write.doc), { session })
-        } else {
-          const { matchedCount } = await collection.replaceOne(
-            { _id: write.doc.id, version: write.expectedVersion },
-            withoutId(write.doc),
-            { session },
-          )
-          if (matchedCount !== 1)
-            throw new VersionConflictError(`${write.collection}/${write.doc.id} changed`)
-        }
+        result = await this.#collection(name).bulkWrite(operations, { session, ordered: true })
       } catch (err) {
-        if (err instanceof MongoError && err.code === DUPLICATE_KEY && !isTransient(err)) {
-          throw new UniqueViolationError(write.collection, this.#violatedFields(write.collection, err))
+        if (err instanceof MongoError && errorCodes(err).includes(DUPLICATE_KEY) && !isTransient(err)) {
+          throw new UniqueViolationError(name, this.#violatedFields(name, err))
         }
         throw err
+      }
+      const replaces = batch.filter((w) => w.op === 'replace').length
+      const deletes = batch.filter((w) => w.op === 'delete').length
+      // the versions were checked in the snapshot: a miss here means a concurrent commit got there first
+      if (result.matchedCount !== replaces || result.deletedCount !== deletes) {
+        throw new VersionConflictError(`${name}: a document written changed meanwhile`)
       }
     }
   }
@@ -446,10 +450,11 @@ export class MongoBackend implements StoreBackend {
 
   #violatedFields(collection: string, err: MongoError): string[] {
     const known = this.#uniqueIndexes.get(collection)
-    const name = /index: (\S+)/.exec(err.message)?.[1]
+    const name = /index: (\S+)/.exec(`${err.message} ${errorMessages(err).join(' ')}`)?.[1]
     const byName = name ? known?.get(name) : undefined
     if (byName) return [...byName]
-    const keyPattern = (err as MongoError & { keyPattern?: Record<string, unknown> }).keyPattern
+    const keyPattern =
+      (err as MongoError & { keyPattern?: Record<string, unknown> }).keyPattern ?? firstKeyPattern(err)
     const fields = keyPattern ? Object.keys(keyPattern).map((f) => (f === '_id' ? 'id' : f)) : ['id']
     return fields.length > 0 ? fields : ['id']
   }
@@ -569,6 +574,25 @@ function errorCodes(err: MongoError): unknown[] {
       ? [(writeErrors as { code?: unknown }).code]
       : []
   return [err.code, ...nested]
+}
+
+/** The messages of a bulk write's write errors. */
+function errorMessages(err: MongoError): string[] {
+  const writeErrors = (err as MongoError & { writeErrors?: unknown }).writeErrors
+  const list: unknown[] = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : []
+  return list.map((e) => {
+    const message = (e as { errmsg?: unknown }).errmsg
+    return typeof message === 'string' ? message : ''
+  })
+}
+
+/** The key pattern a bulk write's first duplicate-key error names, if any. */
+function firstKeyPattern(err: MongoError): Record<string, unknown> | undefined {
+  const writeErrors = (err as MongoError & { writeErrors?: unknown }).writeErrors
+  const first: unknown = Array.isArray(writeErrors) ? writeErrors[0] : writeErrors
+  const info = (first as { err?: { keyPattern?: unknown }; keyPattern?: unknown } | undefined) ?? {}
+  const pattern = info.keyPattern ?? info.err?.keyPattern
+  return pattern && typeof pattern === 'object' ? (pattern as Record<string, unknown>) : undefined
 }
 
 function isTransient(err: MongoError): boolean {
