@@ -42,8 +42,22 @@ const PRESENT_TYPES = ['string', 'number', 'bool', 'object', 'array']
 
 const DUPLICATE_KEY = 11000
 const INDEX_NOT_FOUND = 27
-/** IndexAlreadyExists, IndexOptionsConflict, IndexKeySpecsConflict, IndexNotFound: another process got there first. */
-const INDEX_RACES = [68, 85, 86, INDEX_NOT_FOUND]
+/** What a concurrent index change by another process can make ours fail with (by code name and code). */
+const INDEX_RACES = new Set<unknown>([
+  'IndexAlreadyExists',
+  'IndexOptionsConflict',
+  'IndexKeySpecsConflict',
+  'IndexNotFound',
+  'WriteConflict', // DocumentDB: catalog changes at once deadlock
+  'IndexBuildAborted',
+  'IndexBuildAlreadyInProgress',
+  68,
+  85,
+  86,
+  INDEX_NOT_FOUND,
+  112,
+  276,
+])
 /** Names of the indexes ensureCollection owns (`u_` unique, `i_` plain, then the fields). */
 const OWN_INDEX = /^[ui]_[A-Za-z]/
 const WRITE_CONFLICT = 112
@@ -164,7 +178,6 @@ export class MongoBackend implements StoreBackend {
   async ensureCollection(spec: CollectionSpec): Promise<void> {
     this.#assertOpen()
     const collection = this.#collection(spec.name)
-    await this.#createCollection(spec.name)
     const uniques = this.#uniqueIndexes.get(spec.name) ?? new Map<string, string[]>()
     const wanted = new Map<string, IndexDefinition>()
     for (const fields of spec.unique ?? []) {
@@ -188,12 +201,17 @@ export class MongoBackend implements StoreBackend {
     }
     for (let attempt = 0; ; attempt++) {
       try {
+        await this.#createCollection(spec.name)
         await this.#syncIndexes(collection, wanted)
         return
       } catch (err) {
         // another process changed the same index between our listing and our change: look again
-        if (attempt < 3 && err instanceof MongoError && INDEX_RACES.includes(Number(err.code))) continue
-        throw err
+        const race =
+          err instanceof MongoError &&
+          (INDEX_RACES.has(err.code) ||
+            INDEX_RACES.has((err as MongoError & { codeName?: unknown }).codeName))
+        if (attempt >= 8 || !race) throw err
+        await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 100 * (attempt + 1)))
       }
     }
   }
