@@ -41,6 +41,13 @@ export interface TestHub {
 export const testStore: 'embedded' | 'mongodb' =
   process.env.STAGEHUB_TEST_STORE === 'mongodb' ? 'mongodb' : 'embedded'
 
+/**
+ * How much longer the default waits of these helpers (a request's response, waitUntil) are: 4× on the
+ * MongoDB test server, whose transactions take tens of milliseconds under load (DocumentDB behind a
+ * wire gateway: its timings say nothing about MongoDB's), where the embedded store takes one.
+ */
+export const testTimeScale = testStore === 'mongodb' ? 4 : 1
+
 /** For `{ skip: onMongoDB('why') }`: tests of the embedded store's own internals (its file, its SQL). */
 export function onMongoDB(reason: string): string | false {
   return testStore === 'mongodb' ? `embedded store only: ${reason}` : false
@@ -145,7 +152,12 @@ export class Requester {
   }
 
   /** Publishes a raw payload and waits for the response with `id` ('' for refusals without a readable id). */
-  async send(action: string, payload: string | Buffer, id: string, timeoutMs = 5000): Promise<Response> {
+  async send(
+    action: string,
+    payload: string | Buffer,
+    id: string,
+    timeoutMs = 5000 * testTimeScale,
+  ): Promise<Response> {
     this.#ready ??= this.#client.subscribeAsync(topics.response.build(this.#client.options.clientId!), {
       qos: 1,
     })
@@ -235,7 +247,7 @@ export async function recordResponses(client: MqttClient): Promise<ResponseLog> 
 export async function waitUntil(
   condition: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 5000,
+  timeoutMs = 5000 * testTimeScale,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
