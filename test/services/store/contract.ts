@@ -3,6 +3,7 @@ import {
   type Change,
   type StoredDoc,
   Store,
+  type Transaction,
   UniqueViolationError,
   VersionConflictError,
 } from '../../../services/store/index.ts'
@@ -508,6 +509,36 @@ export function storeContract(
         t.ok(Math.max(...runs) <= 2, `runs per contender: ${runs.join(' ')}`)
       },
     )
+
+    t.test('a transaction run inside a re-run does not wait behind that re-run (no deadlock)', async (t) => {
+      const { store } = await setup(t, factory)
+      await insert<Item>(store, 'items', [{ id: 'counter', name: 'counter', rank: 0 }])
+      const add = async (tx: Transaction, by: number) => {
+        const doc = (await tx.get<Item>('items', 'counter'))!
+        tx.replace('items', { ...doc, rank: doc.rank! + by })
+      }
+      let outerRuns = 0
+      let innerRuns = 0
+      await store.transaction(async (tx) => {
+        outerRuns++
+        const doc = (await tx.get<Item>('items', 'counter'))!
+        if (outerRuns === 1) await store.transaction((other) => add(other, 1)) // conflicts: re-run
+        if (outerRuns === 2) {
+          // in the re-run, which holds the lane of items/counter: a transaction on the same document
+          // that conflicts and re-runs itself must not queue behind the re-run it is part of
+          await store.transaction(async (inner) => {
+            innerRuns++
+            const seen = (await inner.get<Item>('items', 'counter'))!
+            if (innerRuns === 1) await store.transaction((other) => add(other, 1000))
+            inner.replace('items', { ...seen, rank: seen.rank! + 10 })
+          })
+        }
+        tx.replace('items', { ...doc, rank: doc.rank! + 100 })
+      })
+      t.equal(innerRuns, 2, 'the inner transaction re-ran')
+      t.equal(outerRuns, 3, 'the outer one re-ran until its reads held')
+      t.match(await store.get('items', 'counter'), { rank: 1111 }, 'every increment applied once')
+    })
 
     t.test('delete', async (t) => {
       const { store } = await setup(t, factory)
