@@ -96,3 +96,42 @@ t.test(
     )
   },
 )
+
+t.test(
+  'on MongoDB, 30 members joining one stage at once through two hubs sharing the database get 30 distinct seats',
+  { skip: mongoMissing },
+  async (t) => {
+    // two hubs in this test process: each has its own store and connections, so the re-runs of one do
+    // not queue behind the other's (as with two processes) and they meet only in MongoDB
+    const url = freshMongoUrl(t)
+    const [one, two] = [
+      await startTestHub(t, { ...roomy, MONGO_URL: url }),
+      await startTestHub(t, { ...roomy, MONGO_URL: url }),
+    ]
+    const alice = await actor(one, 'Alice')
+    const stage = await ok<StageState>(alice, 'stage.create', { name: 'Rehearsal' })
+    const group = await ok<GroupState>(alice, 'group.create', {
+      stageId: stage.id,
+      name: 'All',
+      color: '#303030',
+    })
+    const users = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => actor(i % 2 === 0 ? one : two, `User${i}`)),
+    )
+    const started = performance.now()
+    const responses = await Promise.all(
+      users.map((u) => request(u, 'stage.join', { stageId: stage.id, groupId: group.id }, `join-${u.id}`)),
+    )
+    t.comment(`30 simultaneous stage.join through two hubs: ${Math.round(performance.now() - started)} ms`)
+    t.same(
+      responses.filter((r) => !r.ok).map((r) => r.error),
+      [],
+      'no refusal',
+    )
+    t.same(
+      responses.map((r) => (r.result as MemberState).seat).sort((a, b) => a! - b!),
+      Array.from({ length: 30 }, (_, i) => i),
+      'seats 0-29, each once',
+    )
+  },
+)
