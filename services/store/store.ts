@@ -280,11 +280,11 @@ export class Store {
         if (retry >= retries) throw err.conflict
         lane = err.tx.contentionKey()
         // jittered, capped backoff: contenders of other processes spread out instead of colliding again
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** retry, 20)))
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** retry, 50)))
         continue
       }
       if (outcome.changes.length > 0) await this.#announce(outcome.changes)
-      return outcome
+      return { value: outcome.value, changes: outcome.changes }
     }
   }
 
