@@ -8,6 +8,7 @@ import { auditCost } from './benchmarks/audit.ts'
 import { churn } from './benchmarks/churn.ts'
 import { connections } from './benchmarks/connections.ts'
 import { fanout } from './benchmarks/fanout.ts'
+import { mongodbLatency } from './benchmarks/mongodb.ts'
 import { requests } from './benchmarks/requests.ts'
 import { coldStart, retainedSubscribe } from './benchmarks/retained.ts'
 import { webLoad } from './benchmarks/web-load.ts'
@@ -26,7 +27,8 @@ const USAGE = `npm run bench -- [--quick | --tiny] [--only NAME]... [--out FILE]
   --tiny      a few seconds per benchmark; what the test suite runs, figures meaningless
   --only      connect_storm (also memory_per_connection), fanout, request_latency, audit_cost,
               retained_subscribe, cold_start, churn, web_load (web-load), web_mixer (web-mixer),
-              web_media (web-media);
+              web_media (web-media), mongodb_request_latency (mongodb: needs
+              STAGEHUB_TEST_MONGO_URL, else skipped);
               repeatable or comma-separated
   --out       where to write the results (default bench/results.json)
   --keep      keep the scratch directory (logs of every target process, seeded stores)
@@ -43,6 +45,7 @@ const benchmarks: { name: string; aliases: string[]; run: (ctx: Context) => Prom
   { name: 'web_load', aliases: ['web-load', 'web'], run: webLoad },
   { name: 'web_mixer', aliases: ['web-mixer', 'mixer'], run: webMixer },
   { name: 'web_media', aliases: ['web-media', 'media'], run: webMedia },
+  { name: 'mongodb_request_latency', aliases: ['mongodb', 'mongo'], run: mongodbLatency },
 ]
 
 async function main(): Promise<void> {

@@ -22,21 +22,45 @@ import {
   UniqueViolationError,
   VersionConflictError,
   fingerprint,
+  matchesFilter,
 } from './port.ts'
 
 /** A collection name; `_stagehub_` names are the hub's own (the change log). */
 const NAME = /^(?:_stagehub_)?[a-z][a-z0-9_]{0,62}$/
 const FIELD = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
 
-/** Lock documents live here; the leading underscore keeps it apart from every valid collection name. */
-const LOCKS = '_stagehub_locks'
-/** Lock documents per collection (and per indexed field set): bounds their number, at the price of rare false conflicts. */
-const STRIPES = 64
+/**
+ * Set counters live here (see MongoBackend); the leading underscore keeps it apart from every valid
+ * collection name. Not `_stagehub_locks`, the read-lock stripes of earlier releases: those documents are
+ * no longer read or written and may be dropped.
+ */
+const COUNTERS = '_stagehub_counters'
+/** The database when MONGO_URL names none. */
+export const DEFAULT_DB_NAME = 'stagehub'
 
 /** BSON types a unique index covers: every JSON value except null, as SQLite's NULL is exempt from UNIQUE. */
 const PRESENT_TYPES = ['string', 'number', 'bool', 'object', 'array']
 
 const DUPLICATE_KEY = 11000
+const INDEX_NOT_FOUND = 27
+/** What a concurrent index change by another process can make ours fail with (by code name and code). */
+const INDEX_RACES = new Set<unknown>([
+  'IndexAlreadyExists',
+  'IndexOptionsConflict',
+  'IndexKeySpecsConflict',
+  'IndexNotFound',
+  'WriteConflict', // DocumentDB: catalog changes at once deadlock
+  'IndexBuildAborted',
+  'IndexBuildAlreadyInProgress',
+  68,
+  85,
+  86,
+  INDEX_NOT_FOUND,
+  112,
+  276,
+])
+/** Names of the indexes ensureCollection owns (`u_` unique, `i_` plain, then the fields). */
+const OWN_INDEX = /^[ui]_[A-Za-z]/
 const WRITE_CONFLICT = 112
 const NAMESPACE_EXISTS = 48
 const TRANSIENT = 'TransientTransactionError'
@@ -49,7 +73,13 @@ interface MongoDoc {
   [field: string]: unknown
 }
 
-interface LockDoc {
+interface IndexDefinition {
+  key: Record<string, 1>
+  unique: boolean
+  partialFilterExpression?: Document
+}
+
+interface CounterDoc {
   _id: string
   n: number
 }
@@ -62,35 +92,49 @@ const TRANSACTION: TransactionOptions = {
 }
 
 export interface MongoConnectOptions {
-  /** The database to use; default: the one named in the URL (or the driver's default, `test`). */
+  /** The database to use; default: the one named in the URL's path, else `stagehub`. */
   dbName?: string
 }
 
 /**
- * The MongoDB store (replica set required, for transactions). Each commit is one transaction with
- * snapshot reads and majority/journaled commit: it re-checks every document version and query result
- * the Store transaction read, then applies the writes.
+ * The MongoDB store (replica set or sharded cluster required, for transactions). Each commit is one
+ * transaction with snapshot reads and a majority/journaled commit. Readers never write: two requests
+ * that only read the same documents (the stage, the group, the user) never conflict.
  *
- * Snapshot isolation alone only detects write-write conflicts, so a commit whose reads were changed by a
- * concurrent, not-yet-visible commit (write skew, phantoms) would pass its checks. To make commits
- * serializable like the embedded store, both readers and writers also bump lock documents in the
- * transaction, turning every read-write conflict into a write-write conflict MongoDB detects:
- *  - a document read or written bumps the lock of its id's stripe;
- *  - a write bumps, for every field set declared in `ensureCollection` (unique and indexes) whose values it
- *    changes (insert, delete, or replace changing them), the lock of those values' stripe;
- *  - a query bumps the lock of its filter values when its filter fields (all non-null) are exactly a declared
- *    field set or include `id`, and otherwise every id stripe of the collection (conflicts with any writer).
- * This relies on every process sharing the database declaring the same collection specs.
- * Write conflicts and transient transaction errors surface as VersionConflictError so that Store re-runs
- * the transaction with fresh reads.
+ * What a commit checks, and why that is enough for the hub's invariants:
+ *  1. Read-set validation in the transaction's snapshot: every document version and query result the
+ *     Store transaction read must be unchanged. The snapshot makes this check consistent; it catches
+ *     every commit that happened before the snapshot was taken.
+ *  2. Conditional writes: replace and delete match `{_id, version: expected}`, inserts collide on `_id`.
+ *     Two transactions writing the same document always conflict (write-write, detected by MongoDB).
+ *  3. Unique indexes (CollectionSpec.unique) hold whatever the interleaving: seats per stage
+ *     (`stageId + seat`), one membership per user and stage, one account per email. A duplicate key
+ *     whose cause is a concurrent commit (something the transaction read changed meanwhile) is a
+ *     VersionConflictError, so the transaction re-runs and chooses again (the next free seat); only a
+ *     duplicate the transaction's own reads cannot explain is a UniqueViolationError.
+ *  4. Set counters against write skew: snapshot isolation alone lets two transactions that read the same
+ *     set and each add to it both commit (each checked a quota against a count the other is changing,
+ *     or chose a colour the other is taking at the same time). So a transaction that ran a query and
+ *     writes a document of that collection matching the query's filter (before or after the write:
+ *     entering, leaving or changing within the result set) also bumps the counter document of that
+ *     query (`collection` + filter) in `_stagehub_counters`. Every such contender writes the same
+ *     counter, turning the read-write dependency into a write-write conflict: members per stage, groups
+ *     per stage and their colours, devices per owner, invites per stage are count-or-choose-then-write
+ *     on the set they query, and stay serialisable. Readers of the set that write elsewhere (mix.set
+ *     reads the membership, writes its own mix) bump nothing.
+ * What is not serialised: a transaction that reads a document by id and writes other documents does
+ * not conflict with a concurrent commit changing that document after its snapshot (snapshot isolation,
+ * as MongoDB itself gives). The hub's invariants do not rest on such reads alone: each is one of 1-4
+ * above (see docs/cluster.md, "MongoDB backend"). Insert-only collections that no transaction queries
+ * (the change log `_stagehub_changes`) never conflict: their ids are unique and they bump no counter.
+ * Write conflicts and transient transaction errors surface as VersionConflictError so that Store
+ * re-runs the transaction with fresh reads.
  */
 export class MongoBackend implements StoreBackend {
   readonly kind = 'mongodb'
   readonly #client: MongoClient
   readonly #db: Db
-  readonly #locks: Collection<LockDoc>
-  /** Declared field sets per collection, each sorted, for query locks. */
-  readonly #fieldSets = new Map<string, string[][]>()
+  readonly #counters: Collection<CounterDoc>
   /** Unique index name → its fields, per collection. */
   readonly #uniqueIndexes = new Map<string, Map<string, string[]>>()
   #closed = false
@@ -98,7 +142,11 @@ export class MongoBackend implements StoreBackend {
   private constructor(client: MongoClient, db: Db) {
     this.#client = client
     this.#db = db
-    this.#locks = db.collection<LockDoc>(LOCKS)
+    this.#counters = db.collection<CounterDoc>(COUNTERS)
+  }
+
+  get databaseName(): string {
+    return this.#db.databaseName
   }
 
   static async connect(url: string, options: MongoConnectOptions = {}): Promise<MongoBackend> {
@@ -110,11 +158,9 @@ export class MongoBackend implements StoreBackend {
     await client.connect()
     try {
       const hello = await client.db('admin').command({ hello: 1 })
-      if (typeof hello.setName !== 'string' && hello.msg !== 'isdbgrid') {
-        throw new Error('MongoDB must be a replica set (or a sharded cluster): the store needs transactions')
-      }
-      const backend = new MongoBackend(client, client.db(options.dbName))
-      await backend.#createCollection(LOCKS)
+      assertWritable(hello)
+      const backend = new MongoBackend(client, client.db(options.dbName ?? databaseFromUrl(url)))
+      await backend.#createCollection(COUNTERS)
       return backend
     } catch (err) {
       await client.close()
@@ -122,19 +168,27 @@ export class MongoBackend implements StoreBackend {
     }
   }
 
+  /**
+   * Creates the collection and its indexes. Indexes are named after their fields (`u_…` unique,
+   * `i_…` plain); one of those names whose definition differs from the spec (an earlier release's) is
+   * dropped and created anew, and one the spec no longer has is dropped, so an upgrade never fails on
+   * `IndexOptionsConflict` nor keeps enforcing a constraint the code dropped. Processes starting at once
+   * with the same specs all succeed: creating an existing identical index is a no-op, and a drop that
+   * another process already did is ignored. Indexes with other names (an operator's) are left alone.
+   */
   async ensureCollection(spec: CollectionSpec): Promise<void> {
     this.#assertOpen()
     const collection = this.#collection(spec.name)
-    await this.#createCollection(spec.name)
     const uniques = this.#uniqueIndexes.get(spec.name) ?? new Map<string, string[]>()
+    const wanted = new Map<string, IndexDefinition>()
     for (const fields of spec.unique ?? []) {
       checkFields(fields)
       const name = indexName('u', fields)
       uniques.set(name, [...fields])
       if (fields.length === 1 && fields[0] === 'id') continue
       const present = fields.filter((f) => f !== 'id').map((f) => [f, { $type: PRESENT_TYPES }] as const)
-      await collection.createIndex(indexKeys(fields), {
-        name,
+      wanted.set(name, {
+        key: indexKeys(fields),
         unique: true,
         partialFilterExpression: Object.fromEntries(present),
       })
@@ -143,14 +197,49 @@ export class MongoBackend implements StoreBackend {
     for (const fields of spec.indexes ?? []) {
       checkFields(fields)
       if (fields.length === 1 && fields[0] === 'id') continue
-      await collection.createIndex(indexKeys(fields), { name: indexName('i', fields) })
+      const name = indexName('i', fields)
+      if (!wanted.has(name)) wanted.set(name, { key: indexKeys(fields), unique: false })
     }
-    const sets = this.#fieldSets.get(spec.name) ?? []
-    for (const fields of [...(spec.unique ?? []), ...(spec.indexes ?? [])]) {
-      const sorted = [...new Set(fields)].sort()
-      if (!sets.some((s) => s.join() === sorted.join())) sets.push(sorted)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#createCollection(spec.name)
+        await this.#syncIndexes(collection, wanted)
+        return
+      } catch (err) {
+        // another process changed the same index between our listing and our change: look again
+        const race =
+          err instanceof MongoError &&
+          (INDEX_RACES.has(err.code) ||
+            INDEX_RACES.has((err as MongoError & { codeName?: unknown }).codeName))
+        if (attempt >= 8 || !race) throw err
+        await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 100 * (attempt + 1)))
+      }
     }
-    this.#fieldSets.set(spec.name, sets)
+  }
+
+  async #syncIndexes(collection: Collection<MongoDoc>, wanted: ReadonlyMap<string, IndexDefinition>) {
+    const existing = new Map<string, Document>()
+    for (const index of (await collection.listIndexes().toArray()) as Document[]) {
+      existing.set(String(index.name), index)
+    }
+    for (const [name, index] of existing) {
+      if (!OWN_INDEX.test(name)) continue
+      const want = wanted.get(name)
+      if (want && sameIndex(index, want)) continue
+      try {
+        await collection.dropIndex(name)
+      } catch (err) {
+        if (!(err instanceof MongoError && err.code === INDEX_NOT_FOUND)) throw err
+      }
+      existing.delete(name)
+    }
+    for (const [name, want] of wanted) {
+      if (existing.has(name)) continue
+      await collection.createIndex(want.key, {
+        name,
+        ...(want.unique ? { unique: true, partialFilterExpression: want.partialFilterExpression } : {}),
+      })
+    }
   }
 
   async get(collection: string, id: string): Promise<StoredDoc | null> {
@@ -212,7 +301,13 @@ export class MongoBackend implements StoreBackend {
         }
       }, TRANSACTION)
     } catch (err) {
-      throw conflictOr(err)
+      const failure = conflictOr(err)
+      // a duplicate key made by a commit after this transaction's reads (two joins taking the same free
+      // seat) is a lost race: re-run and choose again. Only one the reads cannot explain is a violation.
+      if (failure instanceof UniqueViolationError && (await this.#readsChanged(reads, queries))) {
+        throw new VersionConflictError(`${failure.message}, taken by a concurrent transaction`)
+      }
+      throw failure
     } finally {
       await session.endSession()
     }
@@ -246,7 +341,6 @@ export class MongoBackend implements StoreBackend {
     writes: readonly Write[],
   ): Promise<void> {
     const current = await this.#loadCurrent(session, reads, writes)
-    const locks = new Set<string>()
 
     for (const read of reads) {
       const version = current.get(docKey(read.collection, read.id))?.version ?? null
@@ -255,16 +349,15 @@ export class MongoBackend implements StoreBackend {
           `${read.collection}/${read.id} changed (version ${read.version} → ${version})`,
         )
       }
-      locks.add(idLock(read.collection, read.id))
     }
 
     for (const query of queries) {
       if (fingerprint(await this.#find(query.collection, query.filter, session)) !== query.fingerprint) {
         throw new VersionConflictError(`${query.collection} matching ${JSON.stringify(query.filter)} changed`)
       }
-      for (const lock of this.#queryLocks(query)) locks.add(lock)
     }
 
+    const counters = new Set<string>()
     for (const write of writes) {
       const id = write.op === 'delete' ? write.id : write.doc.id
       const before = current.get(docKey(write.collection, id)) ?? null
@@ -273,50 +366,68 @@ export class MongoBackend implements StoreBackend {
       } else if (before?.version !== write.expectedVersion) {
         throw new VersionConflictError(`${write.collection}/${id} changed`)
       }
-      // a change-log entry conflicts with nothing: no lock, so the log is never a hot document
-      if (isLog(write.collection)) continue
-      locks.add(idLock(write.collection, id))
       const after = write.op === 'delete' ? null : write.doc
-      for (const fields of this.#fieldSets.get(write.collection) ?? []) {
-        const old = before ? fieldValues(before, fields) : null
-        const next = after ? fieldValues(after, fields) : null
-        if (old === next) continue
-        if (old !== null) locks.add(setLock(write.collection, fields, old))
-        if (next !== null) locks.add(setLock(write.collection, fields, next))
+      for (const query of queries) {
+        if (query.collection !== write.collection) continue
+        if (
+          (before && matchesFilter(before, query.filter)) ||
+          (after && matchesFilter(after, query.filter))
+        ) {
+          counters.add(counterId(query))
+        }
       }
     }
 
-    await this.#bumpLocks(session, locks)
+    await this.#bumpCounters(session, counters)
 
-    for (const write of writes) {
-      const collection = this.#collection(write.collection)
-      if (write.op === 'delete') {
-        const { deletedCount } = await collection.deleteOne(
-          { _id: write.id, version: write.expectedVersion },
-          { session },
-        )
-        if (deletedCount !== 1) throw new VersionConflictError(`${write.collection}/${write.id} changed`)
-        continue
-      }
+    // one bulk write per collection (ordered, in the transaction's order): a round trip per collection, not per document
+    const byCollection = new Map<string, Write[]>()
+    for (const write of writes)
+      byCollection.set(write.collection, [...(byCollection.get(write.collection) ?? []), write])
+    for (const [name, batch] of byCollection) {
+      const operations: AnyBulkWriteOperation<MongoDoc>[] = batch.map((write) =>
+        write.op === 'insert'
+          ? { insertOne: { document: toMongo(write.doc) } }
+          : write.op === 'replace'
+            ? {
+                replaceOne: {
+                  filter: { _id: write.doc.id, version: write.expectedVersion },
+                  replacement: withoutId(write.doc),
+                },
+              }
+            : { deleteOne: { filter: { _id: write.id, version: write.expectedVersion } } },
+      )
+      let result: { matchedCount: number; deletedCount: number }
       try {
-        if (write.op === 'insert') {
-          await collection.insertOne(toMongo(write.doc), { session })
-        } else {
-          const { matchedCount } = await collection.replaceOne(
-            { _id: write.doc.id, version: write.expectedVersion },
-            withoutId(write.doc),
-            { session },
-          )
-          if (matchedCount !== 1)
-            throw new VersionConflictError(`${write.collection}/${write.doc.id} changed`)
-        }
+        result = await this.#collection(name).bulkWrite(operations, { session, ordered: true })
       } catch (err) {
-        if (err instanceof MongoError && err.code === DUPLICATE_KEY && !isTransient(err)) {
-          throw new UniqueViolationError(write.collection, this.#violatedFields(write.collection, err))
+        if (err instanceof MongoError && errorCodes(err).includes(DUPLICATE_KEY) && !isTransient(err)) {
+          throw new UniqueViolationError(name, this.#violatedFields(name, err))
         }
         throw err
       }
+      const replaces = batch.filter((w) => w.op === 'replace').length
+      const deletes = batch.filter((w) => w.op === 'delete').length
+      // the versions were checked in the snapshot: a miss here means a concurrent commit got there first
+      if (result.matchedCount !== replaces || result.deletedCount !== deletes) {
+        throw new VersionConflictError(`${name}: a document written changed meanwhile`)
+      }
     }
+  }
+
+  /** Whether any document version or query result read by a transaction differs now (read outside any transaction). */
+  async #readsChanged(reads: readonly DocRead[], queries: readonly QueryRead[]): Promise<boolean> {
+    for (const read of reads) {
+      const doc = await this.#collection(read.collection).findOne(
+        { _id: read.id },
+        { projection: { version: 1 } },
+      )
+      if ((doc?.version ?? null) !== read.version) return true
+    }
+    for (const query of queries) {
+      if (fingerprint(await this.#find(query.collection, query.filter)) !== query.fingerprint) return true
+    }
+    return false
   }
 
   /** The stored version of every document read or written, as of the transaction's snapshot. */
@@ -343,31 +454,18 @@ export class MongoBackend implements StoreBackend {
     return current
   }
 
-  #queryLocks(query: QueryRead): string[] {
-    const fields = Object.keys(query.filter).sort()
-    const values = fields.map((f) => query.filter[f])
-    if (values.every((v) => v !== null && v !== undefined)) {
-      const id = query.filter.id
-      if (typeof id === 'string') return [idLock(query.collection, id)]
-      const declared = this.#fieldSets.get(query.collection) ?? []
-      if (fields.length > 0 && declared.some((s) => s.join() === fields.join())) {
-        return [setLock(query.collection, fields, JSON.stringify(values))]
-      }
-    }
-    return Array.from({ length: STRIPES }, (_, stripe) => `${query.collection}#${stripe}`)
-  }
-
-  async #bumpLocks(session: ClientSession, locks: ReadonlySet<string>): Promise<void> {
-    if (locks.size === 0) return
-    const operations: AnyBulkWriteOperation<LockDoc>[] = [...locks].sort().map((_id) => ({
+  /** Increments each counter document (created at 1): contenders on one counter conflict, write-write. */
+  async #bumpCounters(session: ClientSession, counters: ReadonlySet<string>): Promise<void> {
+    if (counters.size === 0) return
+    const operations: AnyBulkWriteOperation<CounterDoc>[] = [...counters].sort().map((_id) => ({
       updateOne: { filter: { _id }, update: { $inc: { n: 1 } }, upsert: true },
     }))
     try {
-      await this.#locks.bulkWrite(operations, { session, ordered: true })
+      await this.#counters.bulkWrite(operations, { session, ordered: true })
     } catch (err) {
-      // two transactions creating the same lock document collide on its _id: a conflict as well
+      // two transactions creating the same counter document collide on its _id: a conflict as well
       if (err instanceof MongoError && errorCodes(err).includes(DUPLICATE_KEY)) {
-        throw new VersionConflictError('a concurrent transaction touched the same documents')
+        throw new VersionConflictError('a concurrent transaction changed the same set of documents')
       }
       throw err
     }
@@ -375,10 +473,11 @@ export class MongoBackend implements StoreBackend {
 
   #violatedFields(collection: string, err: MongoError): string[] {
     const known = this.#uniqueIndexes.get(collection)
-    const name = /index: (\S+)/.exec(err.message)?.[1]
+    const name = /index: (\S+)/.exec(`${err.message} ${errorMessages(err).join(' ')}`)?.[1]
     const byName = name ? known?.get(name) : undefined
     if (byName) return [...byName]
-    const keyPattern = (err as MongoError & { keyPattern?: Record<string, unknown> }).keyPattern
+    const keyPattern =
+      (err as MongoError & { keyPattern?: Record<string, unknown> }).keyPattern ?? firstKeyPattern(err)
     const fields = keyPattern ? Object.keys(keyPattern).map((f) => (f === '_id' ? 'id' : f)) : ['id']
     return fields.length > 0 ? fields : ['id']
   }
@@ -477,33 +576,37 @@ function docKey(collection: string, id: string): string {
   return `${collection}/${id}`
 }
 
-/** JSON of the document's values for `fields`, or null when any is missing or null (no query can match it then). */
-function fieldValues(doc: StoredDoc, fields: readonly string[]): string | null {
-  const values: unknown[] = []
-  for (const field of fields) {
-    const value = (doc as unknown as Record<string, unknown>)[field]
-    if (value === undefined || value === null) return null
-    values.push(value)
+/** The counter of a query: its collection and its filter, fields sorted (one counter per distinct query). */
+function counterId(query: QueryRead): string {
+  const fields = Object.keys(query.filter).sort()
+  return `${query.collection}?${JSON.stringify(fields.map((f) => [f, query.filter[f] ?? null]))}`
+}
+
+/** The database named in a MongoDB URL's path (`mongodb://host/NAME?…`), or DEFAULT_DB_NAME. */
+export function databaseFromUrl(url: string): string {
+  const path = /^mongodb(?:\+srv)?:\/\/[^/?#]*\/([^?#]*)/.exec(url)?.[1] ?? ''
+  return path ? decodeURIComponent(path) : DEFAULT_DB_NAME
+}
+
+/**
+ * Refuses a server that cannot take the store's writes and transactions: a standalone server (no
+ * replica set) or a secondary (reached with directConnection, or a URL naming one host without
+ * `replicaSet`). A mongos (`msg: 'isdbgrid'`) routes to its shards' primaries and is accepted.
+ */
+export function assertWritable(hello: Document): void {
+  const mongos = hello.msg === 'isdbgrid'
+  if (!mongos && typeof hello.setName !== 'string') {
+    throw new Error(
+      'MongoDB must be a replica set (or a sharded cluster): the store needs transactions. Start mongod with --replSet and rs.initiate(), then add ?replicaSet=NAME to MONGO_URL',
+    )
   }
-  return JSON.stringify(values)
-}
-
-function idLock(collection: string, id: string): string {
-  return `${collection}#${stripe(id)}`
-}
-
-function setLock(collection: string, fields: readonly string[], valuesJson: string): string {
-  return `${collection}/${fields.join('+')}#${stripe(valuesJson)}`
-}
-
-/** FNV-1a, reduced to a stripe number. */
-function stripe(text: string): number {
-  let hash = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i)
-    hash = Math.imul(hash, 0x01000193)
+  if (!mongos && hello.isWritablePrimary !== true) {
+    const set = String(hello.setName)
+    const primary = typeof hello.primary === 'string' ? ` (the primary now is ${hello.primary})` : ''
+    throw new Error(
+      `MONGO_URL reaches a secondary of replica set ${set}${primary}, which cannot take writes: connect to the replica set, not one member: list its hosts and add ?replicaSet=${set} to MONGO_URL (without directConnection=true)`,
+    )
   }
-  return (hash >>> 0) % STRIPES
 }
 
 function errorCodes(err: MongoError): unknown[] {
@@ -516,6 +619,25 @@ function errorCodes(err: MongoError): unknown[] {
   return [err.code, ...nested]
 }
 
+/** The messages of a bulk write's write errors. */
+function errorMessages(err: MongoError): string[] {
+  const writeErrors = (err as MongoError & { writeErrors?: unknown }).writeErrors
+  const list: unknown[] = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : []
+  return list.map((e) => {
+    const message = (e as { errmsg?: unknown }).errmsg
+    return typeof message === 'string' ? message : ''
+  })
+}
+
+/** The key pattern a bulk write's first duplicate-key error names, if any. */
+function firstKeyPattern(err: MongoError): Record<string, unknown> | undefined {
+  const writeErrors = (err as MongoError & { writeErrors?: unknown }).writeErrors
+  const first: unknown = Array.isArray(writeErrors) ? writeErrors[0] : writeErrors
+  const info = (first as { err?: { keyPattern?: unknown }; keyPattern?: unknown } | undefined) ?? {}
+  const pattern = info.keyPattern ?? info.err?.keyPattern
+  return pattern && typeof pattern === 'object' ? (pattern as Record<string, unknown>) : undefined
+}
+
 function isTransient(err: MongoError): boolean {
   return err.hasErrorLabel(TRANSIENT) && !err.hasErrorLabel(UNKNOWN_COMMIT_RESULT)
 }
@@ -526,4 +648,14 @@ function conflictOr(err: unknown): unknown {
     return new VersionConflictError(`concurrent transaction: ${err.message}`)
   }
   return err
+}
+
+/** Whether an index as listed by MongoDB has the definition wanted (keys in order, uniqueness, partial filter). */
+function sameIndex(index: Document, want: IndexDefinition): boolean {
+  return (
+    JSON.stringify(index.key) === JSON.stringify(want.key) &&
+    Boolean(index.unique) === want.unique &&
+    JSON.stringify(index.partialFilterExpression ?? null) ===
+      JSON.stringify(want.partialFilterExpression ?? null)
+  )
 }

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import {
   type Change,
   type CollectionSpec,
@@ -12,6 +13,38 @@ import {
   fingerprint,
   matchesFilter,
 } from './port.ts'
+
+/** Set while a re-run holds its lane: a transaction nested in it does not wait for a lane itself. */
+const inLane = new AsyncLocalStorage<boolean>()
+
+/** A conflict with the transaction that had it (internal to Store.transaction). */
+class ContendedError extends Error {
+  constructor(
+    readonly conflict: VersionConflictError,
+    readonly tx: Transaction,
+  ) {
+    super(conflict.message)
+  }
+}
+
+/** Work run one at a time per key; resolves or rejects with the work's outcome. */
+class Lanes {
+  readonly #tails = new Map<string, Promise<unknown>>()
+
+  run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve()
+    const result = previous.then(work, work)
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.#tails.set(key, tail)
+    void tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key)
+    })
+    return result
+  }
+}
 
 export type NewDoc<T extends StoredDoc> = Omit<T, 'version'>
 
@@ -126,6 +159,25 @@ export class Transaction {
   }
 
   /**
+   * @internal used by Store: what this transaction contends on, so that its re-runs queue behind other
+   * re-runs of the same contention: the broadest query (fewest filter fields) on a collection it writes
+   * (a set it reads and changes: the members of a stage, not one member), else the first document it writes.
+   */
+  contentionKey(): string {
+    const writes = [...this.#writes.values()].map((e) => e.write)
+    const written = new Set(writes.map((w) => w.collection))
+    const [query] = this.#queries
+      .filter((q) => written.has(q.collection))
+      .sort((a, b) => Object.keys(a.filter).length - Object.keys(b.filter).length)
+    if (query) {
+      const fields = Object.keys(query.filter).sort()
+      return `${query.collection}?${JSON.stringify(fields.map((f) => [f, query.filter[f]]))}`
+    }
+    const first = writes[0]
+    return first ? `${first.collection}/${first.op === 'delete' ? first.id : first.doc.id}` : ''
+  }
+
+  /**
    * @internal used by Store. With a commit log, its entry for these changes is inserted in the same
    * backend commit: both are durable, or neither.
    */
@@ -177,6 +229,8 @@ export class Store {
   readonly backend: StoreBackend
   readonly #listeners = new Set<ChangeListener>()
   readonly #collections = new Map<string, CollectionSpec>()
+  /** Re-runs of conflicted transactions, one at a time per contention key. */
+  readonly #lanes = new Lanes()
   #log: CommitLog | undefined
 
   constructor(backend: StoreBackend) {
@@ -219,22 +273,40 @@ export class Store {
     options: TransactionOptions = {},
   ): Promise<{ value: R; changes: readonly Change[] }> {
     const retries = options.retries ?? 25
-    for (let attempt = 0; ; attempt++) {
+    // `announced`: with a commit log, tells the other processes and gives what to announce here
+    type Committed = { value: R; changes: Change[]; announced?: (() => readonly Change[]) | undefined }
+    const attempt = async (): Promise<Committed> => {
       const tx = new Transaction(this.backend)
       const value = await work(tx)
       const log = this.#log
-      let committed: { changes: Change[]; entry?: StoredDoc }
       try {
-        committed = await tx.commit(log)
+        const { changes, entry } = await tx.commit(log)
+        return { value, changes, announced: log && entry ? () => log.committed(entry, changes) : undefined }
       } catch (err) {
-        if (!(err instanceof VersionConflictError) || attempt >= retries) throw err
-        // jittered, capped backoff: contenders spread out instead of colliding again in lockstep
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 50)))
+        throw err instanceof VersionConflictError ? new ContendedError(err, tx) : err
+      }
+    }
+    let lane: string | undefined
+    for (let retry = 0; ; retry++) {
+      let outcome: Committed
+      try {
+        // a re-run queues behind the other re-runs of the same contention in this process (unless it
+        // is nested in one: no waiting on itself): contenders then commit one after the other, each
+        // on fresh reads, instead of all re-reading at once and colliding again, round after round
+        outcome =
+          lane !== undefined && !inLane.getStore()
+            ? await this.#lanes.run(lane, () => inLane.run(true, attempt))
+            : await attempt()
+      } catch (err) {
+        if (!(err instanceof ContendedError)) throw err
+        if (retry >= retries) throw err.conflict
+        lane = err.tx.contentionKey()
+        // jittered, capped backoff: contenders of other processes spread out instead of colliding again
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** retry, 50)))
         continue
       }
-      const { changes, entry } = committed
-      if (changes.length > 0) await this.#announce(log && entry ? log.committed(entry, changes) : changes)
-      return { value, changes }
+      if (outcome.changes.length > 0) await this.#announce(outcome.announced?.() ?? outcome.changes)
+      return { value: outcome.value, changes: outcome.changes }
     }
   }
 

@@ -5,6 +5,7 @@ import {
   type TestHub,
   recordMessages,
   sleep,
+  testTimeScale,
   waitForMessage,
 } from './hub.ts'
 
@@ -82,7 +83,11 @@ export const parse = (payload: Buffer): unknown =>
  * What a new subscription to `topic` gets retained: the parsed JSON, or undefined when nothing
  * retained arrives within `ms`. `topic` must be a filter the client does not hold already.
  */
-export async function retainedOn(client: MqttClient, topic: string, ms = 300): Promise<unknown> {
+export async function retainedOn(
+  client: MqttClient,
+  topic: string,
+  ms = 300 * testTimeScale,
+): Promise<unknown> {
   const arrival = waitForMessage(client, (m) => m.topic === topic && m.retain, ms).then(
     (m) => parse(m.payload),
     () => undefined,

@@ -10,6 +10,7 @@ import { configFromEnv, type HubConfig } from '../../services/config.ts'
 import { createTokenService, type Role, type TokenClaims } from '../../broker/tokens.ts'
 import { topics } from '../../schemas/topics.ts'
 import { startHub, type Hub } from '../../services/hub.ts'
+import { freshMongoUrl } from './mongo.ts'
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-0123456789'
 
@@ -34,11 +35,36 @@ export interface TestHub {
 }
 
 /**
- * A real hub on free ports with a fresh embedded store in a temp directory, torn down with the test.
- * Cheap password hashing keeps sign-up tests fast; everything else is production configuration.
+ * Which store startTestHub gives a hub that names none: `mongodb` when STAGEHUB_TEST_STORE=mongodb (a
+ * fresh database on STAGEHUB_TEST_MONGO_URL per hub, see `npm run test:mongodb`), else `embedded`.
+ */
+export const testStore: 'embedded' | 'mongodb' =
+  process.env.STAGEHUB_TEST_STORE === 'mongodb' ? 'mongodb' : 'embedded'
+
+/**
+ * How much longer the default waits of these helpers (a request's response, waitUntil) are: 4× on the
+ * MongoDB test server, whose transactions take tens of milliseconds under load (DocumentDB behind a
+ * wire gateway: its timings say nothing about MongoDB's), where the embedded store takes one.
+ */
+export const testTimeScale = testStore === 'mongodb' ? 4 : 1
+
+/** For `{ skip: onMongoDB('why') }`: tests of the embedded store's own internals (its file, its SQL). */
+export function onMongoDB(reason: string): string | false {
+  return testStore === 'mongodb' ? `embedded store only: ${reason}` : false
+}
+
+/**
+ * A real hub on free ports with a fresh store, torn down with the test: the embedded store in a temp
+ * directory, or with STAGEHUB_TEST_STORE=mongodb a MongoDB database of its own (unless `env` names a
+ * MONGO_URL). Cheap password hashing keeps sign-up tests fast; everything else is production configuration.
  */
 export async function startTestHub(t: Teardown, env: Record<string, string> = {}): Promise<TestHub> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'stagehub-test-'))
+  // the database is dropped after the hub closed (a hub closing still writes: devices go offline)
+  const dropDatabase: (() => unknown)[] = []
+  if (testStore === 'mongodb' && env.MONGO_URL === undefined) {
+    env = { ...env, MONGO_URL: freshMongoUrl({ teardown: (fn) => dropDatabase.push(fn) }) }
+  }
   const config = configFromEnv({
     JWT_SECRET: TEST_SECRET,
     MQTT_PORT: '0',
@@ -85,6 +111,7 @@ export async function startTestHub(t: Teardown, env: Record<string, string> = {}
   t.teardown(async () => {
     await Promise.all([...clients].map((c) => c.endAsync(true).catch(() => undefined)))
     await state.hub.close()
+    for (const drop of dropDatabase) await drop()
     if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true })
   })
   return state
@@ -125,7 +152,12 @@ export class Requester {
   }
 
   /** Publishes a raw payload and waits for the response with `id` ('' for refusals without a readable id). */
-  async send(action: string, payload: string | Buffer, id: string, timeoutMs = 5000): Promise<Response> {
+  async send(
+    action: string,
+    payload: string | Buffer,
+    id: string,
+    timeoutMs = 5000 * testTimeScale,
+  ): Promise<Response> {
     this.#ready ??= this.#client.subscribeAsync(topics.response.build(this.#client.options.clientId!), {
       qos: 1,
     })
@@ -215,7 +247,7 @@ export async function recordResponses(client: MqttClient): Promise<ResponseLog> 
 export async function waitUntil(
   condition: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 5000,
+  timeoutMs = 5000 * testTimeScale,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {

@@ -51,7 +51,12 @@ async function goOnline(
 async function offlineEverywhere(t: Test, owner: Actor, d: string, how: string): Promise<void> {
   await waitUntil(async () => !(await stored(d)).online, `${d} is offline after ${how}`)
   t.equal((await stored(d)).online, false, `${how}: stored offline`)
-  const retained = (await retainedOn(owner.client, presenceTopic(d))) as { state: string } | undefined
+  // the retained presence follows the stored one (a publish after the commit; on MongoDB a few ms later)
+  let retained: { state: string } | undefined
+  await waitUntil(async () => {
+    retained = (await retainedOn(owner.client, presenceTopic(d), 100)) as { state: string } | undefined
+    return retained?.state !== 'online'
+  }, `${d}'s retained presence no longer says online`).catch(() => undefined)
   t.not(retained?.state, 'online', `${how}: the retained presence no longer says online (${retained?.state})`)
 }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { type TestHub, sleep, startTestHub } from '../../helpers/hub.ts'
+import { type TestHub, onMongoDB, sleep, startTestHub } from '../../helpers/hub.ts'
 import { actor, ok } from '../../helpers/actors.ts'
 
 /**
@@ -23,6 +23,11 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 
 t.test(
   'a user guessing stage passwords within the request limits gets rate_limited with a retry time, while another user’s log-ins stay fast; the right password works after the wait',
+  {
+    skip: onMongoDB(
+      'counts the guesses checked in a 3-s attack against a 2-s forgiveness clock; the MongoDB test server stretches the attack past it',
+    ),
+  },
   async (t) => {
     const th = await startTestHub(t, {
       // the reviewer's setting: slow hashes, one at a time
