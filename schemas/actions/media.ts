@@ -280,18 +280,20 @@ const CloseTarget = Type.Object({ ...producerOrConsumer, transportId: Type.Optio
 
 export const mediaPause = defineAction({
   name: 'media.pause',
-  changesState: false,
+  changesState: true,
   targets: { producerId: 'params.producerId', consumerId: 'params.consumerId' },
-  description: 'Pause one of your producers or consumers.',
+  description:
+    "Pause one of your producers or consumers. A paused producer's track (stages/{s}/tracks/{t}) says `paused`, so the others know nothing arrives on purpose.",
   params: PauseTarget,
   result: Empty,
 })
 
 export const mediaResume = defineAction({
   name: 'media.resume',
-  changesState: false,
+  changesState: true,
   targets: { producerId: 'params.producerId', consumerId: 'params.consumerId' },
-  description: 'Resume one of your producers or consumers.',
+  description:
+    "Resume one of your producers or consumers; a resumed producer's track no longer says `paused`.",
   params: PauseTarget,
   result: Empty,
 })

@@ -149,6 +149,12 @@ export const StageTrackState = Type.Object(
     deviceId: Id,
     kind: Type.Union([Type.Literal('ov'), Type.Literal('audio'), Type.Literal('video')]),
     name: Type.Optional(Type.String()),
+    paused: Type.Optional(
+      Type.Boolean({
+        description:
+          'audio/video: its member paused it (sending off, media.pause): nothing arrives, on purpose. Absent: sending.',
+      }),
+    ),
     ov: Type.Optional(
       Type.Object(
         {

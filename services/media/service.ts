@@ -293,8 +293,15 @@ export class MediaService {
     for (const action of [mediaPause, mediaResume] as const) {
       pipeline.register(action, async (ctx, params) => {
         const caller = await this.#caller(ctx)
-        if (params.producerId) await this.#ownProducer(ctx, caller, params.producerId)
-        return this.#forward<typeof action>(ctx, caller, action.name as 'media.pause', params)
+        const track = params.producerId ? await this.#ownProducer(ctx, caller, params.producerId) : null
+        const result = await this.#forward<typeof action>(ctx, caller, action.name as 'media.pause', params)
+        // the others' receivers tell a paused sender from a poor connection by the retained track
+        const paused = action === mediaPause
+        if (track && (track.paused ?? false) !== paused) {
+          const { paused: _was, ...sending } = track
+          ctx.tx.replace(c.stageTracks.name, paused ? { ...sending, paused: true } : sending)
+        }
+        return result
       })
     }
 

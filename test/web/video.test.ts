@@ -294,6 +294,11 @@ t.test(
       (await packets()) - stopped <= 5,
       `Bo’s inbound video from Ann stops growing (${stopped} → ${await packets()})`,
     )
+    t.equal(
+      (await boSeesAnn.locator('.tile-warning').textContent()) ?? '',
+      '',
+      'no poor-connection warning at Bo for what Ann paused (her track says paused)',
+    )
     await choices.getByLabel('Send my video').check()
     await waitUntil(() => !annCamera.paused, 'Ann’s camera resumes on the router', 10_000)
     await waitUntil(

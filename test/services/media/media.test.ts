@@ -109,6 +109,20 @@ msTest('a member sends opus through hub signalling and another member receives i
     'forbidden',
     "Bob cannot close Alice's producer",
   )
+  t.equal(
+    (await refused(bob, 'media.pause', { producerId })).code,
+    'forbidden',
+    "Bob cannot pause Alice's producer",
+  )
+  // sending off: the others learn from the retained track that nothing arrives on purpose
+  await ok(alice, 'media.pause', { producerId })
+  await waitUntil(() => bobSees.current().get(producerId)?.paused === true, 'Bob sees the track paused')
+  await ok(alice, 'media.resume', { producerId })
+  await waitUntil(
+    () => bobSees.current().get(producerId)?.paused === undefined,
+    'Bob sees the track sending again',
+  )
+  t.pass("Alice's pause and resume of her producer show on the retained track")
   const aliceAgain = await connectAs(th, alice.id, 'Alice')
   t.equal(
     (await refused(aliceAgain, 'media.connectTransport', own)).code,

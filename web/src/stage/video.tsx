@@ -73,8 +73,8 @@ export function VideoTiles({
             : qualityOf(
                 before,
                 figures,
-                // what this browser paused ("receive" off) is expected to stay silent
-                theirs.filter((t) => !figures.get(t.id)?.paused).map((t) => t.id),
+                // what this browser paused ("receive" off) or its sender paused (sending off) is silent on purpose
+                theirs.filter((t) => !t.paused && !figures.get(t.id)?.paused).map((t) => t.id),
               )
           const name = mine ? `${member.name} (you)` : member.name
           return (
