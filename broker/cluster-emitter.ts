@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import { type Topic, findTopic, topicCatalogue } from '../schemas/topics.ts'
+import { type Topic, findTopic, topicCatalogue, topics } from '../schemas/topics.ts'
 import { LOCAL_BROKER_SUFFIX } from './persistence.ts'
 
 const require = createRequire(import.meta.url)
@@ -51,7 +51,9 @@ const EMITTER_OPTIONS = { concurrency: 100, matchEmptyLevels: true }
  * Aedes' other `$SYS` topics (a connection's subscribes and disconnects) concern its own process only.
  */
 const SYS_ACROSS = new Set(['new/clients', 'birth', 'heartbeat'])
-const NEW_CLIENTS_FILTER = '$SYS/+/new/clients'
+/** `$SYS/`: the catalogue's broker statistics filter without its `#`. */
+const SYS = topics.brokerStatistics.pattern.slice(0, -1)
+const NEW_CLIENTS_FILTER = `${SYS}+/new/clients`
 
 /**
  * Whether the hub writes a topic as state projected from the store's commits: retained `state` topics
@@ -73,7 +75,7 @@ function staysLocal(entry: Topic): boolean {
  * presence, reported state, chat and other events, media signals, takeovers).
  */
 export function routeOf(topic: string): 'local' | 'bus' {
-  if (topic.startsWith('$SYS/')) {
+  if (topic.startsWith(SYS)) {
     const rest = topic.slice(topic.indexOf('/', 5) + 1)
     return SYS_ACROSS.has(rest) ? 'bus' : 'local'
   }
@@ -102,7 +104,7 @@ function overlaps(filter: readonly string[], pattern: readonly string[], i = 0):
  * costs Redis nothing.
  */
 export function needsBus(filter: string): boolean {
-  if (filter.startsWith('$')) return filter.startsWith('$SYS/') || filter === '$SYS'
+  if (filter.startsWith('$')) return filter.startsWith(SYS) || filter === SYS.slice(0, -1)
   const levels = filter.split('/')
   return busPatterns.some((pattern) => overlaps(levels, pattern))
 }

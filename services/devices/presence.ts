@@ -199,15 +199,30 @@ export class DevicePresence {
           state: reason === 'clean' ? 'offline' : 'lost',
           session: ended.session ?? 0,
         })
+        // in a cluster a newer session may have been committed through another process meanwhile,
+        // whose own presence went out before this end did: the store is the truth, say it again
+        if (this.#options.processId) await this.#sayNewerSession(ended)
       }
     })
   }
 
+  /** Publishes the device's stored presence when it is online in a newer session than `said`. */
+  async #sayNewerSession(said: DeviceDoc): Promise<void> {
+    const stored = await this.#options.store.get<DeviceDoc>(collections.devices.name, said.id)
+    if (stored?.online && (stored.session ?? -1) > (said.session ?? -1))
+      await this.#options.publisher.publish(deviceTopics.presence(said.id), {
+        state: 'online',
+        session: stored.session ?? 0,
+      })
+  }
+
   async #applyPresence(deviceId: string, event: PresenceEvent): Promise<void> {
     let newer: DeviceDoc | undefined
-    await this.#update(deviceId, (device) => {
+    let endedBefore: DeviceDoc | undefined
+    const applied = await this.#update(deviceId, (device) => {
       // the store knows sessions said through other processes of a cluster too
       if (device.session !== undefined) this.#noteSession(deviceId, device.session)
+      endedBefore = device.online ? undefined : device
       newer = event.session < (device.session ?? -1) && device.online ? device : undefined
       const { processId } = this.#options
       if (heldElsewhere(device, processId, event)) return null
@@ -226,6 +241,21 @@ export class DevicePresence {
       await this.#options.publisher.publish(deviceTopics.presence(deviceId), {
         state: 'online',
         session: newer.session ?? 0,
+      })
+    }
+    // a new session after an end another process committed just before: that process's retained
+    // "offline" of the older session may reach the broker after this device's own "online" (commit
+    // order is not publish order across processes): the newer session is said again after its commit
+    if (
+      this.#options.processId &&
+      applied?.online &&
+      endedBefore &&
+      (endedBefore.session ?? -1) < event.session &&
+      this.#options.isRegistered(deviceId)
+    ) {
+      await this.#options.publisher.publish(deviceTopics.presence(deviceId), {
+        state: 'online',
+        session: event.session,
       })
     }
   }

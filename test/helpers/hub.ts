@@ -172,6 +172,8 @@ export class Requester {
         resolve(r)
       })
     })
+    // a request that could not be sent (the connection closed) fails now, not later at its timeout
+    response.catch(() => undefined)
     await this.#client.publishAsync(topics.request.build(this.#client.options.clientId!, action), payload, {
       qos: 1,
     })
