@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { type Db, MongoClient } from 'mongodb'
-import { type Context, logFile } from './context.ts'
+import { type Context, logFile, sleep } from './context.ts'
 import { type RedisServer, redisServerMissing, startRedisServer } from './redis-server.ts'
 import { createUsers } from './seed.ts'
 import { type HubTarget, startHubTarget, track } from './targets.ts'
@@ -25,6 +25,8 @@ export function deploymentMissing(): string | false {
     return 'no MongoDB: set STAGEHUB_TEST_MONGO_URL (e.g. $(../shared/mongo-test/start)) or MONGO_URL to a replica set'
   return redisServerMissing()
 }
+
+const DROP_TIMEOUT_MS = 10_000
 
 export interface Deployment {
   processes: HubTarget[]
@@ -56,11 +58,19 @@ export async function startDeployment(
   const stop = async () => {
     await Promise.allSettled(processes.map((p) => p.stop()))
     await redis?.stop()
-    try {
-      await db.dropDatabase()
-    } finally {
-      await client.close()
-    }
+    // a process killed in the middle of a transaction may leave it open on a MongoDB-compatible server
+    // that never aborts a dead client's transaction (the test server's gateway): the drop then waits
+    // on its locks for ever. Left behind is better than a run that never ends.
+    const dropped = await Promise.race([
+      db.dropDatabase().then(
+        () => true,
+        () => false,
+      ),
+      sleep(DROP_TIMEOUT_MS).then(() => false),
+    ])
+    if (!dropped)
+      ctx.log(`  database ${dbName} could not be dropped within ${DROP_TIMEOUT_MS / 1000} s: left behind`)
+    await client.close(true)
   }
   try {
     const server = await startRedisServer({ logFile: logFile(ctx, `${options.label}-redis`) })
