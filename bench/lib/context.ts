@@ -66,7 +66,10 @@ export interface Profile {
     /** Process counts measured, each a deployment of its own (fresh database). */
     processes: number[]
     connections: number
-    /** Members spread over the processes; the admin's changes at `rate` (latency) and `overloadRate`. */
+    /**
+     * Members spread over the processes; the admin's changes at `rate` (latency) and `overloadRate`.
+     * Low rates: every change is a MongoDB transaction, tens of milliseconds on the test server.
+     */
     fanout: { members: number; rate: number; seconds: number; overloadRate: number; overloadSeconds: number }
     /** Subscribers on the requester's process and as many on another; requests per second. */
     latency: { subscribers: number; rate: number; seconds: number }
@@ -114,8 +117,8 @@ export const profiles: Record<Profile['name'], Profile> = {
       // one deployment of two processes: every part runs, in seconds
       processes: [2],
       connections: 40,
-      fanout: { members: 4, rate: 20, seconds: 0.5, overloadRate: 100, overloadSeconds: 0.5 },
-      latency: { subscribers: 2, rate: 20, seconds: 0.5 },
+      fanout: { members: 4, rate: 5, seconds: 0.5, overloadRate: 20, overloadSeconds: 0.5 },
+      latency: { subscribers: 2, rate: 5, seconds: 0.5 },
       heal: { devices: 3, timeoutSeconds: 12 },
     },
     churn: {
@@ -152,8 +155,8 @@ export const profiles: Record<Profile['name'], Profile> = {
     cluster: {
       processes: [1, 2, 3],
       connections: 2000,
-      fanout: { members: 100, rate: 50, seconds: 2, overloadRate: 500, overloadSeconds: 1 },
-      latency: { subscribers: 10, rate: 50, seconds: 4 },
+      fanout: { members: 100, rate: 10, seconds: 3, overloadRate: 100, overloadSeconds: 2 },
+      latency: { subscribers: 10, rate: 10, seconds: 4 },
       heal: { devices: 20, timeoutSeconds: 60 },
     },
     churn: {
@@ -196,8 +199,8 @@ export const profiles: Record<Profile['name'], Profile> = {
     cluster: {
       processes: [1, 2, 3],
       connections: 10_000,
-      fanout: { members: 100, rate: 100, seconds: 5, overloadRate: 1000, overloadSeconds: 3 },
-      latency: { subscribers: 10, rate: 100, seconds: 10 },
+      fanout: { members: 100, rate: 20, seconds: 5, overloadRate: 200, overloadSeconds: 3 },
+      latency: { subscribers: 10, rate: 20, seconds: 10 },
       heal: { devices: 40, timeoutSeconds: 60 },
     },
     churn: {
