@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { auditCost } from './benchmarks/audit.ts'
 import { churn } from './benchmarks/churn.ts'
+import { cluster } from './benchmarks/cluster.ts'
 import { connections } from './benchmarks/connections.ts'
 import { fanout } from './benchmarks/fanout.ts'
 import { mongodbLatency } from './benchmarks/mongodb.ts'
@@ -28,7 +29,9 @@ const USAGE = `npm run bench -- [--quick | --tiny] [--only NAME]... [--out FILE]
   --only      connect_storm (also memory_per_connection), fanout, request_latency, audit_cost,
               retained_subscribe, cold_start, churn, web_load (web-load), web_mixer (web-mixer),
               web_media (web-media), mongodb_request_latency (mongodb: needs
-              STAGEHUB_TEST_MONGO_URL, else skipped);
+              STAGEHUB_TEST_MONGO_URL, else skipped), cluster (processes: several hub
+              processes on Redis and MongoDB; needs STAGEHUB_TEST_MONGO_URL or MONGO_URL
+              and redis-server);
               repeatable or comma-separated
   --out       where to write the results (default bench/results.json)
   --keep      keep the scratch directory (logs of every target process, seeded stores)
@@ -46,6 +49,11 @@ const benchmarks: { name: string; aliases: string[]; run: (ctx: Context) => Prom
   { name: 'web_mixer', aliases: ['web-mixer', 'mixer'], run: webMixer },
   { name: 'web_media', aliases: ['web-media', 'media'], run: webMedia },
   { name: 'mongodb_request_latency', aliases: ['mongodb', 'mongo'], run: mongodbLatency },
+  {
+    name: 'cluster',
+    aliases: ['processes', 'cluster_connect_storm', 'cluster_fanout', 'heal'],
+    run: cluster,
+  },
 ]
 
 async function main(): Promise<void> {
@@ -139,9 +147,11 @@ async function main(): Promise<void> {
     benchmarks: selected.map((b) => b.name),
     metrics: results.metrics,
     errors: results.errors,
+    skipped: results.skipped,
   }
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`)
   console.log(`\n${results.table()}\n`)
+  for (const s of results.skipped) console.log(`SKIPPED ${s.benchmark}: ${s.reason}`)
   for (const e of results.errors) console.log(`ERROR ${e.benchmark}: ${e.error}`)
   console.log(`wrote ${out} in ${report.duration_s} s`)
   if (values.keep) console.log(`scratch directory kept: ${dir}`)

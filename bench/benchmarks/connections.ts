@@ -3,11 +3,10 @@ import type { ClientSpec, OpenResult } from '../load/tasks.ts'
 import { type Context, measured, onTarget, sleep } from '../lib/context.ts'
 import { split } from '../lib/pool.ts'
 import { type LoadSample, type Measured, round } from '../lib/results.ts'
+import { createUsers } from '../lib/seed.ts'
 import type { Target, TargetName } from '../lib/targets.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
-import { PasswordPool } from '../../services/users/password-pool.ts'
-import { createUser } from '../../services/users/service.ts'
 
 /**
  * `connect_storm` and `memory_per_connection`, measured on one process per target:
@@ -39,15 +38,18 @@ const USERS = 16
 
 async function stormUsers(dir: string): Promise<string[]> {
   const store = new Store(EmbeddedBackend.open(dir))
-  const users: string[] = []
-  // the users have no password: nothing is hashed
-  const passwords = new PasswordPool({ cost: 10, concurrency: 1, queueLimit: 1 })
-  for (let i = 0; i < USERS; i++) users.push((await createUser(store, { name: `Storm ${i}` }, passwords)).id)
-  await store.close()
-  return users
+  try {
+    return await createUsers(
+      store,
+      Array.from({ length: USERS }, (_, i) => `Storm ${i}`),
+    )
+  } finally {
+    await store.close()
+  }
 }
 
-function clients(ctx: Context, users: string[], prefix: string, n: number): ClientSpec[] {
+/** Client specs; with users, each signs in with an HS256 user JWT of one of them (round-robin). */
+export function clients(ctx: Context, users: string[], prefix: string, n: number): ClientSpec[] {
   return Array.from({ length: n }, (_, i) => {
     const clientId = `${prefix}${i}`
     const sub = users[i % users.length]
@@ -57,18 +59,20 @@ function clients(ctx: Context, users: string[], prefix: string, n: number): Clie
   })
 }
 
-async function storm(
+/** Opens `specs` at once over the load generators (`connectWindow` handshakes in flight), measured. */
+export async function storm(
   ctx: Context,
-  target: Target,
+  target: Target | readonly Target[],
   specs: ClientSpec[],
   group: string,
 ): Promise<{ results: OpenResult[]; load: LoadSample; wallMs: number }> {
+  const first = Array.isArray(target) ? (target as readonly Target[])[0]! : (target as Target)
   const parts = split(specs, ctx.pool.workers.length)
   const { value, load, wallMs } = await measured(ctx, target, () =>
     ctx.pool.all('open', (i) => ({
       group,
-      host: target.host,
-      port: target.port,
+      host: first.host,
+      port: first.port,
       clients: parts[i]!,
       keepalive: 60,
       window: Math.max(1, Math.floor(ctx.profile.connectWindow / ctx.pool.workers.length)),

@@ -4,9 +4,8 @@ import { type Context, measured, onTarget, sleep } from '../lib/context.ts'
 import { split } from '../lib/pool.ts'
 import { LiteRequester } from '../lib/requests.ts'
 import { type LoadSample, type Measured, summarize } from '../lib/results.ts'
+import { createUsers } from '../lib/seed.ts'
 import type { HubTarget, Target, TargetName } from '../lib/targets.ts'
-import { PasswordPool } from '../../services/users/password-pool.ts'
-import { createUser } from '../../services/users/service.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
 import { Store } from '../../services/store/index.ts'
 import { topics } from '../../schemas/topics.ts'
@@ -42,7 +41,7 @@ const MEMBER_PAYLOAD = (i: number) =>
     version: 1,
   }).replace('0.001', '@X@')
 
-interface Scenario {
+export interface Scenario {
   /** Per member worker: subscribe specs; the publisher goes on worker 0. */
   members: { clientId: string; username?: string; password?: string }[]
   filter: string
@@ -52,7 +51,8 @@ interface Scenario {
   replies: boolean
 }
 
-async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Promise<Scenario> {
+/** The hub's scenario, set up through `target` (the admin creates the stage; members join and leave). */
+export async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Promise<Scenario> {
   const token = (sub: string) => ctx.tokens.sign({ sub, role: 'user' }, 3600).token
   const adminReq = await LiteRequester.connect(target.host, target.port, 'fan-admin-setup', token(users[0]!))
   const stage = await adminReq.ok<{ id: string }>('stage.create', { name: 'Fan-out' })
@@ -67,7 +67,16 @@ async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Pr
     await Promise.all(
       members.slice(i, i + 10).map(async (userId, k) => {
         const r = await LiteRequester.connect(target.host, target.port, `fan-setup-${i + k}`, token(userId))
-        await r.ok('stage.join', { stageId: stage.id, groupId: group.id })
+        // a store that serialises readers (MongoDB before issue 15) may refuse a join as `conflict`
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await r.ok('stage.join', { stageId: stage.id, groupId: group.id })
+            break
+          } catch (err) {
+            if (attempt >= 5 || !/"conflict"/.test((err as Error).message)) throw err
+            await sleep(50 * attempt)
+          }
+        }
         await r.ok('stage.leave', {})
         r.end()
       }),
@@ -97,7 +106,7 @@ async function hubScenario(ctx: Context, target: HubTarget, users: string[]): Pr
   }
 }
 
-function plainScenario(m: number): Scenario {
+export function plainScenario(m: number): Scenario {
   return {
     members: Array.from({ length: m }, (_, i) => ({ clientId: `fan-m${i}` })),
     filter: 'bench/stages/s/members/+',
@@ -110,7 +119,7 @@ function plainScenario(m: number): Scenario {
   }
 }
 
-interface Run {
+export interface Run {
   rate: number
   latency: ReturnType<typeof summarize>
   deliveriesPerSecond: number
@@ -123,14 +132,14 @@ interface Run {
 /** What the latency target asks: every delivery made, p99 within this. */
 const SUSTAINED_P99_MS = 10
 
-const sustained = (r: Run) => r.delivered === r.expected && r.latency.p99 <= SUSTAINED_P99_MS
+export const sustained = (r: Run) => r.delivered === r.expected && r.latency.p99 <= SUSTAINED_P99_MS
 
-function subscriberWorkers(ctx: Context) {
+export function subscriberWorkers(ctx: Context) {
   return ctx.pool.workers.length > 1 ? ctx.pool.workers.slice(1) : ctx.pool.workers
 }
 
 /** Waits until no more deliveries arrive (a saturated target works off its backlog), at most 30 s. */
-async function quiesce(ctx: Context): Promise<void> {
+export async function quiesce(ctx: Context): Promise<void> {
   const workers = subscriberWorkers(ctx)
   await Promise.all(workers.map((w) => w.call('record', { group: 'fan-members', extract: 'x' })))
   let last = -1
@@ -149,9 +158,9 @@ async function quiesce(ctx: Context): Promise<void> {
  * One phase: stage changes at `rate` for `seconds`, then deliveries are awaited for as long again
  * (at least 2 s); what has not arrived by then counts as not delivered.
  */
-async function run(
+export async function run(
   ctx: Context,
-  target: Target,
+  target: Target | readonly Target[],
   s: Scenario,
   rate: number,
   seconds: number,
@@ -210,6 +219,48 @@ async function run(
   }
 }
 
+/**
+ * Connects the scenario's members (subscribed at QoS 1, spread over the subscriber workers) and its
+ * publisher (worker 0) to `target`; a client spec's own `port` wins (members spread over the
+ * processes of a deployment).
+ */
+export async function openScenario(ctx: Context, target: Target, s: Scenario): Promise<void> {
+  const workers = subscriberWorkers(ctx)
+  const parts = split(s.members, workers.length)
+  const opened = await Promise.all(
+    workers.map((w, i) =>
+      w.call('open', {
+        group: 'fan-members',
+        host: target.host,
+        port: target.port,
+        clients: parts[i]!,
+        keepalive: 60,
+        window: 50,
+        subscribe: [[s.filter]],
+        qos: 1,
+      }),
+    ),
+  )
+  if (opened.some((o) => o.refused + o.failed > 0))
+    throw new Error(`members not connected: ${opened.flatMap((o) => o.errors).join('; ')}`)
+  const publisher = await ctx.pool.workers[0]!.call('open', {
+    group: 'fan-pub',
+    host: target.host,
+    port: target.port,
+    clients: [s.publisher],
+    keepalive: 60,
+    window: 1,
+    subscribe: s.replies ? [[topics.response.build(s.publisher.clientId)]] : [],
+    qos: 1,
+  })
+  if (publisher.accepted !== 1) throw new Error(`publisher not connected: ${publisher.errors.join('; ')}`)
+}
+
+export async function closeScenario(ctx: Context): Promise<void> {
+  await Promise.all(subscriberWorkers(ctx).map((w) => w.call('close', { group: 'fan-members' })))
+  await ctx.pool.workers[0]!.call('close', { group: 'fan-pub' })
+}
+
 interface Outcome {
   /** At the target rate (`fanout.rate`). */
   steady: Run
@@ -227,34 +278,7 @@ async function measure(ctx: Context, name: TargetName): Promise<Outcome | string
     name,
     async (target) => {
       const s = name === 'hub' ? await hubScenario(ctx, target as HubTarget, users) : plainScenario(f.members)
-      const pool = ctx.pool
-      const workers = subscriberWorkers(ctx)
-      const parts = split(s.members, workers.length)
-      await Promise.all(
-        workers.map((w, i) =>
-          w.call('open', {
-            group: 'fan-members',
-            host: target.host,
-            port: target.port,
-            clients: parts[i]!,
-            keepalive: 60,
-            window: 50,
-            subscribe: [[s.filter]],
-            qos: 1,
-          }),
-        ),
-      )
-      const publisher = await pool.workers[0]!.call('open', {
-        group: 'fan-pub',
-        host: target.host,
-        port: target.port,
-        clients: [s.publisher],
-        keepalive: 60,
-        window: 1,
-        subscribe: s.replies ? [[topics.response.build(s.publisher.clientId)]] : [],
-        qos: 1,
-      })
-      if (publisher.accepted !== 1) throw new Error(`publisher not connected: ${publisher.errors.join('; ')}`)
+      await openScenario(ctx, target, s)
       await quiesce(ctx) // the retained messages of the subscriptions are not counted
       let seqBase = 1000
       const next = () => (seqBase += 100_000)
@@ -287,8 +311,7 @@ async function measure(ctx: Context, name: TargetName): Promise<Outcome | string
       ctx.log(
         `  ${name}: offered ${f.overloadRate}/s → ${Math.round(overload.deliveriesPerSecond)} deliveries/s`,
       )
-      await Promise.all(workers.map((w) => w.call('close', { group: 'fan-members' })))
-      await pool.workers[0]!.call('close', { group: 'fan-pub' })
+      await closeScenario(ctx)
       return { steady, maxRate, ladder, overload }
     },
     name === 'hub' ? { hub: { dataDir: join(ctx.dir, 'fanout-data') } } : {},
@@ -298,14 +321,14 @@ async function measure(ctx: Context, name: TargetName): Promise<Outcome | string
 /** The fan-out's users (admin first, then the members), created in the store before the hub starts. */
 async function fanoutUsers(ctx: Context, dir: string): Promise<string[]> {
   const store = new Store(EmbeddedBackend.open(dir))
-  const users: string[] = []
-  // the users have no password: nothing is hashed
-  const passwords = new PasswordPool({ cost: 10, concurrency: 1, queueLimit: 1 })
-  for (let i = 0; i <= ctx.profile.fanout.members; i++) {
-    users.push((await createUser(store, { name: `Fan ${i}` }, passwords)).id)
+  try {
+    return await createUsers(
+      store,
+      Array.from({ length: ctx.profile.fanout.members + 1 }, (_, i) => `Fan ${i}`),
+    )
+  } finally {
+    await store.close()
   }
-  await store.close()
-  return users
 }
 
 export async function fanout(ctx: Context): Promise<void> {

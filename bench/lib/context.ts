@@ -58,6 +58,24 @@ export interface Profile {
   webMixer: { seconds: number }
   /** web_media: measured joins (median), browser members of the big stage, seconds of each CPU/loss window. */
   webMedia: { joins: number; members: number; seconds: number }
+  /**
+   * cluster: one deployment of several hub processes sharing a Redis and a MongoDB
+   * (bench/benchmarks/cluster.ts).
+   */
+  cluster: {
+    /** Process counts measured, each a deployment of its own (fresh database). */
+    processes: number[]
+    connections: number
+    /**
+     * Members spread over the processes; the admin's changes at `rate` (latency) and `overloadRate`.
+     * Low rates: every change is a MongoDB transaction, tens of milliseconds on the test server.
+     */
+    fanout: { members: number; rate: number; seconds: number; overloadRate: number; overloadSeconds: number }
+    /** Subscribers on the requester's process and as many on another; requests per second. */
+    latency: { subscribers: number; rate: number; seconds: number }
+    /** Devices online through the killed process; how long to wait for them to show offline. */
+    heal: { devices: number; timeoutSeconds: number }
+  }
   churn: {
     seconds: number
     /** Churn without slow readers first: its end is the memory baseline, its p99 the latency one. */
@@ -95,6 +113,14 @@ export const profiles: Record<Profile['name'], Profile> = {
     webLoad: { runs: 2 },
     webMixer: { seconds: 1 },
     webMedia: { joins: 1, members: 3, seconds: 1 },
+    cluster: {
+      // one deployment of two processes: every part runs, in seconds
+      processes: [2],
+      connections: 40,
+      fanout: { members: 4, rate: 5, seconds: 0.5, overloadRate: 20, overloadSeconds: 0.5 },
+      latency: { subscribers: 2, rate: 5, seconds: 0.5 },
+      heal: { devices: 3, timeoutSeconds: 12 },
+    },
     churn: {
       seconds: 2,
       warmupSeconds: 1,
@@ -126,6 +152,13 @@ export const profiles: Record<Profile['name'], Profile> = {
     webLoad: { runs: 5 },
     webMixer: { seconds: 5 },
     webMedia: { joins: 5, members: 8, seconds: 10 },
+    cluster: {
+      processes: [1, 2, 3],
+      connections: 2000,
+      fanout: { members: 100, rate: 10, seconds: 3, overloadRate: 100, overloadSeconds: 2 },
+      latency: { subscribers: 10, rate: 10, seconds: 4 },
+      heal: { devices: 20, timeoutSeconds: 60 },
+    },
     churn: {
       seconds: 60,
       warmupSeconds: 10,
@@ -163,6 +196,13 @@ export const profiles: Record<Profile['name'], Profile> = {
     webLoad: { runs: 11 },
     webMixer: { seconds: 10 },
     webMedia: { joins: 7, members: 8, seconds: 20 },
+    cluster: {
+      processes: [1, 2, 3],
+      connections: 10_000,
+      fanout: { members: 100, rate: 20, seconds: 5, overloadRate: 200, overloadSeconds: 3 },
+      latency: { subscribers: 10, rate: 20, seconds: 10 },
+      heal: { devices: 40, timeoutSeconds: 60 },
+    },
     churn: {
       seconds: 180,
       warmupSeconds: 20,
@@ -246,17 +286,25 @@ export function onHub<T>(
   return onTarget(ctx, 'hub', (t) => work(t as HubTarget), { hub, label: label ?? 'hub' }) as Promise<T>
 }
 
-/** CPU use of the target and every load-generator process over `work`. */
+/**
+ * CPU use of the target and every load-generator process over `work`. Several targets (the processes
+ * of one deployment): `target_cpu` is their sum.
+ */
 export async function measured<T>(
   ctx: Context,
-  target: Target,
+  target: Target | readonly Target[],
   work: () => Promise<T>,
 ): Promise<{ value: T; load: LoadSample; wallMs: number }> {
-  const window = new CpuWindow({ target: target.pid, ...ctx.pool.pids }).begin()
+  const targets = Array.isArray(target) ? (target as readonly Target[]) : [target as Target]
+  const pids = Object.fromEntries(targets.map((t, i) => [`target${i}`, t.pid]))
+  const window = new CpuWindow({ ...pids, ...ctx.pool.pids }).begin()
   const t0 = performance.now()
   const value = await work()
   const wallMs = performance.now() - t0
-  return { value, load: loadSample(window.end()), wallMs }
+  const utilization = window.end()
+  utilization.target =
+    Math.round(targets.reduce((a, _, i) => a + (utilization[`target${i}`] ?? 0), 0) * 100) / 100
+  return { value, load: loadSample(utilization), wallMs }
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -4,7 +4,7 @@ import net from 'node:net'
  * A minimal MQTT 3.1.1 client for load generation: one socket, hand-rolled encoding and parsing, no
  * message store, no timers per client. MQTT.js costs tens of kilobytes and a lot of CPU per client,
  * which would make the load generator the bottleneck; this costs a socket and a few closures.
- * It speaks exactly what the benchmarks need: CONNECT, SUBSCRIBE, PUBLISH (QoS 0/1), PUBACK, PINGREQ.
+ * It speaks exactly what the benchmarks need: CONNECT (with a last will), SUBSCRIBE, PUBLISH (QoS 0/1), PUBACK, PINGREQ.
  */
 
 /** Milliseconds on a clock shared by every process on this machine (epoch-based, sub-millisecond). */
@@ -19,6 +19,8 @@ export interface ConnectOptions {
   /** Seconds; 0 disables keepalive. Pings are the caller's business (see `ping`). */
   keepalive?: number
   clean?: boolean
+  /** The last will, published by the broker when the connection is lost without a DISCONNECT. */
+  will?: { topic: string; payload: string; qos: 0 | 1; retain: boolean }
 }
 
 export type OnPublish = (topic: string, payload: Buffer, retain: boolean) => void
@@ -62,9 +64,11 @@ export function encodeConnect(o: Omit<ConnectOptions, 'host' | 'port'>): Buffer 
   let flags = o.clean === false ? 0 : 0x02
   if (o.username !== undefined) flags |= 0x80
   if (o.password !== undefined) flags |= 0x40
+  if (o.will) flags |= 0x04 | (o.will.qos << 3) | (o.will.retain ? 0x20 : 0)
   const keepalive = Buffer.allocUnsafe(2)
   keepalive.writeUInt16BE(o.keepalive ?? 0, 0)
   const parts = [str('MQTT'), Buffer.from([4, flags]), keepalive, str(o.clientId)]
+  if (o.will) parts.push(str(o.will.topic), str(o.will.payload))
   if (o.username !== undefined) parts.push(str(o.username))
   if (o.password !== undefined) parts.push(str(o.password))
   return packet(0x10, parts)

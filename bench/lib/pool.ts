@@ -53,10 +53,11 @@ export class LoadWorker {
   }
 
   stop(): Promise<void> {
-    if (this.child.exitCode !== null) return Promise.resolve()
+    // a worker killed by a signal has no exit code, only a signal code: waiting for its exit would hang
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve()
     return new Promise((resolve) => {
       this.child.once('exit', () => resolve())
-      this.child.disconnect()
+      if (this.child.connected) this.child.disconnect()
       setTimeout(() => this.child.kill('SIGKILL'), 3000).unref()
     })
   }

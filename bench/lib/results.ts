@@ -83,6 +83,8 @@ export function round(value: number, digits = 3): number {
 export class Results {
   readonly metrics: Metric[] = []
   readonly errors: { benchmark: string; error: string }[] = []
+  /** Figures not measured in this run and why (e.g. no MongoDB or Redis here): not errors. */
+  readonly skipped: { benchmark: string; reason: string }[] = []
   readonly targets: Record<string, unknown>[] = []
 
   /**
@@ -140,6 +142,10 @@ export class Results {
         },
       })
     }
+  }
+
+  skip(benchmark: string, reason: string): void {
+    this.skipped.push({ benchmark, reason })
   }
 
   error(benchmark: string, err: unknown): void {

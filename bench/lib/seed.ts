@@ -9,7 +9,10 @@ import {
 } from '../../services/stages/model.ts'
 import { origin, stageDefaults } from '../../services/stages/rules.ts'
 import { EmbeddedBackend } from '../../services/store/embedded.ts'
+import type { Store } from '../../services/store/index.ts'
 import type { StoredDoc, Write } from '../../services/store/port.ts'
+import { PasswordPool } from '../../services/users/password-pool.ts'
+import { createUser } from '../../services/users/service.ts'
 
 /**
  * A realistic stored state written straight into the embedded store before a hub starts: users, and
@@ -146,4 +149,15 @@ export async function seedStore(
     ...plan,
     sample: { userId: userId(1), stageId: seedId('stage', 0), userName: 'User 1' },
   }
+}
+
+/**
+ * Users created through the users service (as sign-up does, without a password: nothing is hashed),
+ * so tokens of theirs connect without the first CONNECT creating a profile. Returns their ids.
+ */
+export async function createUsers(store: Store, names: readonly string[]): Promise<string[]> {
+  const passwords = new PasswordPool({ cost: 10, concurrency: 1, queueLimit: 1 })
+  const ids: string[] = []
+  for (const name of names) ids.push((await createUser(store, { name }, passwords)).id)
+  return ids
 }

@@ -29,6 +29,8 @@ export interface HubTarget extends Target {
   dumpRetained(file: string): Promise<number>
   /** Resolves once retained changes written behind to the store so far are written. */
   settle(): Promise<void>
+  /** kill -9 (no clean-up, no DISCONNECT, no will handled by this process); resolves once it exited. */
+  kill(): Promise<void>
 }
 
 export interface MemorySample {
@@ -84,7 +86,8 @@ function nextReply(child: ChildProcess, type: string, timeoutMs: number): Promis
 /** Every target process still running, so an interrupted run can stop them (Mosquitto has no IPC). */
 const running = new Set<ChildProcess>()
 
-function track(child: ChildProcess): void {
+/** Kills `child` with the other targets when the run is interrupted (killTargets). */
+export function track(child: ChildProcess): void {
   running.add(child)
   child.once('exit', () => running.delete(child))
 }
@@ -177,6 +180,13 @@ export async function startHubTarget(options: HubOptions): Promise<HubTarget> {
       const reply = nextReply(child, 'dumped', 120_000)
       child.send({ cmd: 'dump-retained', file })
       return (await reply).count as number
+    },
+    kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+      return new Promise<void>((resolve) => {
+        child.once('exit', () => resolve())
+        child.kill('SIGKILL')
+      })
     },
     async stop() {
       await stopChild(child, () => child.send({ cmd: 'stop' }), 30_000)

@@ -13,6 +13,8 @@ export interface ClientSpec {
   clientId: string
   username?: string
   password?: string
+  /** This client's port instead of the task's (clients spread over the processes of a deployment). */
+  port?: number
 }
 
 export interface OpenParams {
@@ -187,7 +189,12 @@ export async function open(p: OpenParams): Promise<OpenResult> {
     while (next < p.clients.length) {
       const i = next++
       const spec = p.clients[i]!
-      const client = LiteClient.connect({ host: p.host, port: p.port, keepalive: p.keepalive, ...spec })
+      const client = LiteClient.connect({
+        host: p.host,
+        keepalive: p.keepalive,
+        ...spec,
+        port: spec.port ?? p.port,
+      })
       try {
         const code = await client.connected
         result.connectedAt = now()

@@ -30,6 +30,7 @@ interface Report {
   baselines: Record<string, string>
   metrics: Metric[]
   errors: { benchmark: string; error: string }[]
+  skipped: { benchmark: string; reason: string }[]
 }
 
 // every benchmark once: about 100 s on 2 busy cores, so more than tap's default of 120 s per file
@@ -81,6 +82,28 @@ t.test('npm run bench -- --tiny writes well-formed results with baselines from t
       rows.some((m) => m.baseline !== null && m.baseline_value !== null),
       `${word}: compared with a baseline measured in the same run`,
     )
+  }
+
+  // several hub processes need a MongoDB and redis-server: without them the cluster benchmark says why
+  for (const s of report.skipped)
+    t.ok(s.reason.length > 0, `${s.benchmark}: skipped, saying why (${s.reason})`)
+  const clusterSkipped = report.skipped.find((s) => s.benchmark === 'cluster')
+  if (clusterSkipped)
+    t.match(clusterSkipped.reason, /MongoDB|redis-server/, 'cluster: skipped for want of MongoDB or Redis')
+  else {
+    const rows = report.metrics.filter((m) => m.name.startsWith('cluster_connect_storm_jwt_'))
+    t.ok(rows.length > 0, 'cluster: the connect storm over several processes is measured')
+    t.ok(
+      rows.some((m) => m.baseline === 'mosquitto'),
+      'cluster: compared with Mosquitto in the same run',
+    )
+    // the other cluster figures need commits and messages to cross processes: measured or skipped with a reason
+    for (const word of ['cluster_fanout', 'cluster_request_delivery', 'cluster_heal'])
+      t.ok(
+        report.metrics.some((m) => m.name.startsWith(word)) ||
+          report.skipped.some((s) => s.benchmark.startsWith(word)),
+        `${word}: measured, or skipped saying why`,
+      )
   }
 
   const mosquittoRan = !report.baselines.mosquitto?.startsWith('unavailable')
