@@ -34,6 +34,8 @@ export function nextPresence(current: PresenceRecord, event: PresenceEvent): Pre
 const MAX_REPORT_BYTES = 8 * 1024
 const validPresence = validator(PresencePayload)
 const validReport = validator(ReportedPayload)
+/** Devices a healing coordinator marks lost per store transaction. */
+const LOST_BATCH = 100
 
 export interface DevicePresenceOptions {
   store: Store
@@ -100,32 +102,31 @@ export class DevicePresence {
     const { store, publisher } = this.#options
     const online = await store.find<DeviceDoc>(collections.devices.name, { hub: processId })
     let marked = 0
-    const failures: unknown[] = []
-    await Promise.all(
-      online.map((device) =>
-        this.#queue.run(device.id, async () => {
-          try {
-            const lost = await this.#update(device.id, (d) =>
-              d.online && d.hub === processId ? { ...offline(d), lastSeen: now() } : null,
-            )
-            if (!lost) return
-            marked++
-            if (this.#options.isRegistered(lost.id))
-              await publisher.publish(deviceTopics.presence(lost.id), {
-                state: 'lost',
-                session: lost.session ?? 0,
-              })
-          } catch (err) {
-            failures.push(err)
-          }
-        }),
-      ),
-    )
-    // the coordinator tries again on its next check: the process stays listed as dead until then
-    if (failures.length > 0)
-      throw new Error(`could not mark ${failures.length} devices of lost process ${processId} offline`, {
-        cause: failures[0],
+    // a transaction per batch, not per device: healing time grows with round trips, not devices
+    for (let i = 0; i < online.length; i += LOST_BATCH) {
+      const ids = online.slice(i, i + LOST_BATCH).map((d) => d.id)
+      const { value: lost } = await store.transaction(async (tx) => {
+        const ended: DeviceDoc[] = []
+        for (const id of ids) {
+          const d = await tx.get<DeviceDoc>(collections.devices.name, id)
+          // gone meanwhile, or back online through a live process: not this process's any more
+          if (!d?.online || d.hub !== processId) continue
+          ended.push(tx.replace<DeviceDoc>(collections.devices.name, { ...offline(d), lastSeen: now() }))
+        }
+        return ended
       })
+      marked += lost.length
+      await Promise.all(
+        lost
+          .filter((device) => this.#options.isRegistered(device.id))
+          .map((device) =>
+            publisher.publish(deviceTopics.presence(device.id), {
+              state: 'lost',
+              session: device.session ?? 0,
+            }),
+          ),
+      )
+    }
     return marked
   }
 
