@@ -149,8 +149,10 @@ t.test(
     const th = await startTestHub(t, { ...roomy, MQTT_PORT: String(port) })
     const owner = await actor(th, 'Owner')
     const box = await registerBox(t, th, owner)
-    const agent = startAgent(t, box)
+    // watching first: a subscription made while the box's configuration changes may get the retained
+    // message of the older one after the live newer one
     const view = await watchDevice(owner, box.deviceId)
+    const agent = startAgent(t, box)
     await view.until((d) => d.online && d.soundCards.length === 2, 'online with its sound cards')
     await untilSettled(view, agent)
     const before = {
