@@ -223,7 +223,11 @@ export class DevicePresence {
     const applied = await this.#update(deviceId, (device) => {
       // the store knows sessions said through other processes of a cluster too
       if (device.session !== undefined) this.#noteSession(deviceId, device.session)
-      endedBefore = device.online ? undefined : device
+      // a new session after an older one another process held or ended: see below
+      endedBefore =
+        !device.online || (device.hub !== undefined && device.hub !== this.#options.processId)
+          ? device
+          : undefined
       newer = event.session < (device.session ?? -1) && device.online ? device : undefined
       const { processId } = this.#options
       if (heldElsewhere(device, processId, event)) return null
@@ -244,9 +248,10 @@ export class DevicePresence {
         session: newer.session ?? 0,
       })
     }
-    // a new session after an end another process committed just before: that process's retained
-    // "offline" of the older session may reach the broker after this device's own "online" (commit
-    // order is not publish order across processes): the newer session is said again after its commit
+    // a new session after one another process held or ended: that process's retained word on the
+    // older session ("offline", or its will) may reach the broker after this device's own "online"
+    // (commit order is not publish order across processes). The store is the truth: once committed,
+    // the newest session is said again, unless a newer one was committed meanwhile (its process says it)
     if (
       this.#options.processId &&
       applied?.online &&
@@ -254,10 +259,12 @@ export class DevicePresence {
       (endedBefore.session ?? -1) < event.session &&
       this.#options.isRegistered(deviceId)
     ) {
-      await this.#options.publisher.publish(deviceTopics.presence(deviceId), {
-        state: 'online',
-        session: event.session,
-      })
+      const stored = await this.#options.store.get<DeviceDoc>(collections.devices.name, deviceId)
+      if (stored?.online && stored.session === event.session)
+        await this.#options.publisher.publish(deviceTopics.presence(deviceId), {
+          state: 'online',
+          session: event.session,
+        })
     }
   }
 
