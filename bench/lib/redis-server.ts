@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
+import { freePort } from './procs.ts'
 
 /**
  * A real redis-server on a free port of 127.0.0.1, in memory only (no RDB, no AOF): what the cluster
@@ -24,14 +24,6 @@ export interface RedisServer {
   process: ChildProcess
   /** Kills the server (SIGKILL: nothing is persisted anyway) and resolves once it has exited. */
   stop(): Promise<void>
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** Starts redis-server and resolves once it answers PING; `logFile` receives its output. */

@@ -1,6 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -10,20 +9,13 @@ import { createTokenService } from '../../../broker/tokens.ts'
 import { topics } from '../../../schemas/topics.ts'
 import { TEST_SECRET, waitUntil } from '../../helpers/hub.ts'
 import { spawnHub } from '../../helpers/hub-process.ts'
+import { freePort } from '../../helpers/proxy.ts'
 import { freshMongoUrl, mongoMissing } from '../../helpers/mongo.ts'
 import { redisMissing, startRedis } from '../../helpers/redis.ts'
 
 const HAPROXY = process.env.HAPROXY ?? 'haproxy'
 const haproxyMissing =
   spawnSync(HAPROXY, ['-v']).status === 0 ? false : `${HAPROXY} is not installed (Debian package haproxy)`
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /**
  * The shipped haproxy.cfg (docker-compose.yml's load balancer) with the test's addresses: the hubs on
